@@ -1,0 +1,130 @@
+//! Base64url without padding (RFC 4648 §5), the encoding of public keys, signatures and tokens.
+//!
+//! The decoder is tolerant the way the reference verifier is: it accepts trailing `=` padding
+//! and the standard alphabet (`+`, `/`) as well.
+
+const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
+/// Error from [`decode_into`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DecodeError {
+    /// A byte outside both base64 alphabets.
+    InvalidByte(u8),
+    /// The text length cannot come from whole bytes.
+    InvalidLength,
+    /// The output buffer is too small.
+    BufferTooSmall,
+}
+
+/// Length of the unpadded encoding of `n` bytes.
+pub const fn encoded_len(n: usize) -> usize {
+    (n * 4).div_ceil(3)
+}
+
+/// Encodes `input` into `out`, returning the written prefix as `&str`.
+///
+/// Returns `None` if `out` is shorter than [`encoded_len`]`(input.len())`.
+pub fn encode_into<'a>(input: &[u8], out: &'a mut [u8]) -> Option<&'a str> {
+    let need = encoded_len(input.len());
+    if out.len() < need {
+        return None;
+    }
+    let mut o = 0;
+    for chunk in input.chunks(3) {
+        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        let chars = chunk.len() + 1;
+        for i in 0..chars {
+            out[o] = ALPHABET[((n >> (18 - 6 * i)) & 63) as usize];
+            o += 1;
+        }
+    }
+    core::str::from_utf8(&out[..o]).ok()
+}
+
+#[cfg(feature = "std")]
+/// Encodes `input` as an owned string.
+pub fn encode(input: &[u8]) -> String {
+    let mut buf = vec![0u8; encoded_len(input.len())];
+    encode_into(input, &mut buf).map(str::to_owned).unwrap_or_default()
+}
+
+fn value(c: u8) -> Result<u32, DecodeError> {
+    Ok(match c {
+        b'A'..=b'Z' => c - b'A',
+        b'a'..=b'z' => c - b'a' + 26,
+        b'0'..=b'9' => c - b'0' + 52,
+        b'-' | b'+' => 62,
+        b'_' | b'/' => 63,
+        _ => return Err(DecodeError::InvalidByte(c)),
+    } as u32)
+}
+
+/// Decodes `text` into `out`, returning the number of bytes written.
+pub fn decode_into(text: &str, out: &mut [u8]) -> Result<usize, DecodeError> {
+    let bytes = text.trim_end_matches('=').as_bytes();
+    if bytes.len() % 4 == 1 {
+        return Err(DecodeError::InvalidLength);
+    }
+    let need = bytes.len() * 3 / 4;
+    if out.len() < need {
+        return Err(DecodeError::BufferTooSmall);
+    }
+    let mut o = 0;
+    for chunk in bytes.chunks(4) {
+        let mut n = 0u32;
+        for (i, &c) in chunk.iter().enumerate() {
+            n |= value(c)? << (18 - 6 * i);
+        }
+        for i in 0..chunk.len() - 1 {
+            out[o] = (n >> (16 - 8 * i)) as u8;
+            o += 1;
+        }
+    }
+    Ok(o)
+}
+
+/// Decodes exactly `N` bytes, or fails.
+pub fn decode_array<const N: usize>(text: &str) -> Result<[u8; N], DecodeError> {
+    let mut buf = [0u8; N];
+    let mut tmp = [0u8; 96];
+    if N > tmp.len() {
+        return Err(DecodeError::BufferTooSmall);
+    }
+    let n = decode_into(text, &mut tmp)?;
+    if n != N {
+        return Err(DecodeError::InvalidLength);
+    }
+    buf.copy_from_slice(&tmp[..N]);
+    Ok(buf)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_every_length() {
+        let data: [u8; 70] = core::array::from_fn(|i| (i * 37 + 11) as u8);
+        for len in 0..data.len() {
+            let mut enc = [0u8; 100];
+            let s = encode_into(&data[..len], &mut enc).unwrap();
+            assert_eq!(s.len(), encoded_len(len));
+            assert!(!s.contains('='));
+            let mut dec = [0u8; 100];
+            let n = decode_into(s, &mut dec).unwrap();
+            assert_eq!(&dec[..n], &data[..len]);
+        }
+    }
+
+    #[test]
+    fn known_vectors_and_tolerance() {
+        let mut out = [0u8; 16];
+        assert_eq!(encode_into(b"\xfb\xff", &mut out), Some("-_8"));
+        let mut dec = [0u8; 8];
+        let n = decode_into("+/8=", &mut dec).unwrap();
+        assert_eq!(&dec[..n], b"\xfb\xff");
+        assert_eq!(decode_into("a", &mut dec), Err(DecodeError::InvalidLength));
+        assert_eq!(decode_into("a*==", &mut dec), Err(DecodeError::InvalidByte(b'*')));
+    }
+}

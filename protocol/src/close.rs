@@ -1,0 +1,58 @@
+//! WebSocket close codes and reasons used by the gateway and its clients (reference §1.7).
+
+/// Normal close; also used for a handshake timeout or an unparseable first frame.
+pub const NORMAL: u16 = 1000;
+/// The client's protocol range excludes every version the gateway speaks.
+pub const PROTOCOL_ERROR: u16 = 1002;
+/// Policy violation: bad first frame, failed auth, pairing required, slow consumer.
+pub const POLICY_VIOLATION: u16 = 1008;
+/// A frame exceeded the size allowed at this stage.
+pub const TOO_BIG: u16 = 1009;
+/// Gateway is restarting or stopping (sent after a `shutdown` event).
+pub const SERVICE_RESTART: u16 = 1012;
+/// Client watchdog: no frame for two tick intervals.
+pub const TICK_TIMEOUT: u16 = 4000;
+/// Credentials were rotated or revoked.
+pub const AUTH_CHANGED: u16 = 4001;
+
+/// Close reasons as the reference sends them.
+pub mod reason {
+    pub const PROTOCOL_MISMATCH: &str = "protocol mismatch";
+    pub const INVALID_FRAME: &str = "invalid request frame";
+    pub const FIRST_MUST_BE_CONNECT: &str = "invalid handshake: first request must be connect";
+    pub const INVALID_ROLE: &str = "invalid role";
+    pub const DEVICE_IDENTITY_REQUIRED: &str = "device identity required";
+    pub const PAIRING_REQUIRED: &str = "pairing required";
+    pub const SLOW_CONSUMER: &str = "slow consumer";
+    pub const PREAUTH_TOO_LARGE: &str = "preauth payload too large";
+    pub const SERVICE_RESTART: &str = "service restart";
+    pub const REPEATED_UNAUTHORIZED: &str = "repeated unauthorized calls";
+    pub const DEVICE_REMOVED: &str = "device removed";
+}
+
+/// Close reasons are limited to 123 bytes by RFC 6455; the reference truncates to 120.
+pub const MAX_REASON_BYTES: usize = 120;
+
+/// Truncates `reason` to at most [`MAX_REASON_BYTES`] on a character boundary.
+pub fn truncate_reason(reason: &str) -> &str {
+    if reason.len() <= MAX_REASON_BYTES {
+        return reason;
+    }
+    let mut end = MAX_REASON_BYTES;
+    while !reason.is_char_boundary(end) {
+        end -= 1;
+    }
+    &reason[..end]
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn reasons_are_truncated_on_char_boundaries() {
+        let long = "é".repeat(100);
+        let cut = super::truncate_reason(&long);
+        assert!(cut.len() <= super::MAX_REASON_BYTES);
+        assert!(cut.chars().all(|c| c == 'é'));
+        assert_eq!(super::truncate_reason("short"), "short");
+    }
+}

@@ -1,0 +1,147 @@
+//! Inbound decoding on the gateway side: one text frame → a typed request, or the exact reason
+//! it is invalid. The JSON Schemas in `protocol/schema/` describe what this accepts; the
+//! conformance test feeds both the same corpus.
+
+use serde::de::DeserializeOwned;
+use serde_json::value::RawValue;
+
+use crate::connect::ConnectParams;
+use crate::frames::{classify, FrameError, RequestFrame};
+use crate::methods::{ChannelsStatusParams, EmptyParams, HealthParams, SystemEventParams};
+
+/// Typed params of a request whose method Pincer knows.
+#[derive(Debug, Clone)]
+pub enum Params {
+    Connect(Box<ConnectParams>),
+    Health(HealthParams),
+    Status(EmptyParams),
+    SystemPresence(EmptyParams),
+    LastHeartbeat(EmptyParams),
+    ConfigGet(EmptyParams),
+    ChannelsStatus(ChannelsStatusParams),
+    SystemEvent(Box<SystemEventParams>),
+    /// A method this build does not implement; params are kept as raw JSON.
+    Unknown(Option<Box<RawValue>>),
+}
+
+/// Methods whose params are typed here, with a constructor from raw params.
+pub const TYPED_METHODS: &[&str] =
+    &["connect", "health", "status", "system-presence", "last-heartbeat", "config.get", "channels.status", "system-event"];
+
+/// A decoded request.
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub id: String,
+    pub method: String,
+    pub params: Params,
+}
+
+/// Why a request frame was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DecodeError {
+    /// Not JSON at all.
+    NotJson(String),
+    /// JSON, but not a valid request frame.
+    InvalidFrame { id: Option<String>, message: String },
+    /// A valid frame whose params do not match the method's schema.
+    InvalidParams { id: String, method: String, message: String },
+}
+
+impl DecodeError {
+    /// The id to answer with (`"invalid"` when the frame had none).
+    pub fn reply_id(&self) -> &str {
+        match self {
+            Self::NotJson(_) => "invalid",
+            Self::InvalidFrame { id, .. } => id.as_deref().unwrap_or("invalid"),
+            Self::InvalidParams { id, .. } => id,
+        }
+    }
+
+    /// The error message in the reference's wording.
+    pub fn message(&self) -> String {
+        match self {
+            Self::NotJson(m) => format!("invalid request frame: {m}"),
+            Self::InvalidFrame { message, .. } => format!("invalid request frame: {message}"),
+            Self::InvalidParams { method, message, .. } => format!("invalid {method} params: {message}"),
+        }
+    }
+}
+
+impl core::fmt::Display for DecodeError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(&self.message())
+    }
+}
+
+impl std::error::Error for DecodeError {}
+
+fn typed<T: DeserializeOwned>(raw: Option<&RawValue>) -> Result<T, String> {
+    let text = raw.map_or("{}", RawValue::get);
+    serde_json::from_str(text).map_err(|e| e.to_string())
+}
+
+/// Decodes params of `method` (absent params count as `{}`).
+pub fn decode_params(method: &str, raw: Option<Box<RawValue>>) -> Result<Params, String> {
+    let r = raw.as_deref();
+    Ok(match method {
+        "connect" => Params::Connect(Box::new(typed(r)?)),
+        "health" => Params::Health(typed(r)?),
+        "status" => Params::Status(typed(r)?),
+        "system-presence" => Params::SystemPresence(typed(r)?),
+        "last-heartbeat" => Params::LastHeartbeat(typed(r)?),
+        "config.get" => Params::ConfigGet(typed(r)?),
+        "channels.status" => Params::ChannelsStatus(typed(r)?),
+        "system-event" => Params::SystemEvent(Box::new(typed(r)?)),
+        _ => Params::Unknown(raw),
+    })
+}
+
+/// Decodes one inbound text frame.
+pub fn decode_request(text: &str) -> Result<Request, DecodeError> {
+    let frame: RequestFrame = serde_json::from_str(text).map_err(|e| match classify(&e, text) {
+        FrameError::NotJson(m) => DecodeError::NotJson(m),
+        FrameError::Invalid { id, message } => DecodeError::InvalidFrame { id, message },
+    })?;
+    let id = frame.id.into_string();
+    let method = frame.method.into_string();
+    match decode_params(&method, frame.params) {
+        Ok(params) => Ok(Request { id, method, params }),
+        Err(message) => Err(DecodeError::InvalidParams { id, method, message }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decodes_a_captured_node_connect() {
+        let text = r#"{"type":"req","id":"1:x","method":"connect","params":{"minProtocol":4,"maxProtocol":4,"client":{"id":"node-host","displayName":"n","version":"2026.9.6","platform":"linux","deviceFamily":"Linux","mode":"node","instanceId":"i"},"caps":["system"],"commands":["system.run"],"pathEnv":"/bin","auth":{"token":"t"},"role":"node","scopes":[],"device":{"id":"d","publicKey":"k","signature":"s","signedAt":1,"nonce":"n"}}}"#;
+        let r = decode_request(text).unwrap();
+        let Params::Connect(c) = r.params else { panic!("not connect") };
+        assert_eq!(c.role(), "node");
+        assert_eq!(c.client.id.as_str(), "node-host");
+    }
+
+    #[test]
+    fn refuses_what_the_reference_refuses() {
+        let bad_client = r#"{"type":"req","id":"1","method":"connect","params":{"minProtocol":3,"maxProtocol":3,"client":{"id":"ios-node","version":"1","platform":"x","mode":"node"}}}"#;
+        assert!(matches!(decode_request(bad_client), Err(DecodeError::InvalidParams { .. })));
+        let extra = r#"{"type":"req","id":"1","method":"health","params":{"probe":true,"x":1}}"#;
+        let e = decode_request(extra).unwrap_err();
+        assert_eq!(e.reply_id(), "1");
+        assert!(e.message().starts_with("invalid health params: unknown field `x`"));
+        assert!(matches!(decode_request(r#"{"type":"req","id":"","method":"health"}"#), Err(DecodeError::InvalidFrame { .. })));
+        assert!(matches!(decode_request("[1,2"), Err(DecodeError::NotJson(_))));
+        assert!(matches!(decode_request(r#"{"type":"event","event":"x"}"#), Err(DecodeError::InvalidFrame { .. })));
+    }
+
+    #[test]
+    fn absent_params_are_empty_and_unknown_methods_pass_through() {
+        assert!(matches!(decode_request(r#"{"type":"req","id":"1","method":"status"}"#).unwrap().params, Params::Status(_)));
+        assert!(matches!(
+            decode_request(r#"{"type":"req","id":"1","method":"chat.send","params":{"a":1}}"#).unwrap().params,
+            Params::Unknown(Some(_))
+        ));
+    }
+}

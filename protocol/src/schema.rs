@@ -1,0 +1,46 @@
+//! JSON Schema generation from the Rust types. The committed copies live in `protocol/schema/`;
+//! `cargo test -p pincer-protocol --features schema` fails when they are stale, and
+//! `PINCER_BLESS=1` rewrites them.
+
+use schemars::generate::SchemaSettings;
+use schemars::JsonSchema;
+use serde_json::Value;
+
+use crate::connect::{ChallengePayload, ConnectParams, HelloOk, PresencePayload, ShutdownPayload, TickPayload};
+use crate::error::ErrorShape;
+use crate::frames::{EventFrame, RequestFrame, ResponseFrame};
+use crate::methods::*;
+
+fn gen<T: JsonSchema>() -> Value {
+    let settings = SchemaSettings::draft2020_12();
+    let generator = settings.into_generator();
+    generator.into_root_schema_for::<T>().to_value()
+}
+
+/// Every schema as `(relative path, schema)`, in a stable order.
+pub fn all() -> Vec<(String, Value)> {
+    let mut out: Vec<(String, Value)> = vec![
+        ("frames/request.json".into(), gen::<RequestFrame>()),
+        ("frames/response.json".into(), gen::<ResponseFrame>()),
+        ("frames/event.json".into(), gen::<EventFrame>()),
+        ("frames/error.json".into(), gen::<ErrorShape>()),
+        ("events/connect.challenge.json".into(), gen::<ChallengePayload>()),
+        ("events/tick.json".into(), gen::<TickPayload>()),
+        ("events/presence.json".into(), gen::<PresencePayload>()),
+        ("events/health.json".into(), gen::<HealthSummary>()),
+        ("events/shutdown.json".into(), gen::<ShutdownPayload>()),
+    ];
+    let mut method = |name: &str, params: Value, result: Value| {
+        out.push((format!("methods/{name}.params.json"), params));
+        out.push((format!("methods/{name}.result.json"), result));
+    };
+    method("connect", gen::<ConnectParams>(), gen::<HelloOk>());
+    method("health", gen::<HealthParams>(), gen::<HealthSummary>());
+    method("status", gen::<EmptyParams>(), gen::<StatusSummary>());
+    method("system-presence", gen::<EmptyParams>(), gen::<SystemPresenceResult>());
+    method("last-heartbeat", gen::<EmptyParams>(), gen::<Option<Value>>());
+    method("config.get", gen::<EmptyParams>(), gen::<ConfigGetResult>());
+    method("channels.status", gen::<ChannelsStatusParams>(), gen::<ChannelsStatusResult>());
+    method("system-event", gen::<SystemEventParams>(), gen::<SystemEventResult>());
+    out
+}
