@@ -1,0 +1,58 @@
+//! # pincer-gateway
+//!
+//! One long-lived daemon per host: the OpenClaw-compatible WebSocket control plane that
+//! operator clients and nodes connect to.
+//!
+//! **Owns:** sockets, the handshake and its auth decisions, the connection registry, event
+//! fan-out, method dispatch, and the gateway's persisted state (token, paired devices).
+//! **Must not touch:** the meaning of bytes on the wire (that is `pincer-protocol`), or any
+//! hardware (that is `pincer-hal`, used by nodes only).
+//!
+//! ## Where a frame goes
+//!
+//! ```text
+//! TCP ─▶ server (accept, pre-auth budget, upgrade) ─▶ link (one task per socket)
+//!          link: challenge ─▶ handshake (auth, device proof, pairing) ─▶ hello-ok
+//!          link: req ─▶ methods (scope check, dedupe) ─▶ res
+//! hub (registry, presence, health, seq) ─▶ outbound queue of each link ─▶ event frames
+//! ```
+//!
+//! * [`config`]: settings from flags, environment and `gateway.toml`.
+//! * [`server`]: accept loop, per-IP pre-auth budget, tick timer, graceful shutdown.
+//! * [`link`]: one connection's life: challenge, handshake, read/write loop, bounded queue.
+//! * [`handshake`]: the `connect` pipeline (protocol range, shared secret, device proof, pairing).
+//! * [`auth`]: shared token / password checks in constant time.
+//! * [`devices`]: paired devices and their (hashed) device tokens, persisted atomically.
+//! * [`hub`]: connection registry, event broadcast with per-connection `seq`, presence, health.
+//! * [`methods`]: method dispatch, scope enforcement, idempotency ([`dedupe`]).
+//! * [`client`]: a small operator client (`pincer-gateway call`).
+//! * [`fsutil`], [`secret`]: atomic writes, random tokens and ids.
+
+pub mod auth;
+pub mod client;
+pub mod config;
+pub mod dedupe;
+pub mod devices;
+pub mod fsutil;
+pub mod handshake;
+pub mod hub;
+pub mod link;
+pub mod methods;
+pub mod secret;
+pub mod server;
+
+pub use config::Config;
+pub use server::{Gateway, GatewayError};
+
+/// Version reported in `hello-ok.server.version`.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+/// Name reported alongside the version.
+pub const IMPLEMENTATION: &str = "pincer-gateway";
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}

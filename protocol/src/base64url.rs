@@ -31,7 +31,11 @@ pub fn encode_into<'a>(input: &[u8], out: &'a mut [u8]) -> Option<&'a str> {
     }
     let mut o = 0;
     for chunk in input.chunks(3) {
-        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
         let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
         let chars = chunk.len() + 1;
         for i in 0..chars {
@@ -46,7 +50,9 @@ pub fn encode_into<'a>(input: &[u8], out: &'a mut [u8]) -> Option<&'a str> {
 /// Encodes `input` as an owned string.
 pub fn encode(input: &[u8]) -> String {
     let mut buf = vec![0u8; encoded_len(input.len())];
-    encode_into(input, &mut buf).map(str::to_owned).unwrap_or_default()
+    encode_into(input, &mut buf)
+        .map(str::to_owned)
+        .unwrap_or_default()
 }
 
 fn value(c: u8) -> Result<u32, DecodeError> {
@@ -125,6 +131,9 @@ mod tests {
         let n = decode_into("+/8=", &mut dec).unwrap();
         assert_eq!(&dec[..n], b"\xfb\xff");
         assert_eq!(decode_into("a", &mut dec), Err(DecodeError::InvalidLength));
-        assert_eq!(decode_into("a*==", &mut dec), Err(DecodeError::InvalidByte(b'*')));
+        assert_eq!(
+            decode_into("a*==", &mut dec),
+            Err(DecodeError::InvalidByte(b'*'))
+        );
     }
 }

@@ -25,8 +25,16 @@ pub enum Params {
 }
 
 /// Methods whose params are typed here, with a constructor from raw params.
-pub const TYPED_METHODS: &[&str] =
-    &["connect", "health", "status", "system-presence", "last-heartbeat", "config.get", "channels.status", "system-event"];
+pub const TYPED_METHODS: &[&str] = &[
+    "connect",
+    "health",
+    "status",
+    "system-presence",
+    "last-heartbeat",
+    "config.get",
+    "channels.status",
+    "system-event",
+];
 
 /// A decoded request.
 #[derive(Debug, Clone)]
@@ -44,7 +52,11 @@ pub enum DecodeError {
     /// JSON, but not a valid request frame.
     InvalidFrame { id: Option<String>, message: String },
     /// A valid frame whose params do not match the method's schema.
-    InvalidParams { id: String, method: String, message: String },
+    InvalidParams {
+        id: String,
+        method: String,
+        message: String,
+    },
 }
 
 impl DecodeError {
@@ -62,7 +74,9 @@ impl DecodeError {
         match self {
             Self::NotJson(m) => format!("invalid request frame: {m}"),
             Self::InvalidFrame { message, .. } => format!("invalid request frame: {message}"),
-            Self::InvalidParams { method, message, .. } => format!("invalid {method} params: {message}"),
+            Self::InvalidParams {
+                method, message, ..
+            } => format!("invalid {method} params: {message}"),
         }
     }
 }
@@ -106,7 +120,11 @@ pub fn decode_request(text: &str) -> Result<Request, DecodeError> {
     let method = frame.method.into_string();
     match decode_params(&method, frame.params) {
         Ok(params) => Ok(Request { id, method, params }),
-        Err(message) => Err(DecodeError::InvalidParams { id, method, message }),
+        Err(message) => Err(DecodeError::InvalidParams {
+            id,
+            method,
+            message,
+        }),
     }
 }
 
@@ -118,7 +136,9 @@ mod tests {
     fn decodes_a_captured_node_connect() {
         let text = r#"{"type":"req","id":"1:x","method":"connect","params":{"minProtocol":4,"maxProtocol":4,"client":{"id":"node-host","displayName":"n","version":"2026.9.6","platform":"linux","deviceFamily":"Linux","mode":"node","instanceId":"i"},"caps":["system"],"commands":["system.run"],"pathEnv":"/bin","auth":{"token":"t"},"role":"node","scopes":[],"device":{"id":"d","publicKey":"k","signature":"s","signedAt":1,"nonce":"n"}}}"#;
         let r = decode_request(text).unwrap();
-        let Params::Connect(c) = r.params else { panic!("not connect") };
+        let Params::Connect(c) = r.params else {
+            panic!("not connect")
+        };
         assert_eq!(c.role(), "node");
         assert_eq!(c.client.id.as_str(), "node-host");
     }
@@ -126,21 +146,42 @@ mod tests {
     #[test]
     fn refuses_what_the_reference_refuses() {
         let bad_client = r#"{"type":"req","id":"1","method":"connect","params":{"minProtocol":3,"maxProtocol":3,"client":{"id":"ios-node","version":"1","platform":"x","mode":"node"}}}"#;
-        assert!(matches!(decode_request(bad_client), Err(DecodeError::InvalidParams { .. })));
+        assert!(matches!(
+            decode_request(bad_client),
+            Err(DecodeError::InvalidParams { .. })
+        ));
         let extra = r#"{"type":"req","id":"1","method":"health","params":{"probe":true,"x":1}}"#;
         let e = decode_request(extra).unwrap_err();
         assert_eq!(e.reply_id(), "1");
-        assert!(e.message().starts_with("invalid health params: unknown field `x`"));
-        assert!(matches!(decode_request(r#"{"type":"req","id":"","method":"health"}"#), Err(DecodeError::InvalidFrame { .. })));
-        assert!(matches!(decode_request("[1,2"), Err(DecodeError::NotJson(_))));
-        assert!(matches!(decode_request(r#"{"type":"event","event":"x"}"#), Err(DecodeError::InvalidFrame { .. })));
+        assert!(e
+            .message()
+            .starts_with("invalid health params: unknown field `x`"));
+        assert!(matches!(
+            decode_request(r#"{"type":"req","id":"","method":"health"}"#),
+            Err(DecodeError::InvalidFrame { .. })
+        ));
+        assert!(matches!(
+            decode_request("[1,2"),
+            Err(DecodeError::NotJson(_))
+        ));
+        assert!(matches!(
+            decode_request(r#"{"type":"event","event":"x"}"#),
+            Err(DecodeError::InvalidFrame { .. })
+        ));
     }
 
     #[test]
     fn absent_params_are_empty_and_unknown_methods_pass_through() {
-        assert!(matches!(decode_request(r#"{"type":"req","id":"1","method":"status"}"#).unwrap().params, Params::Status(_)));
         assert!(matches!(
-            decode_request(r#"{"type":"req","id":"1","method":"chat.send","params":{"a":1}}"#).unwrap().params,
+            decode_request(r#"{"type":"req","id":"1","method":"status"}"#)
+                .unwrap()
+                .params,
+            Params::Status(_)
+        ));
+        assert!(matches!(
+            decode_request(r#"{"type":"req","id":"1","method":"chat.send","params":{"a":1}}"#)
+                .unwrap()
+                .params,
             Params::Unknown(Some(_))
         ));
     }

@@ -48,7 +48,8 @@ pub enum EnvelopeError {
 
 /// Reads the header of one frame.
 pub fn decode_header(frame: &[u8]) -> Result<Header<'_>, EnvelopeError> {
-    let (h, _) = serde_json_core::from_slice::<Header<'_>>(frame).map_err(|_| EnvelopeError::Malformed)?;
+    let (h, _) =
+        serde_json_core::from_slice::<Header<'_>>(frame).map_err(|_| EnvelopeError::Malformed)?;
     let non_empty = |s: Option<&str>| s.is_some_and(|s| !s.is_empty());
     let complete = match h.kind {
         FrameType::Req => non_empty(h.id) && non_empty(h.method),
@@ -72,8 +73,22 @@ struct Req<'a, P: Serialize> {
 }
 
 /// Writes a `req` frame into `out`, returning the number of bytes used.
-pub fn encode_request<P: Serialize>(out: &mut [u8], id: &str, method: &str, params: &P) -> Result<usize, EnvelopeError> {
-    serde_json_core::to_slice(&Req { kind: FrameType::Req, id, method, params }, out).map_err(|_| EnvelopeError::BufferFull)
+pub fn encode_request<P: Serialize>(
+    out: &mut [u8],
+    id: &str,
+    method: &str,
+    params: &P,
+) -> Result<usize, EnvelopeError> {
+    serde_json_core::to_slice(
+        &Req {
+            kind: FrameType::Req,
+            id,
+            method,
+            params,
+        },
+        out,
+    )
+    .map_err(|_| EnvelopeError::BufferFull)
 }
 
 #[cfg(test)]
@@ -84,19 +99,34 @@ mod tests {
     fn reads_headers_and_skips_bodies() {
         let ev = br#"{"type":"event","event":"connect.challenge","payload":{"nonce":"n-1","ts":1,"capabilities":["x"]}}"#;
         let h = decode_header(ev).unwrap();
-        assert_eq!((h.kind, h.event), (FrameType::Event, Some("connect.challenge")));
+        assert_eq!(
+            (h.kind, h.event),
+            (FrameType::Event, Some("connect.challenge"))
+        );
         let res = br#"{"type":"res","id":"7","ok":false,"error":{"code":"INVALID_REQUEST","message":"m"}}"#;
         let h = decode_header(res).unwrap();
-        assert_eq!((h.kind, h.id, h.ok), (FrameType::Res, Some("7"), Some(false)));
+        assert_eq!(
+            (h.kind, h.id, h.ok),
+            (FrameType::Res, Some("7"), Some(false))
+        );
         let tick = br#"{"type":"event","event":"tick","payload":{"ts":5},"seq":12}"#;
         assert_eq!(decode_header(tick).unwrap().seq, Some(12));
     }
 
     #[test]
     fn rejects_incomplete_or_unknown_frames() {
-        assert_eq!(decode_header(br#"{"type":"req","id":"","method":"x"}"#), Err(EnvelopeError::MissingField));
-        assert_eq!(decode_header(br#"{"type":"res","id":"1"}"#), Err(EnvelopeError::MissingField));
-        assert_eq!(decode_header(br#"{"type":"nope"}"#), Err(EnvelopeError::Malformed));
+        assert_eq!(
+            decode_header(br#"{"type":"req","id":"","method":"x"}"#),
+            Err(EnvelopeError::MissingField)
+        );
+        assert_eq!(
+            decode_header(br#"{"type":"res","id":"1"}"#),
+            Err(EnvelopeError::MissingField)
+        );
+        assert_eq!(
+            decode_header(br#"{"type":"nope"}"#),
+            Err(EnvelopeError::Malformed)
+        );
         assert_eq!(decode_header(b"not json"), Err(EnvelopeError::Malformed));
     }
 
@@ -108,8 +138,14 @@ mod tests {
         }
         let mut buf = [0u8; 128];
         let n = encode_request(&mut buf, "1", "health", &P { probe: true }).unwrap();
-        assert_eq!(&buf[..n], br#"{"type":"req","id":"1","method":"health","params":{"probe":true}}"#);
+        assert_eq!(
+            &buf[..n],
+            br#"{"type":"req","id":"1","method":"health","params":{"probe":true}}"#
+        );
         let mut tiny = [0u8; 8];
-        assert_eq!(encode_request(&mut tiny, "1", "health", &P { probe: true }), Err(EnvelopeError::BufferFull));
+        assert_eq!(
+            encode_request(&mut tiny, "1", "health", &P { probe: true }),
+            Err(EnvelopeError::BufferFull)
+        );
     }
 }

@@ -59,7 +59,13 @@ pub struct ErrorShape {
 
 impl ErrorShape {
     pub fn new(code: &str, message: impl Into<String>) -> Self {
-        Self { code: code.into(), message: message.into(), details: None, retryable: None, retry_after_ms: None }
+        Self {
+            code: code.into(),
+            message: message.into(),
+            details: None,
+            retryable: None,
+            retry_after_ms: None,
+        }
     }
 
     pub fn invalid(message: impl Into<String>) -> Self {

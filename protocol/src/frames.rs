@@ -115,12 +115,20 @@ impl Frame {
     pub fn decode(text: &str) -> Result<Frame, FrameError> {
         let head: TypeOnly = serde_json::from_str(text).map_err(|e| classify(&e, text))?;
         let id = head.id.and_then(|v| v.as_str().map(str::to_owned));
-        let invalid = |e: serde_json::Error| FrameError::Invalid { id: id.clone(), message: e.to_string() };
+        let invalid = |e: serde_json::Error| FrameError::Invalid {
+            id: id.clone(),
+            message: e.to_string(),
+        };
         match head.kind.as_ref().and_then(Value::as_str) {
             Some("req") => serde_json::from_str(text).map(Frame::Req).map_err(invalid),
             Some("res") => serde_json::from_str(text).map(Frame::Res).map_err(invalid),
-            Some("event") => serde_json::from_str(text).map(Frame::Event).map_err(invalid),
-            _ => Err(FrameError::Invalid { id, message: "unknown frame type".into() }),
+            Some("event") => serde_json::from_str(text)
+                .map(Frame::Event)
+                .map_err(invalid),
+            _ => Err(FrameError::Invalid {
+                id,
+                message: "unknown frame type".into(),
+            }),
         }
     }
 }
@@ -135,7 +143,10 @@ pub(crate) fn classify(e: &serde_json::Error, text: &str) -> FrameError {
             Err(syntax) => FrameError::NotJson(syntax.to_string()),
             Ok(v) => {
                 let id = v.get("id").and_then(Value::as_str).map(str::to_owned);
-                FrameError::Invalid { id, message: e.to_string() }
+                FrameError::Invalid {
+                    id,
+                    message: e.to_string(),
+                }
             }
         },
     }
@@ -156,7 +167,10 @@ pub fn encode_res_ok_raw(id: &str, payload_json: &str) -> String {
 pub fn encode_res_ok<T: Serialize + ?Sized>(id: &str, payload: &T) -> String {
     match serde_json::to_string(payload) {
         Ok(p) => encode_res_ok_raw(id, &p),
-        Err(e) => encode_res_err(id, &ErrorShape::unavailable(format!("failed to encode result: {e}"))),
+        Err(e) => encode_res_err(
+            id,
+            &ErrorShape::unavailable(format!("failed to encode result: {e}")),
+        ),
     }
 }
 
@@ -166,13 +180,21 @@ pub fn encode_res_err(id: &str, error: &ErrorShape) -> String {
     out.push_str(r#"{"type":"res","id":"#);
     push_json_str(&mut out, id);
     out.push_str(r#","ok":false,"error":"#);
-    out.push_str(&serde_json::to_string(error).unwrap_or_else(|_| r#"{"code":"UNAVAILABLE","message":"error"}"#.into()));
+    out.push_str(
+        &serde_json::to_string(error)
+            .unwrap_or_else(|_| r#"{"code":"UNAVAILABLE","message":"error"}"#.into()),
+    );
     out.push('}');
     out
 }
 
 /// Serialises an event; `payload_json` is JSON text.
-pub fn encode_event_raw(event: &str, payload_json: &str, seq: Option<u64>, state_version: Option<StateVersion>) -> String {
+pub fn encode_event_raw(
+    event: &str,
+    payload_json: &str,
+    seq: Option<u64>,
+    state_version: Option<StateVersion>,
+) -> String {
     use core::fmt::Write;
     let mut out = String::with_capacity(payload_json.len() + event.len() + 64);
     out.push_str(r#"{"type":"event","event":"#);
@@ -183,7 +205,11 @@ pub fn encode_event_raw(event: &str, payload_json: &str, seq: Option<u64>, state
         let _ = write!(out, r#","seq":{seq}"#);
     }
     if let Some(sv) = state_version {
-        let _ = write!(out, r#","stateVersion":{{"presence":{},"health":{}}}"#, sv.presence, sv.health);
+        let _ = write!(
+            out,
+            r#","stateVersion":{{"presence":{},"health":{}}}"#,
+            sv.presence, sv.health
+        );
     }
     out.push('}');
     out
@@ -204,19 +230,36 @@ mod tests {
     #[test]
     fn encoders_produce_frames_the_decoder_accepts() {
         let ok = encode_res_ok_raw("a\"b", r#"{"x":1}"#);
-        let Frame::Res(r) = Frame::decode(&ok).unwrap() else { panic!("not a res") };
+        let Frame::Res(r) = Frame::decode(&ok).unwrap() else {
+            panic!("not a res")
+        };
         assert_eq!((r.id.as_str(), r.ok), ("a\"b", true));
         let err = encode_res_err("1", &ErrorShape::invalid("nope").with_detail_code("X"));
-        let Frame::Res(r) = Frame::decode(&err).unwrap() else { panic!("not a res") };
+        let Frame::Res(r) = Frame::decode(&err).unwrap() else {
+            panic!("not a res")
+        };
         assert_eq!(r.error.unwrap().detail_code(), Some("X"));
-        let ev = encode_event_raw("tick", r#"{"ts":1}"#, Some(3), Some(StateVersion { presence: 1, health: 2 }));
-        let Frame::Event(e) = Frame::decode(&ev).unwrap() else { panic!("not an event") };
+        let ev = encode_event_raw(
+            "tick",
+            r#"{"ts":1}"#,
+            Some(3),
+            Some(StateVersion {
+                presence: 1,
+                health: 2,
+            }),
+        );
+        let Frame::Event(e) = Frame::decode(&ev).unwrap() else {
+            panic!("not an event")
+        };
         assert_eq!((e.seq, e.state_version.unwrap().health), (Some(3), 2));
     }
 
     #[test]
     fn unknown_keys_and_garbage_are_rejected() {
-        assert!(matches!(Frame::decode("{nope"), Err(FrameError::NotJson(_))));
+        assert!(matches!(
+            Frame::decode("{nope"),
+            Err(FrameError::NotJson(_))
+        ));
         let extra = r#"{"type":"res","id":"9","ok":true,"extra":1}"#;
         assert_eq!(Frame::decode(extra).unwrap_err(), FrameError::Invalid {
             id: Some("9".into()),

@@ -54,7 +54,9 @@ pub struct DeviceKeyPair {
 impl DeviceKeyPair {
     /// Builds the key pair from a 32-byte seed (the private key as stored on disk).
     pub fn from_seed(seed: [u8; 32]) -> Self {
-        Self { inner: ed25519_compact::KeyPair::from_seed(ed25519_compact::Seed::new(seed)) }
+        Self {
+            inner: ed25519_compact::KeyPair::from_seed(ed25519_compact::Seed::new(seed)),
+        }
     }
 
     /// Generates a new key pair from the operating system's randomness.
@@ -101,7 +103,9 @@ impl DeviceKeyPair {
 
 impl fmt::Debug for DeviceKeyPair {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("DeviceKeyPair").field("public_key", &self.public_key()).finish_non_exhaustive()
+        f.debug_struct("DeviceKeyPair")
+            .field("public_key", &self.public_key())
+            .finish_non_exhaustive()
     }
 }
 
@@ -112,9 +116,11 @@ pub struct PublicKey(pub [u8; 32]);
 impl PublicKey {
     /// Parses the wire form: base64url (padding and the standard alphabet tolerated).
     pub fn from_base64url(text: &str) -> Result<Self, IdentityError> {
-        let raw = base64url::decode_array::<32>(text.trim()).map_err(|_| IdentityError::PublicKeyInvalid)?;
+        let raw = base64url::decode_array::<32>(text.trim())
+            .map_err(|_| IdentityError::PublicKeyInvalid)?;
         // Reject encodings that are not points on the curve now, not at verification time.
-        ed25519_compact::PublicKey::from_slice(&raw).map_err(|_| IdentityError::PublicKeyInvalid)?;
+        ed25519_compact::PublicKey::from_slice(&raw)
+            .map_err(|_| IdentityError::PublicKeyInvalid)?;
         Ok(Self(raw))
     }
 
@@ -138,8 +144,12 @@ impl PublicKey {
 
     /// Verifies a raw signature over `msg`.
     pub fn verify(&self, msg: &[u8], signature: &[u8; 64]) -> bool {
-        let Ok(pk) = ed25519_compact::PublicKey::from_slice(&self.0) else { return false };
-        let Ok(sig) = ed25519_compact::Signature::from_slice(signature) else { return false };
+        let Ok(pk) = ed25519_compact::PublicKey::from_slice(&self.0) else {
+            return false;
+        };
+        let Ok(sig) = ed25519_compact::Signature::from_slice(signature) else {
+            return false;
+        };
         pk.verify(msg, &sig).is_ok()
     }
 }
@@ -170,8 +180,12 @@ impl DeviceId {
         }
         let mut out = [0u8; 32];
         for (i, pair) in b.chunks(2).enumerate() {
-            let hi = (pair[0] as char).to_digit(16).ok_or(IdentityError::DeviceIdInvalid)?;
-            let lo = (pair[1] as char).to_digit(16).ok_or(IdentityError::DeviceIdInvalid)?;
+            let hi = (pair[0] as char)
+                .to_digit(16)
+                .ok_or(IdentityError::DeviceIdInvalid)?;
+            let lo = (pair[1] as char)
+                .to_digit(16)
+                .ok_or(IdentityError::DeviceIdInvalid)?;
             out[i] = (hi * 16 + lo) as u8;
         }
         Ok(Self(out))
@@ -245,7 +259,11 @@ impl<S: AsRef<str>> SignedFields<'_, S> {
             PayloadVersion::V2 => "v2",
             PayloadVersion::V3 => "v3",
         };
-        write!(w, "{tag}|{}|{}|{}|{}|", self.device_id, self.client_id, self.client_mode, self.role)?;
+        write!(
+            w,
+            "{tag}|{}|{}|{}|{}|",
+            self.device_id, self.client_id, self.client_mode, self.role
+        )?;
         for (i, s) in self.scopes.iter().enumerate() {
             if i > 0 {
                 w.write_char(',')?;
@@ -263,9 +281,13 @@ impl<S: AsRef<str>> SignedFields<'_, S> {
     }
 
     /// The payload in a fixed buffer of `N` bytes (for `no_std` callers).
-    pub fn payload_in<const N: usize>(&self, version: PayloadVersion) -> Result<heapless::String<N>, IdentityError> {
+    pub fn payload_in<const N: usize>(
+        &self,
+        version: PayloadVersion,
+    ) -> Result<heapless::String<N>, IdentityError> {
         let mut s = heapless::String::new();
-        self.write_payload(&mut s, version).map_err(|_| IdentityError::PayloadTooLong)?;
+        self.write_payload(&mut s, version)
+            .map_err(|_| IdentityError::PayloadTooLong)?;
         Ok(s)
     }
 
@@ -285,8 +307,13 @@ impl<S: AsRef<str>> SignedFields<'_, S> {
 
     /// Verifies `signature_b64` over the v3 payload, then the v2 payload.
     #[cfg(feature = "std")]
-    pub fn verify(&self, key: &PublicKey, signature_b64: &str) -> Result<PayloadVersion, IdentityError> {
-        let sig = base64url::decode_array::<64>(signature_b64.trim()).map_err(|_| IdentityError::SignatureEncoding)?;
+    pub fn verify(
+        &self,
+        key: &PublicKey,
+        signature_b64: &str,
+    ) -> Result<PayloadVersion, IdentityError> {
+        let sig = base64url::decode_array::<64>(signature_b64.trim())
+            .map_err(|_| IdentityError::SignatureEncoding)?;
         for v in [PayloadVersion::V3, PayloadVersion::V2] {
             if key.verify(self.payload(v).as_bytes(), &sig) {
                 return Ok(v);
@@ -296,8 +323,13 @@ impl<S: AsRef<str>> SignedFields<'_, S> {
     }
 
     /// `no_std` variant of [`Self::verify`] with a fixed payload buffer of `N` bytes.
-    pub fn verify_in<const N: usize>(&self, key: &PublicKey, signature_b64: &str) -> Result<PayloadVersion, IdentityError> {
-        let sig = base64url::decode_array::<64>(signature_b64.trim()).map_err(|_| IdentityError::SignatureEncoding)?;
+    pub fn verify_in<const N: usize>(
+        &self,
+        key: &PublicKey,
+        signature_b64: &str,
+    ) -> Result<PayloadVersion, IdentityError> {
+        let sig = base64url::decode_array::<64>(signature_b64.trim())
+            .map_err(|_| IdentityError::SignatureEncoding)?;
         for v in [PayloadVersion::V3, PayloadVersion::V2] {
             let payload = self.payload_in::<N>(v)?;
             if key.verify(payload.as_bytes(), &sig) {
@@ -325,7 +357,8 @@ mod tests {
     const PUBLIC_KEY: &str = "A6EHv_POEL4dcN0Y50vAmWfk1jCbpQ1fHdyGZBJVMbg";
     const DEVICE_ID: &str = "56475aa75463474c0285df5dbf2bcab73da651358839e9b77481b2eab107708c";
     const PAYLOAD: &str = "v3|56475aa75463474c0285df5dbf2bcab73da651358839e9b77481b2eab107708c|node-host|node|node||1737264000000|shared-token|00000000-0000-4000-8000-000000000000|linux|";
-    const SIGNATURE: &str = "kwAdRIWJT3TgEsNAjX7r1BSB7Xmjg7dvJLtJkFetjy3tpoRpQECl0Nz7aYRRJUfa_FNd8jdln93iM2YQKMX9CA";
+    const SIGNATURE: &str =
+        "kwAdRIWJT3TgEsNAjX7r1BSB7Xmjg7dvJLtJkFetjy3tpoRpQECl0Nz7aYRRJUfa_FNd8jdln93iM2YQKMX9CA";
 
     fn fields() -> SignedFields<'static, &'static str> {
         SignedFields {
@@ -352,7 +385,10 @@ mod tests {
         assert_eq!(payload.as_str(), PAYLOAD);
         assert_eq!(payload.matches('|').count(), 10);
         assert_eq!(kp.sign_base64url(payload.as_bytes()).as_str(), SIGNATURE);
-        assert_eq!(fields().verify_in::<512>(&pk, SIGNATURE), Ok(PayloadVersion::V3));
+        assert_eq!(
+            fields().verify_in::<512>(&pk, SIGNATURE),
+            Ok(PayloadVersion::V3)
+        );
         assert_eq!(PublicKey::from_base64url(PUBLIC_KEY).unwrap(), pk);
         assert_eq!(DeviceId::parse_hex(DEVICE_ID).unwrap(), pk.device_id());
     }
@@ -367,10 +403,19 @@ mod tests {
         assert_eq!(fields().verify_in::<512>(&pk, &sig), Ok(PayloadVersion::V2));
         let mut other = fields();
         other.nonce = "another-nonce";
-        assert_eq!(other.verify_in::<512>(&pk, SIGNATURE), Err(IdentityError::SignatureInvalid));
+        assert_eq!(
+            other.verify_in::<512>(&pk, SIGNATURE),
+            Err(IdentityError::SignatureInvalid)
+        );
         let wrong_key = DeviceKeyPair::from_seed([7; 32]).public_key();
-        assert_eq!(fields().verify_in::<512>(&wrong_key, SIGNATURE), Err(IdentityError::SignatureInvalid));
-        assert_eq!(fields().verify_in::<512>(&pk, "not base64!"), Err(IdentityError::SignatureEncoding));
+        assert_eq!(
+            fields().verify_in::<512>(&wrong_key, SIGNATURE),
+            Err(IdentityError::SignatureInvalid)
+        );
+        assert_eq!(
+            fields().verify_in::<512>(&pk, "not base64!"),
+            Err(IdentityError::SignatureEncoding)
+        );
     }
 
     #[test]
@@ -396,7 +441,10 @@ mod tests {
 
     #[test]
     fn bad_public_keys_are_rejected() {
-        assert_eq!(PublicKey::from_base64url("short"), Err(IdentityError::PublicKeyInvalid));
+        assert_eq!(
+            PublicKey::from_base64url("short"),
+            Err(IdentityError::PublicKeyInvalid)
+        );
         assert!(DeviceId::parse_hex("zz").is_err());
     }
 }

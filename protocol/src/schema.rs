@@ -6,7 +6,9 @@ use schemars::generate::SchemaSettings;
 use schemars::JsonSchema;
 use serde_json::Value;
 
-use crate::connect::{ChallengePayload, ConnectParams, HelloOk, PresencePayload, ShutdownPayload, TickPayload};
+use crate::connect::{
+    ChallengePayload, ConnectParams, HelloOk, PresencePayload, ShutdownPayload, TickPayload,
+};
 use crate::error::ErrorShape;
 use crate::frames::{EventFrame, RequestFrame, ResponseFrame};
 use crate::methods::*;
@@ -24,7 +26,10 @@ pub fn all() -> Vec<(String, Value)> {
         ("frames/response.json".into(), gen::<ResponseFrame>()),
         ("frames/event.json".into(), gen::<EventFrame>()),
         ("frames/error.json".into(), gen::<ErrorShape>()),
-        ("events/connect.challenge.json".into(), gen::<ChallengePayload>()),
+        (
+            "events/connect.challenge.json".into(),
+            gen::<ChallengePayload>(),
+        ),
         ("events/tick.json".into(), gen::<TickPayload>()),
         ("events/presence.json".into(), gen::<PresencePayload>()),
         ("events/health.json".into(), gen::<HealthSummary>()),
@@ -37,10 +42,26 @@ pub fn all() -> Vec<(String, Value)> {
     method("connect", gen::<ConnectParams>(), gen::<HelloOk>());
     method("health", gen::<HealthParams>(), gen::<HealthSummary>());
     method("status", gen::<EmptyParams>(), gen::<StatusSummary>());
-    method("system-presence", gen::<EmptyParams>(), gen::<SystemPresenceResult>());
-    method("last-heartbeat", gen::<EmptyParams>(), gen::<Option<Value>>());
+    method(
+        "system-presence",
+        gen::<EmptyParams>(),
+        gen::<SystemPresenceResult>(),
+    );
+    method(
+        "last-heartbeat",
+        gen::<EmptyParams>(),
+        gen::<Option<Value>>(),
+    );
     method("config.get", gen::<EmptyParams>(), gen::<ConfigGetResult>());
-    method("channels.status", gen::<ChannelsStatusParams>(), gen::<ChannelsStatusResult>());
-    method("system-event", gen::<SystemEventParams>(), gen::<SystemEventResult>());
+    method(
+        "channels.status",
+        gen::<ChannelsStatusParams>(),
+        gen::<ChannelsStatusResult>(),
+    );
+    method(
+        "system-event",
+        gen::<SystemEventParams>(),
+        gen::<SystemEventResult>(),
+    );
     out
 }

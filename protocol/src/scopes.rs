@@ -61,32 +61,105 @@ const NODE_METHODS: &[&str] = &[
 ];
 
 const READ_METHODS: &[&str] = &[
-    "status", "logs.tail", "system-presence", "last-heartbeat", "gateway.identity.get", "usage.status", "usage.cost",
-    "doctor.memory.status", "doctor.memory.dreamDiary", "channels.status", "tts.status", "tts.providers", "talk.config",
-    "voicewake.get", "config.get", "config.schema.lookup", "commands.list", "models.list", "tools.catalog",
-    "tools.effective", "agents.list", "agent.identity.get", "skills.status", "skills.search", "skills.detail",
-    "agents.files.list", "agents.files.get", "sessions.list", "sessions.preview", "sessions.compaction.list",
-    "sessions.compaction.get", "sessions.subscribe", "sessions.unsubscribe", "sessions.messages.subscribe",
-    "sessions.messages.unsubscribe", "sessions.get", "sessions.resolve", "sessions.usage", "sessions.usage.timeseries",
-    "sessions.usage.logs", "chat.history", "cron.list", "cron.status", "cron.runs", "node.list", "node.describe",
+    "status",
+    "logs.tail",
+    "system-presence",
+    "last-heartbeat",
+    "gateway.identity.get",
+    "usage.status",
+    "usage.cost",
+    "doctor.memory.status",
+    "doctor.memory.dreamDiary",
+    "channels.status",
+    "tts.status",
+    "tts.providers",
+    "talk.config",
+    "voicewake.get",
+    "config.get",
+    "config.schema.lookup",
+    "commands.list",
+    "models.list",
+    "tools.catalog",
+    "tools.effective",
+    "agents.list",
+    "agent.identity.get",
+    "skills.status",
+    "skills.search",
+    "skills.detail",
+    "agents.files.list",
+    "agents.files.get",
+    "sessions.list",
+    "sessions.preview",
+    "sessions.compaction.list",
+    "sessions.compaction.get",
+    "sessions.subscribe",
+    "sessions.unsubscribe",
+    "sessions.messages.subscribe",
+    "sessions.messages.unsubscribe",
+    "sessions.get",
+    "sessions.resolve",
+    "sessions.usage",
+    "sessions.usage.timeseries",
+    "sessions.usage.logs",
+    "chat.history",
+    "cron.list",
+    "cron.status",
+    "cron.runs",
+    "node.list",
+    "node.describe",
 ];
 
 const WRITE_METHODS: &[&str] = &[
-    "wake", "tts.enable", "tts.disable", "tts.convert", "tts.setProvider", "talk.speak", "talk.mode", "voicewake.set",
-    "sessions.create", "sessions.send", "sessions.abort", "sessions.compaction.branch", "sessions.steer", "chat.send",
-    "chat.abort", "send", "poll", "message.action", "agent", "agent.wait", "node.invoke", "node.pending.enqueue",
+    "wake",
+    "tts.enable",
+    "tts.disable",
+    "tts.convert",
+    "tts.setProvider",
+    "talk.speak",
+    "talk.mode",
+    "voicewake.set",
+    "sessions.create",
+    "sessions.send",
+    "sessions.abort",
+    "sessions.compaction.branch",
+    "sessions.steer",
+    "chat.send",
+    "chat.abort",
+    "send",
+    "poll",
+    "message.action",
+    "agent",
+    "agent.wait",
+    "node.invoke",
+    "node.pending.enqueue",
     "push.test",
 ];
 
 const PAIRING_METHODS: &[&str] = &[
-    "node.pair.request", "node.pair.list", "node.pair.approve", "node.pair.reject", "node.pair.verify", "node.pair.remove",
-    "node.rename", "device.pair.list", "device.pair.approve", "device.pair.reject", "device.pair.remove",
-    "device.token.rotate", "device.token.revoke",
+    "node.pair.request",
+    "node.pair.list",
+    "node.pair.approve",
+    "node.pair.reject",
+    "node.pair.verify",
+    "node.pair.remove",
+    "node.rename",
+    "device.pair.list",
+    "device.pair.approve",
+    "device.pair.reject",
+    "device.pair.remove",
+    "device.token.rotate",
+    "device.token.revoke",
 ];
 
 const APPROVAL_METHODS: &[&str] = &[
-    "exec.approval.get", "exec.approval.list", "exec.approval.request", "exec.approval.waitDecision",
-    "exec.approval.resolve", "plugin.approval.list", "plugin.approval.request", "plugin.approval.waitDecision",
+    "exec.approval.get",
+    "exec.approval.list",
+    "exec.approval.request",
+    "exec.approval.waitDecision",
+    "exec.approval.resolve",
+    "plugin.approval.list",
+    "plugin.approval.request",
+    "plugin.approval.waitDecision",
     "plugin.approval.resolve",
 ];
 
@@ -152,11 +225,26 @@ mod tests {
         assert_eq!(authorize::<&str>(Role::Node, &[], "health"), Ok(()));
         assert_eq!(authorize::<&str>(Role::Operator, &[], "health"), Ok(()));
         assert_eq!(authorize(Role::Operator, &[WRITE], "status"), Ok(()));
-        assert_eq!(authorize(Role::Operator, &[READ], "wake"), Err(Denied::Scope(WRITE)));
+        assert_eq!(
+            authorize(Role::Operator, &[READ], "wake"),
+            Err(Denied::Scope(WRITE))
+        );
         assert_eq!(authorize(Role::Operator, &[ADMIN], "system-event"), Ok(()));
-        assert_eq!(authorize(Role::Operator, &[READ, WRITE], "system-event"), Err(Denied::Scope(ADMIN)));
-        assert_eq!(authorize(Role::Operator, &[ADMIN], "node.event"), Err(Denied::Role(Role::Operator)));
-        assert_eq!(authorize::<&str>(Role::Node, &[], "status"), Err(Denied::Role(Role::Node)));
-        assert_eq!(authorize(Role::Operator, &[PAIRING], "device.pair.list"), Ok(()));
+        assert_eq!(
+            authorize(Role::Operator, &[READ, WRITE], "system-event"),
+            Err(Denied::Scope(ADMIN))
+        );
+        assert_eq!(
+            authorize(Role::Operator, &[ADMIN], "node.event"),
+            Err(Denied::Role(Role::Operator))
+        );
+        assert_eq!(
+            authorize::<&str>(Role::Node, &[], "status"),
+            Err(Denied::Role(Role::Node))
+        );
+        assert_eq!(
+            authorize(Role::Operator, &[PAIRING], "device.pair.list"),
+            Ok(())
+        );
     }
 }

@@ -63,7 +63,8 @@ impl From<&str> for NonEmpty {
 impl<'de> Deserialize<'de> for NonEmpty {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;
-        NonEmpty::new(s).ok_or_else(|| serde::de::Error::custom("must NOT have fewer than 1 characters"))
+        NonEmpty::new(s)
+            .ok_or_else(|| serde::de::Error::custom("must NOT have fewer than 1 characters"))
     }
 }
 
@@ -92,7 +93,9 @@ impl<'de, const MAX: usize> Deserialize<'de> for Bounded<MAX> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;
         if s.chars().count() > MAX {
-            return Err(serde::de::Error::custom(format_args!("must NOT have more than {MAX} characters")));
+            return Err(serde::de::Error::custom(format_args!(
+                "must NOT have more than {MAX} characters"
+            )));
         }
         Ok(Self(s))
     }
@@ -173,7 +176,10 @@ mod tests {
     #[test]
     fn non_empty_rejects_empty() {
         assert!(serde_json::from_str::<NonEmpty>("\"\"").is_err());
-        assert_eq!(serde_json::from_str::<NonEmpty>("\"x\"").unwrap().as_str(), "x");
+        assert_eq!(
+            serde_json::from_str::<NonEmpty>("\"x\"").unwrap().as_str(),
+            "x"
+        );
         assert!(serde_json::from_str::<Bounded<3>>("\"abcd\"").is_err());
         assert!(serde_json::from_str::<Version>("0").is_err());
         assert!(serde_json::from_str::<Version>("-1").is_err());

@@ -12,8 +12,16 @@ pub const MAX_PROTOCOL: u32 = PROTOCOL_V4;
 /// Picks the highest version in `min..=max` that we speak, or `None` when the ranges do not
 /// overlap.
 pub const fn negotiate(client_min: u32, client_max: u32) -> Option<u32> {
-    let hi = if client_max < MAX_PROTOCOL { client_max } else { MAX_PROTOCOL };
-    let lo = if client_min > MIN_PROTOCOL { client_min } else { MIN_PROTOCOL };
+    let hi = if client_max < MAX_PROTOCOL {
+        client_max
+    } else {
+        MAX_PROTOCOL
+    };
+    let lo = if client_min > MIN_PROTOCOL {
+        client_min
+    } else {
+        MIN_PROTOCOL
+    };
     if lo <= hi {
         Some(hi)
     } else {

@@ -23,7 +23,11 @@ fn committed_schemas_match_the_types() {
     // No schema files beyond the generated ones.
     let mut extra = Vec::new();
     for dir in ["frames", "events", "methods"] {
-        for entry in std::fs::read_dir(root.join(dir)).into_iter().flatten().flatten() {
+        for entry in std::fs::read_dir(root.join(dir))
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
             let rel = format!("{dir}/{}", entry.file_name().to_string_lossy());
             if !generated.iter().any(|(r, _)| *r == rel) {
                 if bless {

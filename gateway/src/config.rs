@@ -1,0 +1,414 @@
+//! Gateway settings: built-in defaults, then `gateway.toml`, then environment, then flags.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// Errors loading or resolving the configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("invalid config {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("invalid bind {0:?}: use loopback, lan, tailnet or an IP address")]
+    Bind(String),
+    #[error("no tailnet address (100.64.0.0/10 or fd7a:115c:a1e0::/48) on any local interface")]
+    NoTailnet,
+    #[error("auth mode \"none\" is only allowed on a loopback bind")]
+    OpenNonLoopback,
+    #[error("auth mode \"password\" needs a password (--password, PINCER_GATEWAY_PASSWORD or auth.password)")]
+    NoPassword,
+    #[error("cannot determine a state directory: set --state-dir or PINCER_STATE_DIR")]
+    NoStateDir,
+}
+
+/// Where to listen.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Bind {
+    /// 127.0.0.1 only (default).
+    Loopback,
+    /// Every interface (0.0.0.0).
+    Lan,
+    /// The host's Tailscale address.
+    Tailnet,
+    /// One address.
+    Ip(IpAddr),
+}
+
+impl Bind {
+    pub fn parse(s: &str) -> Result<Bind, ConfigError> {
+        match s {
+            "loopback" => Ok(Bind::Loopback),
+            "lan" => Ok(Bind::Lan),
+            "tailnet" => Ok(Bind::Tailnet),
+            other => other
+                .parse()
+                .map(Bind::Ip)
+                .map_err(|_| ConfigError::Bind(other.into())),
+        }
+    }
+
+    /// The address to bind.
+    pub fn resolve(&self) -> Result<IpAddr, ConfigError> {
+        match self {
+            Bind::Loopback => Ok(IpAddr::V4(Ipv4Addr::LOCALHOST)),
+            Bind::Lan => Ok(IpAddr::V4(Ipv4Addr::UNSPECIFIED)),
+            Bind::Ip(ip) => Ok(*ip),
+            Bind::Tailnet => tailnet_address().ok_or(ConfigError::NoTailnet),
+        }
+    }
+}
+
+/// Whether `ip` is in Tailscale's ranges (100.64.0.0/10, fd7a:115c:a1e0::/48).
+pub fn is_tailnet(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => {
+            let o = v4.octets();
+            o[0] == 100 && (o[1] & 0xc0) == 64
+        }
+        IpAddr::V6(v6) => {
+            let s = v6.segments();
+            s[0] == 0xfd7a && s[1] == 0x115c && s[2] == 0xa1e0
+        }
+    }
+}
+
+/// The first tailnet IPv4 address configured on a local interface (from `/proc/net`).
+fn tailnet_address() -> Option<IpAddr> {
+    // /proc/net/fib_trie lists local addresses as "/32 host LOCAL" leaves.
+    let trie = std::fs::read_to_string("/proc/net/fib_trie").ok()?;
+    let mut last: Option<Ipv4Addr> = None;
+    for line in trie.lines() {
+        let t = line.trim_start_matches([' ', '|', '-', '+']);
+        if let Ok(ip) = t.trim().parse::<Ipv4Addr>() {
+            last = Some(ip);
+        } else if t.contains("/32 host LOCAL") {
+            if let Some(ip) = last.filter(|ip| is_tailnet(IpAddr::V4(*ip))) {
+                return Some(IpAddr::V4(ip));
+            }
+        }
+    }
+    None
+}
+
+/// How clients prove they may connect.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuthMode {
+    /// Shared token (default).
+    Token(String),
+    /// Shared password.
+    Password(String),
+    /// No shared secret (loopback only).
+    None,
+}
+
+impl AuthMode {
+    pub fn name(&self) -> &'static str {
+        match self {
+            AuthMode::Token(_) => "token",
+            AuthMode::Password(_) => "password",
+            AuthMode::None => "none",
+        }
+    }
+}
+
+/// Limits and timers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest frame accepted before `hello-ok` (64 KiB).
+    pub preauth_max_payload: usize,
+    /// Largest frame after `hello-ok` (`policy.maxPayload`, 25 MiB).
+    pub max_payload: usize,
+    /// Advertised `policy.maxBufferedBytes` (50 MiB).
+    pub max_buffered_bytes: usize,
+    /// Frames queued for one connection before events are dropped or the socket is closed.
+    pub outbound_queue: usize,
+    /// Connect deadline after the socket opens.
+    pub handshake_timeout_ms: u64,
+    /// `tick` cadence.
+    pub tick_interval_ms: u64,
+    /// Unauthenticated sockets allowed per client IP.
+    pub max_preauth_per_ip: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            preauth_max_payload: 64 * 1024,
+            max_payload: 25 * 1024 * 1024,
+            max_buffered_bytes: 50 * 1024 * 1024,
+            outbound_queue: 256,
+            handshake_timeout_ms: 10_000,
+            tick_interval_ms: 30_000,
+            max_preauth_per_ip: 32,
+        }
+    }
+}
+
+/// The resolved configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub bind: Bind,
+    pub port: u16,
+    pub state_dir: PathBuf,
+    pub auth: AuthMode,
+    /// True when the token was generated and stored by the gateway itself.
+    pub token_generated: bool,
+    pub limits: Limits,
+    /// The config file this came from, if any.
+    pub config_path: Option<PathBuf>,
+}
+
+/// The TOML file layout (`configs/gateway.toml`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub bind: Option<String>,
+    pub port: Option<u16>,
+    pub state_dir: Option<PathBuf>,
+    #[serde(default)]
+    pub auth: FileAuth,
+    #[serde(default)]
+    pub limits: FileLimits,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileAuth {
+    pub mode: Option<String>,
+    pub token: Option<String>,
+    pub password: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileLimits {
+    pub handshake_timeout_ms: Option<u64>,
+    pub tick_interval_ms: Option<u64>,
+    pub max_payload: Option<usize>,
+    pub max_buffered_bytes: Option<usize>,
+    pub outbound_queue: Option<usize>,
+    pub max_preauth_per_ip: Option<usize>,
+}
+
+impl FileConfig {
+    pub fn load(path: &Path) -> Result<FileConfig, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.into(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: path.into(),
+            message: e.to_string(),
+        })
+    }
+}
+
+/// Command-line overrides (all optional).
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    pub bind: Option<String>,
+    pub port: Option<u16>,
+    pub state_dir: Option<PathBuf>,
+    pub token: Option<String>,
+    pub password: Option<String>,
+    pub auth_mode: Option<String>,
+    pub config: Option<PathBuf>,
+    pub tick_interval_ms: Option<u64>,
+    pub handshake_timeout_ms: Option<u64>,
+}
+
+/// First non-empty value of the environment variables `names`.
+pub fn env_first(names: &[&str]) -> Option<String> {
+    names
+        .iter()
+        .find_map(|n| std::env::var(n).ok().filter(|v| !v.trim().is_empty()))
+}
+
+/// Token environment variables, in precedence order.
+pub const TOKEN_ENV: [&str; 3] = [
+    "PINCER_GATEWAY_TOKEN",
+    "OPENCLAW_GATEWAY_TOKEN",
+    "CLAWDBOT_GATEWAY_TOKEN",
+];
+/// Password environment variables, in precedence order.
+pub const PASSWORD_ENV: [&str; 2] = ["PINCER_GATEWAY_PASSWORD", "OPENCLAW_GATEWAY_PASSWORD"];
+
+/// The default state directory: `$PINCER_STATE_DIR`, else `$XDG_STATE_HOME/pincer`, else
+/// `~/.local/state/pincer`.
+pub fn default_state_dir() -> Option<PathBuf> {
+    if let Some(d) = env_first(&["PINCER_STATE_DIR"]) {
+        return Some(d.into());
+    }
+    if let Some(d) = env_first(&["XDG_STATE_HOME"]) {
+        return Some(PathBuf::from(d).join("pincer"));
+    }
+    env_first(&["HOME"]).map(|h| PathBuf::from(h).join(".local/state/pincer"))
+}
+
+/// File name of the generated token inside the state dir.
+pub const TOKEN_FILE: &str = "gateway-token";
+
+impl Config {
+    /// Resolves the configuration. May create the state dir and generate a token.
+    pub fn resolve(o: Overrides) -> Result<Config, ConfigError> {
+        let file = match &o.config {
+            Some(p) => FileConfig::load(p)?,
+            None => FileConfig::default(),
+        };
+        let bind = Bind::parse(
+            o.bind
+                .as_deref()
+                .or(file.bind.as_deref())
+                .unwrap_or("loopback"),
+        )?;
+        let port = o.port.or(file.port).unwrap_or(18789);
+        let state_dir = o
+            .state_dir
+            .or(file.state_dir)
+            .or_else(default_state_dir)
+            .ok_or(ConfigError::NoStateDir)?;
+        let mut limits = Limits::default();
+        let fl = &file.limits;
+        limits.handshake_timeout_ms = o
+            .handshake_timeout_ms
+            .or(fl.handshake_timeout_ms)
+            .unwrap_or(limits.handshake_timeout_ms);
+        limits.tick_interval_ms = o
+            .tick_interval_ms
+            .or(fl.tick_interval_ms)
+            .unwrap_or(limits.tick_interval_ms)
+            .max(10);
+        limits.max_payload = fl
+            .max_payload
+            .unwrap_or(limits.max_payload)
+            .max(limits.preauth_max_payload);
+        limits.max_buffered_bytes = fl.max_buffered_bytes.unwrap_or(limits.max_buffered_bytes);
+        limits.outbound_queue = fl.outbound_queue.unwrap_or(limits.outbound_queue).max(4);
+        limits.max_preauth_per_ip = fl
+            .max_preauth_per_ip
+            .unwrap_or(limits.max_preauth_per_ip)
+            .max(1);
+
+        let password = o
+            .password
+            .or_else(|| env_first(&PASSWORD_ENV))
+            .or(file.auth.password);
+        let token = o
+            .token
+            .or_else(|| env_first(&TOKEN_ENV))
+            .or(file.auth.token);
+        let mode = o.auth_mode.or(file.auth.mode).unwrap_or_else(|| {
+            if password.is_some() && token.is_none() {
+                "password".into()
+            } else {
+                "token".into()
+            }
+        });
+        let mut token_generated = false;
+        let auth = match mode.as_str() {
+            "password" => AuthMode::Password(password.ok_or(ConfigError::NoPassword)?),
+            "none" => {
+                if !matches!(bind, Bind::Loopback) {
+                    return Err(ConfigError::OpenNonLoopback);
+                }
+                AuthMode::None
+            }
+            _ => match token {
+                Some(t) => AuthMode::Token(t),
+                None => {
+                    let (t, generated) =
+                        load_or_generate_token(&state_dir).map_err(|source| ConfigError::Read {
+                            path: state_dir.join(TOKEN_FILE),
+                            source,
+                        })?;
+                    token_generated = generated;
+                    AuthMode::Token(t)
+                }
+            },
+        };
+        Ok(Config {
+            bind,
+            port,
+            state_dir,
+            auth,
+            token_generated,
+            limits,
+            config_path: o.config,
+        })
+    }
+}
+
+/// Reads the stored token, or creates one (returns `true` when it was just created).
+pub fn load_or_generate_token(state_dir: &Path) -> std::io::Result<(String, bool)> {
+    let path = state_dir.join(TOKEN_FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(t) if !t.trim().is_empty() => return Ok((t.trim().to_owned(), false)),
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    crate::fsutil::ensure_private_dir(state_dir)?;
+    let t = crate::secret::new_token();
+    crate::fsutil::write_atomic(&path, format!("{t}\n").as_bytes())?;
+    Ok((t, true))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tailnet_ranges() {
+        assert!(is_tailnet("100.64.0.1".parse().unwrap()));
+        assert!(is_tailnet("100.127.255.255".parse().unwrap()));
+        assert!(!is_tailnet("100.128.0.1".parse().unwrap()));
+        assert!(!is_tailnet("10.0.0.1".parse().unwrap()));
+        assert!(is_tailnet("fd7a:115c:a1e0::1".parse().unwrap()));
+        assert!(!is_tailnet("fd7a:115c:a1e1::1".parse().unwrap()));
+    }
+
+    #[test]
+    fn bind_parsing() {
+        assert_eq!(Bind::parse("loopback").unwrap(), Bind::Loopback);
+        assert_eq!(
+            Bind::parse("192.168.1.5").unwrap(),
+            Bind::Ip("192.168.1.5".parse().unwrap())
+        );
+        assert!(Bind::parse("everywhere").is_err());
+    }
+
+    #[test]
+    fn token_is_generated_once_and_reused() {
+        let dir = std::env::temp_dir().join(format!("pincer-cfg-{}", std::process::id()));
+        let o = Overrides {
+            state_dir: Some(dir.clone()),
+            ..Default::default()
+        };
+        let first = Config::resolve(o.clone()).unwrap();
+        assert!(first.token_generated);
+        let second = Config::resolve(o).unwrap();
+        assert!(!second.token_generated);
+        assert_eq!(first.auth, second.auth);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn open_auth_refused_off_loopback() {
+        let o = Overrides {
+            bind: Some("lan".into()),
+            auth_mode: Some("none".into()),
+            state_dir: Some("/nonexistent".into()),
+            ..Default::default()
+        };
+        assert!(matches!(
+            Config::resolve(o),
+            Err(ConfigError::OpenNonLoopback)
+        ));
+    }
+}

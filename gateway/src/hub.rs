@@ -1,0 +1,451 @@
+//! The shared state of a running gateway: connection registry, event fan-out with a `seq` per
+//! connection, presence, health, queued system events and the pre-auth budget.
+//!
+//! Every connection has a bounded outbound queue (`limits.outbound_queue` frames). Broadcasts
+//! never wait: when a queue is full, a droppable event (`presence`, `health` refresh…) is
+//! skipped for that connection (its `seq` is still consumed, so the client sees a gap), and a
+//! non-droppable one (`tick`, `shutdown`) closes that connection with 1008 "slow consumer".
+//! Memory per connection is therefore bounded whatever a client does.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use pincer_protocol::close;
+use pincer_protocol::connect::PresenceEntry;
+use pincer_protocol::frames::{encode_event_raw, StateVersion};
+use pincer_protocol::methods::{GatewayHealth, HealthSummary, SessionsHealth};
+use pincer_protocol::scopes::Role;
+use tokio::sync::{mpsc, Notify};
+
+use crate::config::Config;
+use crate::dedupe::Dedupe;
+use crate::devices::DeviceStore;
+use crate::{now_ms, IMPLEMENTATION, VERSION};
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Something to write on a connection.
+#[derive(Debug)]
+pub enum Outbound {
+    /// A complete text frame.
+    Frame(String),
+}
+
+/// A registered (authenticated) connection as the hub sees it.
+#[derive(Debug)]
+pub struct ConnHandle {
+    pub id: u64,
+    pub conn_id: String,
+    pub role: Role,
+    pub scopes: Vec<String>,
+    pub protocol: u32,
+    /// Presence key when the connection is listed in presence.
+    pub presence_key: Option<String>,
+    tx: mpsc::Sender<Outbound>,
+    seq: AtomicU64,
+    close: Mutex<Option<(u16, String)>>,
+    /// Woken when the connection must close.
+    pub closing: Notify,
+    /// Events skipped because the queue was full.
+    pub dropped: AtomicU64,
+}
+
+impl ConnHandle {
+    /// Asks the link to close with `code`/`reason` (first request wins).
+    pub fn kill(&self, code: u16, reason: &str) {
+        let mut c = lock(&self.close);
+        if c.is_none() {
+            *c = Some((code, reason.to_owned()));
+        }
+        drop(c);
+        self.closing.notify_one();
+    }
+
+    /// The pending close request, if any.
+    pub fn close_request(&self) -> Option<(u16, String)> {
+        lock(&self.close).clone()
+    }
+
+    /// Whether an operator connection holds `scope` (admin holds all).
+    pub fn has_scope(&self, scope: &str) -> bool {
+        pincer_protocol::scopes::satisfies(&self.scopes, scope)
+    }
+}
+
+/// Details of a new connection for [`Hub::register`].
+#[derive(Debug)]
+pub struct Registration {
+    pub conn_id: String,
+    pub role: Role,
+    pub scopes: Vec<String>,
+    pub protocol: u32,
+    pub presence: Option<(String, PresenceEntry)>,
+}
+
+struct HealthCache {
+    summary: HealthSummary,
+    json: Arc<str>,
+    at: Instant,
+}
+
+/// Health snapshots younger than this are served from cache unless `probe` is set.
+const HEALTH_CACHE: Duration = Duration::from_secs(60);
+/// Presence beacons (from `system-event`) expire after this.
+const PRESENCE_TTL_MS: u64 = 5 * 60 * 1000;
+/// At most this many presence entries.
+const PRESENCE_MAX: usize = 200;
+/// Queued system events kept for `status`.
+const SYSTEM_EVENTS_MAX: usize = 100;
+
+/// The gateway's shared state.
+pub struct Hub {
+    pub config: Config,
+    pub devices: DeviceStore,
+    pub dedupe: Mutex<Dedupe>,
+    started: Instant,
+    pub instance_id: String,
+    next_id: AtomicU64,
+    conns: Mutex<HashMap<u64, Arc<ConnHandle>>>,
+    presence: Mutex<Vec<(String, PresenceEntry, bool)>>,
+    state_version: Mutex<StateVersion>,
+    health: Mutex<Option<HealthCache>>,
+    system_events: Mutex<VecDeque<String>>,
+    preauth: Mutex<HashMap<IpAddr, usize>>,
+    shutting_down: AtomicBool,
+    host: String,
+}
+
+impl Hub {
+    pub fn new(config: Config, devices: DeviceStore) -> Hub {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_owned())
+            .unwrap_or_else(|_| "localhost".into());
+        Hub {
+            config,
+            devices,
+            dedupe: Mutex::new(Dedupe::default()),
+            started: Instant::now(),
+            instance_id: crate::secret::uuid_v4(),
+            next_id: AtomicU64::new(1),
+            conns: Mutex::new(HashMap::new()),
+            presence: Mutex::new(Vec::new()),
+            state_version: Mutex::new(StateVersion {
+                presence: 1,
+                health: 1,
+            }),
+            health: Mutex::new(None),
+            system_events: Mutex::new(VecDeque::new()),
+            preauth: Mutex::new(HashMap::new()),
+            shutting_down: AtomicBool::new(false),
+            host,
+        }
+    }
+
+    pub fn uptime_ms(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64
+    }
+
+    pub fn state_version(&self) -> StateVersion {
+        *lock(&self.state_version)
+    }
+
+    pub fn connection_count(&self) -> usize {
+        lock(&self.conns).len()
+    }
+
+    pub fn node_count(&self) -> usize {
+        lock(&self.conns)
+            .values()
+            .filter(|c| c.role == Role::Node)
+            .count()
+    }
+
+    pub fn is_shutting_down(&self) -> bool {
+        self.shutting_down.load(Ordering::Acquire)
+    }
+
+    // ---- pre-auth budget -------------------------------------------------------------------
+
+    /// Takes one unauthenticated slot for `ip`; `false` when the budget is spent.
+    pub fn preauth_acquire(&self, ip: IpAddr) -> bool {
+        let mut m = lock(&self.preauth);
+        let n = m.entry(ip).or_insert(0);
+        if *n >= self.config.limits.max_preauth_per_ip {
+            return false;
+        }
+        *n += 1;
+        true
+    }
+
+    /// Returns the slot taken by [`Self::preauth_acquire`].
+    pub fn preauth_release(&self, ip: IpAddr) {
+        let mut m = lock(&self.preauth);
+        if let Some(n) = m.get_mut(&ip) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                m.remove(&ip);
+            }
+        }
+    }
+
+    // ---- registry --------------------------------------------------------------------------
+
+    /// Registers an authenticated connection; returns its handle and outbound queue.
+    pub fn register(&self, r: Registration) -> (Arc<ConnHandle>, mpsc::Receiver<Outbound>) {
+        let (tx, rx) = mpsc::channel(self.config.limits.outbound_queue);
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let handle = Arc::new(ConnHandle {
+            id,
+            conn_id: r.conn_id,
+            role: r.role,
+            scopes: r.scopes,
+            protocol: r.protocol,
+            presence_key: r.presence.as_ref().map(|(k, _)| k.clone()),
+            tx,
+            seq: AtomicU64::new(0),
+            close: Mutex::new(None),
+            closing: Notify::new(),
+            dropped: AtomicU64::new(0),
+        });
+        lock(&self.conns).insert(id, handle.clone());
+        if let Some((key, entry)) = r.presence {
+            self.presence_upsert(key, entry, true);
+        }
+        if handle.role == Role::Node {
+            self.refresh_health(false);
+        }
+        (handle, rx)
+    }
+
+    /// Removes a connection (on close).
+    pub fn unregister(&self, handle: &ConnHandle) {
+        lock(&self.conns).remove(&handle.id);
+        if let Some(key) = &handle.presence_key {
+            let still_connected = lock(&self.conns)
+                .values()
+                .any(|c| c.presence_key.as_deref() == Some(key));
+            if !still_connected {
+                let removed = {
+                    let mut p = lock(&self.presence);
+                    let before = p.len();
+                    p.retain(|(k, _, _)| k != key);
+                    before != p.len()
+                };
+                if removed {
+                    self.bump_presence();
+                }
+            }
+        }
+        if handle.role == Role::Node {
+            self.refresh_health(false);
+        }
+    }
+
+    // ---- events ----------------------------------------------------------------------------
+
+    /// Sends `event` to every registered connection that `filter` accepts.
+    pub fn broadcast(
+        &self,
+        event: &str,
+        payload_json: &str,
+        state_version: Option<StateVersion>,
+        droppable: bool,
+        filter: impl Fn(&ConnHandle) -> bool,
+    ) {
+        let conns: Vec<Arc<ConnHandle>> = lock(&self.conns).values().cloned().collect();
+        for c in conns.iter().filter(|c| filter(c)) {
+            let seq = c.seq.fetch_add(1, Ordering::Relaxed) + 1;
+            let frame = encode_event_raw(event, payload_json, Some(seq), state_version);
+            match c.tx.try_send(Outbound::Frame(frame)) {
+                Ok(()) => {}
+                Err(mpsc::error::TrySendError::Full(_)) if droppable => {
+                    c.dropped.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    tracing::warn!(conn = %c.conn_id, event, "outbound queue full; closing slow consumer");
+                    c.kill(close::POLICY_VIOLATION, close::reason::SLOW_CONSUMER);
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => {}
+            }
+        }
+    }
+
+    /// `tick {ts}` to everyone.
+    pub fn tick(&self) {
+        self.broadcast(
+            "tick",
+            &format!(r#"{{"ts":{}}}"#, now_ms()),
+            None,
+            false,
+            |_| true,
+        );
+    }
+
+    /// `shutdown` to everyone, then asks every link to close with 1012.
+    pub fn shutdown(&self, reason: &str, restart_expected_ms: Option<u64>) {
+        self.shutting_down.store(true, Ordering::Release);
+        let payload = match restart_expected_ms {
+            Some(ms) => serde_json::json!({ "reason": reason, "restartExpectedMs": ms }),
+            None => serde_json::json!({ "reason": reason }),
+        };
+        self.broadcast("shutdown", &payload.to_string(), None, false, |_| true);
+        for c in lock(&self.conns).values() {
+            c.kill(close::SERVICE_RESTART, close::reason::SERVICE_RESTART);
+        }
+    }
+
+    // ---- presence --------------------------------------------------------------------------
+
+    fn self_entry(&self) -> PresenceEntry {
+        let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
+            .map(|s| s.trim().to_owned())
+            .unwrap_or_default();
+        PresenceEntry {
+            host: Some(self.host.clone()),
+            version: Some(VERSION.into()),
+            platform: Some(format!("linux {kernel}").trim().to_owned()),
+            device_family: Some("Linux".into()),
+            mode: Some("gateway".into()),
+            reason: Some("self".into()),
+            instance_id: Some(self.instance_id.clone()),
+            text: Some(format!(
+                "Gateway: {} · {IMPLEMENTATION} {VERSION} · mode gateway · reason self",
+                self.host
+            )),
+            ts: now_ms(),
+            ..Default::default()
+        }
+    }
+
+    /// Current presence list, the gateway's own entry first.
+    pub fn presence(&self) -> Vec<PresenceEntry> {
+        let now = now_ms();
+        let mut p = lock(&self.presence);
+        p.retain(|(_, e, connected)| *connected || now.saturating_sub(e.ts) < PRESENCE_TTL_MS);
+        let mut out = vec![self.self_entry()];
+        out.extend(p.iter().map(|(_, e, _)| e.clone()));
+        out
+    }
+
+    /// Adds or replaces the presence entry `key`; `connected` entries do not expire.
+    pub fn presence_upsert(&self, key: String, entry: PresenceEntry, connected: bool) {
+        {
+            let mut p = lock(&self.presence);
+            p.retain(|(k, _, _)| *k != key);
+            if p.len() >= PRESENCE_MAX {
+                // Evict the oldest beacon (never a connected entry if avoidable).
+                if let Some(i) = p.iter().position(|(_, _, c)| !c).or(Some(0)) {
+                    p.remove(i);
+                }
+            }
+            p.push((key, entry, connected));
+        }
+        self.bump_presence();
+    }
+
+    fn bump_presence(&self) {
+        let sv = {
+            let mut sv = lock(&self.state_version);
+            sv.presence += 1;
+            *sv
+        };
+        let payload = serde_json::json!({ "presence": self.presence() }).to_string();
+        self.broadcast("presence", &payload, Some(sv), true, |_| true);
+    }
+
+    // ---- health ----------------------------------------------------------------------------
+
+    fn compute_health(&self) -> HealthSummary {
+        let started = Instant::now();
+        let sessions = SessionsHealth {
+            path: self.config.state_dir.join("sessions").display().to_string(),
+            count: 0,
+            recent: vec![],
+        };
+        HealthSummary {
+            ok: true,
+            ts: now_ms(),
+            duration_ms: started.elapsed().as_millis() as u64,
+            channels: Default::default(),
+            channel_order: vec![],
+            channel_labels: Default::default(),
+            heartbeat_seconds: 0,
+            default_agent_id: "main".into(),
+            agents: vec![],
+            sessions,
+            gateway: Some(GatewayHealth {
+                implementation: IMPLEMENTATION.into(),
+                version: VERSION.into(),
+                connections: self.connection_count() as u64,
+                nodes: self.node_count() as u64,
+            }),
+        }
+    }
+
+    /// Recomputes health; broadcasts a `health` event when it changed (ignoring timestamps).
+    /// Returns the summary JSON.
+    pub fn refresh_health(&self, force_event: bool) -> Arc<str> {
+        let summary = self.compute_health();
+        let json: Arc<str> = serde_json::to_string(&summary).unwrap_or_default().into();
+        let changed = {
+            let mut h = lock(&self.health);
+            let changed = match h.as_ref() {
+                None => true,
+                Some(old) => {
+                    let mut a = old.summary.clone();
+                    a.ts = summary.ts;
+                    a.duration_ms = summary.duration_ms;
+                    a != summary
+                }
+            };
+            *h = Some(HealthCache {
+                summary,
+                json: json.clone(),
+                at: Instant::now(),
+            });
+            changed
+        };
+        if changed || force_event {
+            let sv = {
+                let mut sv = lock(&self.state_version);
+                sv.health += 1;
+                *sv
+            };
+            self.broadcast("health", &json, Some(sv), true, |_| true);
+        }
+        json
+    }
+
+    /// The health summary JSON: cached when younger than 60 s, unless `probe`.
+    pub fn health_json(&self, probe: bool) -> Arc<str> {
+        if !probe {
+            if let Some(h) = lock(&self.health).as_ref() {
+                if h.at.elapsed() < HEALTH_CACHE {
+                    return h.json.clone();
+                }
+            }
+        }
+        self.refresh_health(false)
+    }
+
+    // ---- system events ---------------------------------------------------------------------
+
+    /// Queues a system event text; returns its 1-based position counter.
+    pub fn queue_system_event(&self, text: String) -> u64 {
+        let mut q = lock(&self.system_events);
+        if q.len() >= SYSTEM_EVENTS_MAX {
+            q.pop_front();
+        }
+        q.push_back(text);
+        q.len() as u64
+    }
+
+    pub fn system_events(&self) -> Vec<String> {
+        lock(&self.system_events).iter().cloned().collect()
+    }
+}

@@ -1,0 +1,140 @@
+//! Accept loop, per-IP pre-auth budget (HTTP 503 beyond it), the tick timer, periodic health
+//! refresh, and graceful shutdown.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpListener;
+
+use crate::config::{Config, ConfigError};
+use crate::devices::{DeviceStore, DeviceStoreError};
+use crate::hub::Hub;
+use crate::link;
+
+/// Errors starting or running the gateway.
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Devices(#[from] DeviceStoreError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("cannot create state dir {path}: {source}")]
+    StateDir {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// A bound, not yet running gateway.
+pub struct Gateway {
+    hub: Arc<Hub>,
+    listener: TcpListener,
+}
+
+/// Health is recomputed this often (a `health` event goes out when it changed).
+const HEALTH_REFRESH: Duration = Duration::from_secs(60);
+/// How long shutdown waits for sockets to close after sending `shutdown`.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
+
+impl Gateway {
+    /// Opens the state and binds the listener.
+    pub async fn bind(config: Config) -> Result<Gateway, GatewayError> {
+        crate::fsutil::ensure_private_dir(&config.state_dir).map_err(|source| {
+            GatewayError::StateDir {
+                path: config.state_dir.clone(),
+                source,
+            }
+        })?;
+        let devices = DeviceStore::open(&config.state_dir)?;
+        let addr = SocketAddr::new(config.bind.resolve()?, config.port);
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| GatewayError::Bind { addr, source })?;
+        Ok(Gateway {
+            hub: Arc::new(Hub::new(config, devices)),
+            listener,
+        })
+    }
+
+    /// The bound address (useful with port 0).
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    pub fn hub(&self) -> Arc<Hub> {
+        self.hub.clone()
+    }
+
+    /// Serves until `shutdown` resolves, then says `shutdown` to every client, closes their
+    /// sockets with 1012 and returns.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) {
+        let hub = self.hub.clone();
+        let tick_hub = hub.clone();
+        let ticker = tokio::spawn(async move {
+            let period = Duration::from_millis(tick_hub.config.limits.tick_interval_ms);
+            let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut last_health = tokio::time::Instant::now();
+            loop {
+                tick.tick().await;
+                tick_hub.tick();
+                if last_health.elapsed() >= HEALTH_REFRESH {
+                    last_health = tokio::time::Instant::now();
+                    tick_hub.refresh_health(false);
+                }
+            }
+        });
+        hub.refresh_health(false);
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                _ = &mut shutdown => break,
+                accepted = self.listener.accept() => match accepted {
+                    Ok((tcp, addr)) => {
+                        let ip = addr.ip();
+                        if hub.preauth_acquire(ip) {
+                            tokio::spawn(link::serve(hub.clone(), tcp, ip));
+                        } else {
+                            tracing::warn!(%ip, "too many unauthenticated sockets; answering 503");
+                            tokio::spawn(refuse_503(tcp));
+                        }
+                    }
+                    Err(e) => {
+                        // Out of file descriptors and the like: back off instead of spinning.
+                        tracing::error!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                },
+            }
+        }
+        drop(self.listener);
+        ticker.abort();
+        tracing::info!(connections = hub.connection_count(), "shutting down");
+        hub.shutdown("gateway stopping", None);
+        let deadline = tokio::time::Instant::now() + SHUTDOWN_GRACE;
+        while hub.connection_count() > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}
+
+async fn refuse_503(mut tcp: tokio::net::TcpStream) {
+    let body = "Too many unauthenticated sockets";
+    let resp = format!(
+        "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let _ = tokio::time::timeout(Duration::from_secs(2), async {
+        let _ = tcp.write_all(resp.as_bytes()).await;
+        let _ = tcp.shutdown().await;
+    })
+    .await;
+}
