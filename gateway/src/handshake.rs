@@ -1,9 +1,14 @@
 //! The `connect` pipeline (reference §2.5), as a pure function of the request, the challenge
 //! nonce, where the socket comes from, and the gateway's state:
 //!
-//! 1. protocol range → 2. role → 3. shared secret → 4. device proof (id, freshness, nonce,
-//! signature v3 then v2) → 5. device token when the shared secret did not authenticate →
-//! 6. scopes → 7. pairing (silent only for a direct loopback socket) → 8. device token issue.
+//! 1. protocol range;
+//! 2. role;
+//! 3. shared secret;
+//! 4. device proof (id, freshness, nonce, signature v3 then v2);
+//! 5. device token, when the shared secret did not authenticate;
+//! 6. scopes;
+//! 7. pairing (silent only for a direct loopback socket);
+//! 8. device token issue.
 
 use std::net::IpAddr;
 
@@ -54,14 +59,14 @@ pub struct Accepted {
 /// A refused handshake: the error response, then the close.
 #[derive(Debug, Clone)]
 pub struct Rejected {
-    pub error: ErrorShape,
+    pub error: Box<ErrorShape>,
     pub close_code: u16,
     pub close_reason: String,
 }
 
 fn reject(error: ErrorShape, close_code: u16, reason: &str) -> Rejected {
     Rejected {
-        error,
+        error: Box::new(error),
         close_code,
         close_reason: close::truncate_reason(reason).to_owned(),
     }

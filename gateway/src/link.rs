@@ -133,6 +133,7 @@ fn host_is_local(host: &str) -> bool {
 
 /// Serves one accepted TCP connection until it closes. The caller took a pre-auth slot for
 /// `ip`; it is returned here once the handshake ends either way.
+#[allow(clippy::result_large_err)] // the upgrade callback's signature is tungstenite's
 pub async fn serve(hub: Arc<Hub>, tcp: TcpStream, ip: IpAddr) {
     let limits = hub.config.limits;
     let limit = Arc::new(AtomicUsize::new(
