@@ -1,0 +1,20 @@
+//! The example config in `configs/` must load.
+use pincer_gateway::config::{Config, FileConfig, Overrides};
+
+#[test]
+fn example_gateway_toml_loads() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/gateway.toml");
+    let file = FileConfig::load(&path).expect("configs/gateway.toml parses");
+    assert_eq!(file.port, Some(18789));
+    let dir = std::env::temp_dir().join(format!("pincer-example-{}", std::process::id()));
+    let cfg = Config::resolve(Overrides {
+        config: Some(path),
+        state_dir: Some(dir.clone()),
+        token: Some("t".into()),
+        ..Default::default()
+    })
+    .expect("resolves");
+    assert_eq!(cfg.limits.tick_interval_ms, 30_000);
+    assert_eq!(cfg.limits.max_preauth_per_ip, 32);
+    let _ = std::fs::remove_dir_all(dir);
+}
