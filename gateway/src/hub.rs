@@ -449,3 +449,94 @@ impl Hub {
         lock(&self.system_events).iter().cloned().collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{AuthMode, Bind, Limits};
+
+    fn hub(queue: usize) -> (Hub, std::path::PathBuf) {
+        let dir = std::env::temp_dir().join(format!("pincer-hub-{}-{queue}", std::process::id()));
+        let config = Config {
+            bind: Bind::Loopback,
+            port: 0,
+            state_dir: dir.clone(),
+            auth: AuthMode::Token("t".into()),
+            token_generated: false,
+            limits: Limits {
+                outbound_queue: queue,
+                ..Limits::default()
+            },
+            config_path: None,
+        };
+        let devices = DeviceStore::open(&dir).unwrap();
+        (Hub::new(config, devices), dir)
+    }
+
+    fn reg() -> Registration {
+        Registration {
+            conn_id: "c".into(),
+            role: Role::Operator,
+            scopes: vec![],
+            protocol: 4,
+            presence: None,
+        }
+    }
+
+    #[test]
+    fn full_queue_drops_droppable_events_with_a_seq_gap_then_closes_on_ticks() {
+        let (hub, dir) = hub(4);
+        let (conn, mut rx) = hub.register(reg());
+        for _ in 0..10 {
+            hub.broadcast("presence", "{}", None, true, |_| true);
+        }
+        // Four queued, six dropped, and the connection is not closed for droppable events.
+        assert_eq!(conn.dropped.load(Ordering::Relaxed), 6);
+        assert!(conn.close_request().is_none());
+        let mut seqs = vec![];
+        while let Ok(Outbound::Frame(f)) = rx.try_recv() {
+            let v: serde_json::Value = serde_json::from_str(&f).unwrap();
+            seqs.push(v["seq"].as_u64().unwrap());
+        }
+        assert_eq!(seqs, vec![1, 2, 3, 4]);
+        // The next event shows the gap to the client.
+        hub.broadcast("presence", "{}", None, true, |_| true);
+        let Ok(Outbound::Frame(f)) = rx.try_recv() else {
+            panic!("no frame")
+        };
+        assert!(f.contains(r#""seq":11"#), "{f}");
+        // A non-droppable event on a full queue closes the slow consumer with 1008.
+        for _ in 0..5 {
+            hub.tick();
+        }
+        assert_eq!(
+            conn.close_request(),
+            Some((
+                close::POLICY_VIOLATION,
+                close::reason::SLOW_CONSUMER.to_owned()
+            ))
+        );
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn presence_tracks_connections_and_state_version() {
+        let (hub, dir) = hub(16);
+        let before = hub.state_version().presence;
+        let entry = PresenceEntry {
+            instance_id: Some("i-1".into()),
+            ts: now_ms(),
+            ..Default::default()
+        };
+        let (conn, _rx) = hub.register(Registration {
+            presence: Some(("i-1".into(), entry)),
+            ..reg()
+        });
+        assert_eq!(hub.presence().len(), 2, "self + the client");
+        assert_eq!(hub.state_version().presence, before + 1);
+        hub.unregister(&conn);
+        assert_eq!(hub.presence().len(), 1);
+        assert_eq!(hub.state_version().presence, before + 2);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
