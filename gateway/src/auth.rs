@@ -13,6 +13,8 @@ pub enum AuthMethod {
     Token,
     Password,
     DeviceToken,
+    /// A setup code (`auth.bootstrapToken`).
+    Bootstrap,
     None,
 }
 
@@ -22,6 +24,7 @@ impl AuthMethod {
             AuthMethod::Token => "token",
             AuthMethod::Password => "password",
             AuthMethod::DeviceToken => "device-token",
+            AuthMethod::Bootstrap => "bootstrap-token",
             AuthMethod::None => "none",
         }
     }

@@ -134,6 +134,10 @@ pub struct Limits {
     pub tick_interval_ms: u64,
     /// Unauthenticated sockets allowed per client IP.
     pub max_preauth_per_ip: usize,
+    /// Failed authentications per client IP within `auth_window_ms` before a lockout.
+    pub auth_max_attempts: usize,
+    pub auth_window_ms: u64,
+    pub auth_lockout_ms: u64,
 }
 
 impl Default for Limits {
@@ -146,6 +150,9 @@ impl Default for Limits {
             handshake_timeout_ms: 10_000,
             tick_interval_ms: 30_000,
             max_preauth_per_ip: 32,
+            auth_max_attempts: 10,
+            auth_window_ms: 60_000,
+            auth_lockout_ms: 300_000,
         }
     }
 }
@@ -160,6 +167,8 @@ pub struct Config {
     /// True when the token was generated and stored by the gateway itself.
     pub token_generated: bool,
     pub limits: Limits,
+    /// Proxies whose `X-Forwarded-For` / `X-Real-IP` name the client.
+    pub trusted_proxies: Vec<IpAddr>,
     /// The config file this came from, if any.
     pub config_path: Option<PathBuf>,
 }
@@ -171,6 +180,8 @@ pub struct FileConfig {
     pub bind: Option<String>,
     pub port: Option<u16>,
     pub state_dir: Option<PathBuf>,
+    #[serde(default)]
+    pub trusted_proxies: Vec<IpAddr>,
     #[serde(default)]
     pub auth: FileAuth,
     #[serde(default)]
@@ -194,6 +205,9 @@ pub struct FileLimits {
     pub max_buffered_bytes: Option<usize>,
     pub outbound_queue: Option<usize>,
     pub max_preauth_per_ip: Option<usize>,
+    pub auth_max_attempts: Option<usize>,
+    pub auth_window_ms: Option<u64>,
+    pub auth_lockout_ms: Option<u64>,
 }
 
 impl FileConfig {
@@ -339,6 +353,7 @@ impl Config {
             auth,
             token_generated,
             limits,
+            trusted_proxies: file.trusted_proxies,
             config_path: o.config,
         })
     }

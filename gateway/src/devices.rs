@@ -1,5 +1,6 @@
-//! Paired devices and their device tokens, persisted atomically under
-//! `<state>/devices/paired.json` (mode 0600).
+//! Device trust: paired devices, pending pairing requests, device tokens and setup-code
+//! (bootstrap) tokens, all in one file written atomically: `<state>/devices/store.json` (0600).
+//! One file means an approval (pending → paired + token) is a single atomic step.
 //!
 //! Tokens are stored only as SHA-256 hashes. Since a stored token cannot be handed out again,
 //! each role keeps two slots: `current` (the token the client is known to hold) and `pending`
@@ -25,6 +26,12 @@ pub enum DeviceStoreError {
     },
     #[error("device store {path} is unreadable ({message}); it was left untouched — move it aside to start over")]
     Corrupt { path: PathBuf, message: String },
+    #[error("unknown requestId")]
+    UnknownRequest,
+    #[error("unknown deviceId")]
+    UnknownDevice,
+    #[error("ambiguous code {0:?}: matches several pending requests")]
+    Ambiguous(String),
 }
 
 /// One issued token, by hash.
@@ -73,10 +80,83 @@ pub struct PairedDevice {
     pub tokens: BTreeMap<String, RoleToken>,
 }
 
+/// A pairing request waiting for an operator (reference §3.2 `pending.json` entry).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct PendingRequest {
+    pub request_id: String,
+    pub device_id: String,
+    pub public_key: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub display_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub platform: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device_family: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_mode: Option<String>,
+    pub role: String,
+    pub roles: Vec<String>,
+    pub scopes: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remote_ip: Option<String>,
+    pub silent: bool,
+    pub is_repair: bool,
+    pub ts: u64,
+}
+
+impl PendingRequest {
+    /// The short code shown in logs and accepted by `devices approve`: the first 8 hex digits
+    /// of the request id.
+    pub fn short_code(&self) -> String {
+        short_code(&self.request_id)
+    }
+}
+
+/// First 8 hex digits of a request id, upper-cased for reading aloud.
+pub fn short_code(request_id: &str) -> String {
+    request_id
+        .chars()
+        .filter(|c| c.is_ascii_hexdigit())
+        .take(8)
+        .collect::<String>()
+        .to_ascii_uppercase()
+}
+
+/// A setup code: a one-time bootstrap token for headless first boot.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BootstrapRecord {
+    /// SHA-256 of the long token.
+    pub hash: String,
+    /// SHA-256 of the normalised short form (`XXXXXXXX`).
+    pub short_hash: String,
+    pub role: String,
+    pub scopes: Vec<String>,
+    pub issued_at_ms: u64,
+    pub expires_at_ms: u64,
+    /// Bound on first use.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_key: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redeemed_at_ms: Option<u64>,
+}
+
+/// Pending requests expire after this.
+pub const PENDING_TTL_MS: u64 = 5 * 60 * 1000;
+
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct StoreFile {
     version: u32,
     devices: BTreeMap<String, PairedDevice>,
+    #[serde(default)]
+    pending: BTreeMap<String, PendingRequest>,
+    #[serde(default)]
+    bootstrap: Vec<BootstrapRecord>,
 }
 
 /// Result of checking a device token.
@@ -95,18 +175,36 @@ pub enum TokenCheck {
 pub struct DeviceStore {
     path: PathBuf,
     inner: Mutex<StoreFile>,
+    recovered_from: Option<PathBuf>,
 }
 
 impl DeviceStore {
-    /// Opens (or starts) the store in `state_dir`. A file that does not parse is an error, never
-    /// silently replaced.
+    /// Opens (or starts) the store in `state_dir`. A file that does not parse is renamed aside
+    /// (`store.json.corrupt-<ms>`) and reported through [`Self::recovered_from`]; the gateway
+    /// then starts with no trusted devices rather than guessing.
     pub fn open(state_dir: &Path) -> Result<DeviceStore, DeviceStoreError> {
-        let path = state_dir.join("devices").join("paired.json");
+        let path = state_dir.join("devices").join("store.json");
+        let mut recovered_from = None;
         let file = match std::fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| DeviceStoreError::Corrupt {
-                path: path.clone(),
-                message: e.to_string(),
-            })?,
+            Ok(bytes) => match serde_json::from_slice(&bytes) {
+                Ok(f) => f,
+                Err(e) => {
+                    let aside = path.with_extension(format!("json.corrupt-{}", crate::now_ms()));
+                    std::fs::rename(&path, &aside).map_err(|source| DeviceStoreError::Io {
+                        path: path.clone(),
+                        source,
+                    })?;
+                    tracing::error!(
+                        path = %path.display(), kept = %aside.display(), error = %e,
+                        "device store unreadable: kept aside, starting with no paired devices"
+                    );
+                    recovered_from = Some(aside);
+                    StoreFile {
+                        version: 1,
+                        ..Default::default()
+                    }
+                }
+            },
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => StoreFile {
                 version: 1,
                 ..Default::default()
@@ -116,7 +214,13 @@ impl DeviceStore {
         Ok(DeviceStore {
             path,
             inner: Mutex::new(file),
+            recovered_from,
         })
+    }
+
+    /// Where an unreadable store was moved at start-up, if that happened.
+    pub fn recovered_from(&self) -> Option<&Path> {
+        self.recovered_from.as_deref()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, StoreFile> {
@@ -256,6 +360,366 @@ impl DeviceStore {
     }
 }
 
+/// What [`DeviceStore::request`] did.
+#[derive(Debug, Clone)]
+pub struct Requested {
+    pub request: PendingRequest,
+    /// False when an identical pending request was refreshed.
+    pub created: bool,
+}
+
+/// Outcome of presenting a bootstrap token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BootstrapCheck {
+    /// Valid for this device; the role and scopes it grants.
+    Valid { role: String, scopes: Vec<String> },
+    /// Unknown, expired, bound to another device, or for another role.
+    Invalid(&'static str),
+}
+
+/// Normalises a short setup code: upper case, no separators.
+pub fn normalize_short(code: &str) -> String {
+    code.chars()
+        .filter(|c| c.is_ascii_alphanumeric())
+        .map(|c| c.to_ascii_uppercase())
+        .collect()
+}
+
+/// Crockford base32 alphabet (no I, L, O, U), for codes people type.
+const CROCKFORD: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+
+/// A fresh 8-character short code (40 bits) shown as `XXXX-XXXX`.
+pub fn new_short_code() -> String {
+    let t = new_token();
+    let bytes = t.as_bytes();
+    let raw: String = (0..8)
+        .map(|i| CROCKFORD[(bytes[i] as usize * 7 + bytes[i + 8] as usize) % 32] as char)
+        .collect();
+    format!("{}-{}", &raw[..4], &raw[4..])
+}
+
+impl DeviceStore {
+    fn prune(file: &mut StoreFile, now_ms: u64) {
+        file.pending
+            .retain(|_, p| now_ms.saturating_sub(p.ts) < PENDING_TTL_MS);
+        file.bootstrap.retain(|b| b.expires_at_ms > now_ms);
+    }
+
+    /// Creates or refreshes the pending request of `req.device_id` (one per device). An
+    /// identical request keeps its id and `ts`; a different one replaces it with merged roles
+    /// and scopes under a new id.
+    pub fn request(
+        &self,
+        mut req: PendingRequest,
+        now_ms: u64,
+    ) -> Result<Requested, DeviceStoreError> {
+        let mut file = self.lock();
+        Self::prune(&mut file, now_ms);
+        let existing = file
+            .pending
+            .values()
+            .find(|p| p.device_id == req.device_id)
+            .cloned();
+        if let Some(old) = existing {
+            let same = old.public_key == req.public_key
+                && old.role == req.role
+                && old.scopes == req.scopes;
+            if same {
+                return Ok(Requested {
+                    request: old,
+                    created: false,
+                });
+            }
+            file.pending.remove(&old.request_id);
+            if old.public_key == req.public_key {
+                for r in old.roles {
+                    if !req.roles.contains(&r) {
+                        req.roles.push(r);
+                    }
+                }
+                for s in old.scopes {
+                    if !req.scopes.contains(&s) {
+                        req.scopes.push(s);
+                    }
+                }
+                req.roles.sort();
+                req.scopes.sort();
+            }
+        }
+        req.ts = now_ms;
+        file.pending.insert(req.request_id.clone(), req.clone());
+        self.persist(&file)?;
+        Ok(Requested {
+            request: req,
+            created: true,
+        })
+    }
+
+    /// Finds a pending request by full id or by a unique prefix / short code (≥ 6 characters).
+    fn find_pending(file: &StoreFile, id_or_code: &str) -> Result<String, DeviceStoreError> {
+        if file.pending.contains_key(id_or_code) {
+            return Ok(id_or_code.to_owned());
+        }
+        let code = normalize_short(id_or_code).to_ascii_lowercase();
+        if code.len() < 6 {
+            return Err(DeviceStoreError::UnknownRequest);
+        }
+        let matches: Vec<&String> = file
+            .pending
+            .keys()
+            .filter(|k| {
+                k.chars()
+                    .filter(|c| c.is_ascii_hexdigit())
+                    .collect::<String>()
+                    .to_ascii_lowercase()
+                    .starts_with(&code)
+            })
+            .collect();
+        match matches.as_slice() {
+            [one] => Ok((*one).clone()),
+            [] => Err(DeviceStoreError::UnknownRequest),
+            _ => Err(DeviceStoreError::Ambiguous(id_or_code.to_owned())),
+        }
+    }
+
+    /// Approves a pending request (by id or short code): the device is paired for the requested
+    /// roles and scopes. Returns the request and the paired record.
+    pub fn approve_request(
+        &self,
+        id_or_code: &str,
+        now_ms: u64,
+    ) -> Result<(PendingRequest, PairedDevice), DeviceStoreError> {
+        let req = {
+            let mut file = self.lock();
+            Self::prune(&mut file, now_ms);
+            let id = Self::find_pending(&file, id_or_code)?;
+            file.pending
+                .get(&id)
+                .cloned()
+                .ok_or(DeviceStoreError::UnknownRequest)?
+        };
+        let record = PairedDevice {
+            device_id: req.device_id.clone(),
+            public_key: req.public_key.clone(),
+            display_name: req.display_name.clone(),
+            platform: req.platform.clone(),
+            device_family: req.device_family.clone(),
+            client_id: req.client_id.clone(),
+            client_mode: req.client_mode.clone(),
+            roles: req.roles.clone(),
+            scopes: vec![],
+            created_at_ms: now_ms,
+            approved_at_ms: now_ms,
+            tokens: BTreeMap::new(),
+        };
+        // approve() persists the paired record and the removal of the request together.
+        let mut file = self.lock();
+        file.pending.remove(&req.request_id);
+        drop(file);
+        self.approve(record, &req.role, &req.scopes)?;
+        let paired = self
+            .get(&req.device_id)
+            .ok_or(DeviceStoreError::UnknownDevice)?;
+        Ok((req, paired))
+    }
+
+    /// Rejects (drops) a pending request.
+    pub fn reject_request(
+        &self,
+        id_or_code: &str,
+        now_ms: u64,
+    ) -> Result<PendingRequest, DeviceStoreError> {
+        let mut file = self.lock();
+        Self::prune(&mut file, now_ms);
+        let id = Self::find_pending(&file, id_or_code)?;
+        let req = file
+            .pending
+            .remove(&id)
+            .ok_or(DeviceStoreError::UnknownRequest)?;
+        self.persist(&file)?;
+        Ok(req)
+    }
+
+    /// Forgets a paired device (and its pending requests).
+    pub fn remove(&self, device_id: &str) -> Result<PairedDevice, DeviceStoreError> {
+        let mut file = self.lock();
+        let dev = file
+            .devices
+            .remove(device_id)
+            .ok_or(DeviceStoreError::UnknownDevice)?;
+        file.pending.retain(|_, p| p.device_id != device_id);
+        self.persist(&file)?;
+        Ok(dev)
+    }
+
+    /// Operator rotation: a new token becomes current at once (the old ones stop working).
+    pub fn rotate(
+        &self,
+        device_id: &str,
+        role: &str,
+        scopes: Option<&[String]>,
+        now_ms: u64,
+    ) -> Result<(String, Vec<String>), DeviceStoreError> {
+        let mut file = self.lock();
+        let dev = file
+            .devices
+            .get_mut(device_id)
+            .ok_or(DeviceStoreError::UnknownDevice)?;
+        if !dev.roles.iter().any(|r| r == role) {
+            return Err(DeviceStoreError::UnknownDevice);
+        }
+        let baseline = dev.scopes.clone();
+        let token = new_token();
+        let rt = dev
+            .tokens
+            .entry(role.to_owned())
+            .or_insert_with(|| RoleToken {
+                created_at_ms: now_ms,
+                ..Default::default()
+            });
+        if let Some(s) = scopes {
+            rt.scopes = s
+                .iter()
+                .filter(|x| pincer_protocol::scopes::satisfies(&baseline, x))
+                .cloned()
+                .collect();
+        }
+        rt.current = Some(TokenSlot {
+            hash: token_hash(&token),
+            issued_at_ms: now_ms,
+        });
+        rt.pending = None;
+        rt.revoked_at_ms = None;
+        let scopes = rt.scopes.clone();
+        self.persist(&file)?;
+        Ok((token, scopes))
+    }
+
+    /// Revokes the token of (`device_id`, `role`).
+    pub fn revoke(&self, device_id: &str, role: &str, now_ms: u64) -> Result<(), DeviceStoreError> {
+        let mut file = self.lock();
+        let dev = file
+            .devices
+            .get_mut(device_id)
+            .ok_or(DeviceStoreError::UnknownDevice)?;
+        let rt = dev
+            .tokens
+            .get_mut(role)
+            .ok_or(DeviceStoreError::UnknownDevice)?;
+        rt.current = None;
+        rt.pending = None;
+        rt.revoked_at_ms = Some(now_ms);
+        // A revoked role is no longer an approved role: reconnecting needs approval again.
+        dev.roles.retain(|r| r != role);
+        self.persist(&file)
+    }
+
+    /// Pending requests and paired devices (without token hashes), for `device.pair.list`.
+    pub fn list(&self, now_ms: u64) -> (Vec<PendingRequest>, Vec<PairedDevice>) {
+        let mut file = self.lock();
+        Self::prune(&mut file, now_ms);
+        (
+            file.pending.values().cloned().collect(),
+            file.devices.values().cloned().collect(),
+        )
+    }
+
+    /// Creates a setup code for `role`; returns (long token, short code, expiry).
+    pub fn create_bootstrap(
+        &self,
+        role: &str,
+        scopes: &[String],
+        ttl_ms: u64,
+        now_ms: u64,
+    ) -> Result<(String, String, u64), DeviceStoreError> {
+        let token = new_token();
+        let short = new_short_code();
+        let expires = now_ms + ttl_ms;
+        let mut file = self.lock();
+        Self::prune(&mut file, now_ms);
+        file.bootstrap.push(BootstrapRecord {
+            hash: token_hash(&token),
+            short_hash: token_hash(&normalize_short(&short)),
+            role: role.to_owned(),
+            scopes: scopes.to_vec(),
+            issued_at_ms: now_ms,
+            expires_at_ms: expires,
+            device_id: None,
+            public_key: None,
+            redeemed_at_ms: None,
+        });
+        self.persist(&file)?;
+        Ok((token, short, expires))
+    }
+
+    /// Checks a bootstrap token (long or short form) for this device and role, binding it to
+    /// the device on first use.
+    pub fn redeem_bootstrap(
+        &self,
+        presented: &str,
+        device_id: &str,
+        public_key: &str,
+        role: &str,
+        now_ms: u64,
+    ) -> Result<BootstrapCheck, DeviceStoreError> {
+        let mut file = self.lock();
+        Self::prune(&mut file, now_ms);
+        let long = token_hash(presented.trim());
+        let short = token_hash(&normalize_short(presented));
+        let Some(rec) = file.bootstrap.iter_mut().find(|b| {
+            ct_eq(b.hash.as_bytes(), long.as_bytes())
+                || ct_eq(b.short_hash.as_bytes(), short.as_bytes())
+        }) else {
+            return Ok(BootstrapCheck::Invalid("unknown or expired setup code"));
+        };
+        if rec.role != role {
+            return Ok(BootstrapCheck::Invalid("setup code is for another role"));
+        }
+        match (&rec.device_id, &rec.public_key) {
+            (Some(d), Some(k)) if d == device_id && k == public_key => {}
+            (Some(_), _) => {
+                return Ok(BootstrapCheck::Invalid(
+                    "setup code already used by another device",
+                ))
+            }
+            _ => {
+                rec.device_id = Some(device_id.to_owned());
+                rec.public_key = Some(public_key.to_owned());
+                rec.redeemed_at_ms = Some(now_ms);
+            }
+        }
+        let out = BootstrapCheck::Valid {
+            role: rec.role.clone(),
+            scopes: rec.scopes.clone(),
+        };
+        self.persist(&file)?;
+        Ok(out)
+    }
+}
+
+impl PairedDevice {
+    /// The record as `device.pair.list` shows it: token hashes replaced by a summary.
+    pub fn redacted(&self) -> serde_json::Value {
+        let tokens: Vec<serde_json::Value> = self
+            .tokens
+            .iter()
+            .map(|(role, t)| {
+                let mut v = serde_json::json!({ "role": role, "scopes": t.scopes, "createdAtMs": t.created_at_ms });
+                if let Some(at) = t.current.as_ref().or(t.pending.as_ref()).map(|s| s.issued_at_ms) {
+                    v["rotatedAtMs"] = at.into();
+                }
+                if let Some(at) = t.revoked_at_ms {
+                    v["revokedAtMs"] = at.into();
+                }
+                v
+            })
+            .collect();
+        let mut v = serde_json::to_value(self).unwrap_or_default();
+        v["tokens"] = tokens.into();
+        v
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -329,24 +793,27 @@ mod tests {
             s2.verify_token("d1", "k1", "operator", &t3).unwrap(),
             TokenCheck::Valid(_)
         ));
-        let text = std::fs::read_to_string(dir.join("devices/paired.json")).unwrap();
+        let text = std::fs::read_to_string(dir.join("devices/store.json")).unwrap();
         assert!(!text.contains(&t3));
         std::fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]
-    fn corrupt_store_is_reported_not_replaced() {
+    fn corrupt_store_is_kept_aside_and_reported() {
         let dir = tmp("corrupt");
         std::fs::create_dir_all(dir.join("devices")).unwrap();
-        std::fs::write(dir.join("devices/paired.json"), b"{ torn").unwrap();
-        assert!(matches!(
-            DeviceStore::open(&dir),
-            Err(DeviceStoreError::Corrupt { .. })
-        ));
+        std::fs::write(dir.join("devices/store.json"), b"{ torn").unwrap();
+        let s = DeviceStore::open(&dir).unwrap();
+        let aside = s.recovered_from().expect("reported").to_path_buf();
         assert_eq!(
-            std::fs::read(dir.join("devices/paired.json")).unwrap(),
-            b"{ torn"
+            std::fs::read(&aside).unwrap(),
+            b"{ torn",
+            "original bytes kept"
         );
+        assert!(s.is_empty());
+        // The next write does not touch the kept copy.
+        s.approve(device("d1", "k1"), "node", &[]).unwrap();
+        assert_eq!(std::fs::read(&aside).unwrap(), b"{ torn");
         std::fs::remove_dir_all(dir).unwrap();
     }
 }

@@ -7,7 +7,8 @@
 //! 4. device proof (id, freshness, nonce, signature v3 then v2);
 //! 5. device token, when the shared secret did not authenticate;
 //! 6. scopes;
-//! 7. pairing (silent only for a direct loopback socket);
+//! 7. pairing (silent only for this very host: a direct loopback socket, or a socket from the
+//!    host's own tailnet address; or with a valid setup code);
 //! 8. device token issue.
 
 use std::net::IpAddr;
@@ -20,7 +21,7 @@ use pincer_protocol::{close, version};
 use serde_json::json;
 
 use crate::auth::{self, AuthMethod};
-use crate::devices::{PairedDevice, TokenCheck};
+use crate::devices::{BootstrapCheck, PairedDevice, PendingRequest, TokenCheck};
 use crate::hub::Hub;
 
 /// Allowed clock difference between `device.signedAt` and the gateway.
@@ -29,7 +30,11 @@ pub const SIGNATURE_SKEW_MS: u64 = 120_000;
 /// Where a socket comes from, as seen at the HTTP upgrade.
 #[derive(Debug, Clone)]
 pub struct Peer {
+    /// The socket's remote address.
     pub ip: IpAddr,
+    /// The client's address: `ip`, or what a trusted proxy says in `X-Forwarded-For` /
+    /// `X-Real-IP`.
+    pub client_ip: IpAddr,
     /// Any of `Forwarded`, `X-Forwarded-For`, `X-Forwarded-Proto`, `X-Real-IP`,
     /// `X-Forwarded-Host` was present.
     pub forwarded: bool,
@@ -37,11 +42,50 @@ pub struct Peer {
     pub host_is_local: bool,
 }
 
+/// How near a client is, for silent pairing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Locality {
+    /// Loopback socket, no forwarding headers, local `Host`.
+    DirectLocal,
+    /// A socket from this host's own tailnet address (no proxy in between).
+    TailnetSelf,
+    /// Everything else: LAN, other tailnet hosts, anything behind a proxy.
+    Remote,
+}
+
 impl Peer {
-    /// A direct loopback socket: the only locality that pairs silently.
-    pub fn is_direct_local(&self) -> bool {
-        self.ip.is_loopback() && !self.forwarded && self.host_is_local
+    /// A peer seen directly on `ip` with no headers (tests, internal use).
+    pub fn direct(ip: IpAddr) -> Peer {
+        Peer {
+            ip,
+            client_ip: ip,
+            forwarded: false,
+            host_is_local: true,
+        }
     }
+
+    /// A direct loopback socket.
+    pub fn is_direct_local(&self) -> bool {
+        self.locality() == Locality::DirectLocal
+    }
+
+    pub fn locality(&self) -> Locality {
+        if self.forwarded {
+            return Locality::Remote;
+        }
+        if self.ip.is_loopback() && self.host_is_local {
+            return Locality::DirectLocal;
+        }
+        if crate::config::is_tailnet(self.ip) && is_own_address(self.ip) {
+            return Locality::TailnetSelf;
+        }
+        Locality::Remote
+    }
+}
+
+/// Whether `ip` is configured on one of this host's interfaces (a bind to it succeeds).
+pub fn is_own_address(ip: IpAddr) -> bool {
+    std::net::UdpSocket::bind((ip, 0)).is_ok()
 }
 
 /// A successful handshake.
@@ -62,6 +106,15 @@ pub struct Rejected {
     pub error: Box<ErrorShape>,
     pub close_code: u16,
     pub close_reason: String,
+    /// Counts toward the per-IP auth failure limit.
+    pub auth_failure: bool,
+}
+
+impl Rejected {
+    fn auth(mut self) -> Self {
+        self.auth_failure = true;
+        self
+    }
 }
 
 fn reject(error: ErrorShape, close_code: u16, reason: &str) -> Rejected {
@@ -69,11 +122,25 @@ fn reject(error: ErrorShape, close_code: u16, reason: &str) -> Rejected {
         error: Box::new(error),
         close_code,
         close_reason: close::truncate_reason(reason).to_owned(),
+        auth_failure: false,
     }
 }
 
-fn device_failure(detail_code: &str, reason: &str, message: &str) -> Rejected {
+fn auth_reject(error: ErrorShape, close_code: u16, reason: &str) -> Rejected {
+    reject(error, close_code, reason).auth()
+}
+
+fn store_error(e: crate::devices::DeviceStoreError) -> Rejected {
+    tracing::error!(error = %e, "device store");
     reject(
+        ErrorShape::unavailable(e.to_string()),
+        close::POLICY_VIOLATION,
+        "device store error",
+    )
+}
+
+fn device_failure(detail_code: &str, reason: &str, message: &str) -> Rejected {
+    auth_reject(
         ErrorShape::invalid(message).with_details(json!({ "code": detail_code, "reason": reason })),
         close::POLICY_VIOLATION,
         message,
@@ -204,41 +271,65 @@ pub fn handshake(
         }
     };
 
-    // 5. Device token, when the shared secret did not authenticate.
+    // 5. A setup code (bootstrap token) wins when valid; otherwise, when the shared secret did
+    // not authenticate, the device token.
     let requested = normalize_scopes(p.scopes());
-    let (method, token_scopes) = match (shared, &device) {
-        (Ok(m), _) => (m, None),
-        (Err(f), Some((id, pk))) => {
+    let bootstrap = match (
+        &device,
+        a.bootstrap_token.as_deref().filter(|t| !t.is_empty()),
+    ) {
+        (Some((id, pk)), Some(bt)) => match hub
+            .devices
+            .redeem_bootstrap(bt, id, pk, role.as_str(), now_ms)
+            .map_err(store_error)?
+        {
+            BootstrapCheck::Valid { .. } => true,
+            BootstrapCheck::Invalid(why) => {
+                let e =
+                    ErrorShape::invalid(format!("unauthorized: bootstrap token invalid ({why})"))
+                        .with_details(json!({
+                            "code": detail::AUTH_BOOTSTRAP_TOKEN_INVALID,
+                            "authReason": "bootstrap_token_invalid",
+                            "canRetryWithDeviceToken": false,
+                            "recommendedNextStep": "update_auth_credentials",
+                        }));
+                return Err(auth_reject(
+                    e,
+                    close::POLICY_VIOLATION,
+                    "unauthorized: bootstrap token invalid",
+                ));
+            }
+        },
+        _ => false,
+    };
+    let (method, token_scopes) = match (bootstrap, shared, &device) {
+        (true, _, _) => (AuthMethod::Bootstrap, None),
+        (false, Ok(m), _) => (m, None),
+        (false, Err(f), Some((id, pk))) => {
             let explicit = a.device_token.as_deref();
             let candidate = explicit.or(a.token.as_deref()).filter(|t| !t.is_empty());
             let check = match candidate {
                 Some(t) => hub
                     .devices
                     .verify_token(id, pk, role.as_str(), t)
-                    .map_err(|e| {
-                        reject(
-                            ErrorShape::unavailable(e.to_string()),
-                            close::POLICY_VIOLATION,
-                            "device store error",
-                        )
-                    })?,
+                    .map_err(store_error)?,
                 None => TokenCheck::Unknown,
             };
             match check {
                 TokenCheck::Valid(s) => (AuthMethod::DeviceToken, Some(s)),
                 TokenCheck::Mismatch if explicit.is_some() => {
                     let (e, r) = auth::device_token_mismatch();
-                    return Err(reject(e, close::POLICY_VIOLATION, r));
+                    return Err(auth_reject(e, close::POLICY_VIOLATION, r));
                 }
                 _ => {
                     let (e, r) = auth::failure_error(f, false);
-                    return Err(reject(e, close::POLICY_VIOLATION, r));
+                    return Err(auth_reject(e, close::POLICY_VIOLATION, r));
                 }
             }
         }
-        (Err(f), None) => {
+        (false, Err(f), None) => {
             let (e, r) = auth::failure_error(f, false);
-            return Err(reject(e, close::POLICY_VIOLATION, r));
+            return Err(auth_reject(e, close::POLICY_VIOLATION, r));
         }
     };
 
@@ -304,12 +395,42 @@ pub fn handshake(
         Some(_) => None,
     };
     if let Some(reason) = reason {
-        // Silent approval only for this very host over a direct socket, and only when the
-        // shared secret authenticated (a device token never widens its own grant).
-        let silent = peer.is_direct_local() && method != AuthMethod::DeviceToken;
+        // Silent approval only for this very host, and only when the shared secret or a setup
+        // code authenticated (a device token never widens its own grant).
+        let local = peer.locality() != Locality::Remote;
+        let silent = (local && method != AuthMethod::DeviceToken)
+            || (bootstrap && reason != "scope-upgrade");
         if !silent {
-            let request_id = crate::secret::uuid_v4();
-            tracing::warn!(%device_id, reason, %request_id, ip = %peer.ip, "pairing required");
+            let req = PendingRequest {
+                request_id: crate::secret::uuid_v4(),
+                device_id: device_id.clone(),
+                public_key: public_key.clone(),
+                display_name: p.client.display_name.as_ref().map(|s| s.to_string()),
+                platform: Some(p.client.platform.to_string()),
+                device_family: p.client.device_family.as_ref().map(|s| s.to_string()),
+                client_id: Some(p.client.id.as_str().into()),
+                client_mode: Some(p.client.mode.as_str().into()),
+                role: role.as_str().into(),
+                roles: vec![role.as_str().into()],
+                scopes: granted.clone(),
+                remote_ip: Some(peer.client_ip.to_string()),
+                silent: false,
+                is_repair: existing.is_some(),
+                ts: now_ms,
+            };
+            let r = hub.devices.request(req, now_ms).map_err(store_error)?;
+            let request_id = r.request.request_id.clone();
+            if r.created {
+                tracing::warn!(
+                    %device_id, reason, %request_id, ip = %peer.client_ip, role = role.as_str(),
+                    "pairing required: approve with `pincer-gateway devices approve {}` (or `openclaw devices approve {}`)",
+                    r.request.short_code(), request_id
+                );
+                hub.pairing_event(
+                    "device.pair.requested",
+                    &serde_json::to_value(&r.request).unwrap_or_default(),
+                );
+            }
             let e = ErrorShape::new(code::NOT_PAIRED, "pairing required").with_details(json!({
                 "code": detail::PAIRING_REQUIRED,
                 "requestId": request_id,
@@ -337,14 +458,8 @@ pub fn handshake(
         };
         hub.devices
             .approve(record, role.as_str(), &granted)
-            .map_err(|e| {
-                reject(
-                    ErrorShape::unavailable(e.to_string()),
-                    close::POLICY_VIOLATION,
-                    "device store error",
-                )
-            })?;
-        tracing::info!(%device_id, reason, role = role.as_str(), "device paired silently (direct loopback)");
+            .map_err(store_error)?;
+        tracing::info!(%device_id, reason, role = role.as_str(), locality = ?peer.locality(), bootstrap, "device paired silently");
     }
 
     // 8. Device token: minted when the client authenticated with the shared secret; a client
@@ -354,13 +469,7 @@ pub fn handshake(
     } else {
         hub.devices
             .issue_token(&device_id, role.as_str(), &granted, now_ms)
-            .map_err(|e| {
-                reject(
-                    ErrorShape::unavailable(e.to_string()),
-                    close::POLICY_VIOLATION,
-                    "device store error",
-                )
-            })?
+            .map_err(store_error)?
             .map(|t| (t, now_ms))
     };
     Ok(Accepted {
@@ -393,7 +502,7 @@ pub fn presence_entry(
     let name = p.client.display_name.as_ref().map(|s| s.to_string());
     let entry = PresenceEntry {
         host: name.clone(),
-        ip: Some(peer.ip.to_string()),
+        ip: Some(peer.client_ip.to_string()),
         version: Some(p.client.version.to_string()),
         platform: Some(p.client.platform.to_string()),
         device_family: p.client.device_family.as_ref().map(|s| s.to_string()),

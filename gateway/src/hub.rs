@@ -41,6 +41,7 @@ pub enum Outbound {
 pub struct ConnHandle {
     pub id: u64,
     pub conn_id: String,
+    pub device_id: Option<String>,
     pub role: Role,
     pub scopes: Vec<String>,
     pub protocol: u32,
@@ -81,6 +82,7 @@ impl ConnHandle {
 #[derive(Debug)]
 pub struct Registration {
     pub conn_id: String,
+    pub device_id: Option<String>,
     pub role: Role,
     pub scopes: Vec<String>,
     pub protocol: u32,
@@ -116,6 +118,7 @@ pub struct Hub {
     health: Mutex<Option<HealthCache>>,
     system_events: Mutex<VecDeque<String>>,
     preauth: Mutex<HashMap<IpAddr, usize>>,
+    auth_failures: Mutex<HashMap<IpAddr, (VecDeque<u64>, u64)>>,
     shutting_down: AtomicBool,
     host: String,
 }
@@ -141,6 +144,7 @@ impl Hub {
             health: Mutex::new(None),
             system_events: Mutex::new(VecDeque::new()),
             preauth: Mutex::new(HashMap::new()),
+            auth_failures: Mutex::new(HashMap::new()),
             shutting_down: AtomicBool::new(false),
             host,
         }
@@ -193,6 +197,47 @@ impl Hub {
         }
     }
 
+    // ---- auth failure rate limit --------------------------------------------------------------
+
+    /// Milliseconds until `ip` may try again, when it is locked out. Loopback is exempt.
+    pub fn auth_locked(&self, ip: IpAddr, now_ms: u64) -> Option<u64> {
+        if ip.is_loopback() {
+            return None;
+        }
+        let m = lock(&self.auth_failures);
+        let (_, until) = m.get(&ip)?;
+        (*until > now_ms).then(|| until - now_ms)
+    }
+
+    /// Records a failed authentication from `ip`; returns true when this locks it out.
+    pub fn auth_failed(&self, ip: IpAddr, now_ms: u64) -> bool {
+        if ip.is_loopback() {
+            return false;
+        }
+        let l = self.config.limits;
+        let mut m = lock(&self.auth_failures);
+        if m.len() > 10_000 {
+            m.retain(|_, (f, until)| {
+                *until > now_ms || f.back().is_some_and(|t| now_ms - t < l.auth_window_ms)
+            });
+        }
+        let (fails, until) = m.entry(ip).or_default();
+        while fails
+            .front()
+            .is_some_and(|t| now_ms.saturating_sub(*t) >= l.auth_window_ms)
+        {
+            fails.pop_front();
+        }
+        fails.push_back(now_ms);
+        if fails.len() >= l.auth_max_attempts {
+            fails.clear();
+            *until = now_ms + l.auth_lockout_ms;
+            tracing::warn!(%ip, lockout_ms = l.auth_lockout_ms, "too many failed authentications; locked out");
+            return true;
+        }
+        false
+    }
+
     // ---- registry --------------------------------------------------------------------------
 
     /// Registers an authenticated connection; returns its handle and outbound queue.
@@ -202,6 +247,7 @@ impl Hub {
         let handle = Arc::new(ConnHandle {
             id,
             conn_id: r.conn_id,
+            device_id: r.device_id,
             role: r.role,
             scopes: r.scopes,
             protocol: r.protocol,
@@ -273,6 +319,35 @@ impl Hub {
                 Err(mpsc::error::TrySendError::Closed(_)) => {}
             }
         }
+    }
+
+    /// A pairing event (`device.pair.*`, `node.pair.*`): only to operators holding
+    /// `operator.pairing` (or admin), never to nodes.
+    pub fn pairing_event(&self, event: &str, payload: &serde_json::Value) {
+        self.broadcast(event, &payload.to_string(), None, true, |c| {
+            c.role == Role::Operator && c.has_scope(pincer_protocol::scopes::PAIRING)
+        });
+    }
+
+    /// Closes every live socket of `device_id` (for `role`, or all roles) with `code`.
+    pub fn close_device(
+        &self,
+        device_id: &str,
+        role: Option<Role>,
+        code: u16,
+        reason: &str,
+    ) -> usize {
+        let conns: Vec<Arc<ConnHandle>> = lock(&self.conns)
+            .values()
+            .filter(|c| {
+                c.device_id.as_deref() == Some(device_id) && role.is_none_or(|r| r == c.role)
+            })
+            .cloned()
+            .collect();
+        for c in &conns {
+            c.kill(code, reason);
+        }
+        conns.len()
     }
 
     /// `tick {ts}` to everyone.
@@ -467,6 +542,7 @@ mod tests {
                 outbound_queue: queue,
                 ..Limits::default()
             },
+            trusted_proxies: vec![],
             config_path: None,
         };
         let devices = DeviceStore::open(&dir).unwrap();
@@ -476,6 +552,7 @@ mod tests {
     fn reg() -> Registration {
         Registration {
             conn_id: "c".into(),
+            device_id: None,
             role: Role::Operator,
             scopes: vec![],
             protocol: 4,

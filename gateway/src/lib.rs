@@ -38,6 +38,7 @@ pub mod handshake;
 pub mod hub;
 pub mod link;
 pub mod methods;
+pub mod pairing;
 pub mod secret;
 pub mod server;
 

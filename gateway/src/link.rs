@@ -149,7 +149,9 @@ pub async fn serve(hub: Arc<Hub>, tcp: TcpStream, ip: IpAddr) {
         }
     };
 
+    let trusted = hub.config.trusted_proxies.contains(&ip);
     let peer = Arc::new(Mutex::new(Peer {
+        client_ip: ip,
         ip,
         forwarded: false,
         host_is_local: true,
@@ -159,6 +161,17 @@ pub async fn serve(hub: Arc<Hub>, tcp: TcpStream, ip: IpAddr) {
         let h = req.headers();
         let mut p = peer_cb.lock().unwrap_or_else(|e| e.into_inner());
         p.forwarded = FORWARD_HEADERS.iter().any(|n| h.contains_key(*n));
+        if trusted {
+            // The proxy appends the address it saw last: that is the client as far as we trust.
+            let header = |n: &str| h.get(n).and_then(|v| v.to_str().ok());
+            let claimed = header("x-forwarded-for")
+                .and_then(|v| v.rsplit(',').next())
+                .or_else(|| header("x-real-ip"))
+                .and_then(|v| v.trim().parse::<IpAddr>().ok());
+            if let Some(c) = claimed {
+                p.client_ip = c;
+            }
+        }
         p.host_is_local = h
             .get("host")
             .and_then(|v| v.to_str().ok())
@@ -311,9 +324,32 @@ pub async fn serve(hub: Arc<Hub>, tcp: TcpStream, ip: IpAddr) {
 
     // Handshake.
     let now = now_ms();
+    if let Some(wait) = hub.auth_locked(peer.client_ip, now) {
+        let e = ErrorShape::invalid(
+            "unauthorized: too many failed authentication attempts (retry later)",
+        )
+        .with_details(serde_json::json!({
+            "code": pincer_protocol::error::detail::AUTH_RATE_LIMITED,
+            "authReason": "rate_limited",
+            "recommendedNextStep": "wait_then_retry",
+        }))
+        .retry_after(wait);
+        let _ = sink.send(Message::text(encode_res_err(&req_id, &e))).await;
+        let _ = sink
+            .send(close_msg(
+                close::POLICY_VIOLATION,
+                "unauthorized: rate limited",
+            ))
+            .await;
+        release(&mut released);
+        return;
+    }
     let accepted = match handshake(&hub, &params, &nonce, &peer, now) {
         Ok(a) => a,
         Err(r) => {
+            if r.auth_failure {
+                hub.auth_failed(peer.client_ip, now);
+            }
             tracing::info!(%ip, client = params.client.id.as_str(), reason = %r.close_reason, "connect refused");
             let _ = sink
                 .send(Message::text(encode_res_err(&req_id, &r.error)))
@@ -327,6 +363,7 @@ pub async fn serve(hub: Arc<Hub>, tcp: TcpStream, ip: IpAddr) {
     let presence = presence_entry(&params, &accepted, &peer, &conn_id, now);
     let (conn, mut rx) = hub.register(Registration {
         conn_id: conn_id.clone(),
+        device_id: accepted.device_id.clone(),
         role: accepted.role,
         scopes: accepted.scopes.clone(),
         protocol: accepted.protocol,

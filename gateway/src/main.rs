@@ -30,6 +30,108 @@ enum Cmd {
     Run(RunArgs),
     /// Call a gateway method as an operator and print the result.
     Call(CallArgs),
+    /// Device pairing: list, approve, reject, revoke, setup codes.
+    #[command(subcommand)]
+    Devices(DevicesCmd),
+}
+
+#[derive(Subcommand)]
+enum DevicesCmd {
+    /// Pending requests and paired devices.
+    List(ClientArgs),
+    /// Approve a pending request by its id or short code.
+    Approve {
+        id: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Reject a pending request.
+    Reject {
+        id: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Revoke a device's token for one role (closes its sockets), or without --role forget the
+    /// device entirely.
+    Revoke {
+        device_id: String,
+        #[arg(long)]
+        role: Option<String>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Forget a paired device (closes its sockets).
+    Remove {
+        device_id: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Issue a one-time setup code for headless first boot.
+    SetupCode {
+        /// node | operator
+        #[arg(long, default_value = "node")]
+        role: String,
+        /// Lifetime: 90s, 10m, 2h, 7d (default 10m).
+        #[arg(long, default_value = "10m")]
+        ttl: String,
+        /// Gateway URL to embed (default: this gateway's bind address).
+        #[arg(long = "gateway-url")]
+        gateway_url: Option<String>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+}
+
+/// Connection options shared by every operator subcommand.
+#[derive(Args, Clone)]
+struct ClientArgs {
+    /// Gateway URL.
+    #[arg(long, default_value = "ws://127.0.0.1:18789")]
+    url: String,
+    /// Shared token (default: stored device token, then the local gateway's token file).
+    #[arg(long)]
+    token: Option<String>,
+    #[arg(long)]
+    password: Option<String>,
+    /// State directory holding this client's identity (and a local gateway's token).
+    #[arg(long)]
+    state_dir: Option<PathBuf>,
+    /// Print the raw payload as JSON.
+    #[arg(long)]
+    json: bool,
+    #[arg(long, default_value_t = 10_000)]
+    timeout_ms: u64,
+}
+
+impl ClientArgs {
+    fn options(&self) -> anyhow::Result<CallOptions> {
+        let state_dir = self
+            .state_dir
+            .clone()
+            .or_else(config::default_state_dir)
+            .context("no state dir: pass --state-dir")?;
+        Ok(CallOptions {
+            url: self.url.clone(),
+            token: self
+                .token
+                .clone()
+                .or_else(|| config::env_first(&config::TOKEN_ENV)),
+            password: self
+                .password
+                .clone()
+                .or_else(|| config::env_first(&config::PASSWORD_ENV)),
+            state_dir,
+            timeout: Duration::from_millis(self.timeout_ms),
+        })
+    }
+
+    fn call(&self, method: &str, params: serde_json::Value) -> anyhow::Result<serde_json::Value> {
+        let opts = self.options()?;
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        Ok(rt.block_on(client::call(&opts, method, params))?)
+    }
 }
 
 #[derive(Args, Default)]
@@ -71,22 +173,8 @@ struct CallArgs {
     /// Params as JSON (default {}).
     #[arg(long, default_value = "{}")]
     params: String,
-    /// Gateway URL.
-    #[arg(long, default_value = "ws://127.0.0.1:18789")]
-    url: String,
-    /// Shared token (default: stored device token, then the local gateway's token file).
-    #[arg(long)]
-    token: Option<String>,
-    #[arg(long)]
-    password: Option<String>,
-    /// State directory holding this client's identity.
-    #[arg(long)]
-    state_dir: Option<PathBuf>,
-    /// Print the raw payload (compact JSON).
-    #[arg(long)]
-    json: bool,
-    #[arg(long, default_value_t = 10_000)]
-    timeout_ms: u64,
+    #[command(flatten)]
+    client: ClientArgs,
 }
 
 /// Logs to stderr; `RUST_LOG` takes `level` or `target=level,...` directives (no regex engine:
@@ -124,6 +212,7 @@ fn main() -> anyhow::Result<()> {
     match cli.cmd {
         Some(Cmd::Call(args)) => call(args),
         Some(Cmd::Run(args)) => serve(args),
+        Some(Cmd::Devices(cmd)) => devices(cmd),
         None => serve(cli.run),
     }
 }
@@ -177,25 +266,154 @@ async fn shutdown_signal() {
 fn call(a: CallArgs) -> anyhow::Result<()> {
     let params: serde_json::Value =
         serde_json::from_str(&a.params).context("--params is not JSON")?;
-    let state_dir = a
-        .state_dir
-        .or_else(config::default_state_dir)
-        .context("no state dir: pass --state-dir")?;
-    let opts = CallOptions {
-        url: a.url,
-        token: a.token.or_else(|| config::env_first(&config::TOKEN_ENV)),
-        password: a.password,
-        state_dir,
-        timeout: Duration::from_millis(a.timeout_ms),
-    };
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    let payload = rt.block_on(client::call(&opts, &a.method, params))?;
-    if a.json {
-        println!("{payload}");
+    let payload = a.client.call(&a.method, params)?;
+    print_json(&payload, a.client.json)
+}
+
+fn print_json(v: &serde_json::Value, raw: bool) -> anyhow::Result<()> {
+    if raw {
+        println!("{v}");
     } else {
-        println!("{}", serde_json::to_string_pretty(&payload)?);
+        println!("{}", serde_json::to_string_pretty(v)?);
     }
     Ok(())
+}
+
+/// Parses `90s`, `10m`, `2h`, `7d` or plain milliseconds.
+fn parse_duration_ms(s: &str) -> anyhow::Result<u64> {
+    let s = s.trim();
+    let (num, mult) = match s.char_indices().last() {
+        Some((i, 's')) => (&s[..i], 1_000),
+        Some((i, 'm')) => (&s[..i], 60_000),
+        Some((i, 'h')) => (&s[..i], 3_600_000),
+        Some((i, 'd')) => (&s[..i], 86_400_000),
+        _ => (s, 1),
+    };
+    let n: u64 = num
+        .parse()
+        .with_context(|| format!("invalid duration {s:?} (use 90s, 10m, 2h, 7d)"))?;
+    Ok(n.saturating_mul(mult))
+}
+
+fn age(ts: u64) -> String {
+    let s = pincer_gateway::now_ms().saturating_sub(ts) / 1000;
+    if s < 120 {
+        format!("{s}s ago")
+    } else {
+        format!("{}m ago", s / 60)
+    }
+}
+
+fn devices(cmd: DevicesCmd) -> anyhow::Result<()> {
+    use serde_json::json;
+    match cmd {
+        DevicesCmd::List(c) => {
+            let v = c.call("device.pair.list", json!({}))?;
+            if c.json {
+                return print_json(&v, true);
+            }
+            let empty = vec![];
+            let pending = v["pending"].as_array().unwrap_or(&empty);
+            println!("Pending ({}):", pending.len());
+            for p in pending {
+                let id = p["requestId"].as_str().unwrap_or("");
+                println!(
+                    "  {}  {}  device {}  role {}  from {}  {}",
+                    pincer_gateway::devices::short_code(id),
+                    id,
+                    &p["deviceId"].as_str().unwrap_or("")
+                        [..12.min(p["deviceId"].as_str().unwrap_or("").len())],
+                    p["role"].as_str().unwrap_or("?"),
+                    p["remoteIp"].as_str().unwrap_or("?"),
+                    age(p["ts"].as_u64().unwrap_or(0)),
+                );
+            }
+            let paired = v["paired"].as_array().unwrap_or(&empty);
+            println!("Paired ({}):", paired.len());
+            for d in paired {
+                println!(
+                    "  {}  {}  roles {}  {}",
+                    d["deviceId"].as_str().unwrap_or(""),
+                    d["displayName"]
+                        .as_str()
+                        .or(d["clientId"].as_str())
+                        .unwrap_or("-"),
+                    d["roles"]
+                        .as_array()
+                        .map(|r| r
+                            .iter()
+                            .filter_map(|x| x.as_str())
+                            .collect::<Vec<_>>()
+                            .join(","))
+                        .unwrap_or_default(),
+                    d["platform"].as_str().unwrap_or(""),
+                );
+            }
+            if !pending.is_empty() {
+                println!("Approve with: pincer-gateway devices approve <code>");
+            }
+            Ok(())
+        }
+        DevicesCmd::Approve { id, client } => {
+            let v = client.call("device.pair.approve", json!({ "requestId": id }))?;
+            if client.json {
+                return print_json(&v, true);
+            }
+            println!(
+                "approved {} ({})",
+                v["device"]["deviceId"].as_str().unwrap_or("?"),
+                v["requestId"].as_str().unwrap_or("?")
+            );
+            Ok(())
+        }
+        DevicesCmd::Reject { id, client } => {
+            let v = client.call("device.pair.reject", json!({ "requestId": id }))?;
+            print_json(&v, client.json)
+        }
+        DevicesCmd::Revoke {
+            device_id,
+            role: Some(role),
+            client,
+        } => {
+            let v = client.call(
+                "device.token.revoke",
+                json!({ "deviceId": device_id, "role": role }),
+            )?;
+            print_json(&v, client.json)
+        }
+        DevicesCmd::Revoke {
+            device_id,
+            role: None,
+            client,
+        }
+        | DevicesCmd::Remove { device_id, client } => {
+            let v = client.call("device.pair.remove", json!({ "deviceId": device_id }))?;
+            print_json(&v, client.json)
+        }
+        DevicesCmd::SetupCode {
+            role,
+            ttl,
+            gateway_url,
+            client,
+        } => {
+            let mut params = json!({ "role": role, "ttlMs": parse_duration_ms(&ttl)? });
+            if let Some(u) = gateway_url {
+                params["url"] = json!(u);
+            }
+            let v = client.call("device.pair.setupCode", params)?;
+            if client.json {
+                return print_json(&v, true);
+            }
+            println!("Setup code (one device, expires in {ttl}):");
+            println!("  {}", v["setupCode"].as_str().unwrap_or(""));
+            println!("Short form: {}", v["shortCode"].as_str().unwrap_or(""));
+            println!("Gateway:    {}", v["url"].as_str().unwrap_or(""));
+            println!(
+                "On the node: pincer-node run --gateway {} --setup-code {}",
+                v["url"].as_str().unwrap_or(""),
+                v["shortCode"].as_str().unwrap_or("")
+            );
+            Ok(())
+        }
+    }
 }

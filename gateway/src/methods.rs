@@ -24,6 +24,13 @@ pub const METHODS: &[&str] = &[
     "config.get",
     "channels.status",
     "system-event",
+    "device.pair.list",
+    "device.pair.approve",
+    "device.pair.reject",
+    "device.pair.remove",
+    "device.pair.setupCode",
+    "device.token.rotate",
+    "device.token.revoke",
 ];
 
 /// Events this gateway emits (advertised in `hello-ok.features.events`).
@@ -33,6 +40,8 @@ pub const EVENTS: &[&str] = &[
     "presence",
     "health",
     "shutdown",
+    "device.pair.requested",
+    "device.pair.resolved",
 ];
 
 /// A method's outcome: payload JSON text, or an error.
@@ -91,7 +100,7 @@ pub fn dispatch(hub: &Hub, conn: &ConnHandle, req: Request) -> (Reply, Refusal) 
     (run(hub, conn, req.params), Refusal::None)
 }
 
-fn to_json<T: serde::Serialize>(v: &T) -> Reply {
+pub(crate) fn to_json<T: serde::Serialize>(v: &T) -> Reply {
     serde_json::to_string(v)
         .map_err(|e| ErrorShape::unavailable(format!("failed to encode result: {e}")))
 }
@@ -116,6 +125,13 @@ fn run(hub: &Hub, conn: &ConnHandle, params: Params) -> Reply {
                 system_event(hub, &p)
             })
         }
+        Params::DevicePairList(_) => crate::pairing::list(hub),
+        Params::DevicePairApprove(p) => crate::pairing::approve(hub, conn, &p.request_id),
+        Params::DevicePairReject(p) => crate::pairing::reject(hub, &p.request_id),
+        Params::DevicePairRemove(p) => crate::pairing::remove(hub, &p.device_id),
+        Params::DevicePairSetupCode(p) => crate::pairing::setup_code(hub, &p),
+        Params::DeviceTokenRotate(p) => crate::pairing::rotate(hub, &p),
+        Params::DeviceTokenRevoke(p) => crate::pairing::revoke(hub, &p),
         Params::Connect(_) | Params::Unknown(_) => {
             Err(ErrorShape::unavailable("method not routed"))
         }
@@ -173,6 +189,9 @@ fn status(hub: &Hub, conn: &ConnHandle) -> Reply {
         "pairedDevices": hub.devices.len(),
         "authMode": hub.config.auth.name(),
     });
+    if let Some(p) = hub.devices.recovered_from() {
+        gateway["trustStoreRecoveredFrom"] = json!(p.display().to_string());
+    }
     if admin {
         gateway["stateDir"] = json!(hub.config.state_dir.display().to_string());
         gateway["rssBytes"] = json!(rss_bytes());

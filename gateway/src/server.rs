@@ -46,7 +46,7 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
 
 impl Gateway {
     /// Opens the state and binds the listener.
-    pub async fn bind(config: Config) -> Result<Gateway, GatewayError> {
+    pub async fn bind(mut config: Config) -> Result<Gateway, GatewayError> {
         crate::fsutil::ensure_private_dir(&config.state_dir).map_err(|source| {
             GatewayError::StateDir {
                 path: config.state_dir.clone(),
@@ -58,6 +58,10 @@ impl Gateway {
         let listener = TcpListener::bind(addr)
             .await
             .map_err(|source| GatewayError::Bind { addr, source })?;
+        // With port 0 the kernel chose: advertise the real one.
+        if let Ok(bound) = listener.local_addr() {
+            config.port = bound.port();
+        }
         Ok(Gateway {
             hub: Arc::new(Hub::new(config, devices)),
             listener,

@@ -7,7 +7,10 @@ use serde_json::value::RawValue;
 
 use crate::connect::ConnectParams;
 use crate::frames::{classify, FrameError, RequestFrame};
-use crate::methods::{ChannelsStatusParams, EmptyParams, HealthParams, SystemEventParams};
+use crate::methods::{
+    ChannelsStatusParams, DeviceIdParams, EmptyParams, HealthParams, RequestIdParams,
+    SetupCodeParams, SystemEventParams, TokenRevokeParams, TokenRotateParams,
+};
 
 /// Typed params of a request whose method Pincer knows.
 #[derive(Debug, Clone)]
@@ -20,6 +23,13 @@ pub enum Params {
     ConfigGet(EmptyParams),
     ChannelsStatus(ChannelsStatusParams),
     SystemEvent(Box<SystemEventParams>),
+    DevicePairList(EmptyParams),
+    DevicePairApprove(RequestIdParams),
+    DevicePairReject(RequestIdParams),
+    DevicePairRemove(DeviceIdParams),
+    DevicePairSetupCode(SetupCodeParams),
+    DeviceTokenRotate(TokenRotateParams),
+    DeviceTokenRevoke(TokenRevokeParams),
     /// A method this build does not implement; params are kept as raw JSON.
     Unknown(Option<Box<RawValue>>),
 }
@@ -106,6 +116,13 @@ pub fn decode_params(method: &str, raw: Option<Box<RawValue>>) -> Result<Params,
         "config.get" => Params::ConfigGet(typed(r)?),
         "channels.status" => Params::ChannelsStatus(typed(r)?),
         "system-event" => Params::SystemEvent(Box::new(typed(r)?)),
+        "device.pair.list" => Params::DevicePairList(typed(r)?),
+        "device.pair.approve" => Params::DevicePairApprove(typed(r)?),
+        "device.pair.reject" => Params::DevicePairReject(typed(r)?),
+        "device.pair.remove" => Params::DevicePairRemove(typed(r)?),
+        "device.pair.setupCode" => Params::DevicePairSetupCode(typed(r)?),
+        "device.token.rotate" => Params::DeviceTokenRotate(typed(r)?),
+        "device.token.revoke" => Params::DeviceTokenRevoke(typed(r)?),
         _ => Params::Unknown(raw),
     })
 }

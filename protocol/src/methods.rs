@@ -181,3 +181,128 @@ pub struct ConfigGetResult {
     pub config: Value,
     pub issues: Vec<Value>,
 }
+
+/// `{requestId}` params (`device.pair.approve|reject`, `node.pair.approve|reject`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RequestIdParams {
+    pub request_id: NonEmpty,
+}
+
+/// `{deviceId}` params (`device.pair.remove`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct DeviceIdParams {
+    pub device_id: NonEmpty,
+}
+
+/// `device.token.rotate` params.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct TokenRotateParams {
+    pub device_id: NonEmpty,
+    pub role: NonEmpty,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scopes: Option<Vec<String>>,
+}
+
+/// `device.token.revoke` params.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct TokenRevokeParams {
+    pub device_id: NonEmpty,
+    pub role: NonEmpty,
+}
+
+/// `device.pair.setupCode` params (admin): a one-time setup code for headless first boot.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct SetupCodeParams {
+    /// Role the code admits (default `node`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<NonEmpty>,
+    /// Lifetime (default 10 minutes, at most 7 days).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl_ms: Option<u64>,
+    /// Gateway URL to embed in the setup code.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+}
+
+/// `device.pair.list` result.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct DevicePairListResult {
+    pub pending: Vec<Value>,
+    pub paired: Vec<Value>,
+}
+
+/// `device.pair.approve` result.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct DevicePairApproveResult {
+    pub request_id: String,
+    pub device: Value,
+}
+
+/// `device.pair.reject` result.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct DevicePairRejectResult {
+    pub request_id: String,
+    pub device_id: String,
+}
+
+/// `device.pair.remove` result.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct DeviceIdResult {
+    pub device_id: String,
+}
+
+/// `device.token.rotate` result.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct TokenRotateResult {
+    pub device_id: String,
+    pub role: String,
+    pub token: String,
+    pub scopes: Vec<String>,
+    pub rotated_at_ms: u64,
+}
+
+/// `device.token.revoke` result.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct TokenRevokeResult {
+    pub device_id: String,
+    pub role: String,
+    pub revoked_at_ms: u64,
+}
+
+/// `device.pair.setupCode` result.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct SetupCodeResult {
+    /// base64url of `{"url", "bootstrapToken"}` (the reference's QR payload).
+    pub setup_code: String,
+    /// The one-time token itself (`auth.bootstrapToken`).
+    pub bootstrap_token: String,
+    /// A human-typable form, `XXXX-XXXX`, accepted in place of the token.
+    pub short_code: String,
+    pub role: String,
+    pub expires_at_ms: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+}

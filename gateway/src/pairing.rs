@@ -1,0 +1,190 @@
+//! Operator methods over the device trust store: `device.pair.*` and `device.token.*`, with
+//! their events and the socket closes they imply.
+
+use pincer_protocol::close;
+use pincer_protocol::error::{code, ErrorShape};
+use pincer_protocol::methods::{
+    DeviceIdResult, DevicePairApproveResult, DevicePairListResult, DevicePairRejectResult,
+    SetupCodeParams, SetupCodeResult, TokenRevokeParams, TokenRevokeResult, TokenRotateParams,
+    TokenRotateResult,
+};
+use pincer_protocol::scopes::{self, Role};
+use serde_json::json;
+
+use crate::devices::DeviceStoreError;
+use crate::hub::{ConnHandle, Hub};
+use crate::methods::{to_json, Reply};
+use crate::now_ms;
+
+/// Default and longest lifetime of a setup code.
+pub const SETUP_CODE_TTL_MS: u64 = 10 * 60 * 1000;
+pub const SETUP_CODE_MAX_TTL_MS: u64 = 7 * 24 * 60 * 60 * 1000;
+
+fn store_err(e: DeviceStoreError) -> ErrorShape {
+    match e {
+        DeviceStoreError::UnknownRequest
+        | DeviceStoreError::UnknownDevice
+        | DeviceStoreError::Ambiguous(_) => ErrorShape::invalid(e.to_string()),
+        other => ErrorShape::unavailable(other.to_string()),
+    }
+}
+
+fn resolved(hub: &Hub, request_id: &str, device_id: &str, decision: &str) {
+    hub.pairing_event(
+        "device.pair.resolved",
+        &json!({ "requestId": request_id, "deviceId": device_id, "decision": decision, "ts": now_ms() }),
+    );
+}
+
+pub fn list(hub: &Hub) -> Reply {
+    let (pending, paired) = hub.devices.list(now_ms());
+    to_json(&DevicePairListResult {
+        pending: pending
+            .iter()
+            .map(|p| serde_json::to_value(p).unwrap_or_default())
+            .collect(),
+        paired: paired.iter().map(|d| d.redacted()).collect(),
+    })
+}
+
+pub fn approve(hub: &Hub, caller: &ConnHandle, id_or_code: &str) -> Reply {
+    // An operator may not hand out scopes it does not hold itself.
+    let (pending, _) = hub.devices.list(now_ms());
+    if let Some(req) = pending.iter().find(|p| p.request_id == id_or_code) {
+        if let Some(missing) = req
+            .scopes
+            .iter()
+            .find(|s| s.starts_with("operator.") && !caller.has_scope(s))
+        {
+            let c = if caller.protocol >= 4 {
+                code::FORBIDDEN
+            } else {
+                code::INVALID_REQUEST
+            };
+            return Err(ErrorShape::new(c, format!("missing scope: {missing}")));
+        }
+    }
+    let (req, device) = hub
+        .devices
+        .approve_request(id_or_code, now_ms())
+        .map_err(store_err)?;
+    tracing::info!(device_id = %req.device_id, request_id = %req.request_id, role = %req.role, "pairing approved");
+    resolved(hub, &req.request_id, &req.device_id, "approved");
+    to_json(&DevicePairApproveResult {
+        request_id: req.request_id,
+        device: device.redacted(),
+    })
+}
+
+pub fn reject(hub: &Hub, id_or_code: &str) -> Reply {
+    let req = hub
+        .devices
+        .reject_request(id_or_code, now_ms())
+        .map_err(store_err)?;
+    tracing::info!(device_id = %req.device_id, request_id = %req.request_id, "pairing rejected");
+    resolved(hub, &req.request_id, &req.device_id, "rejected");
+    to_json(&DevicePairRejectResult {
+        request_id: req.request_id,
+        device_id: req.device_id,
+    })
+}
+
+pub fn remove(hub: &Hub, device_id: &str) -> Reply {
+    let dev = hub.devices.remove(device_id).map_err(store_err)?;
+    let closed = hub.close_device(
+        &dev.device_id,
+        None,
+        close::AUTH_CHANGED,
+        close::reason::DEVICE_REMOVED,
+    );
+    tracing::info!(device_id, closed, "device removed");
+    to_json(&DeviceIdResult {
+        device_id: dev.device_id,
+    })
+}
+
+pub fn rotate(hub: &Hub, p: &TokenRotateParams) -> Reply {
+    let now = now_ms();
+    let (token, scopes) = hub
+        .devices
+        .rotate(&p.device_id, &p.role, p.scopes.as_deref(), now)
+        .map_err(store_err)?;
+    let closed = hub.close_device(
+        &p.device_id,
+        Role::parse(&p.role),
+        close::AUTH_CHANGED,
+        close::reason::DEVICE_REMOVED,
+    );
+    tracing::info!(device_id = %p.device_id, role = %p.role, closed, "device token rotated");
+    to_json(&TokenRotateResult {
+        device_id: p.device_id.to_string(),
+        role: p.role.to_string(),
+        token,
+        scopes,
+        rotated_at_ms: now,
+    })
+}
+
+pub fn revoke(hub: &Hub, p: &TokenRevokeParams) -> Reply {
+    let now = now_ms();
+    hub.devices
+        .revoke(&p.device_id, &p.role, now)
+        .map_err(store_err)?;
+    let closed = hub.close_device(
+        &p.device_id,
+        Role::parse(&p.role),
+        close::AUTH_CHANGED,
+        close::reason::DEVICE_REMOVED,
+    );
+    tracing::info!(device_id = %p.device_id, role = %p.role, closed, "device token revoked");
+    to_json(&TokenRevokeResult {
+        device_id: p.device_id.to_string(),
+        role: p.role.to_string(),
+        revoked_at_ms: now,
+    })
+}
+
+/// The URL a device on the network should use to reach this gateway.
+fn advertised_url(hub: &Hub) -> String {
+    let host = match hub.config.bind.resolve() {
+        Ok(ip) if !ip.is_unspecified() => ip.to_string(),
+        _ => "127.0.0.1".into(),
+    };
+    format!("ws://{host}:{}", hub.config.port)
+}
+
+pub fn setup_code(hub: &Hub, p: &SetupCodeParams) -> Reply {
+    let role = p.role.as_deref().unwrap_or("node");
+    if Role::parse(role).is_none() {
+        return Err(ErrorShape::invalid(format!("invalid role: {role}")));
+    }
+    let ttl = p
+        .ttl_ms
+        .unwrap_or(SETUP_CODE_TTL_MS)
+        .clamp(1_000, SETUP_CODE_MAX_TTL_MS);
+    // A setup code admits a node (no scopes) or a read-only operator; more needs an operator.
+    let scopes: Vec<String> = if role == "operator" {
+        vec![scopes::READ.into()]
+    } else {
+        vec![]
+    };
+    let (token, short, expires) = hub
+        .devices
+        .create_bootstrap(role, &scopes, ttl, now_ms())
+        .map_err(store_err)?;
+    let url = p.url.clone().unwrap_or_else(|| advertised_url(hub));
+    let setup = pincer_protocol::base64url::encode(
+        json!({ "url": url, "bootstrapToken": token })
+            .to_string()
+            .as_bytes(),
+    );
+    tracing::info!(role, expires_at_ms = expires, "setup code issued");
+    to_json(&SetupCodeResult {
+        setup_code: setup,
+        bootstrap_token: token,
+        short_code: short,
+        role: role.into(),
+        expires_at_ms: expires,
+        url: Some(url),
+    })
+}
