@@ -169,6 +169,9 @@ pub struct Config {
     pub limits: Limits,
     /// Proxies whose `X-Forwarded-For` / `X-Real-IP` name the client.
     pub trusted_proxies: Vec<IpAddr>,
+    /// Node commands added to / removed from the platform allowlists.
+    pub node_allow: Vec<String>,
+    pub node_deny: Vec<String>,
     /// The config file this came from, if any.
     pub config_path: Option<PathBuf>,
 }
@@ -186,6 +189,17 @@ pub struct FileConfig {
     pub auth: FileAuth,
     #[serde(default)]
     pub limits: FileLimits,
+    #[serde(default)]
+    pub nodes: FileNodes,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileNodes {
+    #[serde(default)]
+    pub allow_commands: Vec<String>,
+    #[serde(default)]
+    pub deny_commands: Vec<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -354,6 +368,8 @@ impl Config {
             token_generated,
             limits,
             trusted_proxies: file.trusted_proxies,
+            node_allow: file.nodes.allow_commands,
+            node_deny: file.nodes.deny_commands,
             config_path: o.config,
         })
     }

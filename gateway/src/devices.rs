@@ -149,6 +149,45 @@ pub struct BootstrapRecord {
 /// Pending requests expire after this.
 pub const PENDING_TTL_MS: u64 = 5 * 60 * 1000;
 
+/// An operator's approval of a node's command surface.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NodeApproval {
+    pub node_id: String,
+    pub commands: Vec<String>,
+    pub approved_at_ms: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub display_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub platform: Option<String>,
+}
+
+/// A node surface waiting for approval (reference §3.5 pending entry).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct NodePending {
+    pub request_id: String,
+    pub node_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub display_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub platform: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device_family: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_mode: Option<String>,
+    pub caps: Vec<String>,
+    pub commands: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remote_ip: Option<String>,
+    pub silent: bool,
+    pub ts: u64,
+}
+
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct StoreFile {
     version: u32,
@@ -157,6 +196,10 @@ struct StoreFile {
     pending: BTreeMap<String, PendingRequest>,
     #[serde(default)]
     bootstrap: Vec<BootstrapRecord>,
+    #[serde(default)]
+    nodes: BTreeMap<String, NodeApproval>,
+    #[serde(default)]
+    node_pending: BTreeMap<String, NodePending>,
 }
 
 /// Result of checking a device token.
@@ -457,16 +500,21 @@ impl DeviceStore {
 
     /// Finds a pending request by full id or by a unique prefix / short code (≥ 6 characters).
     fn find_pending(file: &StoreFile, id_or_code: &str) -> Result<String, DeviceStoreError> {
-        if file.pending.contains_key(id_or_code) {
+        Self::find_key(file.pending.keys(), id_or_code)
+    }
+
+    fn find_key<'a>(
+        keys: impl Iterator<Item = &'a String> + Clone,
+        id_or_code: &str,
+    ) -> Result<String, DeviceStoreError> {
+        if keys.clone().any(|k| k == id_or_code) {
             return Ok(id_or_code.to_owned());
         }
         let code = normalize_short(id_or_code).to_ascii_lowercase();
         if code.len() < 6 {
             return Err(DeviceStoreError::UnknownRequest);
         }
-        let matches: Vec<&String> = file
-            .pending
-            .keys()
+        let matches: Vec<&String> = keys
             .filter(|k| {
                 k.chars()
                     .filter(|c| c.is_ascii_hexdigit())
@@ -650,6 +698,113 @@ impl DeviceStore {
         });
         self.persist(&file)?;
         Ok((token, short, expires))
+    }
+
+    // ---- node surface approvals ----------------------------------------------------------------
+
+    /// The approval record of `node_id`, if any.
+    pub fn node_approval(&self, node_id: &str) -> Option<NodeApproval> {
+        self.lock().nodes.get(node_id).cloned()
+    }
+
+    /// Creates or refreshes the pending surface request of a node (one per node).
+    pub fn node_request(
+        &self,
+        mut req: NodePending,
+        now_ms: u64,
+    ) -> Result<(NodePending, bool), DeviceStoreError> {
+        let mut file = self.lock();
+        Self::prune(&mut file, now_ms);
+        if let Some(old) = file
+            .node_pending
+            .values()
+            .find(|p| p.node_id == req.node_id)
+            .cloned()
+        {
+            if old.commands == req.commands {
+                return Ok((old, false));
+            }
+            file.node_pending.remove(&old.request_id);
+        }
+        req.ts = now_ms;
+        file.node_pending
+            .insert(req.request_id.clone(), req.clone());
+        self.persist(&file)?;
+        Ok((req, true))
+    }
+
+    /// Approves a node surface request: the node may run the requested commands.
+    pub fn node_approve(
+        &self,
+        id_or_code: &str,
+        now_ms: u64,
+    ) -> Result<(NodePending, NodeApproval), DeviceStoreError> {
+        let mut file = self.lock();
+        Self::prune(&mut file, now_ms);
+        let id = Self::find_key(file.node_pending.keys(), id_or_code)?;
+        let req = file
+            .node_pending
+            .remove(&id)
+            .ok_or(DeviceStoreError::UnknownRequest)?;
+        let entry = file
+            .nodes
+            .entry(req.node_id.clone())
+            .or_insert_with(|| NodeApproval {
+                node_id: req.node_id.clone(),
+                commands: vec![],
+                approved_at_ms: now_ms,
+                display_name: None,
+                platform: None,
+            });
+        for c in &req.commands {
+            if !entry.commands.contains(c) {
+                entry.commands.push(c.clone());
+            }
+        }
+        entry.commands.sort();
+        entry.approved_at_ms = now_ms;
+        entry.display_name = req.display_name.clone().or(entry.display_name.take());
+        entry.platform = req.platform.clone().or(entry.platform.take());
+        let approval = entry.clone();
+        self.persist(&file)?;
+        Ok((req, approval))
+    }
+
+    /// Rejects a node surface request.
+    pub fn node_reject(
+        &self,
+        id_or_code: &str,
+        now_ms: u64,
+    ) -> Result<NodePending, DeviceStoreError> {
+        let mut file = self.lock();
+        Self::prune(&mut file, now_ms);
+        let id = Self::find_key(file.node_pending.keys(), id_or_code)?;
+        let req = file
+            .node_pending
+            .remove(&id)
+            .ok_or(DeviceStoreError::UnknownRequest)?;
+        self.persist(&file)?;
+        Ok(req)
+    }
+
+    /// Pending node requests and approvals.
+    pub fn node_list(&self, now_ms: u64) -> (Vec<NodePending>, Vec<NodeApproval>) {
+        let mut file = self.lock();
+        Self::prune(&mut file, now_ms);
+        (
+            file.node_pending.values().cloned().collect(),
+            file.nodes.values().cloned().collect(),
+        )
+    }
+
+    /// Devices paired for role `node` (shown in `node.list` while offline).
+    pub fn paired_nodes(&self) -> Vec<PairedDevice> {
+        self.lock()
+            .devices
+            .values()
+            .filter(|d| d.roles.iter().any(|r| r == "node"))
+            .cloned()
+            .collect()
     }
 
     /// Checks a bootstrap token (long or short form) for this device and role, binding it to

@@ -54,9 +54,21 @@ pub struct ConnHandle {
     pub closing: Notify,
     /// Events skipped because the queue was full.
     pub dropped: AtomicU64,
+    /// Set for `role: "node"` connections.
+    pub node: Option<crate::nodes::NodeSession>,
 }
 
 impl ConnHandle {
+    /// Queues a frame without waiting; false when the queue is full or closed.
+    pub fn try_send(&self, o: Outbound) -> bool {
+        self.tx.try_send(o).is_ok()
+    }
+
+    /// Queues a frame, waiting for room (used for responses, which must not be dropped).
+    pub async fn send(&self, o: Outbound) -> bool {
+        self.tx.send(o).await.is_ok()
+    }
+
     /// Asks the link to close with `code`/`reason` (first request wins).
     pub fn kill(&self, code: u16, reason: &str) {
         let mut c = lock(&self.close);
@@ -87,6 +99,7 @@ pub struct Registration {
     pub scopes: Vec<String>,
     pub protocol: u32,
     pub presence: Option<(String, PresenceEntry)>,
+    pub node: Option<crate::nodes::NodeSession>,
 }
 
 struct HealthCache {
@@ -109,6 +122,7 @@ pub struct Hub {
     pub config: Config,
     pub devices: DeviceStore,
     pub dedupe: Mutex<Dedupe>,
+    pub nodes: crate::nodes::NodeRegistry,
     started: Instant,
     pub instance_id: String,
     next_id: AtomicU64,
@@ -132,6 +146,7 @@ impl Hub {
             config,
             devices,
             dedupe: Mutex::new(Dedupe::default()),
+            nodes: Default::default(),
             started: Instant::now(),
             instance_id: crate::secret::uuid_v4(),
             next_id: AtomicU64::new(1),
@@ -257,8 +272,10 @@ impl Hub {
             close: Mutex::new(None),
             closing: Notify::new(),
             dropped: AtomicU64::new(0),
+            node: r.node,
         });
         lock(&self.conns).insert(id, handle.clone());
+        self.nodes.attach(&handle);
         if let Some((key, entry)) = r.presence {
             self.presence_upsert(key, entry, true);
         }
@@ -271,6 +288,7 @@ impl Hub {
     /// Removes a connection (on close).
     pub fn unregister(&self, handle: &ConnHandle) {
         lock(&self.conns).remove(&handle.id);
+        self.nodes.detach(handle);
         if let Some(key) = &handle.presence_key {
             let still_connected = lock(&self.conns)
                 .values()
@@ -543,6 +561,8 @@ mod tests {
                 ..Limits::default()
             },
             trusted_proxies: vec![],
+            node_allow: vec![],
+            node_deny: vec![],
             config_path: None,
         };
         let devices = DeviceStore::open(&dir).unwrap();
@@ -557,6 +577,7 @@ mod tests {
             scopes: vec![],
             protocol: 4,
             presence: None,
+            node: None,
         }
     }
 

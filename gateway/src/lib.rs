@@ -25,6 +25,8 @@
 //! * [`devices`]: paired devices and their (hashed) device tokens, persisted atomically.
 //! * [`hub`]: connection registry, event broadcast with per-connection `seq`, presence, health.
 //! * [`methods`]: method dispatch, scope enforcement, idempotency ([`dedupe`]).
+//! * [`nodes`]: node registry, command policy, invoke round trip; [`pairing`]: operator
+//!   methods over the trust store.
 //! * [`client`]: a small operator client (`pincer-gateway call`).
 //! * [`fsutil`], [`secret`]: atomic writes, random tokens and ids.
 
@@ -38,6 +40,7 @@ pub mod handshake;
 pub mod hub;
 pub mod link;
 pub mod methods;
+pub mod nodes;
 pub mod pairing;
 pub mod secret;
 pub mod server;

@@ -29,11 +29,21 @@ use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
 use crate::handshake::{handshake, presence_entry, Peer};
 use crate::hub::{Hub, Outbound, Registration};
-use crate::methods::{self, Refusal};
+use crate::methods::{self, Dispatch, Refusal};
 use crate::{now_ms, secret, VERSION};
 
 /// Bytes allowed for the HTTP upgrade request on top of the pre-auth frame cap.
 const UPGRADE_ALLOWANCE: usize = 16 * 1024;
+/// Deferred requests (node invokes) one connection may have open at once.
+const MAX_IN_FLIGHT: usize = 64;
+
+fn encode_reply(id: &str, r: methods::Reply) -> String {
+    match r {
+        Ok(payload) => pincer_protocol::frames::encode_res_ok_raw(id, &payload),
+        Err(e) => encode_res_err(id, &e),
+    }
+}
+
 /// Consecutive role violations before the socket is closed.
 const MAX_ROLE_VIOLATIONS: u32 = 10;
 
@@ -361,7 +371,18 @@ pub async fn serve(hub: Arc<Hub>, tcp: TcpStream, ip: IpAddr) {
     };
     let conn_id = secret::uuid_v4();
     let presence = presence_entry(&params, &accepted, &peer, &conn_id, now);
+    let node = match (accepted.role, &accepted.device_id) {
+        (pincer_protocol::scopes::Role::Node, Some(id)) => Some(crate::nodes::admit(
+            &hub,
+            &params,
+            id,
+            &peer.client_ip.to_string(),
+            now,
+        )),
+        _ => None,
+    };
     let (conn, mut rx) = hub.register(Registration {
+        node,
         conn_id: conn_id.clone(),
         device_id: accepted.device_id.clone(),
         role: accepted.role,
@@ -425,6 +446,7 @@ pub async fn serve(hub: Arc<Hub>, tcp: TcpStream, ip: IpAddr) {
 
     // Request / event loop.
     let mut role_violations = 0u32;
+    let in_flight = Arc::new(tokio::sync::Semaphore::new(MAX_IN_FLIGHT));
     while open {
         tokio::select! {
             biased;
@@ -467,8 +489,23 @@ pub async fn serve(hub: Arc<Hub>, tcp: TcpStream, ip: IpAddr) {
                                 role_violations = 0;
                             }
                             match reply {
-                                Ok(payload) => pincer_protocol::frames::encode_res_ok_raw(&id, &payload),
-                                Err(e) => encode_res_err(&id, &e),
+                                Dispatch::Now(r) => encode_reply(&id, r),
+                                Dispatch::Later(fut) => match in_flight.clone().try_acquire_owned() {
+                                    Ok(permit) => {
+                                        // Answered when ready, through the outbound queue.
+                                        let conn = conn.clone();
+                                        tokio::spawn(async move {
+                                            let frame = encode_reply(&id, fut.await);
+                                            conn.send(Outbound::Frame(frame)).await;
+                                            drop(permit);
+                                        });
+                                        continue;
+                                    }
+                                    Err(_) => encode_res_err(
+                                        &id,
+                                        &ErrorShape::unavailable("too many requests in flight on this connection").retry_after(500),
+                                    ),
+                                },
                             }
                         }
                     };

@@ -33,6 +33,51 @@ enum Cmd {
     /// Device pairing: list, approve, reject, revoke, setup codes.
     #[command(subcommand)]
     Devices(DevicesCmd),
+    /// Nodes: list, describe, approve their command surface, invoke commands.
+    #[command(subcommand)]
+    Nodes(NodesCmd),
+}
+
+#[derive(Subcommand)]
+enum NodesCmd {
+    /// Connected and paired nodes.
+    List(ClientArgs),
+    /// One node's details.
+    Describe {
+        node: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Node command surfaces waiting for approval.
+    Pending(ClientArgs),
+    /// Approve a node's pending command surface (request id, short code, or node id).
+    Approve {
+        id: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Reject a node's pending command surface.
+    Reject {
+        id: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Run a command on a node, e.g. `nodes invoke <node> camera.snap --out snap.jpg`.
+    Invoke {
+        node: String,
+        command: String,
+        /// Params as JSON.
+        #[arg(long)]
+        params: Option<String>,
+        /// Invoke timeout.
+        #[arg(long, default_value_t = 30_000)]
+        invoke_timeout_ms: u64,
+        /// Write the payload's decoded `base64` media to this file.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
 }
 
 #[derive(Subcommand)]
@@ -213,6 +258,7 @@ fn main() -> anyhow::Result<()> {
         Some(Cmd::Call(args)) => call(args),
         Some(Cmd::Run(args)) => serve(args),
         Some(Cmd::Devices(cmd)) => devices(cmd),
+        Some(Cmd::Nodes(cmd)) => nodes(cmd),
         None => serve(cli.run),
     }
 }
@@ -416,4 +462,175 @@ fn devices(cmd: DevicesCmd) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// Resolves a node argument: a full id, a unique id prefix, or a display name.
+fn resolve_node(client: &ClientArgs, node: &str) -> anyhow::Result<String> {
+    let v = client.call("node.list", serde_json::json!({}))?;
+    let empty = vec![];
+    let nodes = v["nodes"].as_array().unwrap_or(&empty);
+    let matches: Vec<&str> = nodes
+        .iter()
+        .filter(|n| {
+            let id = n["nodeId"].as_str().unwrap_or("");
+            id == node
+                || (node.len() >= 6 && id.starts_with(node))
+                || n["displayName"].as_str() == Some(node)
+        })
+        .filter_map(|n| n["nodeId"].as_str())
+        .collect();
+    match matches.as_slice() {
+        [one] => Ok((*one).to_owned()),
+        [] => Ok(node.to_owned()),
+        _ => anyhow::bail!("{node:?} matches several nodes: {}", matches.join(", ")),
+    }
+}
+
+fn nodes(cmd: NodesCmd) -> anyhow::Result<()> {
+    use serde_json::json;
+    match cmd {
+        NodesCmd::List(c) => {
+            let v = c.call("node.list", json!({}))?;
+            if c.json {
+                return print_json(&v, true);
+            }
+            let empty = vec![];
+            for n in v["nodes"].as_array().unwrap_or(&empty) {
+                let list = |k: &str| {
+                    n[k].as_array()
+                        .map(|a| {
+                            a.iter()
+                                .filter_map(|x| x.as_str())
+                                .collect::<Vec<_>>()
+                                .join(",")
+                        })
+                        .unwrap_or_default()
+                };
+                println!(
+                    "{}  {:<20} {:<12} {}  commands: {}{}",
+                    n["nodeId"].as_str().unwrap_or(""),
+                    n["displayName"].as_str().unwrap_or("-"),
+                    n["platform"].as_str().unwrap_or("-"),
+                    if n["connected"].as_bool() == Some(true) {
+                        "connected"
+                    } else {
+                        "offline  "
+                    },
+                    list("commands"),
+                    if list("pendingCommands").is_empty() {
+                        String::new()
+                    } else {
+                        format!("  awaiting approval: {}", list("pendingCommands"))
+                    },
+                );
+            }
+            Ok(())
+        }
+        NodesCmd::Describe { node, client } => {
+            let id = resolve_node(&client, &node)?;
+            let v = client.call("node.describe", json!({ "nodeId": id }))?;
+            print_json(&v, client.json)
+        }
+        NodesCmd::Pending(c) => {
+            let v = c.call("node.pair.list", json!({}))?;
+            if c.json {
+                return print_json(&v, true);
+            }
+            let empty = vec![];
+            let pending = v["pending"].as_array().unwrap_or(&empty);
+            println!("Pending ({}):", pending.len());
+            for p in pending {
+                let id = p["requestId"].as_str().unwrap_or("");
+                println!(
+                    "  {}  {}  node {}  {}  commands: {}",
+                    pincer_gateway::devices::short_code(id),
+                    id,
+                    p["nodeId"].as_str().unwrap_or(""),
+                    p["displayName"].as_str().unwrap_or("-"),
+                    p["commands"]
+                        .as_array()
+                        .map(|a| a
+                            .iter()
+                            .filter_map(|x| x.as_str())
+                            .collect::<Vec<_>>()
+                            .join(","))
+                        .unwrap_or_default(),
+                );
+            }
+            if !pending.is_empty() {
+                println!("Approve with: pincer-gateway nodes approve <code>");
+            }
+            Ok(())
+        }
+        NodesCmd::Approve { id, client } => {
+            // Accept a node id too: approve that node's pending request.
+            let node_id = resolve_node(&client, &id)?;
+            let pending = client.call("node.pair.list", json!({}))?;
+            let empty = vec![];
+            let by_node = pending["pending"]
+                .as_array()
+                .unwrap_or(&empty)
+                .iter()
+                .find(|p| p["nodeId"].as_str() == Some(node_id.as_str()))
+                .and_then(|p| p["requestId"].as_str().map(str::to_owned));
+            let v = client.call(
+                "node.pair.approve",
+                json!({ "requestId": by_node.unwrap_or(id) }),
+            )?;
+            if client.json {
+                return print_json(&v, true);
+            }
+            println!(
+                "approved {}: {}",
+                v["node"]["nodeId"].as_str().unwrap_or("?"),
+                v["node"]["commands"]
+            );
+            Ok(())
+        }
+        NodesCmd::Reject { id, client } => {
+            let v = client.call("node.pair.reject", json!({ "requestId": id }))?;
+            print_json(&v, client.json)
+        }
+        NodesCmd::Invoke {
+            node,
+            command,
+            params,
+            invoke_timeout_ms,
+            out,
+            mut client,
+        } => {
+            let id = resolve_node(&client, &node)?;
+            let mut p = json!({
+                "nodeId": id, "command": command, "timeoutMs": invoke_timeout_ms,
+                "idempotencyKey": pincer_gateway::secret::uuid_v4(),
+            });
+            if let Some(text) = params {
+                p["params"] = serde_json::from_str(&text).context("--params is not JSON")?;
+            }
+            client.timeout_ms = client.timeout_ms.max(invoke_timeout_ms + 5_000);
+            let v = client.call("node.invoke", p)?;
+            if let Some(path) = out {
+                let b64 = v["payload"]["base64"]
+                    .as_str()
+                    .context("the result has no base64 media to write")?;
+                let bytes = decode_base64(b64).context("the result's base64 does not decode")?;
+                std::fs::write(&path, &bytes)
+                    .with_context(|| format!("cannot write {}", path.display()))?;
+                eprintln!("wrote {} bytes to {}", bytes.len(), path.display());
+                let mut shown = v["payload"].clone();
+                shown["base64"] = json!(format!("<{} bytes>", bytes.len()));
+                return print_json(&shown, client.json);
+            }
+            print_json(&v["payload"], client.json)
+        }
+    }
+}
+
+/// Standard or URL-safe base64, padding optional.
+fn decode_base64(text: &str) -> Option<Vec<u8>> {
+    let clean: String = text.chars().filter(|c| !c.is_whitespace()).collect();
+    let mut out = vec![0u8; clean.len() * 3 / 4 + 3];
+    let n = pincer_protocol::base64url::decode_into(&clean, &mut out).ok()?;
+    out.truncate(n);
+    Some(out)
 }

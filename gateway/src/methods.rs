@@ -4,9 +4,14 @@
 use pincer_protocol::connect::PresenceEntry;
 use pincer_protocol::decode::{Params, Request};
 use pincer_protocol::error::{code, ErrorShape};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
 use pincer_protocol::methods::{
     ChannelsStatusResult, ConfigGetResult, StatusSummary, SystemEventParams, SystemEventResult,
 };
+use pincer_protocol::methods::{NodeListNode, NodeListResult};
 use pincer_protocol::scopes::{self, Denied};
 use serde_json::json;
 use sha2::{Digest, Sha256};
@@ -31,6 +36,18 @@ pub const METHODS: &[&str] = &[
     "device.pair.setupCode",
     "device.token.rotate",
     "device.token.revoke",
+    "node.list",
+    "node.describe",
+    "node.invoke",
+    "node.invoke.result",
+    "node.event",
+    "node.pair.list",
+    "node.pair.approve",
+    "node.pair.reject",
+    "node.runnerInventory.update",
+    "node.skills.update",
+    "node.pluginTools.update",
+    "skills.bins",
 ];
 
 /// Events this gateway emits (advertised in `hello-ok.features.events`).
@@ -42,6 +59,10 @@ pub const EVENTS: &[&str] = &[
     "shutdown",
     "device.pair.requested",
     "device.pair.resolved",
+    "node.pair.requested",
+    "node.pair.resolved",
+    "node.invoke.request",
+    "node.invoke.cancel",
 ];
 
 /// A method's outcome: payload JSON text, or an error.
@@ -54,50 +75,47 @@ pub enum Refusal {
     Role,
 }
 
+/// A reply now, or one that arrives later (a node invoke) and is sent when ready.
+pub enum Dispatch {
+    Now(Reply),
+    Later(Pin<Box<dyn Future<Output = Reply> + Send>>),
+}
+
+impl From<Reply> for Dispatch {
+    fn from(r: Reply) -> Self {
+        Dispatch::Now(r)
+    }
+}
+
 /// Handles one request of an authenticated connection.
-pub fn dispatch(hub: &Hub, conn: &ConnHandle, req: Request) -> (Reply, Refusal) {
+pub fn dispatch(hub: &Arc<Hub>, conn: &Arc<ConnHandle>, req: Request) -> (Dispatch, Refusal) {
     if req.method == "connect" {
-        return (
-            Err(ErrorShape::invalid(
-                "connect is only valid as the first request",
-            )),
-            Refusal::None,
-        );
+        let e = ErrorShape::invalid("connect is only valid as the first request");
+        return (Err(e).into(), Refusal::None);
     }
     if !METHODS.contains(&req.method.as_str()) {
-        return (
-            Err(ErrorShape::invalid(format!(
-                "unknown method: {}",
-                req.method
-            ))),
-            Refusal::None,
-        );
+        let e = ErrorShape::invalid(format!("unknown method: {}", req.method));
+        return (Err(e).into(), Refusal::None);
     }
     match scopes::authorize(conn.role, &conn.scopes, &req.method) {
         Ok(()) => {}
         Err(Denied::Role(r)) => {
-            return (
-                Err(ErrorShape::invalid(format!(
-                    "unauthorized role: {}",
-                    r.as_str()
-                ))),
-                Refusal::Role,
-            )
+            let e = ErrorShape::invalid(format!("unauthorized role: {}", r.as_str()));
+            return (Err(e).into(), Refusal::Role);
         }
-        Err(Denied::Scope(s)) => {
-            // OpenClaw 2026.9 (protocol 4) answers FORBIDDEN; protocol 3 gateways INVALID_REQUEST.
-            let c = if conn.protocol >= 4 {
-                code::FORBIDDEN
-            } else {
-                code::INVALID_REQUEST
-            };
-            return (
-                Err(ErrorShape::new(c, format!("missing scope: {s}"))),
-                Refusal::None,
-            );
-        }
+        Err(Denied::Scope(s)) => return (Err(missing_scope(conn, s)).into(), Refusal::None),
     }
-    (run(hub, conn, req.params), Refusal::None)
+    (run(hub, conn, &req.method, req.params), Refusal::None)
+}
+
+/// `missing scope: X` — `FORBIDDEN` at protocol 4 (as OpenClaw 2026.9), `INVALID_REQUEST` at 3.
+pub fn missing_scope(conn: &ConnHandle, scope: &str) -> ErrorShape {
+    let c = if conn.protocol >= 4 {
+        code::FORBIDDEN
+    } else {
+        code::INVALID_REQUEST
+    };
+    ErrorShape::new(c, format!("missing scope: {scope}"))
 }
 
 pub(crate) fn to_json<T: serde::Serialize>(v: &T) -> Reply {
@@ -105,8 +123,8 @@ pub(crate) fn to_json<T: serde::Serialize>(v: &T) -> Reply {
         .map_err(|e| ErrorShape::unavailable(format!("failed to encode result: {e}")))
 }
 
-fn run(hub: &Hub, conn: &ConnHandle, params: Params) -> Reply {
-    match params {
+fn run(hub: &Arc<Hub>, conn: &Arc<ConnHandle>, method: &str, params: Params) -> Dispatch {
+    let reply = match params {
         Params::Health(p) => Ok(hub.health_json(p.probe.unwrap_or(false)).to_string()),
         Params::Status(_) => status(hub, conn),
         Params::SystemPresence(_) => to_json(&hub.presence()),
@@ -132,10 +150,110 @@ fn run(hub: &Hub, conn: &ConnHandle, params: Params) -> Reply {
         Params::DevicePairSetupCode(p) => crate::pairing::setup_code(hub, &p),
         Params::DeviceTokenRotate(p) => crate::pairing::rotate(hub, &p),
         Params::DeviceTokenRevoke(p) => crate::pairing::revoke(hub, &p),
+        Params::NodeList(_) => to_json(&NodeListResult {
+            ts: now_ms(),
+            nodes: node_catalog(hub),
+        }),
+        Params::NodeDescribe(p) => match node_catalog(hub)
+            .into_iter()
+            .find(|n| n.node_id == p.node_id.as_str())
+        {
+            Some(n) => {
+                let mut v = serde_json::to_value(&n).unwrap_or_default();
+                v["ts"] = json!(now_ms());
+                Ok(v.to_string())
+            }
+            None => Err(ErrorShape::invalid("unknown nodeId")),
+        },
+        Params::NodeInvoke(p) => {
+            let hub = hub.clone();
+            return Dispatch::Later(Box::pin(async move {
+                let r = hub
+                    .nodes
+                    .invoke(
+                        &p.node_id,
+                        &p.command,
+                        p.params.as_ref(),
+                        p.timeout_ms,
+                        &p.idempotency_key,
+                    )
+                    .await?;
+                to_json(&r)
+            }));
+        }
+        Params::NodeInvokeResult(p) => hub.nodes.complete(conn, *p).map(|v| v.to_string()),
+        Params::NodeEvent(p) => {
+            tracing::debug!(conn = %conn.conn_id, event = %p.event, "node event");
+            Ok(json!({ "ok": true, "event": p.event.as_str(), "handled": false }).to_string())
+        }
+        Params::NodePairList(_) => crate::pairing::node_list(hub),
+        Params::NodePairApprove(p) => crate::pairing::node_approve(hub, conn, &p.request_id),
+        Params::NodePairReject(p) => crate::pairing::node_reject(hub, &p.request_id),
+        Params::NodeInventory(_) => {
+            let node_id = conn
+                .node
+                .as_ref()
+                .map(|n| n.node_id.clone())
+                .unwrap_or_default();
+            Ok(match method {
+                "node.skills.update" => json!({ "nodeId": node_id, "skills": [] }),
+                "node.pluginTools.update" => json!({ "nodeId": node_id, "tools": [] }),
+                "skills.bins" => json!({ "bins": [] }),
+                _ => json!({ "nodeId": node_id }),
+            }
+            .to_string())
+        }
         Params::Connect(_) | Params::Unknown(_) => {
             Err(ErrorShape::unavailable("method not routed"))
         }
+    };
+    Dispatch::Now(reply)
+}
+
+/// Every node the gateway knows: live sessions, then devices paired as nodes that are offline.
+/// Connected first, then by name, then id.
+pub fn node_catalog(hub: &Hub) -> Vec<NodeListNode> {
+    let (_, approvals) = hub.devices.node_list(now_ms());
+    let approval = |id: &str| approvals.iter().find(|a| a.node_id == id);
+    let mut out: Vec<NodeListNode> = hub
+        .nodes
+        .all()
+        .iter()
+        .filter_map(|c| c.node.as_ref())
+        .map(|n| {
+            let a = approval(&n.node_id);
+            n.list_entry(
+                a.map(|a| a.approved_at_ms),
+                a.map(|a| a.commands.as_slice()).unwrap_or(&[]),
+            )
+        })
+        .collect();
+    for d in hub.devices.paired_nodes() {
+        if out.iter().any(|n| n.node_id == d.device_id) {
+            continue;
+        }
+        let a = approval(&d.device_id);
+        out.push(NodeListNode {
+            node_id: d.device_id.clone(),
+            display_name: d.display_name.clone(),
+            platform: d.platform.clone(),
+            client_id: d.client_id.clone(),
+            client_mode: d.client_mode.clone(),
+            device_family: d.device_family.clone(),
+            commands: a.map(|a| a.commands.clone()).unwrap_or_default(),
+            paired: true,
+            connected: false,
+            approved_at_ms: a.map(|a| a.approved_at_ms).or(Some(d.approved_at_ms)),
+            ..Default::default()
+        });
     }
+    out.sort_by(|a, b| {
+        b.connected
+            .cmp(&a.connected)
+            .then_with(|| a.display_name.cmp(&b.display_name))
+            .then_with(|| a.node_id.cmp(&b.node_id))
+    });
+    out
 }
 
 /// Runs `f` once per (`method`, `key`); retries get the first outcome.

@@ -188,3 +188,98 @@ pub fn setup_code(hub: &Hub, p: &SetupCodeParams) -> Reply {
         url: Some(url),
     })
 }
+
+// ---- node surface approval --------------------------------------------------------------------
+
+pub fn node_list(hub: &Hub) -> Reply {
+    let (pending, approvals) = hub.devices.node_list(now_ms());
+    let paired: Vec<serde_json::Value> = approvals
+        .iter()
+        .map(|a| {
+            json!({
+                "nodeId": a.node_id, "displayName": a.display_name, "platform": a.platform,
+                "commands": a.commands, "approvedAtMs": a.approved_at_ms, "createdAtMs": a.approved_at_ms,
+            })
+        })
+        .collect();
+    to_json(&pincer_protocol::methods::NodePairListResult {
+        pending: pending.iter().map(crate::nodes::pending_json).collect(),
+        paired,
+    })
+}
+
+pub fn node_approve(hub: &Hub, caller: &ConnHandle, id_or_code: &str) -> Reply {
+    let now = now_ms();
+    // Approving exec needs admin; anything else write (reference approval-time check).
+    let (pending, _) = hub.devices.node_list(now);
+    let code = crate::devices::normalize_short(id_or_code).to_ascii_lowercase();
+    let target = pending.iter().find(|p| {
+        p.request_id == id_or_code
+            || (code.len() >= 6
+                && p.request_id
+                    .replace('-', "")
+                    .to_ascii_lowercase()
+                    .starts_with(&code))
+    });
+    if let Some(p) = target {
+        let exec = p.commands.iter().any(|c| {
+            matches!(
+                c.as_str(),
+                "system.run" | "system.run.prepare" | "system.which"
+            )
+        });
+        let need = if exec {
+            scopes::ADMIN
+        } else if p.commands.is_empty() {
+            scopes::PAIRING
+        } else {
+            scopes::WRITE
+        };
+        if !caller.has_scope(need) {
+            return Err(crate::methods::missing_scope(caller, need));
+        }
+    }
+    let (req, approval) = hub
+        .devices
+        .node_approve(id_or_code, now)
+        .map_err(store_err)?;
+    if let Some(conn) = hub.nodes.get(&req.node_id) {
+        if let Some(n) = conn.node.as_ref() {
+            n.apply_approval(&approval.commands);
+        }
+        // The node learns at once that its surface changed.
+        let ev = json!({ "requestId": req.request_id, "nodeId": req.node_id, "decision": "approved", "ts": now });
+        let _ = conn.try_send(crate::hub::Outbound::Frame(
+            pincer_protocol::frames::encode_event_raw(
+                "node.pair.resolved",
+                &ev.to_string(),
+                None,
+                None,
+            ),
+        ));
+    }
+    tracing::info!(node_id = %req.node_id, commands = ?approval.commands, "node surface approved");
+    hub.pairing_event(
+        "node.pair.resolved",
+        &json!({ "requestId": req.request_id, "nodeId": req.node_id, "decision": "approved", "ts": now }),
+    );
+    let node = json!({
+        "nodeId": req.node_id, "displayName": req.display_name, "platform": req.platform, "version": req.version,
+        "clientId": req.client_id, "clientMode": req.client_mode, "caps": req.caps,
+        "commands": approval.commands, "createdAtMs": approval.approved_at_ms, "approvedAtMs": approval.approved_at_ms,
+    });
+    Ok(json!({ "requestId": req.request_id, "node": node }).to_string())
+}
+
+pub fn node_reject(hub: &Hub, id_or_code: &str) -> Reply {
+    let now = now_ms();
+    let req = hub
+        .devices
+        .node_reject(id_or_code, now)
+        .map_err(store_err)?;
+    hub.pairing_event(
+        "node.pair.resolved",
+        &json!({ "requestId": req.request_id, "nodeId": req.node_id, "decision": "rejected", "ts": now }),
+    );
+    Ok(json!({ "requestId": req.request_id, "nodeId": req.node_id }).to_string())
+}

@@ -8,8 +8,9 @@ use serde_json::value::RawValue;
 use crate::connect::ConnectParams;
 use crate::frames::{classify, FrameError, RequestFrame};
 use crate::methods::{
-    ChannelsStatusParams, DeviceIdParams, EmptyParams, HealthParams, RequestIdParams,
-    SetupCodeParams, SystemEventParams, TokenRevokeParams, TokenRotateParams,
+    ChannelsStatusParams, DeviceIdParams, EmptyParams, HealthParams, NodeEventParams, NodeIdParams,
+    NodeInvokeParams, NodeInvokeResultParams, OpenObject, RequestIdParams, SetupCodeParams,
+    SystemEventParams, TokenRevokeParams, TokenRotateParams,
 };
 
 /// Typed params of a request whose method Pincer knows.
@@ -30,6 +31,17 @@ pub enum Params {
     DevicePairSetupCode(SetupCodeParams),
     DeviceTokenRotate(TokenRotateParams),
     DeviceTokenRevoke(TokenRevokeParams),
+    NodeList(EmptyParams),
+    NodeDescribe(NodeIdParams),
+    NodeInvoke(Box<NodeInvokeParams>),
+    NodeInvokeResult(Box<NodeInvokeResultParams>),
+    NodeEvent(Box<NodeEventParams>),
+    NodePairList(EmptyParams),
+    NodePairApprove(RequestIdParams),
+    NodePairReject(RequestIdParams),
+    /// Node inventory updates (`node.runnerInventory.update`, `node.skills.update`,
+    /// `node.pluginTools.update`, `skills.bins`): acknowledged.
+    NodeInventory(OpenObject),
     /// A method this build does not implement; params are kept as raw JSON.
     Unknown(Option<Box<RawValue>>),
 }
@@ -123,6 +135,18 @@ pub fn decode_params(method: &str, raw: Option<Box<RawValue>>) -> Result<Params,
         "device.pair.setupCode" => Params::DevicePairSetupCode(typed(r)?),
         "device.token.rotate" => Params::DeviceTokenRotate(typed(r)?),
         "device.token.revoke" => Params::DeviceTokenRevoke(typed(r)?),
+        "node.list" => Params::NodeList(typed(r)?),
+        "node.describe" => Params::NodeDescribe(typed(r)?),
+        "node.invoke" => Params::NodeInvoke(Box::new(typed(r)?)),
+        "node.invoke.result" => Params::NodeInvokeResult(Box::new(typed(r)?)),
+        "node.event" => Params::NodeEvent(Box::new(typed(r)?)),
+        "node.pair.list" => Params::NodePairList(typed(r)?),
+        "node.pair.approve" => Params::NodePairApprove(typed(r)?),
+        "node.pair.reject" => Params::NodePairReject(typed(r)?),
+        "node.runnerInventory.update"
+        | "node.skills.update"
+        | "node.pluginTools.update"
+        | "skills.bins" => Params::NodeInventory(typed(r)?),
         _ => Params::Unknown(raw),
     })
 }

@@ -306,3 +306,183 @@ pub struct SetupCodeResult {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub url: Option<String>,
 }
+
+/// Params accepted as any JSON object (node inventory updates whose shape the gateway only
+/// acknowledges).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(transparent)]
+pub struct OpenObject(pub serde_json::Map<String, Value>);
+
+/// `node.describe` params.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct NodeIdParams {
+    pub node_id: NonEmpty,
+}
+
+/// `node.invoke` params (operator → gateway).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct NodeInvokeParams {
+    pub node_id: NonEmpty,
+    pub command: NonEmpty,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub params: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_ms: Option<u64>,
+    pub idempotency_key: NonEmpty,
+    /// v4 gateway-only routing fields, accepted and not forwarded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_key: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub turn_source_channel: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub turn_source_to: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub turn_source_account_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub turn_source_thread_id: Option<String>,
+}
+
+/// `node.invoke.request` event payload (gateway → node).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct NodeInvokeRequest {
+    pub id: String,
+    pub node_id: String,
+    pub command: String,
+    /// JSON text of the params, or null when the operator sent none.
+    #[serde(default)]
+    #[serde(rename = "paramsJSON")]
+    pub params_json: Option<String>,
+    /// Defensive: some gateways send a parsed `params` object.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub params: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idempotency_key: Option<String>,
+}
+
+/// `node.invoke.cancel` event payload (v4, gateway → node).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct NodeInvokeCancel {
+    pub invoke_id: String,
+    pub node_id: String,
+}
+
+/// The error a node reports for an invoke.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(deny_unknown_fields)]
+pub struct NodeError {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+/// `node.invoke.result` params (node → gateway).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct NodeInvokeResultParams {
+    pub id: NonEmpty,
+    pub node_id: NonEmpty,
+    pub ok: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payload: Option<Value>,
+    /// A string; the gateway also tolerates null and moves non-strings into `payload`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(rename = "payloadJSON")]
+    pub payload_json: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<NodeError>,
+}
+
+/// `node.event` params (node → gateway).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct NodeEventParams {
+    pub event: NonEmpty,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payload: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(rename = "payloadJSON")]
+    pub payload_json: Option<String>,
+}
+
+/// `node.invoke` result (gateway → operator).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct NodeInvokeResult {
+    pub ok: bool,
+    pub node_id: String,
+    pub command: String,
+    pub payload: Value,
+    #[serde(rename = "payloadJSON")]
+    pub payload_json: Option<String>,
+}
+
+/// One node in `node.list` / `node.describe`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct NodeListNode {
+    pub node_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub display_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub platform: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_mode: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remote_ip: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device_family: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model_identifier: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path_env: Option<String>,
+    pub caps: Vec<String>,
+    pub commands: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub permissions: Option<BTreeMap<String, bool>>,
+    pub paired: bool,
+    pub connected: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connected_at_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approved_at_ms: Option<u64>,
+    /// Pincer: declared commands still waiting for operator approval.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pending_commands: Vec<String>,
+}
+
+/// `node.list` result.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct NodeListResult {
+    pub ts: u64,
+    pub nodes: Vec<NodeListNode>,
+}
+
+/// `node.pair.list` result.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct NodePairListResult {
+    pub pending: Vec<Value>,
+    pub paired: Vec<Value>,
+}

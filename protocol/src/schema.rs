@@ -34,6 +34,14 @@ pub fn all() -> Vec<(String, Value)> {
         ("events/presence.json".into(), gen::<PresencePayload>()),
         ("events/health.json".into(), gen::<HealthSummary>()),
         ("events/shutdown.json".into(), gen::<ShutdownPayload>()),
+        (
+            "events/node.invoke.request.json".into(),
+            gen::<NodeInvokeRequest>(),
+        ),
+        (
+            "events/node.invoke.cancel.json".into(),
+            gen::<NodeInvokeCancel>(),
+        ),
     ];
     let mut method = |name: &str, params: Value, result: Value| {
         out.push((format!("methods/{name}.params.json"), params));

@@ -58,6 +58,7 @@ const NODE_METHODS: &[&str] = &[
     "node.pluginTools.update",
     "node.skills.update",
     "node.pluginSurface.refresh",
+    "node.runnerInventory.update",
 ];
 
 const READ_METHODS: &[&str] = &[
