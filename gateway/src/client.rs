@@ -146,10 +146,45 @@ pub struct CallOptions {
     pub password: Option<String>,
     pub state_dir: PathBuf,
     pub timeout: Duration,
+    /// Extra HTTP headers on the upgrade request (for testing proxies).
+    pub headers: Vec<(String, String)>,
+}
+
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+type WsTx = futures_util::stream::SplitSink<Ws, Message>;
+type WsRx = futures_util::stream::SplitStream<Ws>;
+
+/// What to do once connected.
+enum Action<'a> {
+    Call(&'a str, Value),
+    /// Print events until the gateway closes the socket; returns the close code and reason.
+    Watch(&'a mut (dyn FnMut(&pincer_protocol::frames::EventFrame) + Send)),
 }
 
 /// Connects as an operator (all scopes), calls `method` with `params`, returns the payload.
 pub async fn call(opts: &CallOptions, method: &str, params: Value) -> Result<Value, ClientError> {
+    run(opts, Action::Call(method, params), true).await
+}
+
+/// Connects as an operator and hands every event to `on_event` until the gateway closes the
+/// socket; returns the close code and reason.
+pub async fn watch(
+    opts: &CallOptions,
+    on_event: &mut (dyn FnMut(&pincer_protocol::frames::EventFrame) + Send),
+) -> Result<(u16, String), ClientError> {
+    let v = run(opts, Action::Watch(on_event), false).await?;
+    Ok((
+        v["code"].as_u64().unwrap_or(1006) as u16,
+        v["reason"].as_str().unwrap_or("").to_owned(),
+    ))
+}
+
+async fn run(
+    opts: &CallOptions,
+    mut action: Action<'_>,
+    bounded: bool,
+) -> Result<Value, ClientError> {
     let key = load_or_create_identity(&opts.state_dir)?;
     let device_id = key.public_key().device_id().to_hex().as_str().to_owned();
     let mut candidates: Vec<Option<String>> = Vec::new();
@@ -168,15 +203,18 @@ pub async fn call(opts: &CallOptions, method: &str, params: Value) -> Result<Val
     }
     let mut last = None;
     for token in candidates {
-        match tokio::time::timeout(
-            opts.timeout,
-            call_once(opts, &key, &device_id, token, method, params.clone()),
-        )
-        .await
-        {
-            Err(_) => return Err(ClientError::Timeout(opts.timeout)),
-            Ok(Err(ClientError::Refused(e))) => last = Some(ClientError::Refused(e)),
-            Ok(other) => return other,
+        let attempt = call_once(opts, &key, &device_id, token, &mut action);
+        let outcome = if bounded {
+            match tokio::time::timeout(opts.timeout, attempt).await {
+                Err(_) => return Err(ClientError::Timeout(opts.timeout)),
+                Ok(o) => o,
+            }
+        } else {
+            attempt.await
+        };
+        match outcome {
+            Err(ClientError::Refused(e)) => last = Some(ClientError::Refused(e)),
+            other => return other,
         }
     }
     Err(last.unwrap_or_else(|| ClientError::Closed("no credentials".into())))
@@ -204,20 +242,33 @@ where
     }
 }
 
-async fn call_once(
+async fn open(
     opts: &CallOptions,
     key: &DeviceKeyPair,
     device_id: &str,
     token: Option<String>,
-    method: &str,
-    params: Value,
-) -> Result<Value, ClientError> {
-    let (ws, _) = tokio_tungstenite::connect_async(opts.url.as_str())
+) -> Result<(WsTx, WsRx), ClientError> {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let connect_err = |m: String| ClientError::Connect {
+        url: opts.url.clone(),
+        message: m,
+    };
+    let mut request = opts
+        .url
+        .as_str()
+        .into_client_request()
+        .map_err(|e| connect_err(e.to_string()))?;
+    for (k, v) in &opts.headers {
+        let name = tokio_tungstenite::tungstenite::http::HeaderName::from_bytes(k.as_bytes())
+            .map_err(|e| connect_err(e.to_string()))?;
+        let value = v
+            .parse()
+            .map_err(|_| connect_err(format!("bad header value for {k}")))?;
+        request.headers_mut().insert(name, value);
+    }
+    let (ws, _) = tokio_tungstenite::connect_async(request)
         .await
-        .map_err(|e| ClientError::Connect {
-            url: opts.url.clone(),
-            message: e.to_string(),
-        })?;
+        .map_err(|e| connect_err(e.to_string()))?;
     let (mut tx, mut rx) = ws.split();
     let nonce = match next_frame(&mut rx).await? {
         Frame::Event(e) if e.event.as_str() == "connect.challenge" => {
@@ -291,6 +342,38 @@ async fn call_once(
             other => return Err(ClientError::Protocol(format!("unexpected {other:?}"))),
         }
     }
+    Ok((tx, rx))
+}
+
+async fn call_once(
+    opts: &CallOptions,
+    key: &DeviceKeyPair,
+    device_id: &str,
+    token: Option<String>,
+    action: &mut Action<'_>,
+) -> Result<Value, ClientError> {
+    let (mut tx, mut rx) = open(opts, key, device_id, token).await?;
+    let (method, params) = match action {
+        Action::Call(m, p) => (*m, p.clone()),
+        Action::Watch(f) => loop {
+            match rx.next().await {
+                Some(Ok(Message::Text(t))) => {
+                    if let Ok(Frame::Event(e)) = Frame::decode(t.as_str()) {
+                        f(&e);
+                    }
+                }
+                Some(Ok(Message::Close(c))) => {
+                    let (code, reason) = c
+                        .map(|c| (u16::from(c.code), c.reason.to_string()))
+                        .unwrap_or((1005, String::new()));
+                    return Ok(json!({ "code": code, "reason": reason }));
+                }
+                Some(Ok(_)) => continue,
+                Some(Err(e)) => return Err(ClientError::Closed(e.to_string())),
+                None => return Ok(json!({ "code": 1006, "reason": "" })),
+            }
+        },
+    };
     let id = secret::uuid_v4();
     let req = json!({ "type": "req", "id": id, "method": method, "params": params });
     tx.send(Message::text(req.to_string()))

@@ -33,6 +33,8 @@ enum Cmd {
     /// Device pairing: list, approve, reject, revoke, setup codes.
     #[command(subcommand)]
     Devices(DevicesCmd),
+    /// Print the gateway's events as JSON lines until it closes the connection.
+    Events(ClientArgs),
     /// Nodes: list, describe, approve their command surface, invoke commands.
     #[command(subcommand)]
     Nodes(NodesCmd),
@@ -146,6 +148,9 @@ struct ClientArgs {
     json: bool,
     #[arg(long, default_value_t = 10_000)]
     timeout_ms: u64,
+    /// Extra upgrade header `Name: value` (repeatable; for testing proxies).
+    #[arg(long = "header", hide = true)]
+    headers: Vec<String>,
 }
 
 impl ClientArgs {
@@ -167,6 +172,14 @@ impl ClientArgs {
                 .or_else(|| config::env_first(&config::PASSWORD_ENV)),
             state_dir,
             timeout: Duration::from_millis(self.timeout_ms),
+            headers: self
+                .headers
+                .iter()
+                .filter_map(|h| {
+                    h.split_once(':')
+                        .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+                })
+                .collect(),
         })
     }
 
@@ -259,6 +272,7 @@ fn main() -> anyhow::Result<()> {
         Some(Cmd::Run(args)) => serve(args),
         Some(Cmd::Devices(cmd)) => devices(cmd),
         Some(Cmd::Nodes(cmd)) => nodes(cmd),
+        Some(Cmd::Events(c)) => events(c),
         None => serve(cli.run),
     }
 }
@@ -633,4 +647,25 @@ fn decode_base64(text: &str) -> Option<Vec<u8>> {
     let n = pincer_protocol::base64url::decode_into(&clean, &mut out).ok()?;
     out.truncate(n);
     Some(out)
+}
+
+fn events(c: ClientArgs) -> anyhow::Result<()> {
+    use std::io::Write;
+    let opts = c.options()?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let mut print = |e: &pincer_protocol::frames::EventFrame| {
+        let line = serde_json::to_string(e).unwrap_or_default();
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "{line}");
+        let _ = out.flush();
+    };
+    let (code, reason) = rt.block_on(client::watch(&opts, &mut print))?;
+    eprintln!("connection closed: {code} {reason}");
+    if code == 1000 {
+        Ok(())
+    } else {
+        anyhow::bail!("closed with {code} {reason}")
+    }
 }

@@ -1,0 +1,448 @@
+//! A second host on this machine: a network namespace joined to the root namespace by a veth
+//! pair. A client there is a stranger: it must be approved by an operator, and revoking it
+//! closes its socket at once. The same kind of client on loopback is paired silently.
+//!
+//! Needs root and iproute2. Without them the test says so and passes, unless
+//! `PINCER_REQUIRE_NETNS=1` (set by `scripts/test.sh`), in which case it fails.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_pincer-gateway");
+const TOKEN: &str = "netns-shared-token";
+
+struct Netns {
+    name: String,
+    host_if: String,
+}
+
+impl Netns {
+    fn create(tag: u32) -> Option<Netns> {
+        let name = format!("pincer-t{tag}");
+        let host_if = format!("pv{tag}a");
+        let peer_if = format!("pv{tag}b");
+        let net = format!("10.254.{}", tag % 250);
+        let steps: Vec<Vec<String>> = vec![
+            vec!["netns".into(), "add".into(), name.clone()],
+            vec![
+                "link".into(),
+                "add".into(),
+                host_if.clone(),
+                "type".into(),
+                "veth".into(),
+                "peer".into(),
+                "name".into(),
+                peer_if.clone(),
+            ],
+            vec![
+                "link".into(),
+                "set".into(),
+                peer_if.clone(),
+                "netns".into(),
+                name.clone(),
+            ],
+            vec![
+                "addr".into(),
+                "add".into(),
+                format!("{net}.1/30"),
+                "dev".into(),
+                host_if.clone(),
+            ],
+            vec!["link".into(), "set".into(), host_if.clone(), "up".into()],
+            vec![
+                "-n".into(),
+                name.clone(),
+                "addr".into(),
+                "add".into(),
+                format!("{net}.2/30"),
+                "dev".into(),
+                peer_if.clone(),
+            ],
+            vec![
+                "-n".into(),
+                name.clone(),
+                "link".into(),
+                "set".into(),
+                peer_if.clone(),
+                "up".into(),
+            ],
+            vec![
+                "-n".into(),
+                name.clone(),
+                "link".into(),
+                "set".into(),
+                "lo".into(),
+                "up".into(),
+            ],
+        ];
+        let ns = Netns { name, host_if };
+        for s in steps {
+            let ok = Command::new("ip")
+                .args(&s)
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|st| st.success());
+            if !ok {
+                eprintln!("ip {} failed", s.join(" "));
+                return None;
+            }
+        }
+        Some(ns)
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["link", "del", &self.host_if])
+            .stderr(Stdio::null())
+            .status();
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+struct Gateway {
+    child: Child,
+    port: u16,
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_gateway(state: &Path, token: &str) -> Gateway {
+    let mut child = Command::new(BIN)
+        .args([
+            "run",
+            "--bind",
+            "lan",
+            "--port",
+            "0",
+            "--token",
+            token,
+            "--state-dir",
+        ])
+        .arg(state)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn gateway");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("listening line");
+    let port = line
+        .trim()
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .expect("port in listening line");
+    Gateway { child, port }
+}
+
+fn tmp(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("pincer-netns-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    d
+}
+
+/// Runs `pincer-gateway ARGS` (inside `ns` when given).
+fn cli(ns: Option<&str>, args: &[&str]) -> Output {
+    let mut cmd = match ns {
+        Some(n) => {
+            let mut c = Command::new("ip");
+            c.args(["netns", "exec", n, BIN]);
+            c
+        }
+        None => Command::new(BIN),
+    };
+    cmd.args(args)
+        .env("RUST_LOG", "warn")
+        .env("RUST_BACKTRACE", "0")
+        .output()
+        .expect("run cli")
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn pending_request_ids(url: &str, state: &str) -> Vec<String> {
+    let o = cli(
+        None,
+        &[
+            "devices",
+            "list",
+            "--json",
+            "--url",
+            url,
+            "--state-dir",
+            state,
+            "--token",
+            TOKEN,
+        ],
+    );
+    assert!(o.status.success(), "devices list failed: {}", text(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    v["pending"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|p| p["requestId"].as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn required() -> bool {
+    std::env::var("PINCER_REQUIRE_NETNS").is_ok_and(|v| v == "1")
+}
+
+#[test]
+fn stranger_needs_approval_and_revocation_closes_its_socket() {
+    let tag = std::process::id() % 60000;
+    let Some(ns) = Netns::create(tag) else {
+        assert!(
+            !required(),
+            "network namespaces unavailable (need root and iproute2)"
+        );
+        eprintln!("skipping: network namespaces unavailable (need root and iproute2)");
+        return;
+    };
+    let gw_state = tmp("gw");
+    let token = TOKEN;
+    let gw = start_gateway(&gw_state, token);
+    let host_ip = format!("10.254.{}.1", tag % 250);
+    let remote_url = format!("ws://{host_ip}:{}", gw.port);
+    let local_url = format!("ws://127.0.0.1:{}", gw.port);
+    let op_state = gw_state.to_str().expect("utf8 path");
+    let stranger = tmp("stranger");
+    let s = stranger.to_str().expect("utf8 path");
+
+    // 1. A new device from the other host, with the right token: refused, pending request made.
+    let o = cli(
+        Some(&ns.name),
+        &[
+            "call",
+            "health",
+            "--url",
+            &remote_url,
+            "--token",
+            token,
+            "--state-dir",
+            s,
+        ],
+    );
+    assert!(
+        !o.status.success(),
+        "stranger got in without approval: {}",
+        text(&o)
+    );
+    assert!(
+        text(&o).contains("pairing required"),
+        "expected pairing required, got: {}",
+        text(&o)
+    );
+    let ids = pending_request_ids(&local_url, op_state);
+    assert_eq!(ids.len(), 1, "one pending request expected, got {ids:?}");
+
+    // 2. The operator approves it; the next connect works and yields a device token.
+    let o = cli(
+        None,
+        &[
+            "devices",
+            "approve",
+            &ids[0],
+            "--url",
+            &local_url,
+            "--state-dir",
+            op_state,
+            "--token",
+            token,
+        ],
+    );
+    assert!(o.status.success(), "approve failed: {}", text(&o));
+    let o = cli(
+        Some(&ns.name),
+        &[
+            "call",
+            "health",
+            "--url",
+            &remote_url,
+            "--token",
+            token,
+            "--state-dir",
+            s,
+        ],
+    );
+    assert!(o.status.success(), "approved device refused: {}", text(&o));
+    assert!(
+        stranger.join("identity/device-auth.json").exists(),
+        "device token was not saved"
+    );
+
+    // 3. With a socket open from the other host, revoking the device closes it at once.
+    let mut watcher = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &ns.name,
+            BIN,
+            "events",
+            "--url",
+            &remote_url,
+            "--token",
+            token,
+            "--state-dir",
+            s,
+        ])
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn watcher");
+    std::thread::sleep(Duration::from_millis(700));
+    let device_id = {
+        let o = cli(
+            Some(&ns.name),
+            &[
+                "call",
+                "health",
+                "--url",
+                &remote_url,
+                "--token",
+                token,
+                "--state-dir",
+                s,
+                "--json",
+            ],
+        );
+        assert!(o.status.success());
+        let id: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(stranger.join("identity/device.json")).expect("identity"),
+        )
+        .expect("json");
+        id["deviceId"].as_str().expect("deviceId").to_owned()
+    };
+    let revoked_at = Instant::now();
+    let o = cli(
+        None,
+        &[
+            "devices",
+            "revoke",
+            &device_id,
+            "--url",
+            &local_url,
+            "--state-dir",
+            op_state,
+            "--token",
+            token,
+        ],
+    );
+    assert!(o.status.success(), "revoke failed: {}", text(&o));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let status = loop {
+        if let Some(st) = watcher.try_wait().expect("wait") {
+            break st;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "revoked device's socket still open after 5 s"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut err = String::new();
+    let _ = std::io::Read::read_to_string(&mut watcher.stderr.take().expect("stderr"), &mut err);
+    assert!(
+        !status.success() && err.contains("4001"),
+        "expected close 4001, got {status:?}: {err}"
+    );
+    eprintln!(
+        "socket closed {} ms after revoke",
+        revoked_at.elapsed().as_millis()
+    );
+
+    // 4. Its next connect is refused again.
+    let o = cli(
+        Some(&ns.name),
+        &[
+            "call",
+            "health",
+            "--url",
+            &remote_url,
+            "--token",
+            token,
+            "--state-dir",
+            s,
+        ],
+    );
+    assert!(
+        !o.status.success(),
+        "revoked device got back in: {}",
+        text(&o)
+    );
+
+    // 5. A new device on loopback is approved silently...
+    let local_dev = tmp("local");
+    let l = local_dev.to_str().expect("utf8 path");
+    let o = cli(
+        None,
+        &[
+            "call",
+            "health",
+            "--url",
+            &local_url,
+            "--token",
+            token,
+            "--state-dir",
+            l,
+        ],
+    );
+    assert!(
+        o.status.success(),
+        "loopback device not paired silently: {}",
+        text(&o)
+    );
+
+    // 6. ...but not when it arrives with forwarding headers from a proxy that is not trusted.
+    let proxied = tmp("proxied");
+    let p = proxied.to_str().expect("utf8 path");
+    let o = cli(
+        None,
+        &[
+            "call",
+            "health",
+            "--url",
+            &local_url,
+            "--token",
+            token,
+            "--state-dir",
+            p,
+            "--header",
+            "X-Forwarded-For: 203.0.113.7",
+        ],
+    );
+    assert!(
+        !o.status.success(),
+        "proxied client was paired silently: {}",
+        text(&o)
+    );
+    assert!(text(&o).contains("pairing required"), "{}", text(&o));
+
+    for d in [&gw_state, &stranger, &local_dev, &proxied] {
+        let _ = std::fs::remove_dir_all(d);
+    }
+}
