@@ -148,6 +148,26 @@ pub struct CallOptions {
     pub timeout: Duration,
     /// Extra HTTP headers on the upgrade request (for testing proxies).
     pub headers: Vec<(String, String)>,
+    /// A setup code to present as `auth.bootstrapToken` (instead of a token).
+    pub bootstrap_token: Option<String>,
+    /// Scopes to ask for (default: all six operator scopes).
+    pub scopes: Option<Vec<String>>,
+}
+
+impl CallOptions {
+    /// Options for `url` with everything else empty or default.
+    pub fn new(url: impl Into<String>, state_dir: PathBuf) -> CallOptions {
+        CallOptions {
+            url: url.into(),
+            token: None,
+            password: None,
+            state_dir,
+            timeout: Duration::from_secs(10),
+            headers: vec![],
+            bootstrap_token: None,
+            scopes: None,
+        }
+    }
 }
 
 type Ws =
@@ -188,7 +208,7 @@ async fn run(
     let key = load_or_create_identity(&opts.state_dir)?;
     let device_id = key.public_key().device_id().to_hex().as_str().to_owned();
     let mut candidates: Vec<Option<String>> = Vec::new();
-    if opts.token.is_some() || opts.password.is_some() {
+    if opts.token.is_some() || opts.password.is_some() || opts.bootstrap_token.is_some() {
         candidates.push(opts.token.clone());
     } else {
         if let Some(t) = stored_token(&opts.state_dir, &device_id, "operator") {
@@ -282,7 +302,10 @@ async fn open(
             )))
         }
     };
-    let scopes: Vec<String> = scopes::ALL_OPERATOR.iter().map(|s| s.to_string()).collect();
+    let scopes: Vec<String> = opts
+        .scopes
+        .clone()
+        .unwrap_or_else(|| scopes::ALL_OPERATOR.iter().map(|s| s.to_string()).collect());
     let signed_at = now_ms();
     let pk = key.public_key();
     let fields = SignedFields {
@@ -292,7 +315,11 @@ async fn open(
         role: "operator",
         scopes: &scopes,
         signed_at_ms: signed_at,
-        token: token.as_deref().unwrap_or(""),
+        token: pincer_protocol::identity::signature_token(
+            token.as_deref(),
+            None,
+            opts.bootstrap_token.as_deref(),
+        ),
         nonce: &nonce,
         platform: "linux",
         device_family: "",
@@ -303,6 +330,9 @@ async fn open(
     }
     if let Some(p) = &opts.password {
         auth.insert("password".into(), json!(p));
+    }
+    if let Some(b) = &opts.bootstrap_token {
+        auth.insert("bootstrapToken".into(), json!(b));
     }
     let connect = json!({
         "type": "req", "id": "connect", "method": "connect",

@@ -322,6 +322,12 @@ impl Config {
             .max_preauth_per_ip
             .unwrap_or(limits.max_preauth_per_ip)
             .max(1);
+        limits.auth_max_attempts = fl
+            .auth_max_attempts
+            .unwrap_or(limits.auth_max_attempts)
+            .max(1);
+        limits.auth_window_ms = fl.auth_window_ms.unwrap_or(limits.auth_window_ms);
+        limits.auth_lockout_ms = fl.auth_lockout_ms.unwrap_or(limits.auth_lockout_ms);
 
         let password = o
             .password

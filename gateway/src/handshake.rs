@@ -274,6 +274,7 @@ pub fn handshake(
     // 5. A setup code (bootstrap token) wins when valid; otherwise, when the shared secret did
     // not authenticate, the device token.
     let requested = normalize_scopes(p.scopes());
+    let mut bootstrap_scopes: Option<Vec<String>> = None;
     let bootstrap = match (
         &device,
         a.bootstrap_token.as_deref().filter(|t| !t.is_empty()),
@@ -283,7 +284,10 @@ pub fn handshake(
             .redeem_bootstrap(bt, id, pk, role.as_str(), now_ms)
             .map_err(store_error)?
         {
-            BootstrapCheck::Valid { .. } => true,
+            BootstrapCheck::Valid { scopes, .. } => {
+                bootstrap_scopes = Some(scopes);
+                true
+            }
             BootstrapCheck::Invalid(why) => {
                 let e =
                     ErrorShape::invalid(format!("unauthorized: bootstrap token invalid ({why})"))
@@ -336,6 +340,15 @@ pub fn handshake(
     // 6. Scopes.
     let granted: Vec<String> = match role {
         Role::Node => Vec::new(),
+        // A setup code grants at most its profile's scopes.
+        Role::Operator if bootstrap => {
+            let profile = bootstrap_scopes.clone().unwrap_or_default();
+            requested
+                .iter()
+                .filter(|s| scopes::satisfies(&profile, s))
+                .cloned()
+                .collect()
+        }
         Role::Operator if device.is_none() => {
             if keeps_scopes_without_device(p, peer, method) {
                 requested.clone()

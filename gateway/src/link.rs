@@ -360,7 +360,7 @@ pub async fn serve(hub: Arc<Hub>, tcp: TcpStream, ip: IpAddr) {
             if r.auth_failure {
                 hub.auth_failed(peer.client_ip, now);
             }
-            tracing::info!(%ip, client = params.client.id.as_str(), reason = %r.close_reason, "connect refused");
+            tracing::info!(%ip, client_ip = %peer.client_ip, auth_failure = r.auth_failure, client = params.client.id.as_str(), reason = %r.close_reason, "connect refused");
             let _ = sink
                 .send(Message::text(encode_res_err(&req_id, &r.error)))
                 .await;

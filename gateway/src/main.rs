@@ -180,6 +180,8 @@ impl ClientArgs {
                         .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
                 })
                 .collect(),
+            bootstrap_token: None,
+            scopes: None,
         })
     }
 

@@ -1,0 +1,190 @@
+//! Power-cut safety of the trust store: the gateway is killed with SIGKILL at random moments
+//! while approvals and token rotations are being written. After every restart the store must
+//! load (nothing kept aside as corrupt) and every approval the operator saw acknowledged must
+//! still be there.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use pincer_gateway::client::{call, CallOptions, ClientError};
+use serde_json::{json, Value};
+
+const BIN: &str = env!("CARGO_BIN_EXE_pincer-gateway");
+const TOKEN: &str = "crash-test-token";
+
+fn start(state: &Path) -> (Child, u16) {
+    let mut child = Command::new(BIN)
+        .args(["run", "--port", "0", "--token", TOKEN, "--state-dir"])
+        .arg(state)
+        .env("RUST_LOG", "error")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn gateway");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("listening line");
+    let port = line
+        .trim()
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no port in {line:?}"));
+    (child, port)
+}
+
+fn opts(port: u16, state: PathBuf, headers: Vec<(String, String)>) -> CallOptions {
+    CallOptions {
+        url: format!("ws://127.0.0.1:{port}"),
+        token: Some(TOKEN.into()),
+        password: None,
+        state_dir: state,
+        timeout: Duration::from_secs(5),
+        headers,
+        bootstrap_token: None,
+        scopes: None,
+    }
+}
+
+/// xorshift, seeded from the clock: different kill points every run, printed for replay.
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+}
+
+/// Makes a stranger ask for pairing (through an untrusted proxy header, so it is not local)
+/// and returns the request id from the refusal.
+async fn stranger_request(port: u16, dir: PathBuf) -> Option<String> {
+    let o = opts(
+        port,
+        dir,
+        vec![("X-Forwarded-For".into(), "198.51.100.9".into())],
+    );
+    match call(&o, "health", json!({})).await {
+        Err(ClientError::Refused(e)) => e
+            .details
+            .as_ref()?
+            .get("requestId")?
+            .as_str()
+            .map(str::to_owned),
+        _ => None,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn approvals_survive_sigkill_at_any_moment() {
+    let root = std::env::temp_dir().join(format!("pincer-crash-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    let state = root.join("gateway");
+    let op = root.join("operator");
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(7, |d| d.as_nanos() as u64)
+        | 1;
+    eprintln!("seed {seed}");
+    let mut rng = Rng(seed);
+    let mut acknowledged: Vec<String> = Vec::new();
+    let mut rotations = 0u32;
+    let mut iterations = 0u32;
+    let started = Instant::now();
+    while iterations < 200 && started.elapsed() < Duration::from_secs(25) {
+        iterations += 1;
+        let (mut child, port) = start(&state);
+        // After a restart, the store loaded: everything acknowledged so far is paired.
+        let list = call(
+            &opts(port, op.clone(), vec![]),
+            "device.pair.list",
+            json!({}),
+        )
+        .await
+        .expect("list after restart");
+        let paired: Vec<&str> = list["paired"]
+            .as_array()
+            .expect("paired")
+            .iter()
+            .filter_map(|d| d["deviceId"].as_str())
+            .collect();
+        for id in &acknowledged {
+            assert!(
+                paired.contains(&id.as_str()),
+                "iteration {iterations}: acknowledged approval of {id} lost (seed {seed})"
+            );
+        }
+        let status = call(&opts(port, op.clone(), vec![]), "status", json!({}))
+            .await
+            .expect("status");
+        assert!(
+            status["gateway"]["trustStoreRecoveredFrom"].is_null(),
+            "iteration {iterations}: store was unreadable after SIGKILL (seed {seed})"
+        );
+
+        let kill_after = Duration::from_millis(5 + rng.next() % 60);
+        let deadline = Instant::now() + kill_after;
+        let mut n = 0u64;
+        while Instant::now() < deadline {
+            n += 1;
+            let dir = root.join(format!("s{iterations}-{n}"));
+            let Some(request_id) = stranger_request(port, dir.clone()).await else {
+                break;
+            };
+            let approved = call(
+                &opts(port, op.clone(), vec![]),
+                "device.pair.approve",
+                json!({ "requestId": request_id }),
+            )
+            .await;
+            let Ok(v) = approved else { break };
+            let device_id = v["device"]["deviceId"]
+                .as_str()
+                .expect("deviceId")
+                .to_owned();
+            acknowledged.push(device_id.clone());
+            if rng.next() % 2 == 0 {
+                let r = call(
+                    &opts(port, op.clone(), vec![]),
+                    "device.token.rotate",
+                    json!({ "deviceId": device_id, "role": "operator" }),
+                )
+                .await;
+                if r.is_ok() {
+                    rotations += 1;
+                }
+            }
+        }
+        child.kill().expect("SIGKILL");
+        let _ = child.wait();
+    }
+    eprintln!(
+        "{iterations} kills, {} approvals and {rotations} rotations acknowledged",
+        acknowledged.len()
+    );
+    assert!(iterations >= 50, "too few iterations to mean anything");
+    assert!(acknowledged.len() >= 20, "too few approvals written");
+    // A last start: everything is there.
+    let (mut child, port) = start(&state);
+    let list = call(
+        &opts(port, op.clone(), vec![]),
+        "device.pair.list",
+        json!({}),
+    )
+    .await
+    .expect("final list");
+    let paired: Vec<Value> = list["paired"].as_array().cloned().unwrap_or_default();
+    for id in &acknowledged {
+        assert!(
+            paired.iter().any(|d| d["deviceId"].as_str() == Some(id)),
+            "{id} lost"
+        );
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let _ = std::fs::remove_dir_all(&root);
+}

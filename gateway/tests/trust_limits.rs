@@ -1,0 +1,243 @@
+//! Setup codes (single use, bound to the first device, expiry honoured) and abuse limits (auth
+//! failure lockout per client IP, pre-auth socket cap per IP), over real sockets against the
+//! real binary.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use pincer_gateway::client::{call, CallOptions, ClientError};
+use serde_json::json;
+
+const BIN: &str = env!("CARGO_BIN_EXE_pincer-gateway");
+const TOKEN: &str = "limits-test-token";
+
+struct Gw {
+    child: Child,
+    port: u16,
+    dir: PathBuf,
+}
+
+impl Drop for Gw {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn start(name: &str, config: &str) -> Gw {
+    let dir = std::env::temp_dir().join(format!("pincer-limits-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    let cfg = dir.join("gateway.toml");
+    std::fs::File::create(&cfg)
+        .and_then(|mut f| f.write_all(config.as_bytes()))
+        .expect("config");
+    let mut child = Command::new(BIN)
+        .args(["run", "--port", "0", "--token", TOKEN, "--config"])
+        .arg(&cfg)
+        .arg("--state-dir")
+        .arg(dir.join("state"))
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn gateway");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("listening line");
+    let port = line
+        .trim()
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .expect("port");
+    Gw { child, port, dir }
+}
+
+fn client(gw: &Gw, who: &str) -> CallOptions {
+    let mut o = CallOptions::new(format!("ws://127.0.0.1:{}", gw.port), gw.dir.join(who));
+    o.timeout = Duration::from_secs(5);
+    o
+}
+
+fn operator(gw: &Gw) -> CallOptions {
+    let mut o = client(gw, "operator");
+    o.token = Some(TOKEN.into());
+    o
+}
+
+/// A client that looks remote: it comes through a proxy (header present), so it is never paired
+/// silently.
+fn remote(gw: &Gw, who: &str, ip: &str) -> CallOptions {
+    let mut o = client(gw, who);
+    o.headers = vec![("X-Forwarded-For".into(), ip.into())];
+    o
+}
+
+fn detail_code(r: &Result<serde_json::Value, ClientError>) -> String {
+    match r {
+        Err(ClientError::Refused(e)) => e.detail_code().unwrap_or("").to_owned(),
+        other => format!("not refused: {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn setup_code_is_single_device_and_expires() {
+    let gw = start("setup", "");
+    let code = call(
+        &operator(&gw),
+        "device.pair.setupCode",
+        json!({ "role": "operator", "ttlMs": 60_000 }),
+    )
+    .await
+    .expect("setup code");
+    let short = code["shortCode"].as_str().expect("shortCode").to_owned();
+    let long = code["bootstrapToken"]
+        .as_str()
+        .expect("bootstrapToken")
+        .to_owned();
+    assert_eq!(short.len(), 9, "XXXX-XXXX");
+
+    // The first device to present it (from afar, no shared token) gets in, read-only.
+    let mut first = remote(&gw, "first", "198.51.100.20");
+    first.bootstrap_token = Some(short.to_lowercase());
+    first.scopes = Some(vec!["operator.read".into(), "operator.admin".into()]);
+    let v = call(&first, "status", json!({}))
+        .await
+        .expect("first device with setup code");
+    assert!(v["runtimeVersion"].is_string());
+    let denied = call(&first, "device.pair.list", json!({})).await;
+    assert!(
+        matches!(denied, Err(ClientError::Method(_))),
+        "setup code granted more than read: {denied:?}"
+    );
+    // The same device may present it again (it may have crashed before saving its token).
+    call(&first, "health", json!({}))
+        .await
+        .expect("same device again");
+
+    // Another device is refused, with a clear code, in both the short and the long form.
+    for form in [short.clone(), long.clone()] {
+        let mut second = remote(&gw, "second", "198.51.100.21");
+        second.bootstrap_token = Some(form);
+        let r = call(&second, "health", json!({})).await;
+        assert_eq!(detail_code(&r), "AUTH_BOOTSTRAP_TOKEN_INVALID");
+    }
+    // A made-up code is refused the same way.
+    let mut wrong = remote(&gw, "wrong", "198.51.100.22");
+    wrong.bootstrap_token = Some("ZZZZ-ZZZZ".into());
+    assert_eq!(
+        detail_code(&call(&wrong, "health", json!({})).await),
+        "AUTH_BOOTSTRAP_TOKEN_INVALID"
+    );
+
+    // Expiry.
+    let brief = call(
+        &operator(&gw),
+        "device.pair.setupCode",
+        json!({ "role": "operator", "ttlMs": 1_000 }),
+    )
+    .await
+    .expect("setup code");
+    tokio::time::sleep(Duration::from_millis(1_300)).await;
+    let mut late = remote(&gw, "late", "198.51.100.23");
+    late.bootstrap_token = brief["shortCode"].as_str().map(str::to_owned);
+    assert_eq!(
+        detail_code(&call(&late, "health", json!({})).await),
+        "AUTH_BOOTSTRAP_TOKEN_INVALID"
+    );
+}
+
+#[tokio::test]
+async fn auth_failures_lock_out_an_ip_but_not_others_or_loopback() {
+    let gw = start("ratelimit", "trusted_proxies = [\"127.0.0.1\"]\n[limits]\nauth_max_attempts = 5\nauth_lockout_ms = 60000\n");
+    let attacker = "203.0.113.50";
+    for i in 0..5 {
+        let mut o = remote(&gw, "attacker", attacker);
+        o.token = Some(format!("guess-{i}"));
+        assert_eq!(
+            detail_code(&call(&o, "health", json!({})).await),
+            "AUTH_TOKEN_MISMATCH",
+            "attempt {i}"
+        );
+    }
+    // Locked out now, even with the right token; told when to come back.
+    let mut o = remote(&gw, "attacker", attacker);
+    o.token = Some(TOKEN.into());
+    match call(&o, "health", json!({})).await {
+        Err(ClientError::Refused(e)) => {
+            assert_eq!(e.detail_code(), Some("AUTH_RATE_LIMITED"));
+            assert_eq!(e.retryable, Some(true));
+            assert!(e.retry_after_ms.is_some_and(|ms| ms > 50_000), "{e:?}");
+        }
+        other => panic!("expected lockout, got {other:?}"),
+    }
+    // Another client IP is not affected (it still has to pair, but it gets that far).
+    let mut other = remote(&gw, "neighbour", "203.0.113.51");
+    other.token = Some(TOKEN.into());
+    assert_eq!(
+        detail_code(&call(&other, "health", json!({})).await),
+        "PAIRING_REQUIRED"
+    );
+    // Loopback is exempt from the limit.
+    for i in 0..7 {
+        let mut o = client(&gw, "local-typo");
+        o.token = Some(format!("typo-{i}"));
+        assert_eq!(
+            detail_code(&call(&o, "health", json!({})).await),
+            "AUTH_TOKEN_MISMATCH"
+        );
+    }
+    call(&operator(&gw), "health", json!({}))
+        .await
+        .expect("loopback still fine");
+}
+
+#[tokio::test]
+async fn unauthenticated_sockets_per_ip_are_capped_with_503() {
+    let gw = start(
+        "preauth",
+        "[limits]\nmax_preauth_per_ip = 8\nhandshake_timeout_ms = 20000\n",
+    );
+    let url = format!("ws://127.0.0.1:{}", gw.port);
+    let mut held = Vec::new();
+    for i in 0..8 {
+        let (ws, _) = tokio::time::timeout(
+            Duration::from_secs(5),
+            tokio_tungstenite::connect_async(url.as_str()),
+        )
+        .await
+        .expect("no hang")
+        .unwrap_or_else(|e| panic!("socket {i} refused: {e}"));
+        held.push(ws);
+    }
+    let over = tokio::time::timeout(
+        Duration::from_secs(5),
+        tokio_tungstenite::connect_async(url.as_str()),
+    )
+    .await
+    .expect("no hang");
+    match over {
+        Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => {
+            assert_eq!(resp.status().as_u16(), 503)
+        }
+        other => panic!(
+            "expected HTTP 503 for the 9th unauthenticated socket, got {:?}",
+            other.map(|_| "upgrade")
+        ),
+    }
+    // Closing one frees a slot.
+    drop(held.pop());
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    tokio::time::timeout(
+        Duration::from_secs(5),
+        tokio_tungstenite::connect_async(url.as_str()),
+    )
+    .await
+    .expect("no hang")
+    .expect("slot freed after a socket closed");
+}
