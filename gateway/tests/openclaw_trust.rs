@@ -1,0 +1,344 @@
+//! The real OpenClaw tools (`openclaw@2026.9.6`) against pincer-gateway: the operator CLI's
+//! `devices list|approve` and `nodes pending|approve|list|invoke`, and the real headless node
+//! host (`openclaw node run`) connecting, being approved and answering invokes.
+//!
+//! Needs `PINCER_OPENCLAW` (path to `openclaw.mjs`) and `PINCER_NODE` (Node 24 binary), which
+//! `scripts/test.sh` provides. Without them the test says so and passes, unless
+//! `PINCER_REQUIRE_OPENCLAW=1`, in which case it fails.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_pincer-gateway");
+const TOKEN: &str = "openclaw-trust-token";
+
+struct Reference {
+    node: PathBuf,
+    mjs: PathBuf,
+}
+
+fn reference() -> Option<Reference> {
+    let mjs = std::env::var_os("PINCER_OPENCLAW").map(PathBuf::from);
+    let node = std::env::var_os("PINCER_NODE").map(PathBuf::from);
+    match (mjs, node) {
+        (Some(mjs), Some(node)) if mjs.exists() && node.exists() => Some(Reference { node, mjs }),
+        _ => {
+            let required = std::env::var("PINCER_REQUIRE_OPENCLAW").is_ok_and(|v| v == "1");
+            assert!(
+                !required,
+                "PINCER_OPENCLAW / PINCER_NODE not set or missing"
+            );
+            eprintln!("skipping: OpenClaw not installed (set PINCER_OPENCLAW and PINCER_NODE)");
+            None
+        }
+    }
+}
+
+struct Proc(Child);
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Reference {
+    fn command(&self, home: &Path) -> Command {
+        let mut c = Command::new(&self.node);
+        c.arg(&self.mjs)
+            .env("HOME", home)
+            .env("OPENCLAW_STATE_DIR", home.join("state"))
+            .env("OPENCLAW_CONFIG_PATH", home.join("openclaw.json"))
+            .env("OPENCLAW_DISABLE_BONJOUR", "1")
+            .env("OPENCLAW_NO_RESPAWN", "1")
+            .env("OPENCLAW_SKIP_CHANNELS", "1")
+            .env("OPENCLAW_NO_AUTO_UPDATE", "1")
+            .env("DO_NOT_TRACK", "1")
+            .env("NO_COLOR", "1");
+        c
+    }
+
+    /// Runs an operator command with `--url`/`--token` and a 60 s limit.
+    fn cli(&self, home: &Path, url: &str, args: &[&str]) -> Output {
+        let mut child = self
+            .command(home)
+            .args(args)
+            .args(["--url", url, "--token", TOKEN])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn openclaw");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if child.try_wait().expect("wait").is_some() {
+                return child.wait_with_output().expect("output");
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("openclaw {args:?} did not finish in 60 s");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+fn show(o: &Output) -> String {
+    format!(
+        "status {:?}\nstdout:\n{}\nstderr:\n{}",
+        o.status,
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn json_of(o: &Output) -> Value {
+    assert!(o.status.success(), "{}", show(o));
+    let text = String::from_utf8_lossy(&o.stdout);
+    let start = text.find(['{', '[']).unwrap_or(0);
+    serde_json::from_str(&text[start..]).unwrap_or_else(|e| panic!("not JSON ({e}): {}", show(o)))
+}
+
+fn pincer(args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .env("RUST_BACKTRACE", "0")
+        .output()
+        .expect("pincer cli")
+}
+
+#[test]
+fn openclaw_cli_and_node_host_work_with_pincer_gateway() {
+    let Some(r) = reference() else { return };
+    let root = std::env::temp_dir().join(format!("pincer-octrust-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    std::fs::create_dir_all(&root).expect("mkdir");
+    let gw_log = root.join("gateway.log");
+    let mut child = Command::new(BIN)
+        .args(["run", "--port", "0", "--token", TOKEN, "--state-dir"])
+        .arg(root.join("gw"))
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(&gw_log).expect("log"))
+        .spawn()
+        .expect("spawn gateway");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("listening line");
+    let _gw = Proc(child);
+    let port: u16 = line
+        .trim()
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .expect("port");
+    let url = format!("ws://127.0.0.1:{port}");
+    let home = root.join("operator");
+    std::fs::create_dir_all(&home).expect("mkdir");
+
+    // A stranger behind an untrusted proxy asks to pair.
+    let stranger = root.join("stranger");
+    let s = stranger.to_str().expect("utf8");
+    let o = pincer(&[
+        "call",
+        "health",
+        "--url",
+        &url,
+        "--token",
+        TOKEN,
+        "--state-dir",
+        s,
+        "--header",
+        "X-Forwarded-For: 192.0.2.44",
+    ]);
+    assert!(
+        !o.status.success() && String::from_utf8_lossy(&o.stderr).contains("pairing required"),
+        "{}",
+        show(&o)
+    );
+
+    // `openclaw devices list` shows it; `openclaw devices approve` lets it in.
+    let list = json_of(&r.cli(&home, &url, &["devices", "list", "--json"]));
+    let pending = list["pending"].as_array().expect("pending array");
+    assert_eq!(pending.len(), 1, "{list}");
+    let request_id = pending[0]["requestId"]
+        .as_str()
+        .expect("requestId")
+        .to_owned();
+    let o = r.cli(&home, &url, &["devices", "approve", &request_id]);
+    assert!(o.status.success(), "{}", show(&o));
+    let o = pincer(&[
+        "call",
+        "health",
+        "--url",
+        &url,
+        "--token",
+        TOKEN,
+        "--state-dir",
+        s,
+        "--header",
+        "X-Forwarded-For: 192.0.2.44",
+    ]);
+    assert!(
+        o.status.success(),
+        "approved stranger still refused: {}",
+        show(&o)
+    );
+
+    // The real headless node host connects (paired silently on loopback).
+    let node_home = root.join("nodehost");
+    std::fs::create_dir_all(&node_home).expect("mkdir");
+    let node_log = root.join("nodehost.log");
+    let host = r
+        .command(&node_home)
+        .args([
+            "node",
+            "run",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            &port.to_string(),
+        ])
+        .env("OPENCLAW_GATEWAY_TOKEN", TOKEN)
+        .stdout(std::fs::File::create(&node_log).expect("log"))
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn node host");
+    let _host = Proc(host);
+    let deadline = Instant::now() + Duration::from_secs(45);
+    let node_id = loop {
+        let o = pincer(&[
+            "nodes",
+            "list",
+            "--json",
+            "--url",
+            &url,
+            "--token",
+            TOKEN,
+            "--state-dir",
+            home.to_str().expect("utf8"),
+        ]);
+        let v: Value = serde_json::from_slice(&o.stdout).unwrap_or(Value::Null);
+        if let Some(n) = v["nodes"]
+            .as_array()
+            .and_then(|a| a.iter().find(|n| n["connected"] == Value::Bool(true)))
+        {
+            break n["nodeId"].as_str().expect("nodeId").to_owned();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "node host never connected; its log:\n{}",
+            std::fs::read_to_string(&node_log).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    };
+
+    // Its exec surface waits for approval; `openclaw nodes pending|approve` handle it.
+    let pending = json_of(&r.cli(&home, &url, &["nodes", "pending", "--json"]));
+    // The CLI prints the pending array itself.
+    let req = pending
+        .as_array()
+        .or(pending["pending"].as_array())
+        .and_then(|a| {
+            a.iter()
+                .find(|p| p["nodeId"].as_str() == Some(node_id.as_str()))
+        })
+        .unwrap_or_else(|| panic!("no pending surface for {node_id}: {pending}"));
+    let req_id = req["requestId"].as_str().expect("requestId").to_owned();
+    let o = r.cli(&home, &url, &["nodes", "approve", &req_id]);
+    assert!(o.status.success(), "{}", show(&o));
+    let listed = json_of(&r.cli(&home, &url, &["nodes", "list", "--json"]));
+    assert!(
+        listed.to_string().contains(&node_id),
+        "openclaw nodes list lacks the node: {listed}"
+    );
+    let d = json_of(&pincer(&[
+        "nodes",
+        "describe",
+        &node_id,
+        "--json",
+        "--url",
+        &url,
+        "--token",
+        TOKEN,
+        "--state-dir",
+        home.to_str().expect("utf8"),
+    ]));
+    let cmds: Vec<&str> = d["commands"]
+        .as_array()
+        .expect("commands")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert!(
+        cmds.contains(&"system.run") && cmds.contains(&"system.which"),
+        "approved surface not effective: {cmds:?}"
+    );
+
+    // Invokes from both CLIs reach the real node host.
+    let v = json_of(&r.cli(
+        &home,
+        &url,
+        &[
+            "nodes",
+            "invoke",
+            "--node",
+            &node_id,
+            "--command",
+            "system.which",
+            "--params",
+            r#"{"bins":["sh"]}"#,
+            "--json",
+        ],
+    ));
+    assert!(
+        v["payload"]["bins"]["sh"]
+            .as_str()
+            .is_some_and(|p| p.ends_with("/sh")),
+        "{v}"
+    );
+    let v = json_of(&pincer(&[
+        "nodes",
+        "invoke",
+        &node_id,
+        "system.which",
+        "--params",
+        r#"{"bins":["ls"]}"#,
+        "--json",
+        "--url",
+        &url,
+        "--token",
+        TOKEN,
+        "--state-dir",
+        home.to_str().expect("utf8"),
+    ]));
+    assert!(
+        v["bins"]["ls"].as_str().is_some_and(|p| p.ends_with("/ls")),
+        "{v}"
+    );
+
+    // The node host's own requests were answered: it connected once and did not loop.
+    std::thread::sleep(Duration::from_secs(3));
+    let log = std::fs::read_to_string(&gw_log).unwrap_or_default();
+    let node_connects = log
+        .lines()
+        .filter(|l| {
+            l.contains("connected") && l.contains("node-host") && !l.contains("disconnected")
+        })
+        .count();
+    assert_eq!(
+        node_connects, 1,
+        "node host reconnected; gateway log:\n{log}"
+    );
+    let host_log = std::fs::read_to_string(&node_log).unwrap_or_default();
+    assert!(
+        !host_log.contains("invalid"),
+        "node host saw protocol errors:\n{host_log}"
+    );
+    let _ = std::fs::remove_dir_all(&root);
+}
