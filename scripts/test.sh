@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# The test command: installs what the tests need (rustup components and targets, Debian tools,
+# the pinned reference OpenClaw), then runs formatting, lints, every test and the no_std build.
+#   ./scripts/test.sh          everything (what CI runs)
+#   ./scripts/test.sh --quick  skip installing OpenClaw and the interop tests
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+QUICK=0
+[ "${1:-}" = "--quick" ] && QUICK=1
+
+step() { printf '\n==> %s\n' "$*"; STEP_START=$(date +%s); }
+done_step() { printf '    (%ss)\n' "$(( $(date +%s) - STEP_START ))"; }
+SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo
+APT_UPDATED=0
+need_pkg() { # need_pkg COMMAND PACKAGE
+  command -v "$1" >/dev/null 2>&1 && return 0
+  if [ "$APT_UPDATED" = 0 ]; then $SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq; APT_UPDATED=1; fi
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$2" >/dev/null
+}
+
+step "toolchain: rustfmt, clippy, riscv32imc target"
+rustup component add rustfmt clippy >/dev/null 2>&1 || true
+rustup target add riscv32imc-unknown-none-elf >/dev/null
+need_pkg ip iproute2
+done_step
+
+if [ "$QUICK" = 0 ]; then
+  step "reference OpenClaw ${OPENCLAW_VERSION:-2026.9.6}"
+  eval "$(./scripts/install-openclaw.sh | grep -E '^OPENCLAW_(MJS|NODE)=')"
+  export PINCER_OPENCLAW="$OPENCLAW_MJS" PINCER_NODE="$OPENCLAW_NODE" PINCER_REQUIRE_OPENCLAW=1
+  done_step
+fi
+# Network-namespace tests need root; CI runs as root.
+if [ "$(id -u)" -eq 0 ]; then export PINCER_REQUIRE_NETNS=1; fi
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+done_step
+
+step "cargo clippy (all targets, all features, -D warnings)"
+cargo clippy --workspace --all-targets --all-features -- -D warnings
+done_step
+
+step "cargo test (workspace, all features)"
+cargo test --workspace --all-features
+done_step
+
+step "no_std core for riscv32imc-unknown-none-elf"
+cargo build -p pincer-protocol --no-default-features --target riscv32imc-unknown-none-elf
+done_step
+
+printf '\nall checks passed\n'
