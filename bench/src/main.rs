@@ -1,1 +1,713 @@
-fn main() {}
+//! `pincer-bench`: the same measurements, in one run, against pincer-gateway, a bare
+//! tokio-tungstenite echo server (the ceiling for request/response over this socket stack) and
+//! the reference OpenClaw gateway when it is installed. Prints a markdown table.
+//!
+//! These are figures, not tests: nothing here asserts a target.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context, Result};
+use clap::{Parser, Subcommand};
+use futures_util::{SinkExt, StreamExt};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::net::TcpStream;
+use tokio::process::{Child, Command};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+const TOKEN: &str = "bench-token-0123456789";
+
+#[derive(Parser)]
+#[command(
+    name = "pincer-bench",
+    about = "pincer-gateway vs echo ceiling vs OpenClaw, side by side"
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Option<Cmd>,
+    /// pincer-gateway binary (default: target/release/pincer-gateway).
+    #[arg(long)]
+    gateway: Option<PathBuf>,
+    /// A second pincer-gateway build to compare (e.g. the static musl one).
+    #[arg(long)]
+    gateway_alt: Option<PathBuf>,
+    /// openclaw.mjs of the reference (default: the cache of scripts/install-openclaw.sh).
+    #[arg(long)]
+    openclaw: Option<PathBuf>,
+    /// Node 24 binary for the reference.
+    #[arg(long)]
+    node: Option<PathBuf>,
+    /// Idle authenticated connections to hold for the RSS figure.
+    #[arg(long, default_value_t = 1000)]
+    conns: usize,
+    /// Shorter runs.
+    #[arg(long)]
+    quick: bool,
+    /// Skip the reference even when installed.
+    #[arg(long)]
+    no_openclaw: bool,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// A bare tokio-tungstenite server that echoes every text frame (the ceiling).
+    EchoServer {
+        #[arg(long, default_value_t = 0)]
+        port: u16,
+    },
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    match cli.cmd {
+        Some(Cmd::EchoServer { port }) => rt.block_on(echo_server(port)),
+        None => rt.block_on(run(cli)),
+    }
+}
+
+// ---- the echo ceiling ------------------------------------------------------------------------
+
+async fn echo_server(port: u16) -> Result<()> {
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
+    println!("echo listening on ws://{}", listener.local_addr()?);
+    loop {
+        let (tcp, _) = listener.accept().await?;
+        tokio::spawn(async move {
+            let _ = tcp.set_nodelay(true);
+            let Ok(ws) = tokio_tungstenite::accept_async(tcp).await else {
+                return;
+            };
+            let (mut tx, mut rx) = ws.split();
+            while let Some(Ok(m)) = rx.next().await {
+                if m.is_text() && tx.send(m).await.is_err() {
+                    break;
+                }
+            }
+        });
+    }
+}
+
+// ---- servers under test ----------------------------------------------------------------------
+
+#[derive(Clone, Copy, PartialEq)]
+enum Kind {
+    Pincer,
+    Echo,
+    OpenClaw,
+}
+
+struct Server {
+    kind: Kind,
+    child: Child,
+    url: String,
+    _dir: Option<PathBuf>,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(pid) = self.child.id() {
+            // OpenClaw runs in its own process group with children: end them all.
+            unsafe {
+                libc::kill(-(pid as i32), libc::SIGKILL);
+            }
+        }
+        let _ = self.child.start_kill();
+    }
+}
+
+fn temp_dir(tag: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!(
+        "pincer-bench-{tag}-{}-{}",
+        std::process::id(),
+        now_ns()
+    ));
+    let _ = std::fs::create_dir_all(&d);
+    d
+}
+
+fn now_ns() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos())
+}
+
+fn free_port() -> Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+struct Spec {
+    kind: Kind,
+    bin: PathBuf,
+    node: Option<PathBuf>,
+}
+
+async fn spawn(spec: &Spec) -> Result<(Server, Instant)> {
+    match spec.kind {
+        Kind::Pincer => {
+            let dir = temp_dir("gw");
+            let t0 = Instant::now();
+            let mut child = Command::new(&spec.bin)
+                .args(["run", "--port", "0", "--token", TOKEN, "--state-dir"])
+                .arg(&dir)
+                .env("RUST_LOG", "error")
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null())
+                .process_group(0)
+                .spawn()
+                .with_context(|| format!("spawn {}", spec.bin.display()))?;
+            let url = read_url(&mut child, "pincer-gateway listening on ").await?;
+            Ok((
+                Server {
+                    kind: spec.kind,
+                    child,
+                    url,
+                    _dir: Some(dir),
+                },
+                t0,
+            ))
+        }
+        Kind::Echo => {
+            let t0 = Instant::now();
+            let mut child = Command::new(&spec.bin)
+                .args(["echo-server", "--port", "0"])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null())
+                .process_group(0)
+                .spawn()?;
+            let url = read_url(&mut child, "echo listening on ").await?;
+            Ok((
+                Server {
+                    kind: spec.kind,
+                    child,
+                    url,
+                    _dir: None,
+                },
+                t0,
+            ))
+        }
+        Kind::OpenClaw => {
+            let dir = temp_dir("openclaw");
+            let port = free_port()?;
+            let config = serde_json::json!({
+                "gateway": { "mode": "local", "port": port, "bind": "loopback",
+                             "auth": { "mode": "token", "token": TOKEN }, "tailscale": { "mode": "off" } },
+                "update": { "checkOnStart": false },
+                "telemetry": { "enabled": false },
+                "discovery": { "mdns": { "mode": "off" } }
+            });
+            std::fs::write(dir.join("openclaw.json"), config.to_string())?;
+            let node = spec.node.clone().ok_or_else(|| anyhow!("no node binary"))?;
+            let t0 = Instant::now();
+            let child = Command::new(node)
+                .arg(&spec.bin)
+                .args(["gateway", "run"])
+                .env("HOME", &dir)
+                .env("OPENCLAW_STATE_DIR", dir.join("state"))
+                .env("OPENCLAW_CONFIG_PATH", dir.join("openclaw.json"))
+                .env("OPENCLAW_DISABLE_BONJOUR", "1")
+                .env("OPENCLAW_NO_RESPAWN", "1")
+                .env("OPENCLAW_SKIP_CHANNELS", "1")
+                .env("OPENCLAW_NO_AUTO_UPDATE", "1")
+                .env("DO_NOT_TRACK", "1")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .process_group(0)
+                .spawn()?;
+            Ok((
+                Server {
+                    kind: spec.kind,
+                    child,
+                    url: format!("ws://127.0.0.1:{port}"),
+                    _dir: Some(dir),
+                },
+                t0,
+            ))
+        }
+    }
+}
+
+async fn read_url(child: &mut Child, prefix: &str) -> Result<String> {
+    let out = child.stdout.take().ok_or_else(|| anyhow!("no stdout"))?;
+    let mut lines = BufReader::new(out).lines();
+    let line = tokio::time::timeout(Duration::from_secs(10), lines.next_line())
+        .await
+        .context("server did not print its address")??
+        .ok_or_else(|| anyhow!("server exited"))?;
+    line.strip_prefix(prefix)
+        .map(str::to_owned)
+        .ok_or_else(|| anyhow!("unexpected first line {line:?}"))
+}
+
+// ---- client side -----------------------------------------------------------------------------
+
+const CONNECT: &str = r#"{"type":"req","id":"c1","method":"connect","params":{"minProtocol":3,"maxProtocol":4,"client":{"id":"cli","version":"0.1.0","platform":"linux","mode":"cli"},"role":"operator","scopes":["operator.read"],"caps":[],"auth":{"token":"bench-token-0123456789"}}}"#;
+
+/// Connects and completes the handshake (for the echo server: one echoed frame).
+async fn connect(kind: Kind, url: &str) -> Result<Ws> {
+    let (mut ws, _) = tokio_tungstenite::connect_async(url).await?;
+    if kind != Kind::Echo {
+        // Wait for the challenge.
+        loop {
+            match next_text(&mut ws).await? {
+                t if t.contains("connect.challenge") => break,
+                _ => continue,
+            }
+        }
+    }
+    ws.send(Message::text(CONNECT)).await?;
+    loop {
+        let t = next_text(&mut ws).await?;
+        if kind == Kind::Echo {
+            return Ok(ws);
+        }
+        if t.contains(r#""id":"c1""#) {
+            if t.contains("hello-ok") {
+                return Ok(ws);
+            }
+            bail!("connect refused: {}", &t[..t.len().min(300)]);
+        }
+    }
+}
+
+async fn next_text(ws: &mut Ws) -> Result<String> {
+    loop {
+        match tokio::time::timeout(Duration::from_secs(20), ws.next())
+            .await
+            .context("no frame in 20 s")?
+        {
+            Some(Ok(Message::Text(t))) => return Ok(t.to_string()),
+            Some(Ok(Message::Close(c))) => bail!("closed: {c:?}"),
+            Some(Ok(_)) => continue,
+            Some(Err(e)) => return Err(e.into()),
+            None => bail!("eof"),
+        }
+    }
+}
+
+/// One `health` round trip on `ws` (request id `n`).
+async fn health(ws: &mut Ws, n: u64) -> Result<()> {
+    let id = format!("h{n}");
+    ws.send(Message::text(format!(
+        r#"{{"type":"req","id":"{id}","method":"health","params":{{}}}}"#
+    )))
+    .await?;
+    let needle = format!(r#""id":"{id}""#);
+    loop {
+        let t = next_text(ws).await?;
+        if t.contains(&needle) && t.contains(r#""type""#) {
+            if t.contains(r#""ok":false"#) {
+                bail!("health failed: {}", &t[..t.len().min(200)]);
+            }
+            return Ok(());
+        }
+    }
+}
+
+/// Start → first successful handshake, retrying while the port is not up (or, for OpenClaw,
+/// while it answers "starting").
+async fn start_to_hello(spec: &Spec) -> Result<(Server, Duration)> {
+    let (server, t0) = spawn(spec).await?;
+    let limit = if spec.kind == Kind::OpenClaw { 120 } else { 10 };
+    loop {
+        match tokio::time::timeout(Duration::from_secs(5), connect(spec.kind, &server.url)).await {
+            Ok(Ok(ws)) => {
+                let took = t0.elapsed();
+                drop(ws);
+                return Ok((server, took));
+            }
+            _ if t0.elapsed() < Duration::from_secs(limit) => {
+                tokio::time::sleep(Duration::from_millis(if spec.kind == Kind::OpenClaw {
+                    100
+                } else {
+                    2
+                }))
+                .await
+            }
+            Ok(Err(e)) => bail!("no hello within {limit} s: {e}"),
+            Err(_) => bail!("no hello within {limit} s"),
+        }
+    }
+}
+
+fn rss_kb(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// RSS of `pid` and all its descendants.
+fn tree_rss_kb(pid: u32) -> u64 {
+    let mut total = rss_kb(pid);
+    let children =
+        std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
+    for c in children.split_whitespace().filter_map(|c| c.parse().ok()) {
+        total += tree_rss_kb(c);
+    }
+    total
+}
+
+fn mb(kb: u64) -> String {
+    format!("{:.1} MB", kb as f64 / 1024.0)
+}
+
+fn raise_nofile() {
+    unsafe {
+        let mut lim = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 {
+            lim.rlim_cur = lim.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        }
+    }
+}
+
+#[derive(Default, Clone)]
+struct Figures {
+    start_ms: Option<String>,
+    idle: Option<String>,
+    conns: Option<String>,
+    p50: Option<String>,
+    p99: Option<String>,
+    rps: Option<String>,
+    rps_value: f64,
+}
+
+fn cell(r: Result<String>) -> Option<String> {
+    Some(r.unwrap_or_else(|e| format!("error: {e}")))
+}
+
+async fn measure(spec: &Spec, cli: &Cli) -> Figures {
+    let mut f = Figures::default();
+    // 1. Start → hello-ok (median of 5; once for OpenClaw, which takes seconds).
+    let runs = if spec.kind == Kind::OpenClaw || cli.quick {
+        1
+    } else {
+        5
+    };
+    let mut times = Vec::new();
+    let mut server = None;
+    for _ in 0..runs {
+        match start_to_hello(spec).await {
+            Ok((s, t)) => {
+                times.push(t);
+                server = Some(s);
+            }
+            Err(e) => {
+                f.start_ms = Some(format!("error: {e}"));
+                return f;
+            }
+        }
+    }
+    times.sort();
+    let median = times[times.len() / 2];
+    f.start_ms = Some(if runs > 1 {
+        format!("{:.1} ms", median.as_secs_f64() * 1000.0)
+    } else {
+        format!("{:.1} ms (1 run)", median.as_secs_f64() * 1000.0)
+    });
+    let Some(server) = server else { return f };
+    let Some(pid) = server.child.id() else {
+        return f;
+    };
+    tokio::time::sleep(Duration::from_millis(if spec.kind == Kind::OpenClaw {
+        2000
+    } else {
+        300
+    }))
+    .await;
+    let rss = |p| {
+        if spec.kind == Kind::OpenClaw {
+            tree_rss_kb(p)
+        } else {
+            rss_kb(p)
+        }
+    };
+
+    // 2. Idle RSS.
+    f.idle = Some(mb(rss(pid)));
+
+    // 4. health round trip on one connection.
+    f.p50 = cell(
+        async {
+            let mut ws = connect(server.kind, &server.url).await?;
+            let (warm, n) = if cli.quick { (50, 500) } else { (200, 2000) };
+            for i in 0..warm {
+                health(&mut ws, i).await?;
+            }
+            let mut lat = Vec::with_capacity(n);
+            for i in 0..n as u64 {
+                let t = Instant::now();
+                health(&mut ws, 10_000 + i).await?;
+                lat.push(t.elapsed());
+            }
+            lat.sort();
+            let p = |q: f64| {
+                lat[((lat.len() as f64 * q) as usize).min(lat.len() - 1)].as_secs_f64() * 1000.0
+            };
+            f.p99 = Some(format!("{:.3} ms", p(0.99)));
+            Ok(format!("{:.3} ms", p(0.50)))
+        }
+        .await,
+    );
+
+    // 5. Throughput over 10 connections.
+    f.rps = cell(
+        async {
+            let secs = if cli.quick { 2 } else { 5 };
+            let done = Arc::new(AtomicU64::new(0));
+            let stop = Instant::now() + Duration::from_secs(secs);
+            let mut tasks = Vec::new();
+            for c in 0..10u64 {
+                let url = server.url.clone();
+                let kind = server.kind;
+                let done = done.clone();
+                tasks.push(tokio::spawn(async move {
+                    let mut ws = connect(kind, &url).await?;
+                    let mut i = 0;
+                    while Instant::now() < stop {
+                        health(&mut ws, c * 10_000_000 + i).await?;
+                        i += 1;
+                        done.fetch_add(1, Ordering::Relaxed);
+                    }
+                    anyhow::Ok(())
+                }));
+            }
+            for t in tasks {
+                t.await??;
+            }
+            let rps = done.load(Ordering::Relaxed) as f64 / secs as f64;
+            f.rps_value = rps;
+            Ok(format!("{rps:.0} req/s"))
+        }
+        .await,
+    );
+
+    // 3. RSS with N idle authenticated connections.
+    f.conns = cell(
+        async {
+            let sem = Arc::new(tokio::sync::Semaphore::new(16));
+            let mut tasks = Vec::new();
+            for _ in 0..cli.conns {
+                let url = server.url.clone();
+                let kind = server.kind;
+                let sem = sem.clone();
+                tasks.push(tokio::spawn(async move {
+                    let _p = sem.acquire_owned().await?;
+                    tokio::time::timeout(Duration::from_secs(30), connect(kind, &url)).await?
+                }));
+            }
+            let mut held = Vec::new();
+            let mut failed = 0;
+            for t in tasks {
+                match t.await {
+                    Ok(Ok(ws)) => held.push(ws),
+                    _ => failed += 1,
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(1000)).await;
+            let kb = rss(pid);
+            let note = if failed > 0 {
+                format!(" ({failed} refused)")
+            } else {
+                String::new()
+            };
+            drop(held);
+            Ok(format!("{}{note}", mb(kb)))
+        }
+        .await,
+    );
+    f
+}
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+async fn run(cli: Cli) -> Result<()> {
+    raise_nofile();
+    let me = std::env::current_exe()?;
+    let gateway = cli
+        .gateway
+        .clone()
+        .unwrap_or_else(|| workspace_root().join("target/release/pincer-gateway"));
+    if !gateway.exists() {
+        bail!(
+            "{} not found: run `cargo build --release -p pincer-gateway` first",
+            gateway.display()
+        );
+    }
+    let cache = std::env::var_os("PINCER_CACHE")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("XDG_CACHE_HOME").map(|d| PathBuf::from(d).join("pincer")))
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/pincer")))
+        .unwrap_or_default()
+        .join("openclaw-2026.9.6");
+    let openclaw = cli
+        .openclaw
+        .clone()
+        .unwrap_or_else(|| cache.join("pkg/node_modules/openclaw/openclaw.mjs"));
+    let node = cli
+        .node
+        .clone()
+        .unwrap_or_else(|| cache.join("node24/package/bin/node"));
+
+    let mut columns: Vec<(String, Spec)> = vec![(
+        "pincer-gateway".into(),
+        Spec {
+            kind: Kind::Pincer,
+            bin: gateway.clone(),
+            node: None,
+        },
+    )];
+    if let Some(alt) = &cli.gateway_alt {
+        let name = format!(
+            "pincer-gateway ({})",
+            alt.file_name()
+                .map(|f| f.to_string_lossy())
+                .unwrap_or_default()
+        );
+        let label = if alt.to_string_lossy().contains("musl") {
+            "pincer-gateway (musl static)".to_owned()
+        } else {
+            name
+        };
+        columns.push((
+            label,
+            Spec {
+                kind: Kind::Pincer,
+                bin: alt.clone(),
+                node: None,
+            },
+        ));
+    }
+    columns.push((
+        "echo ceiling".into(),
+        Spec {
+            kind: Kind::Echo,
+            bin: me.clone(),
+            node: None,
+        },
+    ));
+    let have_openclaw = !cli.no_openclaw && openclaw.exists() && node.exists();
+    if have_openclaw {
+        columns.push((
+            "OpenClaw 2026.9.6".into(),
+            Spec {
+                kind: Kind::OpenClaw,
+                bin: openclaw.clone(),
+                node: Some(node.clone()),
+            },
+        ));
+    }
+
+    let mut results = Vec::new();
+    for (name, spec) in &columns {
+        eprintln!("measuring {name}…");
+        results.push(measure(spec, &cli).await);
+    }
+    if !have_openclaw {
+        columns.push((
+            "OpenClaw 2026.9.6".into(),
+            Spec {
+                kind: Kind::OpenClaw,
+                bin: PathBuf::new(),
+                node: None,
+            },
+        ));
+        let na = Some("not installed".to_owned());
+        results.push(Figures {
+            start_ms: na.clone(),
+            idle: na.clone(),
+            conns: na.clone(),
+            p50: na.clone(),
+            p99: na.clone(),
+            rps: na,
+            rps_value: 0.0,
+        });
+    }
+
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|s| s.trim().to_owned())
+        })
+        .unwrap_or_default();
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut out = String::new();
+    out.push_str(&format!(
+        "pincer-bench, {} cores ({cpu}), {} idle connections{}\n\n",
+        cores,
+        cli.conns,
+        if cli.quick { ", quick" } else { "" }
+    ));
+    out.push_str("| figure |");
+    for (name, _) in &columns {
+        out.push_str(&format!(" {name} |"));
+    }
+    out.push_str("\n|---|");
+    out.push_str(&"---|".repeat(columns.len()));
+    out.push('\n');
+    let rows: [(&str, fn(&Figures) -> &Option<String>); 6] = [
+        ("start → first hello-ok", |f| &f.start_ms),
+        ("idle RSS", |f| &f.idle),
+        ("RSS with N idle connections", |f| &f.conns),
+        ("`health` round trip p50 (1 conn)", |f| &f.p50),
+        ("`health` round trip p99 (1 conn)", |f| &f.p99),
+        ("`health` throughput (10 conns)", |f| &f.rps),
+    ];
+    for (label, get) in rows {
+        out.push_str(&format!("| {label} |"));
+        for f in &results {
+            out.push_str(&format!(" {} |", get(f).as_deref().unwrap_or("—")));
+        }
+        out.push('\n');
+    }
+    let pincer = results[0].rps_value;
+    let echo = columns
+        .iter()
+        .position(|(_, s)| s.kind == Kind::Echo)
+        .map_or(0.0, |i| results[i].rps_value);
+    let oc = if have_openclaw {
+        results.last().map_or(0.0, |f| f.rps_value)
+    } else {
+        0.0
+    };
+    out.push('\n');
+    if echo > 0.0 {
+        out.push_str(&format!(
+            "pincer-gateway throughput = {:.0} % of the echo ceiling",
+            100.0 * pincer / echo
+        ));
+    }
+    if oc > 0.0 {
+        out.push_str(&format!(", {:.1}× OpenClaw", pincer / oc));
+    }
+    out.push('\n');
+    println!("{out}");
+    let results_dir = workspace_root().join("bench/results");
+    let _ = std::fs::create_dir_all(&results_dir);
+    let _ = std::fs::write(results_dir.join("latest.md"), &out);
+    Ok(())
+}

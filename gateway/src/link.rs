@@ -189,7 +189,7 @@ pub async fn serve(hub: Arc<Hub>, tcp: TcpStream, ip: IpAddr) {
         Ok(resp)
     };
     let mut cfg = WebSocketConfig::default();
-    cfg.read_buffer_size = 4 * 1024;
+    cfg.read_buffer_size = 1024;
     cfg.write_buffer_size = 0;
     cfg.max_message_size = Some(limits.max_payload);
     cfg.max_frame_size = Some(limits.max_payload);
