@@ -538,6 +538,9 @@ async fn measure(spec: &Spec, cli: &Cli) -> Figures {
     f
 }
 
+/// Picks one figure out of a column.
+type Getter = fn(&Figures) -> &Option<String>;
+
 fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
@@ -669,7 +672,7 @@ async fn run(cli: Cli) -> Result<()> {
     out.push_str("\n|---|");
     out.push_str(&"---|".repeat(columns.len()));
     out.push('\n');
-    let rows: [(&str, fn(&Figures) -> &Option<String>); 6] = [
+    let rows: [(&str, Getter); 6] = [
         ("start → first hello-ok", |f| &f.start_ms),
         ("idle RSS", |f| &f.idle),
         ("RSS with N idle connections", |f| &f.conns),
