@@ -479,6 +479,9 @@ pub async fn serve(hub: Arc<Hub>, tcp: TcpStream, ip: IpAddr) {
                             tracing::debug!(conn = %conn_id, "ignoring non-JSON frame");
                             continue;
                         }
+                        Err(DecodeError::InvalidParams { id, method, .. }) if method == "connect" => {
+                            encode_res_err(&id, &ErrorShape::invalid("connect is only valid as the first request"))
+                        }
                         Err(e) => encode_res_err(e.reply_id(), &ErrorShape::invalid(e.message())),
                         Ok(req) => {
                             let id = req.id.clone();
