@@ -46,17 +46,74 @@ pub enum Params {
     Unknown(Option<Box<RawValue>>),
 }
 
-/// Methods whose params are typed here, with a constructor from raw params.
-pub const TYPED_METHODS: &[&str] = &[
-    "connect",
-    "health",
-    "status",
-    "system-presence",
-    "last-heartbeat",
-    "config.get",
-    "channels.status",
-    "system-event",
+type Parse = fn(Option<&RawValue>) -> Result<Params, String>;
+
+/// Every method whose params are typed here, with its parser: the single source for
+/// [`decode_params`] and for the schema list (a test checks each has a generated schema).
+pub const TYPED: &[(&str, Parse)] = &[
+    ("connect", |r| Ok(Params::Connect(Box::new(typed(r)?)))),
+    ("health", |r| Ok(Params::Health(typed(r)?))),
+    ("status", |r| Ok(Params::Status(typed(r)?))),
+    ("system-presence", |r| Ok(Params::SystemPresence(typed(r)?))),
+    ("last-heartbeat", |r| Ok(Params::LastHeartbeat(typed(r)?))),
+    ("config.get", |r| Ok(Params::ConfigGet(typed(r)?))),
+    ("channels.status", |r| Ok(Params::ChannelsStatus(typed(r)?))),
+    ("system-event", |r| {
+        Ok(Params::SystemEvent(Box::new(typed(r)?)))
+    }),
+    ("device.pair.list", |r| {
+        Ok(Params::DevicePairList(typed(r)?))
+    }),
+    ("device.pair.approve", |r| {
+        Ok(Params::DevicePairApprove(typed(r)?))
+    }),
+    ("device.pair.reject", |r| {
+        Ok(Params::DevicePairReject(typed(r)?))
+    }),
+    ("device.pair.remove", |r| {
+        Ok(Params::DevicePairRemove(typed(r)?))
+    }),
+    ("device.pair.setupCode", |r| {
+        Ok(Params::DevicePairSetupCode(typed(r)?))
+    }),
+    ("device.token.rotate", |r| {
+        Ok(Params::DeviceTokenRotate(typed(r)?))
+    }),
+    ("device.token.revoke", |r| {
+        Ok(Params::DeviceTokenRevoke(typed(r)?))
+    }),
+    ("node.list", |r| Ok(Params::NodeList(typed(r)?))),
+    ("node.describe", |r| Ok(Params::NodeDescribe(typed(r)?))),
+    ("node.invoke", |r| {
+        Ok(Params::NodeInvoke(Box::new(typed(r)?)))
+    }),
+    ("node.invoke.result", |r| {
+        Ok(Params::NodeInvokeResult(Box::new(typed(r)?)))
+    }),
+    ("node.event", |r| Ok(Params::NodeEvent(Box::new(typed(r)?)))),
+    ("node.pair.list", |r| Ok(Params::NodePairList(typed(r)?))),
+    ("node.pair.approve", |r| {
+        Ok(Params::NodePairApprove(typed(r)?))
+    }),
+    ("node.pair.reject", |r| {
+        Ok(Params::NodePairReject(typed(r)?))
+    }),
+    ("node.runnerInventory.update", |r| {
+        Ok(Params::NodeInventory(typed(r)?))
+    }),
+    ("node.skills.update", |r| {
+        Ok(Params::NodeInventory(typed(r)?))
+    }),
+    ("node.pluginTools.update", |r| {
+        Ok(Params::NodeInventory(typed(r)?))
+    }),
+    ("skills.bins", |r| Ok(Params::NodeInventory(typed(r)?))),
 ];
+
+/// Names of the typed methods.
+pub fn typed_methods() -> impl Iterator<Item = &'static str> {
+    TYPED.iter().map(|(m, _)| *m)
+}
 
 /// A decoded request.
 #[derive(Debug, Clone)]
@@ -118,37 +175,10 @@ fn typed<T: DeserializeOwned>(raw: Option<&RawValue>) -> Result<T, String> {
 
 /// Decodes params of `method` (absent params count as `{}`).
 pub fn decode_params(method: &str, raw: Option<Box<RawValue>>) -> Result<Params, String> {
-    let r = raw.as_deref();
-    Ok(match method {
-        "connect" => Params::Connect(Box::new(typed(r)?)),
-        "health" => Params::Health(typed(r)?),
-        "status" => Params::Status(typed(r)?),
-        "system-presence" => Params::SystemPresence(typed(r)?),
-        "last-heartbeat" => Params::LastHeartbeat(typed(r)?),
-        "config.get" => Params::ConfigGet(typed(r)?),
-        "channels.status" => Params::ChannelsStatus(typed(r)?),
-        "system-event" => Params::SystemEvent(Box::new(typed(r)?)),
-        "device.pair.list" => Params::DevicePairList(typed(r)?),
-        "device.pair.approve" => Params::DevicePairApprove(typed(r)?),
-        "device.pair.reject" => Params::DevicePairReject(typed(r)?),
-        "device.pair.remove" => Params::DevicePairRemove(typed(r)?),
-        "device.pair.setupCode" => Params::DevicePairSetupCode(typed(r)?),
-        "device.token.rotate" => Params::DeviceTokenRotate(typed(r)?),
-        "device.token.revoke" => Params::DeviceTokenRevoke(typed(r)?),
-        "node.list" => Params::NodeList(typed(r)?),
-        "node.describe" => Params::NodeDescribe(typed(r)?),
-        "node.invoke" => Params::NodeInvoke(Box::new(typed(r)?)),
-        "node.invoke.result" => Params::NodeInvokeResult(Box::new(typed(r)?)),
-        "node.event" => Params::NodeEvent(Box::new(typed(r)?)),
-        "node.pair.list" => Params::NodePairList(typed(r)?),
-        "node.pair.approve" => Params::NodePairApprove(typed(r)?),
-        "node.pair.reject" => Params::NodePairReject(typed(r)?),
-        "node.runnerInventory.update"
-        | "node.skills.update"
-        | "node.pluginTools.update"
-        | "skills.bins" => Params::NodeInventory(typed(r)?),
-        _ => Params::Unknown(raw),
-    })
+    match TYPED.iter().find(|(m, _)| *m == method) {
+        Some((_, parse)) => parse(raw.as_deref()),
+        None => Ok(Params::Unknown(raw)),
+    }
 }
 
 /// Decodes one inbound text frame.

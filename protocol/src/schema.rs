@@ -71,5 +71,76 @@ pub fn all() -> Vec<(String, Value)> {
         gen::<SystemEventParams>(),
         gen::<SystemEventResult>(),
     );
+    method(
+        "device.pair.list",
+        gen::<EmptyParams>(),
+        gen::<DevicePairListResult>(),
+    );
+    method(
+        "device.pair.approve",
+        gen::<RequestIdParams>(),
+        gen::<DevicePairApproveResult>(),
+    );
+    method(
+        "device.pair.reject",
+        gen::<RequestIdParams>(),
+        gen::<DevicePairRejectResult>(),
+    );
+    method(
+        "device.pair.remove",
+        gen::<DeviceIdParams>(),
+        gen::<DeviceIdResult>(),
+    );
+    method(
+        "device.pair.setupCode",
+        gen::<SetupCodeParams>(),
+        gen::<SetupCodeResult>(),
+    );
+    method(
+        "device.token.rotate",
+        gen::<TokenRotateParams>(),
+        gen::<TokenRotateResult>(),
+    );
+    method(
+        "device.token.revoke",
+        gen::<TokenRevokeParams>(),
+        gen::<TokenRevokeResult>(),
+    );
+    method("node.list", gen::<EmptyParams>(), gen::<NodeListResult>());
+    method(
+        "node.describe",
+        gen::<NodeIdParams>(),
+        gen::<NodeListNode>(),
+    );
+    method(
+        "node.invoke",
+        gen::<NodeInvokeParams>(),
+        gen::<NodeInvokeResult>(),
+    );
+    method(
+        "node.invoke.result",
+        gen::<NodeInvokeResultParams>(),
+        gen::<Value>(),
+    );
+    method("node.event", gen::<NodeEventParams>(), gen::<Value>());
+    method(
+        "node.pair.list",
+        gen::<EmptyParams>(),
+        gen::<NodePairListResult>(),
+    );
+    method(
+        "node.pair.approve",
+        gen::<RequestIdParams>(),
+        gen::<Value>(),
+    );
+    method("node.pair.reject", gen::<RequestIdParams>(), gen::<Value>());
+    for m in [
+        "node.runnerInventory.update",
+        "node.skills.update",
+        "node.pluginTools.update",
+        "skills.bins",
+    ] {
+        method(m, gen::<OpenObject>(), gen::<Value>());
+    }
     out
 }
