@@ -3,38 +3,14 @@
 //! load (nothing kept aside as corrupt) and every approval the operator saw acknowledged must
 //! still be there.
 
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use pincer_gateway::client::{call, CallOptions, ClientError};
 use serde_json::{json, Value};
 
-const BIN: &str = env!("CARGO_BIN_EXE_pincer-gateway");
-const TOKEN: &str = "crash-test-token";
-
-fn start(state: &Path) -> (Child, u16) {
-    let mut child = Command::new(BIN)
-        .args(["run", "--port", "0", "--token", TOKEN, "--state-dir"])
-        .arg(state)
-        .env("RUST_LOG", "error")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn gateway");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().expect("stdout"))
-        .read_line(&mut line)
-        .expect("listening line");
-    let port = line
-        .trim()
-        .rsplit(':')
-        .next()
-        .and_then(|p| p.parse().ok())
-        .unwrap_or_else(|| panic!("no port in {line:?}"));
-    (child, port)
-}
+mod support;
+use support::{Gateway, TOKEN};
 
 fn opts(port: u16, state: PathBuf, headers: Vec<(String, String)>) -> CallOptions {
     CallOptions {
@@ -97,7 +73,8 @@ async fn approvals_survive_sigkill_at_any_moment() {
     let started = Instant::now();
     while iterations < 200 && started.elapsed() < Duration::from_secs(25) {
         iterations += 1;
-        let (mut child, port) = start(&state);
+        let gw = Gateway::start_in(&state, TOKEN, &[]);
+        let port = gw.port;
         // After a restart, the store loaded: everything acknowledged so far is paired.
         let list = call(
             &opts(port, op.clone(), vec![]),
@@ -159,8 +136,7 @@ async fn approvals_survive_sigkill_at_any_moment() {
                 }
             }
         }
-        child.kill().expect("SIGKILL");
-        let _ = child.wait();
+        drop(gw); // SIGKILL
     }
     eprintln!(
         "{iterations} kills, {} approvals and {rotations} rotations acknowledged",
@@ -169,9 +145,9 @@ async fn approvals_survive_sigkill_at_any_moment() {
     assert!(iterations >= 50, "too few iterations to mean anything");
     assert!(acknowledged.len() >= 20, "too few approvals written");
     // A last start: everything is there.
-    let (mut child, port) = start(&state);
+    let gw = Gateway::start_in(&state, TOKEN, &[]);
     let list = call(
-        &opts(port, op.clone(), vec![]),
+        &opts(gw.port, op.clone(), vec![]),
         "device.pair.list",
         json!({}),
     )
@@ -184,7 +160,6 @@ async fn approvals_survive_sigkill_at_any_moment() {
             "{id} lost"
         );
     }
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(gw);
     let _ = std::fs::remove_dir_all(&root);
 }

@@ -5,13 +5,12 @@
 //! Needs root and iproute2. Without them the test says so and passes, unless
 //! `PINCER_REQUIRE_NETNS=1` (set by `scripts/test.sh`), in which case it fails.
 
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_pincer-gateway");
-const TOKEN: &str = "netns-shared-token";
+mod support;
+use support::{Gateway, BIN, TOKEN};
 
 struct Netns {
     name: String,
@@ -106,49 +105,6 @@ impl Drop for Netns {
     }
 }
 
-struct Gateway {
-    child: Child,
-    port: u16,
-}
-
-impl Drop for Gateway {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start_gateway(state: &Path, token: &str) -> Gateway {
-    let mut child = Command::new(BIN)
-        .args([
-            "run",
-            "--bind",
-            "lan",
-            "--port",
-            "0",
-            "--token",
-            token,
-            "--state-dir",
-        ])
-        .arg(state)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn gateway");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().expect("stdout"))
-        .read_line(&mut line)
-        .expect("listening line");
-    let port = line
-        .trim()
-        .rsplit(':')
-        .next()
-        .and_then(|p| p.parse().ok())
-        .expect("port in listening line");
-    Gateway { child, port }
-}
-
 fn tmp(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("pincer-netns-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
@@ -224,7 +180,7 @@ fn stranger_needs_approval_and_revocation_closes_its_socket() {
     };
     let gw_state = tmp("gw");
     let token = TOKEN;
-    let gw = start_gateway(&gw_state, token);
+    let gw = Gateway::start_in(&gw_state, token, &["--bind", "lan"]);
     let host_ip = format!("10.254.{}.1", tag % 250);
     let remote_url = format!("ws://{host_ip}:{}", gw.port);
     let local_url = format!("ws://127.0.0.1:{}", gw.port);
@@ -442,7 +398,101 @@ fn stranger_needs_approval_and_revocation_closes_its_socket() {
     );
     assert!(text(&o).contains("pairing required"), "{}", text(&o));
 
-    for d in [&gw_state, &stranger, &local_dev, &proxied] {
+    // 7. A new device from this host's own tailnet address (100.64.0.0/10 on a local interface)
+    //    is this very host: paired silently. A tailnet peer in the namespace is not.
+    let tail_host = format!("100.100.{}.1", tag % 250);
+    let tail_peer = format!("100.100.{}.2", tag % 250);
+    let ok_host = Command::new("ip")
+        .args([
+            "addr",
+            "add",
+            &format!("{tail_host}/32"),
+            "dev",
+            &ns.host_if,
+        ])
+        .status()
+        .is_ok_and(|s| s.success());
+    let ok_peer = Command::new("ip")
+        .args([
+            "-n",
+            &ns.name,
+            "addr",
+            "add",
+            &format!("{tail_peer}/32"),
+            "dev",
+            &format!("pv{tag}b"),
+        ])
+        .status()
+        .is_ok_and(|s| s.success());
+    let ok_route = Command::new("ip")
+        .args([
+            "-n",
+            &ns.name,
+            "route",
+            "add",
+            &format!("{tail_host}/32"),
+            "dev",
+            &format!("pv{tag}b"),
+            "src",
+            &tail_peer,
+        ])
+        .status()
+        .is_ok_and(|s| s.success());
+    let ok_back = Command::new("ip")
+        .args([
+            "route",
+            "add",
+            &format!("{tail_peer}/32"),
+            "dev",
+            &ns.host_if,
+        ])
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(
+        ok_host && ok_peer && ok_route && ok_back,
+        "could not add tailnet addresses"
+    );
+    let tail_url = format!("ws://{tail_host}:{}", gw.port);
+    let own = tmp("tail-own");
+    let o = cli(
+        None,
+        &[
+            "call",
+            "health",
+            "--url",
+            &tail_url,
+            "--token",
+            token,
+            "--state-dir",
+            own.to_str().expect("utf8"),
+        ],
+    );
+    assert!(
+        o.status.success(),
+        "device on this host's tailnet address not paired silently: {}",
+        text(&o)
+    );
+    let peer = tmp("tail-peer");
+    let o = cli(
+        Some(&ns.name),
+        &[
+            "call",
+            "health",
+            "--url",
+            &tail_url,
+            "--token",
+            token,
+            "--state-dir",
+            peer.to_str().expect("utf8"),
+        ],
+    );
+    assert!(
+        !o.status.success() && text(&o).contains("pairing required"),
+        "tailnet peer paired silently: {}",
+        text(&o)
+    );
+
+    for d in [&gw_state, &stranger, &local_dev, &proxied, &own, &peer] {
         let _ = std::fs::remove_dir_all(d);
     }
 }

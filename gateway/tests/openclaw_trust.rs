@@ -7,100 +7,14 @@
 //! `PINCER_REQUIRE_OPENCLAW=1`, in which case it fails.
 
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-const BIN: &str = env!("CARGO_BIN_EXE_pincer-gateway");
-const TOKEN: &str = "openclaw-trust-token";
-
-struct Reference {
-    node: PathBuf,
-    mjs: PathBuf,
-}
-
-fn reference() -> Option<Reference> {
-    let mjs = std::env::var_os("PINCER_OPENCLAW").map(PathBuf::from);
-    let node = std::env::var_os("PINCER_NODE").map(PathBuf::from);
-    match (mjs, node) {
-        (Some(mjs), Some(node)) if mjs.exists() && node.exists() => Some(Reference { node, mjs }),
-        _ => {
-            let required = std::env::var("PINCER_REQUIRE_OPENCLAW").is_ok_and(|v| v == "1");
-            assert!(
-                !required,
-                "PINCER_OPENCLAW / PINCER_NODE not set or missing"
-            );
-            eprintln!("skipping: OpenClaw not installed (set PINCER_OPENCLAW and PINCER_NODE)");
-            None
-        }
-    }
-}
-
-struct Proc(Child);
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-impl Reference {
-    fn command(&self, home: &Path) -> Command {
-        let mut c = Command::new(&self.node);
-        c.arg(&self.mjs)
-            .env("HOME", home)
-            .env("OPENCLAW_STATE_DIR", home.join("state"))
-            .env("OPENCLAW_CONFIG_PATH", home.join("openclaw.json"))
-            .env("OPENCLAW_DISABLE_BONJOUR", "1")
-            .env("OPENCLAW_NO_RESPAWN", "1")
-            .env("OPENCLAW_SKIP_CHANNELS", "1")
-            .env("OPENCLAW_NO_AUTO_UPDATE", "1")
-            .env("DO_NOT_TRACK", "1")
-            .env("NO_COLOR", "1");
-        c
-    }
-
-    /// Runs an operator command with `--url`/`--token` and a 60 s limit.
-    fn cli(&self, home: &Path, url: &str, args: &[&str]) -> Output {
-        let mut child = self
-            .command(home)
-            .args(args)
-            .args(["--url", url, "--token", TOKEN])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn openclaw");
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if child.try_wait().expect("wait").is_some() {
-                return child.wait_with_output().expect("output");
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                panic!("openclaw {args:?} did not finish in 60 s");
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-fn show(o: &Output) -> String {
-    format!(
-        "status {:?}\nstdout:\n{}\nstderr:\n{}",
-        o.status,
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-fn json_of(o: &Output) -> Value {
-    assert!(o.status.success(), "{}", show(o));
-    let text = String::from_utf8_lossy(&o.stdout);
-    let start = text.find(['{', '[']).unwrap_or(0);
-    serde_json::from_str(&text[start..]).unwrap_or_else(|e| panic!("not JSON ({e}): {}", show(o)))
-}
+mod support;
+use support::openclaw::{json_of, reference, show, Proc, TOKEN};
+use support::BIN;
 
 fn pincer(args: &[&str]) -> Output {
     Command::new(BIN)

@@ -2,69 +2,31 @@
 //! failure lockout per client IP, pre-auth socket cap per IP), over real sockets against the
 //! real binary.
 
-use std::io::{BufRead, BufReader, Write};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use pincer_gateway::client::{call, CallOptions, ClientError};
 use serde_json::json;
 
-const BIN: &str = env!("CARGO_BIN_EXE_pincer-gateway");
-const TOKEN: &str = "limits-test-token";
+mod support;
+use support::{Gateway, TOKEN};
 
-struct Gw {
-    child: Child,
-    port: u16,
-    dir: PathBuf,
-}
-
-impl Drop for Gw {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-fn start(name: &str, config: &str) -> Gw {
+fn start(name: &str, config: &str) -> Gateway {
     let dir = std::env::temp_dir().join(format!("pincer-limits-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("mkdir");
     let cfg = dir.join("gateway.toml");
-    std::fs::File::create(&cfg)
-        .and_then(|mut f| f.write_all(config.as_bytes()))
-        .expect("config");
-    let mut child = Command::new(BIN)
-        .args(["run", "--port", "0", "--token", TOKEN, "--config"])
-        .arg(&cfg)
-        .arg("--state-dir")
-        .arg(dir.join("state"))
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn gateway");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().expect("stdout"))
-        .read_line(&mut line)
-        .expect("listening line");
-    let port = line
-        .trim()
-        .rsplit(':')
-        .next()
-        .and_then(|p| p.parse().ok())
-        .expect("port");
-    Gw { child, port, dir }
+    std::fs::write(&cfg, config).expect("config");
+    let cfg = cfg.to_string_lossy().into_owned();
+    Gateway::start_in(&dir.join("state"), TOKEN, &["--config", &cfg])
 }
 
-fn client(gw: &Gw, who: &str) -> CallOptions {
+fn client(gw: &Gateway, who: &str) -> CallOptions {
     let mut o = CallOptions::new(format!("ws://127.0.0.1:{}", gw.port), gw.dir.join(who));
     o.timeout = Duration::from_secs(5);
     o
 }
 
-fn operator(gw: &Gw) -> CallOptions {
+fn operator(gw: &Gateway) -> CallOptions {
     let mut o = client(gw, "operator");
     o.token = Some(TOKEN.into());
     o
@@ -72,7 +34,7 @@ fn operator(gw: &Gw) -> CallOptions {
 
 /// A client that looks remote: it comes through a proxy (header present), so it is never paired
 /// silently.
-fn remote(gw: &Gw, who: &str, ip: &str) -> CallOptions {
+fn remote(gw: &Gateway, who: &str, ip: &str) -> CallOptions {
     let mut o = client(gw, who);
     o.headers = vec![("X-Forwarded-For".into(), ip.into())];
     o

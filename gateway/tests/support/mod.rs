@@ -2,6 +2,8 @@
 //! the protocol frame by frame (so tests can send what real clients would never send).
 #![allow(dead_code)]
 
+pub mod openclaw;
+
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -22,17 +24,30 @@ pub struct Gateway {
     pub child: Child,
     pub port: u16,
     pub dir: PathBuf,
+    owns_dir: bool,
 }
 
 impl Gateway {
     /// `pincer-gateway run --port 0 --token TOKEN --state-dir <fresh> EXTRA...`
     pub fn start(extra: &[&str]) -> Gateway {
+        Gateway::start_with_token(TOKEN, extra)
+    }
+
+    /// Same, with another shared token.
+    pub fn start_with_token(token: &str, extra: &[&str]) -> Gateway {
         let dir =
             std::env::temp_dir().join(format!("pincer-wire-{}-{}", std::process::id(), unique()));
         let _ = std::fs::remove_dir_all(&dir);
+        let mut gw = Gateway::start_in(&dir, token, extra);
+        gw.owns_dir = true;
+        gw
+    }
+
+    /// Runs with its state in `dir` (kept on drop, so a test can restart on the same state).
+    pub fn start_in(dir: &std::path::Path, token: &str, extra: &[&str]) -> Gateway {
         let mut child = Command::new(BIN)
-            .args(["run", "--port", "0", "--token", TOKEN, "--state-dir"])
-            .arg(&dir)
+            .args(["run", "--port", "0", "--token", token, "--state-dir"])
+            .arg(dir)
             .args(extra)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
@@ -49,7 +64,12 @@ impl Gateway {
             .next()
             .and_then(|p| p.parse().ok())
             .unwrap_or_else(|| panic!("bad line {line:?}"));
-        Gateway { child, port, dir }
+        Gateway {
+            child,
+            port,
+            dir: dir.to_path_buf(),
+            owns_dir: false,
+        }
     }
 
     pub fn url(&self) -> String {
@@ -65,7 +85,9 @@ impl Drop for Gateway {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
+        if self.owns_dir {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
     }
 }
 

@@ -1,0 +1,56 @@
+//! The real OpenClaw CLI (`openclaw@2026.9.6`) against pincer-gateway: `gateway health`,
+//! `gateway call status` and `gateway probe` succeed and show pincer-gateway's data.
+//!
+//! Needs `PINCER_OPENCLAW` and `PINCER_NODE` (see `support::openclaw`).
+
+mod support;
+
+use support::openclaw::{json_of, reference, show};
+use support::Gateway;
+
+#[test]
+fn openclaw_cli_reads_health_status_and_probe() {
+    let Some(r) = reference() else { return };
+    let gw = Gateway::start_with_token(support::openclaw::TOKEN, &[]);
+    let url = gw.url();
+    let home = gw.dir.join("openclaw-home");
+    std::fs::create_dir_all(&home).expect("mkdir");
+
+    let health = json_of(&r.cli(&home, &url, &["gateway", "health", "--json"]));
+    assert_eq!(health["ok"], true, "{health}");
+    assert_eq!(
+        health["gateway"]["implementation"], "pincer-gateway",
+        "{health}"
+    );
+
+    let status = json_of(&r.cli(&home, &url, &["gateway", "call", "status", "--json"]));
+    assert!(
+        status["runtimeVersion"]
+            .as_str()
+            .is_some_and(|v| v.starts_with("pincer-gateway")),
+        "{status}"
+    );
+
+    let probe = json_of(&r.cli(&home, &url, &["gateway", "probe", "--json"]));
+    assert_eq!(probe["ok"], true, "{probe}");
+    let target = probe["targets"]
+        .as_array()
+        .and_then(|t| t.iter().find(|t| t["id"] == "explicit"))
+        .unwrap_or_else(|| panic!("no explicit target: {probe}"));
+    assert_eq!(target["connect"]["ok"], true, "{target}");
+    // pincer-gateway keeps a loopback CLI's scopes, so the probe's read calls succeed too.
+    assert_eq!(
+        target["connect"]["rpcOk"], true,
+        "capability {}: {target}",
+        target["auth"]["capability"]
+    );
+    assert_eq!(target["server"]["version"], pincer_gateway::VERSION);
+
+    let human = r.cli(&home, &url, &["gateway", "probe"]);
+    assert!(human.status.success(), "{}", show(&human));
+    assert!(
+        String::from_utf8_lossy(&human.stdout).contains("Reachable: yes"),
+        "{}",
+        show(&human)
+    );
+}
