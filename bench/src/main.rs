@@ -341,15 +341,34 @@ async fn start_to_hello(spec: &Spec) -> Result<(Server, Duration)> {
     }
 }
 
-fn rss_kb(pid: u32) -> u64 {
+fn status_kb(pid: u32, key: &str) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|s| {
             s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
+                .find(|l| l.starts_with(key))
                 .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
         })
         .unwrap_or(0)
+}
+
+fn rss_kb(pid: u32) -> u64 {
+    status_kb(pid, "VmRSS:")
+}
+
+fn anon_kb(pid: u32) -> u64 {
+    status_kb(pid, "RssAnon:")
+}
+
+/// Own (anonymous) memory of `pid` and all its descendants.
+fn tree_anon_kb(pid: u32) -> u64 {
+    let mut total = anon_kb(pid);
+    let children =
+        std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
+    for c in children.split_whitespace().filter_map(|c| c.parse().ok()) {
+        total += tree_anon_kb(c);
+    }
+    total
 }
 
 /// RSS of `pid` and all its descendants.
@@ -384,6 +403,7 @@ fn raise_nofile() {
 struct Figures {
     start_ms: Option<String>,
     idle: Option<String>,
+    idle_private: Option<String>,
     conns: Option<String>,
     p50: Option<String>,
     p99: Option<String>,
@@ -442,8 +462,14 @@ async fn measure(spec: &Spec, cli: &Cli) -> Figures {
         }
     };
 
-    // 2. Idle RSS.
+    // 2. Idle RSS, and the part of it that is the process's own (anonymous) memory rather than
+    // mapped files such as the shared C library.
     f.idle = Some(mb(rss(pid)));
+    f.idle_private = Some(mb(if spec.kind == Kind::OpenClaw {
+        tree_anon_kb(pid)
+    } else {
+        anon_kb(pid)
+    }));
 
     // 4. health round trip on one connection.
     f.p50 = cell(
@@ -640,6 +666,7 @@ async fn run(cli: Cli) -> Result<()> {
         results.push(Figures {
             start_ms: na.clone(),
             idle: na.clone(),
+            idle_private: na.clone(),
             conns: na.clone(),
             p50: na.clone(),
             p99: na.clone(),
@@ -672,9 +699,10 @@ async fn run(cli: Cli) -> Result<()> {
     out.push_str("\n|---|");
     out.push_str(&"---|".repeat(columns.len()));
     out.push('\n');
-    let rows: [(&str, Getter); 6] = [
+    let rows: [(&str, Getter); 7] = [
         ("start → first hello-ok", |f| &f.start_ms),
         ("idle RSS", |f| &f.idle),
+        ("idle RSS, own memory (RssAnon)", |f| &f.idle_private),
         ("RSS with N idle connections", |f| &f.conns),
         ("`health` round trip p50 (1 conn)", |f| &f.p50),
         ("`health` round trip p99 (1 conn)", |f| &f.p99),
