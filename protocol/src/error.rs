@@ -108,6 +108,10 @@ impl ErrorShape {
 
 impl core::fmt::Display for ErrorShape {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        write!(f, "{}: {}", self.code, self.message)
+        if self.message.starts_with(self.code.as_str()) {
+            f.write_str(&self.message)
+        } else {
+            write!(f, "{}: {}", self.code, self.message)
+        }
     }
 }

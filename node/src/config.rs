@@ -1,0 +1,226 @@
+//! Node settings: built-in defaults, then `node.toml`, then environment, then flags.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("invalid config {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("cannot determine a state directory: set --state-dir or PINCER_STATE_DIR")]
+    NoStateDir,
+    #[error("unknown capability {0:?} (this build has: {1})")]
+    UnknownCap(String, String),
+    #[error("gateway URL must start with ws:// or wss://: {0}")]
+    Url(String),
+    #[error("setup code is not valid: {0}")]
+    SetupCode(String),
+}
+
+/// `node.toml`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub gateway: Option<String>,
+    pub token: Option<String>,
+    pub setup_code: Option<String>,
+    pub caps: Option<Vec<String>>,
+    pub name: Option<String>,
+    pub state_dir: Option<PathBuf>,
+    pub tls_fingerprint: Option<String>,
+}
+
+impl FileConfig {
+    pub fn load(path: &Path) -> Result<FileConfig, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.into(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: path.into(),
+            message: e.to_string(),
+        })
+    }
+}
+
+/// Command-line values (all optional).
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    pub gateway: Option<String>,
+    pub token: Option<String>,
+    pub setup_code: Option<String>,
+    pub caps: Option<String>,
+    pub name: Option<String>,
+    pub state_dir: Option<PathBuf>,
+    pub tls_fingerprint: Option<String>,
+    pub config: Option<PathBuf>,
+}
+
+/// How the node proves itself on first contact.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Credential {
+    /// A shared gateway token.
+    Token(String),
+    /// A one-time setup code (`auth.bootstrapToken`).
+    SetupCode(String),
+    /// Only the stored device token (or nothing, on a gateway with auth "none").
+    None,
+}
+
+/// The resolved configuration.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    pub gateway: String,
+    pub credential: Credential,
+    pub caps: Vec<String>,
+    pub name: String,
+    pub state_dir: PathBuf,
+    pub tls_fingerprint: Option<String>,
+}
+
+fn env_first(names: &[&str]) -> Option<String> {
+    names
+        .iter()
+        .find_map(|n| std::env::var(n).ok().filter(|v| !v.trim().is_empty()))
+}
+
+/// `$PINCER_STATE_DIR`, else `$XDG_STATE_HOME/pincer-node`, else `~/.local/state/pincer-node`.
+pub fn default_state_dir() -> Option<PathBuf> {
+    if let Some(d) = env_first(&["PINCER_STATE_DIR"]) {
+        return Some(d.into());
+    }
+    if let Some(d) = env_first(&["XDG_STATE_HOME"]) {
+        return Some(PathBuf::from(d).join("pincer-node"));
+    }
+    env_first(&["HOME"]).map(|h| PathBuf::from(h).join(".local/state/pincer-node"))
+}
+
+/// A setup code in the reference's form (base64url of `{"url","bootstrapToken"}`) gives both
+/// the gateway URL and the token; a short code (`ABCD-EFGH`) or raw token is used as it is.
+pub fn parse_setup_code(code: &str) -> (Option<String>, String) {
+    let code = code.trim();
+    let mut buf = vec![0u8; code.len()];
+    if let Ok(n) = pincer_protocol::base64url::decode_into(code, &mut buf) {
+        if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&buf[..n]) {
+            if let Some(t) = v["bootstrapToken"].as_str() {
+                return (v["url"].as_str().map(str::to_owned), t.to_owned());
+            }
+        }
+    }
+    (None, code.to_owned())
+}
+
+impl NodeConfig {
+    pub fn resolve(o: Overrides, available_caps: &[&str]) -> Result<NodeConfig, ConfigError> {
+        let file = match &o.config {
+            Some(p) => FileConfig::load(p)?,
+            None => FileConfig::default(),
+        };
+        let state_dir = o
+            .state_dir
+            .or(file.state_dir)
+            .or_else(default_state_dir)
+            .ok_or(ConfigError::NoStateDir)?;
+        let setup = o.setup_code.or(file.setup_code);
+        let (setup_url, setup_token) = match setup.as_deref() {
+            Some(c) => {
+                let (u, t) = parse_setup_code(c);
+                if t.is_empty() {
+                    return Err(ConfigError::SetupCode("empty".into()));
+                }
+                (u, Some(t))
+            }
+            None => (None, None),
+        };
+        let gateway = o
+            .gateway
+            .or(file.gateway)
+            .or(setup_url)
+            .unwrap_or_else(|| "ws://127.0.0.1:18789".into());
+        if !(gateway.starts_with("ws://") || gateway.starts_with("wss://")) {
+            return Err(ConfigError::Url(gateway));
+        }
+        let token = o
+            .token
+            .or_else(|| env_first(&["PINCER_GATEWAY_TOKEN", "OPENCLAW_GATEWAY_TOKEN"]))
+            .or(file.token);
+        let credential = match (token, setup_token) {
+            (Some(t), _) => Credential::Token(t),
+            (None, Some(s)) => Credential::SetupCode(s),
+            (None, None) => Credential::None,
+        };
+        let caps: Vec<String> = match o.caps {
+            Some(list) => list
+                .split(',')
+                .map(|s| s.trim().to_owned())
+                .filter(|s| !s.is_empty())
+                .collect(),
+            None => file.caps.unwrap_or_default(),
+        };
+        for c in &caps {
+            if !available_caps.contains(&c.as_str()) {
+                return Err(ConfigError::UnknownCap(
+                    c.clone(),
+                    available_caps.join(", "),
+                ));
+            }
+        }
+        Ok(NodeConfig {
+            gateway,
+            credential,
+            caps,
+            name: o.name.or(file.name).unwrap_or_else(crate::board::hostname),
+            state_dir,
+            tls_fingerprint: o.tls_fingerprint.or(file.tls_fingerprint),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn setup_code_forms() {
+        let json = pincer_protocol::base64url::encode(
+            br#"{"url":"ws://10.0.0.2:18789","bootstrapToken":"abc"}"#,
+        );
+        assert_eq!(
+            parse_setup_code(&json),
+            (Some("ws://10.0.0.2:18789".into()), "abc".into())
+        );
+        assert_eq!(parse_setup_code("ABCD-EFGH"), (None, "ABCD-EFGH".into()));
+    }
+
+    #[test]
+    fn flags_win_and_caps_are_checked() {
+        let o = Overrides {
+            state_dir: Some("/tmp/x".into()),
+            caps: Some("system".into()),
+            token: Some("t".into()),
+            ..Default::default()
+        };
+        let c = NodeConfig::resolve(o.clone(), &["system"]).unwrap();
+        assert_eq!(c.credential, Credential::Token("t".into()));
+        assert!(matches!(
+            NodeConfig::resolve(o, &[]),
+            Err(ConfigError::UnknownCap(..))
+        ));
+    }
+}
+
+#[cfg(test)]
+mod example {
+    #[test]
+    fn example_node_toml_loads() {
+        let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/node.toml");
+        let f = super::FileConfig::load(&p).expect("configs/node.toml parses");
+        assert_eq!(f.caps, Some(vec!["system".to_owned()]));
+    }
+}

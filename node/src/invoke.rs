@@ -1,0 +1,180 @@
+//! Invoke dispatch: `node.invoke.request` → the command → exactly one `node.invoke.result`.
+//!
+//! * params arrive as `paramsJSON` (string, null or absent) or, defensively, a `params` object;
+//! * unknown command → `UNAVAILABLE` "command not supported"; bad params → `INVALID_REQUEST`;
+//! * at most [`MAX_CONCURRENT`] run at once; beyond that → `UNAVAILABLE` "node busy";
+//! * `timeoutMs` is honoured (`TIMEOUT`); `node.invoke.cancel` aborts a running command;
+//! * a result larger than the gateway's `policy.maxPayload` → `PAYLOAD_TOO_LARGE`.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use pincer_protocol::methods::NodeInvokeRequest;
+use serde_json::{json, Value};
+use tokio::sync::{mpsc, Semaphore};
+use tokio::task::AbortHandle;
+
+use crate::commands::{CommandError, Registry};
+
+/// Commands running at once.
+pub const MAX_CONCURRENT: usize = 4;
+/// Timeout when the request names none.
+pub const DEFAULT_TIMEOUT_MS: u64 = 30_000;
+
+/// Routes invokes to commands and sends results into the link's outbound queue.
+pub struct Dispatcher {
+    registry: Registry,
+    permits: Arc<Semaphore>,
+    running: Arc<Mutex<HashMap<String, AbortHandle>>>,
+    max_payload: AtomicUsize,
+}
+
+fn result_frame(invoke_id: &str, node_id: &str, outcome: Result<String, CommandError>) -> String {
+    let params = match outcome {
+        Ok(payload_json) => {
+            json!({ "id": invoke_id, "nodeId": node_id, "ok": true, "payloadJSON": payload_json })
+        }
+        Err(e) => {
+            json!({ "id": invoke_id, "nodeId": node_id, "ok": false, "error": { "code": e.code, "message": e.message } })
+        }
+    };
+    json!({ "type": "req", "id": new_request_id(), "method": "node.invoke.result", "params": params }).to_string()
+}
+
+/// A fresh request id.
+pub fn new_request_id() -> String {
+    let mut b = [0u8; 8];
+    let _ = getrandom::fill(&mut b);
+    format!("n-{}", u64::from_le_bytes(b))
+}
+
+/// The params of an invoke as a JSON value.
+fn params_of(req: &NodeInvokeRequest) -> Result<Value, CommandError> {
+    match (&req.params_json, &req.params) {
+        (Some(text), _) => serde_json::from_str(text)
+            .map_err(|e| CommandError::invalid(format!("paramsJSON is not JSON: {e}"))),
+        (None, Some(v)) => Ok(v.clone()),
+        (None, None) => Ok(json!({})),
+    }
+    .map(|v| if v.is_null() { json!({}) } else { v })
+}
+
+impl Dispatcher {
+    pub fn new(registry: Registry) -> Dispatcher {
+        Dispatcher {
+            registry,
+            permits: Arc::new(Semaphore::new(MAX_CONCURRENT)),
+            running: Arc::new(Mutex::new(HashMap::new())),
+            max_payload: AtomicUsize::new(25 * 1024 * 1024),
+        }
+    }
+
+    /// Adopts the gateway's `policy.maxPayload`.
+    pub fn set_max_payload(&self, bytes: usize) {
+        self.max_payload.store(bytes, Ordering::Relaxed);
+    }
+
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    /// Starts serving `req`; the result goes to `out` as a complete `req` frame.
+    pub fn dispatch(&self, req: NodeInvokeRequest, node_id: &str, out: mpsc::Sender<String>) {
+        let reply_now = |outcome: Result<String, CommandError>| {
+            let frame = result_frame(&req.id, node_id, outcome);
+            let out = out.clone();
+            tokio::spawn(async move {
+                let _ = out.send(frame).await;
+            });
+        };
+        let Some(cmd) = self.registry.get(&req.command) else {
+            reply_now(Err(CommandError::unavailable("command not supported")));
+            return;
+        };
+        let params = match params_of(&req) {
+            Ok(p) => p,
+            Err(e) => return reply_now(Err(e)),
+        };
+        let Ok(permit) = self.permits.clone().try_acquire_owned() else {
+            reply_now(Err(CommandError::unavailable(format!(
+                "node busy: {MAX_CONCURRENT} commands already running"
+            ))));
+            return;
+        };
+        let timeout = Duration::from_millis(req.timeout_ms.unwrap_or(DEFAULT_TIMEOUT_MS).max(1));
+        let max_payload = self.max_payload.load(Ordering::Relaxed);
+        let (invoke_id, node_id, command) =
+            (req.id.clone(), node_id.to_owned(), req.command.clone());
+        let running = self.running.clone();
+        let id_for_task = invoke_id.clone();
+        let out_for_task = out.clone();
+        let task = tokio::spawn(async move {
+            let outcome = match tokio::time::timeout(timeout, cmd.run(params)).await {
+                Err(_) => Err(CommandError::new(
+                    "TIMEOUT",
+                    format!("{command} timed out after {} ms", timeout.as_millis()),
+                )),
+                Ok(Err(e)) => Err(e),
+                Ok(Ok(v)) => {
+                    let text = v.to_string();
+                    if text.len() > max_payload.saturating_sub(1024) {
+                        Err(CommandError::new(
+                            "PAYLOAD_TOO_LARGE",
+                            format!(
+                                "{command} result is {} bytes; the gateway accepts {max_payload}",
+                                text.len()
+                            ),
+                        ))
+                    } else {
+                        Ok(text)
+                    }
+                }
+            };
+            if let Err(e) = &outcome {
+                tracing::info!(%command, code = %e.code, "invoke failed: {}", e.message);
+            }
+            let _ = out_for_task
+                .send(result_frame(&id_for_task, &node_id, outcome))
+                .await;
+            running
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&id_for_task);
+            drop(permit);
+        });
+        self.running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(invoke_id, task.abort_handle());
+    }
+
+    /// `node.invoke.cancel`: stops the command (its child processes are killed on drop) and
+    /// reports `CANCELLED`.
+    pub fn cancel(&self, invoke_id: &str, node_id: &str, out: &mpsc::Sender<String>) -> bool {
+        let handle = self
+            .running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(invoke_id);
+        match handle {
+            Some(h) => {
+                h.abort();
+                // The aborted task dropped its permit.
+                let _ = out.try_send(result_frame(
+                    invoke_id,
+                    node_id,
+                    Err(CommandError::new("CANCELLED", "cancelled by the gateway")),
+                ));
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Commands in flight.
+    pub fn running(&self) -> usize {
+        self.running.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+}

@@ -1,0 +1,340 @@
+//! The node's link to its gateway: connect, answer the challenge, `connect` as `node-host`,
+//! serve invokes, and when anything ends the connection — gateway restart, Wi-Fi loss, a tick
+//! watchdog, pairing not yet approved — try again after a backoff. Only one socket is open at
+//! a time: the old one is closed before a new one is dialled.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use pincer_protocol::connect::HelloOk;
+use pincer_protocol::frames::Frame;
+use pincer_protocol::identity::{signature_token, SignedFields};
+use pincer_protocol::methods::NodeInvokeRequest;
+use serde_json::{json, Value};
+use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::backoff::Backoff;
+use crate::config::{Credential, NodeConfig};
+use crate::identity::Identity;
+use crate::invoke::Dispatcher;
+use crate::watchdog::Watchdog;
+
+/// How long the gateway has to send `connect.challenge`, then to answer `connect`.
+const HANDSHAKE_STEP: Duration = Duration::from_secs(10);
+/// A connection that stayed up this long resets the backoff.
+const STABLE: Duration = Duration::from_secs(10);
+
+/// How one connection ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ended {
+    /// The node is stopping.
+    Shutdown,
+    /// Pairing needed: an operator must approve `request_id`.
+    PairingRequired { request_id: String },
+    /// Refused for another reason (`details.code` and message).
+    Refused { code: String, message: String },
+    /// Network or protocol trouble.
+    Lost(String),
+}
+
+/// Everything the node needs to connect.
+pub struct Node {
+    pub config: NodeConfig,
+    pub identity: Identity,
+    pub dispatcher: Arc<Dispatcher>,
+    device_family: String,
+    model: Option<String>,
+}
+
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+fn close_frame(code: u16, reason: &str) -> Message {
+    Message::Close(Some(CloseFrame {
+        code: CloseCode::from(code),
+        reason: reason.to_owned().into(),
+    }))
+}
+
+async fn next_frame(ws: &mut Ws, within: Duration) -> Result<Frame, Ended> {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        match tokio::time::timeout_at(deadline, ws.next()).await {
+            Err(_) => return Err(Ended::Lost("gateway did not answer in time".into())),
+            Ok(None) => return Err(Ended::Lost("connection closed".into())),
+            Ok(Some(Err(e))) => return Err(Ended::Lost(e.to_string())),
+            Ok(Some(Ok(Message::Close(c)))) => {
+                return Err(Ended::Lost(format!(
+                    "closed: {}",
+                    c.map(|c| format!("{} {}", u16::from(c.code), c.reason))
+                        .unwrap_or_default()
+                )))
+            }
+            Ok(Some(Ok(Message::Text(t)))) => match Frame::decode(t.as_str()) {
+                Ok(f) => return Ok(f),
+                Err(e) => tracing::debug!(error = %e, "ignoring a frame that does not decode"),
+            },
+            Ok(Some(Ok(_))) => continue,
+        }
+    }
+}
+
+impl Node {
+    pub fn new(config: NodeConfig, identity: Identity, dispatcher: Arc<Dispatcher>) -> Node {
+        let (device_family, model) = crate::board::identify();
+        Node {
+            config,
+            identity,
+            dispatcher,
+            device_family,
+            model,
+        }
+    }
+
+    /// Connects and reconnects until `shutdown` resolves.
+    pub async fn run(&self, shutdown: impl Future<Output = ()>) {
+        tokio::pin!(shutdown);
+        let mut backoff = Backoff::default();
+        loop {
+            let started = tokio::time::Instant::now();
+            let ended = tokio::select! {
+                e = self.session(&mut shutdown) => e,
+            };
+            match &ended {
+                Ended::Shutdown => return,
+                Ended::PairingRequired { request_id } => tracing::warn!(
+                    %request_id, device_id = %self.identity.device_id,
+                    "waiting for approval: run `pincer-gateway devices approve {}` or `openclaw devices approve {}` on the gateway",
+                    &request_id.chars().filter(|c| c.is_ascii_hexdigit()).take(8).collect::<String>().to_ascii_uppercase(),
+                    request_id
+                ),
+                Ended::Refused { code, message } => {
+                    tracing::warn!(%code, "gateway refused the node: {message}")
+                }
+                Ended::Lost(why) => tracing::info!("disconnected: {why}"),
+            }
+            if started.elapsed() >= STABLE {
+                backoff.reset();
+            }
+            let delay = backoff.next_delay();
+            tracing::info!(delay_ms = delay.as_millis() as u64, "reconnecting");
+            tokio::select! {
+                _ = tokio::time::sleep(delay) => {}
+                _ = &mut shutdown => return,
+            }
+        }
+    }
+
+    fn connect_params(&self, nonce: &str) -> (Value, bool) {
+        let stored = self.identity.device_token("node");
+        let (token, bootstrap, using_stored) = match &self.config.credential {
+            Credential::Token(t) => (Some(t.clone()), None, false),
+            Credential::SetupCode(code) => match &stored {
+                Some(t) => (Some(t.clone()), None, true),
+                None => (None, Some(code.clone()), false),
+            },
+            Credential::None => (stored.clone(), None, stored.is_some()),
+        };
+        let registry = self.dispatcher.registry();
+        let signed_at = crate::now_ms();
+        let scopes: [&str; 0] = [];
+        let fields = SignedFields {
+            device_id: &self.identity.device_id,
+            client_id: "node-host",
+            client_mode: "node",
+            role: "node",
+            scopes: &scopes,
+            signed_at_ms: signed_at,
+            token: signature_token(token.as_deref(), None, bootstrap.as_deref()),
+            nonce,
+            platform: "linux",
+            device_family: &self.device_family,
+        };
+        let mut auth = serde_json::Map::new();
+        if let Some(t) = &token {
+            auth.insert("token".into(), json!(t));
+        }
+        if let Some(b) = &bootstrap {
+            auth.insert("bootstrapToken".into(), json!(b));
+        }
+        let mut client = json!({
+            "id": "node-host", "displayName": self.config.name, "version": crate::VERSION,
+            "platform": "linux", "deviceFamily": self.device_family, "mode": "node",
+            "instanceId": self.identity.instance_id,
+        });
+        if let Some(m) = &self.model {
+            client["modelIdentifier"] = json!(m);
+        }
+        let params = json!({
+            "minProtocol": 3, "maxProtocol": 4,
+            "client": client,
+            "role": "node", "scopes": [],
+            "caps": registry.caps(), "commands": registry.names(),
+            "pathEnv": std::env::var("PATH").unwrap_or_else(|_| "/usr/local/bin:/usr/bin:/bin".into()),
+            "auth": auth,
+            "device": {
+                "id": self.identity.device_id, "publicKey": self.identity.public_key,
+                "signature": fields.sign_v3(&self.identity.key).as_str(),
+                "signedAt": signed_at, "nonce": nonce,
+            },
+        });
+        (params, using_stored)
+    }
+
+    /// One connection, from dial to close.
+    async fn session(&self, shutdown: &mut (impl Future<Output = ()> + Unpin)) -> Ended {
+        let url = self.config.gateway.as_str();
+        let ws = tokio::select! {
+            r = tokio::time::timeout(HANDSHAKE_STEP, tokio_tungstenite::connect_async(url)) => r,
+            _ = &mut *shutdown => return Ended::Shutdown,
+        };
+        let mut ws = match ws {
+            Ok(Ok((ws, _))) => ws,
+            Ok(Err(e)) => return Ended::Lost(format!("cannot reach {url}: {e}")),
+            Err(_) => return Ended::Lost(format!("cannot reach {url}: timed out")),
+        };
+        let nonce = loop {
+            match next_frame(&mut ws, HANDSHAKE_STEP).await {
+                Err(e) => return e,
+                Ok(Frame::Event(e)) if e.event.as_str() == "connect.challenge" => {
+                    match e
+                        .payload
+                        .as_ref()
+                        .and_then(|p| p["nonce"].as_str())
+                        .filter(|n| !n.trim().is_empty())
+                    {
+                        Some(n) => break n.trim().to_owned(),
+                        None => {
+                            let _ = ws
+                                .send(close_frame(1008, "connect challenge missing nonce"))
+                                .await;
+                            return Ended::Lost("challenge without a nonce".into());
+                        }
+                    }
+                }
+                Ok(_) => continue,
+            }
+        };
+        let (params, using_stored) = self.connect_params(&nonce);
+        let connect =
+            json!({ "type": "req", "id": "connect", "method": "connect", "params": params });
+        if let Err(e) = ws.send(Message::text(connect.to_string())).await {
+            return Ended::Lost(e.to_string());
+        }
+        let hello: HelloOk = loop {
+            match next_frame(&mut ws, HANDSHAKE_STEP).await {
+                Err(e) => return e,
+                Ok(Frame::Res(r)) if r.id.as_str() == "connect" => {
+                    if r.ok {
+                        match serde_json::from_value(r.payload.unwrap_or(Value::Null)) {
+                            Ok(h) => break h,
+                            Err(e) => return Ended::Lost(format!("bad hello-ok: {e}")),
+                        }
+                    }
+                    let err = r
+                        .error
+                        .unwrap_or_else(|| pincer_protocol::error::ErrorShape::invalid("refused"));
+                    let code = err.detail_code().unwrap_or(&err.code).to_owned();
+                    if code == "PAIRING_REQUIRED" {
+                        let request_id = err
+                            .details
+                            .as_ref()
+                            .and_then(|d| d["requestId"].as_str())
+                            .unwrap_or("")
+                            .to_owned();
+                        return Ended::PairingRequired { request_id };
+                    }
+                    if using_stored && code.starts_with("AUTH_") {
+                        tracing::warn!("stored device token refused; forgetting it");
+                        self.identity.clear_device_token("node");
+                    }
+                    return Ended::Refused {
+                        code,
+                        message: err.message,
+                    };
+                }
+                Ok(_) => continue,
+            }
+        };
+        if let Some(token) = hello.auth.as_ref().and_then(|a| a.device_token.as_ref()) {
+            if let Err(e) = self.identity.save_device_token("node", token) {
+                tracing::error!(error = %e, "could not save the device token");
+            }
+        }
+        self.dispatcher
+            .set_max_payload(hello.policy.max_payload as usize);
+        tracing::info!(
+            gateway = %url, protocol = hello.protocol, node_id = %self.identity.device_id,
+            commands = ?self.dispatcher.registry().names(), "connected"
+        );
+        self.serve(ws, hello.policy.tick_interval_ms, shutdown)
+            .await
+    }
+
+    async fn serve(
+        &self,
+        ws: Ws,
+        tick_ms: u64,
+        shutdown: &mut (impl Future<Output = ()> + Unpin),
+    ) -> Ended {
+        let (mut tx, mut rx) = ws.split();
+        let (out_tx, mut out_rx) = mpsc::channel::<String>(64);
+        let mut watchdog = Watchdog::new(tick_ms);
+        let node_id = self.identity.device_id.clone();
+        loop {
+            tokio::select! {
+                _ = &mut *shutdown => {
+                    let _ = tx.send(close_frame(1000, "node stopping")).await;
+                    return Ended::Shutdown;
+                }
+                _ = tokio::time::sleep_until(watchdog.deadline()) => {
+                    if watchdog.expired() {
+                        let _ = tx.send(close_frame(4000, "tick timeout")).await;
+                        return Ended::Lost("tick timeout: no frame from the gateway for two tick intervals".into());
+                    }
+                }
+                Some(frame) = out_rx.recv() => {
+                    if let Err(e) = tx.send(Message::text(frame)).await {
+                        return Ended::Lost(e.to_string());
+                    }
+                }
+                msg = rx.next() => {
+                    watchdog.feed();
+                    let text = match msg {
+                        None => return Ended::Lost("connection closed".into()),
+                        Some(Err(e)) => return Ended::Lost(e.to_string()),
+                        Some(Ok(Message::Close(c))) => {
+                            return Ended::Lost(format!("closed: {}", c.map(|c| format!("{} {}", u16::from(c.code), c.reason)).unwrap_or_default()))
+                        }
+                        Some(Ok(Message::Text(t))) => t,
+                        Some(Ok(_)) => continue,
+                    };
+                    match Frame::decode(text.as_str()) {
+                        Ok(Frame::Event(e)) => match e.event.as_str() {
+                            "node.invoke.request" => match serde_json::from_value::<NodeInvokeRequest>(e.payload.unwrap_or(Value::Null)) {
+                                Ok(req) => self.dispatcher.dispatch(req, &node_id, out_tx.clone()),
+                                Err(err) => tracing::warn!(error = %err, "malformed node.invoke.request"),
+                            },
+                            "node.invoke.cancel" => {
+                                if let Some(id) = e.payload.as_ref().and_then(|p| p["invokeId"].as_str()) {
+                                    self.dispatcher.cancel(id, &node_id, &out_tx);
+                                }
+                            }
+                            _ => {}
+                        },
+                        Ok(Frame::Res(r)) if !r.ok => {
+                            tracing::debug!(id = %r.id, error = ?r.error, "gateway refused a node request");
+                        }
+                        Ok(_) => {}
+                        Err(e) => tracing::debug!(error = %e, "ignoring a frame that does not decode"),
+                    }
+                }
+            }
+        }
+    }
+}

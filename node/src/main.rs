@@ -1,0 +1,195 @@
+//! `pincer-node`: thin binary over the library.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use pincer_node::commands::{Registry, AVAILABLE_CAPS};
+use pincer_node::config::{NodeConfig, Overrides};
+use pincer_node::identity::Identity;
+use pincer_node::invoke::Dispatcher;
+use pincer_node::link::Node;
+
+#[derive(Parser)]
+#[command(
+    name = "pincer-node",
+    version,
+    about = "Headless OpenClaw node for small Linux boards"
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Connect to the gateway and serve commands (reconnects by itself).
+    Run(RunArgs),
+    /// Print this node's device id.
+    Identity(StateArgs),
+    /// Check identity, capabilities and the gateway, and say what works.
+    Doctor(RunArgs),
+}
+
+#[derive(Args, Clone, Default)]
+struct StateArgs {
+    #[arg(long)]
+    state_dir: Option<PathBuf>,
+    #[arg(long)]
+    config: Option<PathBuf>,
+}
+
+#[derive(Args, Clone, Default)]
+struct RunArgs {
+    /// ws://HOST:PORT or wss://HOST:PORT (default ws://127.0.0.1:18789).
+    #[arg(long)]
+    gateway: Option<String>,
+    /// Shared gateway token (else PINCER_GATEWAY_TOKEN / OPENCLAW_GATEWAY_TOKEN).
+    #[arg(long, conflicts_with = "setup_code")]
+    token: Option<String>,
+    /// One-time setup code from `pincer-gateway devices setup-code`.
+    #[arg(long)]
+    setup_code: Option<String>,
+    /// Capability classes to serve, e.g. `system` (comma separated).
+    #[arg(long)]
+    caps: Option<String>,
+    /// Display name (default: host name).
+    #[arg(long)]
+    name: Option<String>,
+    /// SHA-256 of the gateway's TLS certificate to pin (wss:// only).
+    #[arg(long)]
+    tls_fingerprint: Option<String>,
+    #[command(flatten)]
+    state: StateArgs,
+}
+
+fn init_logging() {
+    use tracing_subscriber::filter::Targets;
+    use tracing_subscriber::prelude::*;
+    let filter: Targets = std::env::var("RUST_LOG")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| Targets::new().with_default(tracing::Level::INFO));
+    tracing_subscriber::registry()
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_target(false),
+        )
+        .with(filter)
+        .init();
+}
+
+fn resolve(a: &RunArgs) -> anyhow::Result<NodeConfig> {
+    Ok(NodeConfig::resolve(
+        Overrides {
+            gateway: a.gateway.clone(),
+            token: a.token.clone(),
+            setup_code: a.setup_code.clone(),
+            caps: a.caps.clone(),
+            name: a.name.clone(),
+            state_dir: a.state.state_dir.clone(),
+            tls_fingerprint: a.tls_fingerprint.clone(),
+            config: a.state.config.clone(),
+        },
+        AVAILABLE_CAPS,
+    )?)
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    init_logging();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    match cli.cmd {
+        Cmd::Identity(s) => {
+            let cfg = resolve(&RunArgs {
+                state: s,
+                ..Default::default()
+            })?;
+            let id = Identity::load_or_create(&cfg.state_dir)?;
+            println!("{}", id.device_id);
+            Ok(())
+        }
+        Cmd::Run(a) => {
+            let cfg = resolve(&a)?;
+            if cfg.tls_fingerprint.is_some() || cfg.gateway.starts_with("wss://") {
+                anyhow::bail!("wss:// is not supported by this build yet; use ws:// over a trusted network or an SSH/Tailscale tunnel");
+            }
+            let identity = Identity::load_or_create(&cfg.state_dir).context("node identity")?;
+            let registry = Registry::for_caps(&cfg.caps, &cfg.state_dir);
+            tracing::info!(device_id = %identity.device_id, gateway = %cfg.gateway, caps = ?cfg.caps, "starting");
+            let node = Node::new(cfg, identity, Arc::new(Dispatcher::new(registry)));
+            rt.block_on(node.run(shutdown_signal()));
+            Ok(())
+        }
+        Cmd::Doctor(a) => rt.block_on(doctor(a)),
+    }
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(mut t), Ok(mut i)) => {
+            tokio::select! {
+                _ = t.recv() => {}
+                _ = i.recv() => {}
+            }
+        }
+        _ => std::future::pending().await,
+    }
+}
+
+async fn doctor(a: RunArgs) -> anyhow::Result<()> {
+    let cfg = resolve(&a)?;
+    println!("state dir     {}", cfg.state_dir.display());
+    match Identity::load_or_create(&cfg.state_dir) {
+        Ok(id) => {
+            println!("identity      ok  {}", id.device_id);
+            println!(
+                "device token  {}",
+                if id.device_token("node").is_some() {
+                    "stored"
+                } else {
+                    "none yet (first connect pairs)"
+                }
+            );
+        }
+        Err(e) => println!("identity      FAIL  {e}"),
+    }
+    println!("compiled caps {}", AVAILABLE_CAPS.join(", "));
+    println!(
+        "enabled caps  {}",
+        if cfg.caps.is_empty() {
+            "(none: --caps ...)".to_owned()
+        } else {
+            cfg.caps.join(", ")
+        }
+    );
+    let reg = Registry::for_caps(&cfg.caps, &cfg.state_dir);
+    println!("commands      {}", reg.names().join(", "));
+    let (family, model) = pincer_node::board::identify();
+    println!(
+        "board         {family}{}",
+        model.map(|m| format!(" ({m})")).unwrap_or_default()
+    );
+    let probe = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        tokio_tungstenite::connect_async(cfg.gateway.as_str()),
+    )
+    .await;
+    match probe {
+        Ok(Ok(_)) => println!(
+            "gateway       ok  {} answers websocket upgrades",
+            cfg.gateway
+        ),
+        Ok(Err(e)) => println!("gateway       FAIL  {}: {e}", cfg.gateway),
+        Err(_) => println!("gateway       FAIL  {}: timed out", cfg.gateway),
+    }
+    Ok(())
+}

@@ -1,0 +1,36 @@
+//! Liveness: the gateway sends `tick` every `policy.tickIntervalMs`; no frame at all for twice
+//! that long means the link is dead (a half-open TCP connection after Wi-Fi loss), and the node
+//! closes it with 4000 and reconnects.
+
+use std::time::Duration;
+use tokio::time::Instant;
+
+#[derive(Debug)]
+pub struct Watchdog {
+    limit: Duration,
+    last: Instant,
+}
+
+impl Watchdog {
+    /// A watchdog for `tick_interval_ms` (2× that without frames trips it).
+    pub fn new(tick_interval_ms: u64) -> Watchdog {
+        Watchdog {
+            limit: Duration::from_millis(tick_interval_ms.max(100).saturating_mul(2)),
+            last: Instant::now(),
+        }
+    }
+
+    /// Any inbound frame counts as a sign of life.
+    pub fn feed(&mut self) {
+        self.last = Instant::now();
+    }
+
+    /// When it trips if nothing arrives.
+    pub fn deadline(&self) -> Instant {
+        self.last + self.limit
+    }
+
+    pub fn expired(&self) -> bool {
+        Instant::now() >= self.deadline()
+    }
+}
