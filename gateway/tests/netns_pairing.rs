@@ -10,100 +10,8 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 mod support;
+use support::netns::{required, Netns};
 use support::{Gateway, BIN, TOKEN};
-
-struct Netns {
-    name: String,
-    host_if: String,
-}
-
-impl Netns {
-    fn create(tag: u32) -> Option<Netns> {
-        let name = format!("pincer-t{tag}");
-        let host_if = format!("pv{tag}a");
-        let peer_if = format!("pv{tag}b");
-        let net = format!("10.254.{}", tag % 250);
-        let steps: Vec<Vec<String>> = vec![
-            vec!["netns".into(), "add".into(), name.clone()],
-            vec![
-                "link".into(),
-                "add".into(),
-                host_if.clone(),
-                "type".into(),
-                "veth".into(),
-                "peer".into(),
-                "name".into(),
-                peer_if.clone(),
-            ],
-            vec![
-                "link".into(),
-                "set".into(),
-                peer_if.clone(),
-                "netns".into(),
-                name.clone(),
-            ],
-            vec![
-                "addr".into(),
-                "add".into(),
-                format!("{net}.1/30"),
-                "dev".into(),
-                host_if.clone(),
-            ],
-            vec!["link".into(), "set".into(), host_if.clone(), "up".into()],
-            vec![
-                "-n".into(),
-                name.clone(),
-                "addr".into(),
-                "add".into(),
-                format!("{net}.2/30"),
-                "dev".into(),
-                peer_if.clone(),
-            ],
-            vec![
-                "-n".into(),
-                name.clone(),
-                "link".into(),
-                "set".into(),
-                peer_if.clone(),
-                "up".into(),
-            ],
-            vec![
-                "-n".into(),
-                name.clone(),
-                "link".into(),
-                "set".into(),
-                "lo".into(),
-                "up".into(),
-            ],
-        ];
-        let ns = Netns { name, host_if };
-        for s in steps {
-            let ok = Command::new("ip")
-                .args(&s)
-                .stderr(Stdio::null())
-                .status()
-                .is_ok_and(|st| st.success());
-            if !ok {
-                eprintln!("ip {} failed", s.join(" "));
-                return None;
-            }
-        }
-        Some(ns)
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip")
-            .args(["link", "del", &self.host_if])
-            .stderr(Stdio::null())
-            .status();
-        let _ = Command::new("ip")
-            .args(["netns", "del", &self.name])
-            .stderr(Stdio::null())
-            .status();
-    }
-}
 
 fn tmp(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("pincer-netns-{name}-{}", std::process::id()));
@@ -161,10 +69,6 @@ fn pending_request_ids(url: &str, state: &str) -> Vec<String> {
                 .collect()
         })
         .unwrap_or_default()
-}
-
-fn required() -> bool {
-    std::env::var("PINCER_REQUIRE_NETNS").is_ok_and(|v| v == "1")
 }
 
 #[test]
@@ -420,7 +324,7 @@ fn stranger_needs_approval_and_revocation_closes_its_socket() {
             "add",
             &format!("{tail_peer}/32"),
             "dev",
-            &format!("pv{tag}b"),
+            &ns.peer_if,
         ])
         .status()
         .is_ok_and(|s| s.success());
@@ -432,7 +336,7 @@ fn stranger_needs_approval_and_revocation_closes_its_socket() {
             "add",
             &format!("{tail_host}/32"),
             "dev",
-            &format!("pv{tag}b"),
+            &ns.peer_if,
             "src",
             &tail_peer,
         ])

@@ -2,6 +2,7 @@
 //! the protocol frame by frame (so tests can send what real clients would never send).
 #![allow(dead_code)]
 
+pub mod netns;
 pub mod openclaw;
 
 use std::io::{BufRead, BufReader};
