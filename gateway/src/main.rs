@@ -250,7 +250,9 @@ fn init_logging() {
         .with(
             tracing_subscriber::fmt::layer()
                 .with_writer(std::io::stderr)
-                .with_target(false),
+                .with_target(false)
+                // Colour only on a terminal: journald and log files get plain text.
+                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())),
         )
         .with(filter)
         .init();

@@ -95,3 +95,52 @@ pub fn json_of(o: &Output) -> Value {
     let start = text.find(['{', '[']).unwrap_or(0);
     serde_json::from_str(&text[start..]).unwrap_or_else(|e| panic!("not JSON ({e}): {}", show(o)))
 }
+
+impl Reference {
+    /// Starts the real OpenClaw gateway on loopback `port` with token auth, its state under
+    /// `home`, and waits until it answers `connect` (it needs ~15 s to start).
+    pub fn start_gateway(&self, home: &Path, port: u16) -> Proc {
+        std::fs::create_dir_all(home).expect("mkdir");
+        let config = serde_json::json!({
+            "gateway": { "mode": "local", "port": port, "bind": "loopback",
+                         "auth": { "mode": "token", "token": TOKEN }, "tailscale": { "mode": "off" } },
+            "update": { "checkOnStart": false },
+            "telemetry": { "enabled": false },
+            "discovery": { "mdns": { "mode": "off" } }
+        });
+        std::fs::write(home.join("openclaw.json"), config.to_string()).expect("config");
+        let child = self
+            .command(home)
+            .args(["gateway", "run"])
+            .stdout(std::fs::File::create(home.join("gateway.log")).expect("log"))
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn openclaw gateway");
+        let proc = Proc(child);
+        let deadline = Instant::now() + Duration::from_secs(90);
+        loop {
+            let o = self.cli(
+                home,
+                &format!("ws://127.0.0.1:{port}"),
+                &["gateway", "health", "--json"],
+            );
+            if o.status.success() {
+                return proc;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "OpenClaw gateway not up after 90 s: {}",
+                show(&o)
+            );
+            std::thread::sleep(Duration::from_millis(1000));
+        }
+    }
+}
+
+/// A free loopback port.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
