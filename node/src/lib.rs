@@ -30,6 +30,8 @@ pub mod fsutil;
 pub mod identity;
 pub mod invoke;
 pub mod link;
+#[cfg(feature = "tls")]
+pub mod tls;
 pub mod watchdog;
 
 /// Version reported in `client.version`.

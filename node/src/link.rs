@@ -130,6 +130,21 @@ impl Node {
         }
     }
 
+    /// TLS for `wss://` (pinned when configured); plain `ws://` needs none.
+    fn connector(&self) -> Result<Option<tokio_tungstenite::Connector>, String> {
+        if !self.config.gateway.starts_with("wss://") {
+            return Ok(None);
+        }
+        #[cfg(feature = "tls")]
+        {
+            crate::tls::connector(self.config.tls_fingerprint.as_deref()).map(Some)
+        }
+        #[cfg(not(feature = "tls"))]
+        {
+            Err("this build has no TLS support (feature `tls`)".into())
+        }
+    }
+
     fn connect_params(&self, nonce: &str) -> (Value, bool) {
         let stored = self.identity.device_token("node");
         let (token, bootstrap, using_stored) = match &self.config.credential {
@@ -189,8 +204,18 @@ impl Node {
     /// One connection, from dial to close.
     async fn session(&self, shutdown: &mut (impl Future<Output = ()> + Unpin)) -> Ended {
         let url = self.config.gateway.as_str();
+        let connector = match self.connector() {
+            Ok(c) => c,
+            Err(e) => {
+                return Ended::Refused {
+                    code: "TLS_CONFIG".into(),
+                    message: e,
+                }
+            }
+        };
+        let dial = tokio_tungstenite::connect_async_tls_with_config(url, None, true, connector);
         let ws = tokio::select! {
-            r = tokio::time::timeout(HANDSHAKE_STEP, tokio_tungstenite::connect_async(url)) => r,
+            r = tokio::time::timeout(HANDSHAKE_STEP, dial) => r,
             _ = &mut *shutdown => return Ended::Shutdown,
         };
         let mut ws = match ws {

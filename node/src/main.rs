@@ -117,9 +117,10 @@ fn main() -> anyhow::Result<()> {
         }
         Cmd::Run(a) => {
             let cfg = resolve(&a)?;
-            if cfg.tls_fingerprint.is_some() || cfg.gateway.starts_with("wss://") {
-                anyhow::bail!("wss:// is not supported by this build yet; use ws:// over a trusted network or an SSH/Tailscale tunnel");
+            if cfg.tls_fingerprint.is_some() && !cfg.gateway.starts_with("wss://") {
+                anyhow::bail!("--tls-fingerprint needs a wss:// gateway URL");
             }
+
             let identity = Identity::load_or_create(&cfg.state_dir).context("node identity")?;
             let registry = Registry::for_caps(&cfg.caps, &cfg.state_dir);
             tracing::info!(device_id = %identity.device_id, gateway = %cfg.gateway, caps = ?cfg.caps, "starting");

@@ -121,3 +121,68 @@ fn pincer_node_serves_the_real_openclaw_gateway() {
     );
     let _ = std::fs::remove_dir_all(&root);
 }
+
+/// The gateway's certificate, from the PEM file OpenClaw generated, as DER.
+fn pem_to_der(pem: &str) -> Vec<u8> {
+    let b64: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+    let mut out = vec![0u8; b64.len()];
+    let n = pincer_protocol::base64url::decode_into(&b64, &mut out).expect("PEM base64");
+    out.truncate(n);
+    out
+}
+
+#[test]
+fn pinned_wss_to_the_real_openclaw_gateway() {
+    let Some(r) = reference() else { return };
+    let root = std::env::temp_dir().join(format!("pincer-node-tls-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    let port = free_port();
+    let home = root.join("openclaw");
+    let _gw = r.start_gateway_with(&home, port, true);
+    let cert = std::fs::read_to_string(home.join("state/gateway/tls/gateway-cert.pem"))
+        .expect("OpenClaw's generated certificate");
+    let pin = pincer_node::tls::fingerprint(&pem_to_der(&cert));
+    let url = format!("wss://127.0.0.1:{port}");
+    let run = |pin: Option<&str>, tag: &str| {
+        let log = root.join(format!("{tag}.log"));
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_pincer-node"));
+        cmd.args(["run", "--gateway", &url, "--token", TOKEN, "--state-dir"])
+            .arg(root.join(tag));
+        if let Some(p) = pin {
+            cmd.args(["--tls-fingerprint", p]);
+        }
+        let child = cmd
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("log"))
+            .spawn()
+            .expect("spawn");
+        (Proc(child), log)
+    };
+    let wait_log = |log: &std::path::Path, needle: &str| {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let text = std::fs::read_to_string(log).unwrap_or_default();
+            if text.contains(needle) {
+                return text;
+            }
+            assert!(Instant::now() < deadline, "{needle:?} not in log:\n{text}");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    };
+    // The right pin connects (over TLS, to a self-signed certificate)…
+    let (_ok, ok_log) = run(Some(&format!("sha256:{pin}")), "pinned");
+    wait_log(&ok_log, "connected gateway=wss://");
+    // …a wrong pin is refused with the fingerprint it saw, and retried, never connected…
+    let (_bad, bad_log) = run(Some(&"0".repeat(64)), "wrongpin");
+    let text = wait_log(&bad_log, "does not match the pin");
+    assert!(
+        text.contains(&pin) && !text.contains("connected gateway="),
+        "{text}"
+    );
+    // …and without a pin a self-signed certificate is not trusted.
+    let (_unpinned, un_log) = run(None, "unpinned");
+    let text = wait_log(&un_log, "invalid peer certificate");
+    assert!(!text.contains("connected gateway="), "{text}");
+    let _ = std::fs::remove_dir_all(&root);
+}

@@ -100,14 +100,23 @@ impl Reference {
     /// Starts the real OpenClaw gateway on loopback `port` with token auth, its state under
     /// `home`, and waits until it answers `connect` (it needs ~15 s to start).
     pub fn start_gateway(&self, home: &Path, port: u16) -> Proc {
+        self.start_gateway_with(home, port, false)
+    }
+
+    /// Same, with `gateway.tls` on (a self-signed certificate it generates itself) when `tls`;
+    /// then it is waited for with a plain TCP connect.
+    pub fn start_gateway_with(&self, home: &Path, port: u16, tls: bool) -> Proc {
         std::fs::create_dir_all(home).expect("mkdir");
-        let config = serde_json::json!({
+        let mut config = serde_json::json!({
             "gateway": { "mode": "local", "port": port, "bind": "loopback",
                          "auth": { "mode": "token", "token": TOKEN }, "tailscale": { "mode": "off" } },
             "update": { "checkOnStart": false },
             "telemetry": { "enabled": false },
             "discovery": { "mdns": { "mode": "off" } }
         });
+        if tls {
+            config["gateway"]["tls"] = serde_json::json!({ "enabled": true, "autoGenerate": true });
+        }
         std::fs::write(home.join("openclaw.json"), config.to_string()).expect("config");
         let child = self
             .command(home)
@@ -119,6 +128,18 @@ impl Reference {
         let proc = Proc(child);
         let deadline = Instant::now() + Duration::from_secs(90);
         loop {
+            if tls {
+                if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                    std::thread::sleep(Duration::from_secs(5)); // its sidecars start after the port
+                    return proc;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "OpenClaw TLS gateway not up after 90 s"
+                );
+                std::thread::sleep(Duration::from_millis(500));
+                continue;
+            }
             let o = self.cli(
                 home,
                 &format!("ws://127.0.0.1:{port}"),
