@@ -52,6 +52,9 @@ struct Cli {
     /// Skip the reference even when installed.
     #[arg(long)]
     no_openclaw: bool,
+    /// pincer-node binary for the node figures (default: target/release/pincer-node).
+    #[arg(long)]
+    pincer_node: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -736,9 +739,124 @@ async fn run(cli: Cli) -> Result<()> {
         out.push_str(&format!(", {:.1}× OpenClaw", pincer / oc));
     }
     out.push('\n');
+    out.push_str(&match measure_node(&cli, &gateway).await {
+        Ok(t) => t,
+        Err(e) => format!("\npincer-node figures: error: {e}\n"),
+    });
     println!("{out}");
     let results_dir = workspace_root().join("bench/results");
     let _ = std::fs::create_dir_all(&results_dir);
     let _ = std::fs::write(results_dir.join("latest.md"), &out);
     Ok(())
+}
+
+const OPERATOR_CONNECT: &str = r#"{"type":"req","id":"c1","method":"connect","params":{"minProtocol":3,"maxProtocol":4,"client":{"id":"cli","version":"0.1.0","platform":"linux","mode":"cli"},"role":"operator","scopes":["operator.read","operator.write"],"caps":[],"auth":{"token":"bench-token-0123456789"}}}"#;
+
+/// pincer-node connected to pincer-gateway: its idle RSS, and `node.invoke` round trips
+/// operator → gateway → node → gateway → operator for `system.which`.
+async fn measure_node(cli: &Cli, gateway: &Path) -> Result<String> {
+    let node_bin = cli
+        .pincer_node
+        .clone()
+        .unwrap_or_else(|| workspace_root().join("target/release/pincer-node"));
+    if !node_bin.exists() {
+        bail!(
+            "{} not found: cargo build --release -p pincer-node",
+            node_bin.display()
+        );
+    }
+    let (server, _) = start_to_hello(&Spec {
+        kind: Kind::Pincer,
+        bin: gateway.to_path_buf(),
+        node: None,
+    })
+    .await?;
+    let state = temp_dir("node");
+    let mut node = Command::new(&node_bin)
+        .args([
+            "run",
+            "--gateway",
+            &server.url,
+            "--token",
+            TOKEN,
+            "--caps",
+            "system",
+            "--name",
+            "bench-node",
+            "--state-dir",
+        ])
+        .arg(&state)
+        .env("RUST_LOG", "error")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()?;
+    let (mut ws, _) = tokio_tungstenite::connect_async(server.url.as_str()).await?;
+    next_text(&mut ws).await?; // challenge
+    ws.send(Message::text(OPERATOR_CONNECT)).await?;
+    loop {
+        if next_text(&mut ws).await?.contains(r#""id":"c1""#) {
+            break;
+        }
+    }
+    // Wait for the node to be listed.
+    let node_id = loop {
+        ws.send(Message::text(
+            r#"{"type":"req","id":"nl","method":"node.list","params":{}}"#,
+        ))
+        .await?;
+        let t = loop {
+            let t = next_text(&mut ws).await?;
+            if t.contains(r#""id":"nl""#) {
+                break t;
+            }
+        };
+        let v: serde_json::Value = serde_json::from_str(&t)?;
+        if let Some(id) = v["payload"]["nodes"]
+            .as_array()
+            .and_then(|a| a.iter().find(|n| n["connected"] == true))
+            .and_then(|n| n["nodeId"].as_str())
+        {
+            break id.to_owned();
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let n = if cli.quick { 200 } else { 1000 };
+    let mut lat = Vec::with_capacity(n);
+    for i in 0..(n + 50) {
+        let req = format!(
+            r#"{{"type":"req","id":"i{i}","method":"node.invoke","params":{{"nodeId":"{node_id}","command":"system.which","params":{{"bins":["sh"]}},"idempotencyKey":"k{i}"}}}}"#
+        );
+        let t0 = Instant::now();
+        ws.send(Message::text(req)).await?;
+        let needle = format!(r#""id":"i{i}""#);
+        loop {
+            let t = next_text(&mut ws).await?;
+            if t.contains(&needle) {
+                if !t.contains(r#""ok":true"#) {
+                    bail!("invoke failed: {}", &t[..t.len().min(200)]);
+                }
+                break;
+            }
+        }
+        if i >= 50 {
+            lat.push(t0.elapsed());
+        }
+    }
+    lat.sort();
+    let p =
+        |q: f64| lat[((lat.len() as f64 * q) as usize).min(lat.len() - 1)].as_secs_f64() * 1000.0;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let pid = node.id().ok_or_else(|| anyhow!("node exited"))?;
+    let rss = rss_kb(pid);
+    let anon = anon_kb(pid);
+    let _ = node.start_kill();
+    drop(server);
+    Ok(format!(
+        "\n| pincer-node (connected over ws://, caps system) | value |\n|---|---|\n| idle RSS | {} |\n| idle RSS, own memory (RssAnon) | {} |\n| `node.invoke` system.which round trip p50 | {:.3} ms |\n| `node.invoke` system.which round trip p99 | {:.3} ms |\n",
+        mb(rss),
+        mb(anon),
+        p(0.5),
+        p(0.99)
+    ))
 }
