@@ -722,3 +722,88 @@ async fn pairing_events_reach_only_operators_with_the_pairing_scope() {
         "read-only operator saw a pairing event"
     );
 }
+
+#[tokio::test]
+async fn rotating_or_revoking_a_token_closes_the_device_sockets_and_retires_the_old_token() {
+    let gw = Gateway::start(&[]);
+    let key = new_key();
+    let device_id = key.public_key().device_id().to_hex().as_str().to_owned();
+    let (_, res) = Connect {
+        key: Some(key.clone()),
+        scopes: vec!["operator.read"],
+        ..Default::default()
+    }
+    .run(&gw)
+    .await;
+    let old = res["payload"]["auth"]["deviceToken"]
+        .as_str()
+        .expect("token")
+        .to_owned();
+    let (mut live, res) = Connect {
+        key: Some(key.clone()),
+        token: Some(old.clone()),
+        scopes: vec!["operator.read"],
+        ..Default::default()
+    }
+    .run(&gw)
+    .await;
+    assert_eq!(res["ok"], true);
+    let (mut admin, _) = Connect {
+        key: Some(new_key()),
+        scopes: vec!["operator.admin"],
+        ..Default::default()
+    }
+    .run(&gw)
+    .await;
+
+    let r = admin
+        .call(
+            "rot",
+            "device.token.rotate",
+            json!({ "deviceId": device_id, "role": "operator" }),
+        )
+        .await;
+    let new = r["payload"]["token"]
+        .as_str()
+        .expect("rotated token")
+        .to_owned();
+    assert_ne!(new, old);
+    assert_eq!(live.closed().await, (4001, "device removed".into()));
+    let (_, res) = Connect {
+        key: Some(key.clone()),
+        token: Some(old),
+        scopes: vec!["operator.read"],
+        ..Default::default()
+    }
+    .run(&gw)
+    .await;
+    assert_eq!(res["ok"], false, "the old token still works after rotation");
+    let (mut live, res) = Connect {
+        key: Some(key.clone()),
+        token: Some(new.clone()),
+        scopes: vec!["operator.read"],
+        ..Default::default()
+    }
+    .run(&gw)
+    .await;
+    assert_eq!(res["ok"], true, "{res}");
+
+    let r = admin
+        .call(
+            "rev",
+            "device.token.revoke",
+            json!({ "deviceId": device_id, "role": "operator" }),
+        )
+        .await;
+    assert!(r["payload"]["revokedAtMs"].is_u64(), "{r}");
+    assert_eq!(live.closed().await.0, 4001);
+    let (_, res) = Connect {
+        key: Some(key),
+        token: Some(new),
+        scopes: vec!["operator.read"],
+        ..Default::default()
+    }
+    .run(&gw)
+    .await;
+    assert_eq!(res["ok"], false, "a revoked token still works");
+}

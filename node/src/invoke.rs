@@ -178,3 +178,148 @@ impl Dispatcher {
         self.running.lock().unwrap_or_else(|p| p.into_inner()).len()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::commands::{Command, CommandFuture};
+
+    struct Sleep(u64);
+    impl Command for Sleep {
+        fn run(&self, _: Value) -> CommandFuture {
+            let ms = self.0;
+            Box::pin(async move {
+                tokio::time::sleep(Duration::from_millis(ms)).await;
+                Ok(json!({ "slept": ms }))
+            })
+        }
+    }
+    struct Echo;
+    impl Command for Echo {
+        fn run(&self, p: Value) -> CommandFuture {
+            Box::pin(async move { Ok(p) })
+        }
+    }
+    struct Big;
+    impl Command for Big {
+        fn run(&self, _: Value) -> CommandFuture {
+            Box::pin(async move { Ok(json!({ "base64": "A".repeat(4096) })) })
+        }
+    }
+
+    fn req(
+        id: &str,
+        command: &str,
+        params_json: Option<&str>,
+        timeout_ms: Option<u64>,
+    ) -> NodeInvokeRequest {
+        NodeInvokeRequest {
+            id: id.into(),
+            node_id: "n".into(),
+            command: command.into(),
+            params_json: params_json.map(str::to_owned),
+            params: None,
+            timeout_ms,
+            idempotency_key: None,
+        }
+    }
+
+    async fn result(rx: &mut mpsc::Receiver<String>) -> Value {
+        let f = tokio::time::timeout(Duration::from_secs(3), rx.recv())
+            .await
+            .expect("a result")
+            .expect("open");
+        let v: Value = serde_json::from_str(&f).expect("json");
+        assert_eq!(v["method"], "node.invoke.result");
+        v["params"].clone()
+    }
+
+    fn dispatcher() -> Dispatcher {
+        let mut r = Registry::default();
+        r.add("t.sleep", Arc::new(Sleep(10_000)));
+        r.add("t.echo", Arc::new(Echo));
+        r.add("t.big", Arc::new(Big));
+        Dispatcher::new(r)
+    }
+
+    #[tokio::test]
+    async fn every_invoke_gets_exactly_one_fitting_result() {
+        let d = dispatcher();
+        let (tx, mut rx) = mpsc::channel(16);
+        // paramsJSON as string, null, or absent.
+        d.dispatch(
+            req("1", "t.echo", Some(r#"{"a":1}"#), None),
+            "n",
+            tx.clone(),
+        );
+        assert_eq!(result(&mut rx).await["payloadJSON"], r#"{"a":1}"#);
+        d.dispatch(req("2", "t.echo", None, None), "n", tx.clone());
+        assert_eq!(result(&mut rx).await["payloadJSON"], "{}");
+        d.dispatch(req("3", "t.echo", Some("null"), None), "n", tx.clone());
+        assert_eq!(result(&mut rx).await["payloadJSON"], "{}");
+        d.dispatch(req("4", "t.echo", Some("{not json"), None), "n", tx.clone());
+        assert_eq!(result(&mut rx).await["error"]["code"], "INVALID_REQUEST");
+        // Unknown command.
+        d.dispatch(req("5", "camera.snap", None, None), "n", tx.clone());
+        let r = result(&mut rx).await;
+        assert_eq!(
+            (
+                r["ok"].as_bool(),
+                r["error"]["code"].as_str(),
+                r["error"]["message"].as_str()
+            ),
+            (
+                Some(false),
+                Some("UNAVAILABLE"),
+                Some("command not supported")
+            )
+        );
+        // Timeout.
+        d.dispatch(req("6", "t.sleep", None, Some(100)), "n", tx.clone());
+        let r = result(&mut rx).await;
+        assert_eq!(
+            (r["id"].as_str(), r["error"]["code"].as_str()),
+            (Some("6"), Some("TIMEOUT"))
+        );
+        // Too large for the gateway.
+        d.set_max_payload(2048);
+        d.dispatch(req("7", "t.big", None, None), "n", tx.clone());
+        assert_eq!(result(&mut rx).await["error"]["code"], "PAYLOAD_TOO_LARGE");
+    }
+
+    #[tokio::test]
+    async fn busy_and_cancel() {
+        let d = dispatcher();
+        let (tx, mut rx) = mpsc::channel(16);
+        for i in 0..MAX_CONCURRENT {
+            d.dispatch(
+                req(&format!("s{i}"), "t.sleep", None, None),
+                "n",
+                tx.clone(),
+            );
+        }
+        tokio::task::yield_now().await;
+        d.dispatch(req("extra", "t.sleep", None, None), "n", tx.clone());
+        let r = result(&mut rx).await;
+        assert_eq!(r["id"], "extra");
+        assert!(
+            r["error"]["message"]
+                .as_str()
+                .unwrap()
+                .starts_with("node busy"),
+            "{r}"
+        );
+        assert!(d.cancel("s0", "n", &tx));
+        let r = result(&mut rx).await;
+        assert_eq!(
+            (r["id"].as_str(), r["error"]["code"].as_str()),
+            (Some("s0"), Some("CANCELLED"))
+        );
+        assert_eq!(d.running(), MAX_CONCURRENT - 1);
+        // The cancelled one's slot is free again.
+        tokio::task::yield_now().await;
+        d.dispatch(req("again", "t.echo", None, None), "n", tx.clone());
+        assert_eq!(result(&mut rx).await["id"], "again");
+        assert!(!d.cancel("nope", "n", &tx));
+    }
+}
