@@ -23,6 +23,7 @@ step "toolchain: rustfmt, clippy, riscv32imc target"
 rustup component add rustfmt clippy >/dev/null 2>&1 || true
 rustup target add riscv32imc-unknown-none-elf >/dev/null
 need_pkg ip iproute2
+need_pkg openssl openssl   # the reference gateway makes its self-signed TLS certificate with it
 done_step
 
 if [ "$QUICK" = 0 ]; then
