@@ -46,6 +46,20 @@ fn openclaw_cli_reads_health_status_and_probe() {
     );
     assert_eq!(target["server"]["version"], pincer_gateway::VERSION);
 
+    // `openclaw status` and `openclaw health` take the gateway from the config file.
+    let config = serde_json::json!({ "gateway": { "mode": "remote", "remote": { "url": url, "token": support::openclaw::TOKEN } } });
+    std::fs::write(home.join("openclaw.json"), config.to_string()).expect("config");
+    let status = r.run(&home, &["status"]);
+    assert!(status.status.success(), "{}", show(&status));
+    let text = String::from_utf8_lossy(&status.stdout);
+    assert!(
+        text.contains("reachable") && text.contains(&format!("app {}", pincer_gateway::VERSION)),
+        "{}",
+        show(&status)
+    );
+    let health = r.run(&home, &["health"]);
+    assert!(health.status.success(), "{}", show(&health));
+
     let human = r.cli(&home, &url, &["gateway", "probe"]);
     assert!(human.status.success(), "{}", show(&human));
     assert!(

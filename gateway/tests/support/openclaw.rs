@@ -58,10 +58,16 @@ impl Reference {
 
     /// Runs an operator command with `--url`/`--token` and a 60 s limit.
     pub fn cli(&self, home: &Path, url: &str, args: &[&str]) -> Output {
+        let mut full: Vec<&str> = args.to_vec();
+        full.extend(["--url", url, "--token", TOKEN]);
+        self.run(home, &full)
+    }
+
+    /// Runs `openclaw ARGS` as given (with a 60 s limit).
+    pub fn run(&self, home: &Path, args: &[&str]) -> Output {
         let mut child = self
             .command(home)
             .args(args)
-            .args(["--url", url, "--token", TOKEN])
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
