@@ -258,12 +258,11 @@ fn init_logging() {
         .init();
 }
 
+/// One event-loop thread. A board's gateway serves a handful of clients; one thread keeps idle
+/// RSS low (tokio's multi-thread scheduler alone pulls in libm and a stack per worker) and
+/// still reaches ~90 % of the echo ceiling on this socket stack (docs/benchmarks.md).
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    let workers = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .min(4);
-    Ok(tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(workers)
+    Ok(tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?)
 }
