@@ -13,10 +13,11 @@ step() { printf '\n==> %s\n' "$*"; STEP_START=$(date +%s); }
 done_step() { printf '    (%ss)\n' "$(( $(date +%s) - STEP_START ))"; }
 SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo
 APT_UPDATED=0
-need_pkg() { # need_pkg COMMAND PACKAGE
+need_pkg() { # need_pkg COMMAND PACKAGE...
   command -v "$1" >/dev/null 2>&1 && return 0
+  shift
   if [ "$APT_UPDATED" = 0 ]; then $SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq; APT_UPDATED=1; fi
-  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$2" >/dev/null
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
 }
 
 step "toolchain: rustfmt, clippy, riscv32imc target"
@@ -24,6 +25,8 @@ rustup component add rustfmt clippy >/dev/null 2>&1 || true
 rustup target add riscv32imc-unknown-none-elf >/dev/null
 need_pkg ip iproute2
 need_pkg openssl openssl   # the reference gateway makes its self-signed TLS certificate with it
+need_pkg gpsfake gpsd gpsd-clients   # a real gpsd fed by NMEA logs for location.get
+export PINCER_REQUIRE_GPSD=1
 done_step
 
 if [ "$QUICK" = 0 ]; then

@@ -34,6 +34,8 @@ pub struct FileConfig {
     pub name: Option<String>,
     pub state_dir: Option<PathBuf>,
     pub tls_fingerprint: Option<String>,
+    /// gpsd's `host:port` for `location.get`.
+    pub gpsd: Option<String>,
 }
 
 impl FileConfig {
@@ -59,6 +61,7 @@ pub struct Overrides {
     pub name: Option<String>,
     pub state_dir: Option<PathBuf>,
     pub tls_fingerprint: Option<String>,
+    pub gpsd: Option<String>,
     pub config: Option<PathBuf>,
 }
 
@@ -82,6 +85,17 @@ pub struct NodeConfig {
     pub name: String,
     pub state_dir: PathBuf,
     pub tls_fingerprint: Option<String>,
+    pub gpsd: String,
+}
+
+impl NodeConfig {
+    /// What the command classes need.
+    pub fn setup(&self) -> crate::commands::Setup {
+        crate::commands::Setup {
+            state_dir: self.state_dir.clone(),
+            gpsd: self.gpsd.clone(),
+        }
+    }
 }
 
 fn env_first(names: &[&str]) -> Option<String> {
@@ -178,6 +192,10 @@ impl NodeConfig {
             name: o.name.or(file.name).unwrap_or_else(crate::board::hostname),
             state_dir,
             tls_fingerprint: o.tls_fingerprint.or(file.tls_fingerprint),
+            gpsd: o
+                .gpsd
+                .or(file.gpsd)
+                .unwrap_or_else(|| "127.0.0.1:2947".into()),
         })
     }
 }

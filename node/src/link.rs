@@ -130,18 +130,32 @@ impl Node {
         }
     }
 
-    /// TLS for `wss://` (pinned when configured); plain `ws://` needs none.
-    fn connector(&self) -> Result<Option<tokio_tungstenite::Connector>, String> {
-        if !self.config.gateway.starts_with("wss://") {
-            return Ok(None);
-        }
+    /// Dials the gateway: TLS for `wss://` (pinned when configured), plain TCP for `ws://`.
+    async fn dial(&self) -> Result<Ws, String> {
+        let url = self.config.gateway.as_str();
         #[cfg(feature = "tls")]
         {
-            crate::tls::connector(self.config.tls_fingerprint.as_deref()).map(Some)
+            let connector = if url.starts_with("wss://") {
+                Some(crate::tls::connector(
+                    self.config.tls_fingerprint.as_deref(),
+                )?)
+            } else {
+                None
+            };
+            tokio_tungstenite::connect_async_tls_with_config(url, None, true, connector)
+                .await
+                .map(|(ws, _)| ws)
+                .map_err(|e| e.to_string())
         }
         #[cfg(not(feature = "tls"))]
         {
-            Err("this build has no TLS support (feature `tls`)".into())
+            if url.starts_with("wss://") {
+                return Err("this build has no TLS support (feature `tls`)".into());
+            }
+            tokio_tungstenite::connect_async(url)
+                .await
+                .map(|(ws, _)| ws)
+                .map_err(|e| e.to_string())
         }
     }
 
@@ -204,22 +218,12 @@ impl Node {
     /// One connection, from dial to close.
     async fn session(&self, shutdown: &mut (impl Future<Output = ()> + Unpin)) -> Ended {
         let url = self.config.gateway.as_str();
-        let connector = match self.connector() {
-            Ok(c) => c,
-            Err(e) => {
-                return Ended::Refused {
-                    code: "TLS_CONFIG".into(),
-                    message: e,
-                }
-            }
-        };
-        let dial = tokio_tungstenite::connect_async_tls_with_config(url, None, true, connector);
         let ws = tokio::select! {
-            r = tokio::time::timeout(HANDSHAKE_STEP, dial) => r,
+            r = tokio::time::timeout(HANDSHAKE_STEP, self.dial()) => r,
             _ = &mut *shutdown => return Ended::Shutdown,
         };
         let mut ws = match ws {
-            Ok(Ok((ws, _))) => ws,
+            Ok(Ok(ws)) => ws,
             Ok(Err(e)) => return Ended::Lost(format!("cannot reach {url}: {e}")),
             Err(_) => return Ended::Lost(format!("cannot reach {url}: timed out")),
         };

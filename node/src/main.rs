@@ -60,6 +60,9 @@ struct RunArgs {
     /// SHA-256 of the gateway's TLS certificate to pin (wss:// only).
     #[arg(long)]
     tls_fingerprint: Option<String>,
+    /// gpsd address for `location.get` (default 127.0.0.1:2947).
+    #[arg(long)]
+    gpsd: Option<String>,
     #[command(flatten)]
     state: StateArgs,
 }
@@ -93,6 +96,7 @@ fn resolve(a: &RunArgs) -> anyhow::Result<NodeConfig> {
             name: a.name.clone(),
             state_dir: a.state.state_dir.clone(),
             tls_fingerprint: a.tls_fingerprint.clone(),
+            gpsd: a.gpsd.clone(),
             config: a.state.config.clone(),
         },
         AVAILABLE_CAPS,
@@ -117,12 +121,20 @@ fn main() -> anyhow::Result<()> {
         }
         Cmd::Run(a) => {
             let cfg = resolve(&a)?;
-            if cfg.tls_fingerprint.is_some() && !cfg.gateway.starts_with("wss://") {
-                anyhow::bail!("--tls-fingerprint needs a wss:// gateway URL");
+            if let Some(pin) = &cfg.tls_fingerprint {
+                if !cfg.gateway.starts_with("wss://") {
+                    anyhow::bail!("--tls-fingerprint needs a wss:// gateway URL");
+                }
+                #[cfg(not(feature = "tls"))]
+                let _ = pin;
+                #[cfg(feature = "tls")]
+                if pincer_node::tls::normalize_pin(pin).is_none() {
+                    anyhow::bail!("--tls-fingerprint {pin:?} is not a SHA-256 (64 hex digits)");
+                }
             }
 
             let identity = Identity::load_or_create(&cfg.state_dir).context("node identity")?;
-            let registry = Registry::for_caps(&cfg.caps, &cfg.state_dir);
+            let registry = Registry::for_caps(&cfg.caps, &cfg.setup());
             tracing::info!(device_id = %identity.device_id, gateway = %cfg.gateway, caps = ?cfg.caps, "starting");
             let node = Node::new(cfg, identity, Arc::new(Dispatcher::new(registry)));
             rt.block_on(node.run(shutdown_signal()));
@@ -174,7 +186,7 @@ async fn doctor(a: RunArgs) -> anyhow::Result<()> {
             cfg.caps.join(", ")
         }
     );
-    let reg = Registry::for_caps(&cfg.caps, &cfg.state_dir);
+    let reg = Registry::for_caps(&cfg.caps, &cfg.setup());
     println!("commands      {}", reg.names().join(", "));
     let (family, model) = pincer_node::board::identify();
     println!(

@@ -278,14 +278,8 @@ async fn two_hundred_nodes_connected_and_invoked_in_parallel() {
         )
         .expect("node config");
         let identity = Identity::load_or_create(&state).expect("identity");
-        let node = Node::new(
-            cfg,
-            identity,
-            Arc::new(Dispatcher::new(Registry::for_caps(
-                &["system".into()],
-                &state,
-            ))),
-        );
+        let registry = Registry::for_caps(&["system".into()], &cfg.setup());
+        let node = Node::new(cfg, identity, Arc::new(Dispatcher::new(registry)));
         let mut stop = stop_tx.subscribe();
         tasks.push(tokio::spawn(async move {
             node.run(async move {

@@ -4,14 +4,24 @@
 
 use std::collections::BTreeMap;
 use std::future::Future;
-use std::path::Path;
 use std::pin::Pin;
 use std::sync::Arc;
 
 use serde_json::Value;
 
+#[cfg(feature = "location")]
+pub mod location;
 #[cfg(feature = "system")]
 pub mod system;
+
+/// What command classes need from the node's configuration.
+#[derive(Debug, Clone)]
+pub struct Setup {
+    /// The node's state dir (exec policy).
+    pub state_dir: std::path::PathBuf,
+    /// gpsd's `host:port`.
+    pub gpsd: String,
+}
 
 /// A command's failure, as sent back in `node.invoke.result.error`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,6 +63,8 @@ pub trait Command: Send + Sync {
 pub const AVAILABLE_CAPS: &[&str] = &[
     #[cfg(feature = "system")]
     "system",
+    #[cfg(feature = "location")]
+    "location",
 ];
 
 /// The commands of the enabled capability classes.
@@ -64,7 +76,8 @@ pub struct Registry {
 
 impl Registry {
     /// Builds the registry for `caps` (validated against [`AVAILABLE_CAPS`] by the config).
-    pub fn for_caps(caps: &[String], state_dir: &Path) -> Registry {
+    #[allow(unreachable_code, unused_variables, unused_mut)] // with no class compiled in, nothing matches
+    pub fn for_caps(caps: &[String], setup: &Setup) -> Registry {
         let mut r = Registry::default();
         for cap in caps {
             match cap.as_str() {
@@ -74,10 +87,12 @@ impl Registry {
                     r.add(
                         "system.run",
                         Arc::new(system::Run {
-                            state_dir: state_dir.to_path_buf(),
+                            state_dir: setup.state_dir.clone(),
                         }),
                     );
                 }
+                #[cfg(feature = "location")]
+                "location" => r.add("location.get", Arc::new(location::Get::new(&setup.gpsd))),
                 _ => continue,
             }
             r.caps.push(cap.clone());

@@ -1,0 +1,19 @@
+//! # pincer-hal
+//!
+//! The board's hardware as small async interfaces, one cargo feature per class, so a node built
+//! without a class contains none of its code (linux-embedded-hal style: thin wrappers over the
+//! OS services, an error type per class mapped to the reference's error codes).
+//!
+//! **Owns:** talking to devices and daemons — V4L2 cameras, framebuffers, ALSA, gpsd.
+//! **Must not touch:** the wire protocol, the gateway, or command names and params; `pincer-node`
+//! turns these results into `node.invoke` payloads.
+//!
+//! | class | feature | backend | status |
+//! |---|---|---|---|
+//! | location | `location` | gpsd (TCP JSON, `gpsd_proto` types) | done |
+//! | camera | `camera` | V4L2 | later |
+//! | screen | `screen` | DRM/KMS, fbdev, X11 | later |
+//! | audio | `audio` | ALSA | later |
+
+#[cfg(feature = "location")]
+pub mod location;
