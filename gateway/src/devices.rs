@@ -146,6 +146,9 @@ pub struct BootstrapRecord {
     pub redeemed_at_ms: Option<u64>,
 }
 
+/// A shared-secret connect gets a new device token only if the last one is older than this.
+pub const REISSUE_AFTER_MS: u64 = 10 * 60 * 1000;
+
 /// Pending requests expire after this.
 pub const PENDING_TTL_MS: u64 = 5 * 60 * 1000;
 
@@ -381,6 +384,23 @@ impl DeviceStore {
         let Some(dev) = file.devices.get_mut(device_id) else {
             return Ok(None);
         };
+        // A device that reconnects in a loop (flaky Wi-Fi) with the shared secret must not turn
+        // every reconnect into an fsync'd write: while a token covering these scopes was issued
+        // recently, issue none (the client keeps the one it has, or the shared secret).
+        if let Some(rt) = dev.tokens.get(role) {
+            let newest = rt
+                .pending
+                .as_ref()
+                .or(rt.current.as_ref())
+                .map_or(0, |s| s.issued_at_ms);
+            let covers = scopes.iter().all(|s| rt.scopes.contains(s));
+            if rt.revoked_at_ms.is_none()
+                && covers
+                && now_ms.saturating_sub(newest) < REISSUE_AFTER_MS
+            {
+                return Ok(None);
+            }
+        }
         let token = new_token();
         let rt = dev
             .tokens
@@ -912,8 +932,13 @@ mod tests {
             .issue_token("d1", "operator", &["operator.read".into()], 5)
             .unwrap()
             .unwrap();
+        // A reconnect right away does not mint (and write) again.
+        assert_eq!(s.issue_token("d1", "operator", &[], 6).unwrap(), None);
         // Client saved t1, then a new token was minted while it was away.
-        let t2 = s.issue_token("d1", "operator", &[], 6).unwrap().unwrap();
+        let t2 = s
+            .issue_token("d1", "operator", &[], 6 + REISSUE_AFTER_MS)
+            .unwrap()
+            .unwrap();
         // t1 is pending-overwritten, but t1 was never promoted: only t2 is valid now.
         assert_eq!(
             s.verify_token("d1", "k1", "operator", &t1).unwrap(),
@@ -924,7 +949,10 @@ mod tests {
             TokenCheck::Valid(_)
         ));
         // t2 is current now; a new pending t3 does not invalidate it.
-        let t3 = s.issue_token("d1", "operator", &[], 7).unwrap().unwrap();
+        let t3 = s
+            .issue_token("d1", "operator", &[], 7 + 2 * REISSUE_AFTER_MS)
+            .unwrap()
+            .unwrap();
         assert!(matches!(
             s.verify_token("d1", "k1", "operator", &t2).unwrap(),
             TokenCheck::Valid(_)
