@@ -24,6 +24,7 @@ step "toolchain: rustfmt, clippy, riscv32imc target"
 rustup component add rustfmt clippy >/dev/null 2>&1 || true
 rustup target add riscv32imc-unknown-none-elf >/dev/null
 need_pkg ip iproute2
+need_pkg pkill procps     # kill/pkill in the shutdown and gpsd tests
 need_pkg openssl openssl   # the reference gateway makes its self-signed TLS certificate with it
 need_pkg gpsfake gpsd gpsd-clients   # a real gpsd fed by NMEA logs for location.get
 export PINCER_REQUIRE_GPSD=1
