@@ -55,4 +55,10 @@ step "no_std core for riscv32imc-unknown-none-elf"
 cargo build -p pincer-protocol --no-default-features --target riscv32imc-unknown-none-elf
 done_step
 
+if [ "$QUICK" = 0 ]; then
+  step "cross builds for the Pi (aarch64 gnu/musl, armv7): ELF checks, size budgets, qemu-user runs"
+  ./cross/build.sh
+  done_step
+fi
+
 printf '\nall checks passed\n'
