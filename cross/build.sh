@@ -58,4 +58,69 @@ for t in "${TARGETS[@]}"; do
     printf '%-32s %-16s %10d %s\n' "$t" "$bin" "$size" "$(IFS=', '; echo "${checks[*]}")"
   done
 done
+
+# End to end under emulation: the emulated node pairs with a native gateway on loopback and
+# answers an invoke; the emulated gateway serves a native node.
+cargo build --release -p pincer-node -p pincer-gateway >/dev/null 2>&1
+NATIVE_GW=target/release/pincer-gateway
+NATIVE_NODE=target/release/pincer-node
+TOKEN=cross-e2e-token
+
+wait_port() { # wait_port FILE -> prints the port from "pincer-gateway listening on ws://127.0.0.1:PORT"
+  for _ in $(seq 1 200); do
+    if grep -q "listening on" "$1" 2>/dev/null; then sed -n 's/.*:\([0-9]*\)$/\1/p' "$1" | head -1; return 0; fi
+    sleep 0.1
+  done
+  return 1
+}
+
+invoke_ok() { # invoke_ok PORT STATE NAME -> 0 when the node named NAME answers system.which
+  local port=$1 state=$2 name=$3
+  for _ in $(seq 1 100); do
+    if "$NATIVE_GW" nodes invoke "$name" system.which --params '{"bins":["sh"]}' --json \
+        --url "ws://127.0.0.1:$port" --token "$TOKEN" --state-dir "$state" 2>/dev/null | grep -q '"sh"'; then
+      return 0
+    fi
+    sleep 0.3
+  done
+  return 1
+}
+
+e2e() { # e2e TARGET QEMU SYSROOT
+  local t=$1 qemu=$2 sysroot=$3 tmp pids=()
+  tmp=$(mktemp -d)
+  local result=ok
+  # Emulated node -> native gateway.
+  "$NATIVE_GW" run --port 0 --token "$TOKEN" --state-dir "$tmp/gw" >"$tmp/gw.out" 2>"$tmp/gw.err" & pids+=($!)
+  local port; port=$(wait_port "$tmp/gw.out") || result="native gateway did not start"
+  if [ "$result" = ok ]; then
+    "$qemu" -L "$sysroot" "target/$t/release/pincer-node" run --gateway "ws://127.0.0.1:$port" --token "$TOKEN" \
+      --caps system --name "emu-node" --state-dir "$tmp/node" >/dev/null 2>"$tmp/node.err" & pids+=($!)
+    invoke_ok "$port" "$tmp/op" emu-node || result="emulated node did not answer (see $tmp/node.err)"
+  fi
+  kill "${pids[@]}" 2>/dev/null; wait "${pids[@]}" 2>/dev/null; pids=()
+  # Native node -> emulated gateway.
+  if [ "$result" = ok ]; then
+    "$qemu" -L "$sysroot" "target/$t/release/pincer-gateway" run --port 0 --token "$TOKEN" --state-dir "$tmp/gw2" \
+      >"$tmp/gw2.out" 2>"$tmp/gw2.err" & pids+=($!)
+    port=$(wait_port "$tmp/gw2.out") || result="emulated gateway did not start (see $tmp/gw2.err)"
+    if [ "$result" = ok ]; then
+      "$NATIVE_NODE" run --gateway "ws://127.0.0.1:$port" --token "$TOKEN" --caps system --name native-node \
+        --state-dir "$tmp/node2" >/dev/null 2>&1 & pids+=($!)
+      invoke_ok "$port" "$tmp/op2" native-node || result="emulated gateway did not route the invoke"
+    fi
+    kill "${pids[@]}" 2>/dev/null; wait "${pids[@]}" 2>/dev/null
+  fi
+  printf '%-32s %-16s %s\n' "$t" "end to end" "$result"
+  [ "$result" = ok ] || fail=1
+  [ "$result" = ok ] && rm -rf "$tmp"
+  return 0
+}
+
+for t in "${TARGETS[@]}"; do
+  case "$t" in
+    aarch64-*) e2e "$t" qemu-aarch64-static /usr/aarch64-linux-gnu ;;
+    armv7-*) e2e "$t" qemu-arm-static /usr/arm-linux-gnueabihf ;;
+  esac
+done
 exit $fail
