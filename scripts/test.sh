@@ -56,7 +56,7 @@ cargo build -p pincer-protocol --no-default-features --target riscv32imc-unknown
 done_step
 
 if [ "$QUICK" = 0 ]; then
-  step "cross builds for the Pi (aarch64 gnu/musl, armv7): ELF checks, size budgets, qemu-user runs"
+  step "cross builds (aarch64 gnu/musl, armv7, x86_64 musl): ELF checks, size budgets, qemu-user runs, emulated end to end"
   ./cross/build.sh
   done_step
 fi
