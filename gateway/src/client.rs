@@ -18,8 +18,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::fsutil::{ensure_private_dir, write_atomic};
 use crate::{now_ms, secret, VERSION};
+use pincer_os::{ensure_private_dir, write_atomic};
 
 /// Errors of the operator client.
 #[derive(Debug, thiserror::Error)]

@@ -251,12 +251,7 @@ pub struct Overrides {
     pub handshake_timeout_ms: Option<u64>,
 }
 
-/// First non-empty value of the environment variables `names`.
-pub fn env_first(names: &[&str]) -> Option<String> {
-    names
-        .iter()
-        .find_map(|n| std::env::var(n).ok().filter(|v| !v.trim().is_empty()))
-}
+pub use pincer_os::env_first;
 
 /// Token environment variables, in precedence order.
 pub const TOKEN_ENV: [&str; 3] = [
@@ -390,9 +385,9 @@ pub fn load_or_generate_token(state_dir: &Path) -> std::io::Result<(String, bool
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(e),
     }
-    crate::fsutil::ensure_private_dir(state_dir)?;
+    pincer_os::ensure_private_dir(state_dir)?;
     let t = crate::secret::new_token();
-    crate::fsutil::write_atomic(&path, format!("{t}\n").as_bytes())?;
+    pincer_os::write_atomic(&path, format!("{t}\n").as_bytes())?;
     Ok((t, true))
 }
 

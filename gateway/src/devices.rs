@@ -13,8 +13,8 @@ use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
 
-use crate::fsutil::write_atomic;
 use crate::secret::{ct_eq, new_token, token_hash};
+use pincer_os::write_atomic;
 
 /// Errors of the device store.
 #[derive(Debug, thiserror::Error)]

@@ -28,14 +28,13 @@
 //! * [`nodes`]: node registry, command policy, invoke round trip; [`pairing`]: operator
 //!   methods over the trust store.
 //! * [`client`]: a small operator client (`pincer-gateway call`).
-//! * [`fsutil`], [`secret`]: atomic writes, random tokens and ids.
+//! * [`secret`]: random tokens and ids (crash-safe files come from `pincer-os`).
 
 pub mod auth;
 pub mod client;
 pub mod config;
 pub mod dedupe;
 pub mod devices;
-pub mod fsutil;
 pub mod handshake;
 pub mod hub;
 pub mod link;

@@ -237,27 +237,6 @@ struct CallArgs {
     client: ClientArgs,
 }
 
-/// Logs to stderr; `RUST_LOG` takes `level` or `target=level,...` directives (no regex engine:
-/// it would cost ~300 KB of binary).
-fn init_logging() {
-    use tracing_subscriber::filter::Targets;
-    use tracing_subscriber::prelude::*;
-    let filter: Targets = std::env::var("RUST_LOG")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| Targets::new().with_default(tracing::Level::INFO));
-    tracing_subscriber::registry()
-        .with(
-            tracing_subscriber::fmt::layer()
-                .with_writer(std::io::stderr)
-                .with_target(false)
-                // Colour only on a terminal: journald and log files get plain text.
-                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())),
-        )
-        .with(filter)
-        .init();
-}
-
 /// One event-loop thread. A board's gateway serves a handful of clients; one thread keeps idle
 /// RSS low (tokio's multi-thread scheduler alone pulls in libm and a stack per worker) and
 /// still reaches ~90 % of the echo ceiling on this socket stack (docs/benchmarks.md).
@@ -269,7 +248,7 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    init_logging();
+    pincer_os::init_logging();
     match cli.cmd {
         Some(Cmd::Call(args)) => call(args),
         Some(Cmd::Run(args)) => serve(args),

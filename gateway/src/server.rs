@@ -47,7 +47,7 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
 impl Gateway {
     /// Opens the state and binds the listener.
     pub async fn bind(mut config: Config) -> Result<Gateway, GatewayError> {
-        crate::fsutil::ensure_private_dir(&config.state_dir).map_err(|source| {
+        pincer_os::ensure_private_dir(&config.state_dir).map_err(|source| {
             GatewayError::StateDir {
                 path: config.state_dir.clone(),
                 source,

@@ -98,11 +98,7 @@ impl NodeConfig {
     }
 }
 
-fn env_first(names: &[&str]) -> Option<String> {
-    names
-        .iter()
-        .find_map(|n| std::env::var(n).ok().filter(|v| !v.trim().is_empty()))
-}
+use pincer_os::env_first;
 
 /// `$PINCER_STATE_DIR`, else `$XDG_STATE_HOME/pincer-node`, else `~/.local/state/pincer-node`.
 pub fn default_state_dir() -> Option<PathBuf> {

@@ -4,7 +4,7 @@
 //!   created on first run, never silently replaced — a file that does not parse is an error;
 //! * `device-auth.json` (0600): the device token the gateway issued for role `node`.
 //!
-//! Both are written atomically ([`crate::fsutil::write_atomic`]).
+//! Both are written atomically ([`pincer_os::write_atomic`]).
 
 use std::path::{Path, PathBuf};
 
@@ -12,7 +12,7 @@ use pincer_protocol::base64url;
 use pincer_protocol::identity::DeviceKeyPair;
 use serde::{Deserialize, Serialize};
 
-use crate::fsutil::write_atomic;
+use pincer_os::write_atomic;
 
 #[derive(Debug, thiserror::Error)]
 pub enum IdentityError {

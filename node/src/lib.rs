@@ -26,7 +26,6 @@ pub mod backoff;
 pub mod board;
 pub mod commands;
 pub mod config;
-pub mod fsutil;
 pub mod identity;
 pub mod invoke;
 pub mod link;

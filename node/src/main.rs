@@ -67,25 +67,6 @@ struct RunArgs {
     state: StateArgs,
 }
 
-fn init_logging() {
-    use tracing_subscriber::filter::Targets;
-    use tracing_subscriber::prelude::*;
-    let filter: Targets = std::env::var("RUST_LOG")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| Targets::new().with_default(tracing::Level::INFO));
-    tracing_subscriber::registry()
-        .with(
-            tracing_subscriber::fmt::layer()
-                .with_writer(std::io::stderr)
-                .with_target(false)
-                // Colour only on a terminal: journald and log files get plain text.
-                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())),
-        )
-        .with(filter)
-        .init();
-}
-
 fn resolve(a: &RunArgs) -> anyhow::Result<NodeConfig> {
     Ok(NodeConfig::resolve(
         Overrides {
@@ -105,7 +86,7 @@ fn resolve(a: &RunArgs) -> anyhow::Result<NodeConfig> {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    init_logging();
+    pincer_os::init_logging();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
