@@ -46,7 +46,7 @@ struct Cli {
     /// Idle authenticated connections to hold for the RSS figure.
     #[arg(long, default_value_t = 1000)]
     conns: usize,
-    /// Shorter runs.
+    /// Throughput for 2 s instead of 5 (and fewer node.invoke samples).
     #[arg(long)]
     quick: bool,
     /// Skip the reference even when installed.
@@ -113,18 +113,50 @@ struct Server {
     kind: Kind,
     child: Child,
     url: String,
-    _dir: Option<PathBuf>,
+    dir: Option<PathBuf>,
+    stopped: bool,
 }
 
-impl Drop for Server {
-    fn drop(&mut self) {
+impl Server {
+    /// Ends the server's whole process group (OpenClaw runs children): SIGTERM, up to 5 s to
+    /// exit, then SIGKILL for whatever is left. Removes its temporary directory.
+    async fn stop(mut self) {
         if let Some(pid) = self.child.id() {
-            // OpenClaw runs in its own process group with children: end them all.
+            // SAFETY: plain syscall; every server is spawned as the leader of its own group.
+            unsafe {
+                libc::kill(-(pid as i32), libc::SIGTERM);
+            }
+            let _ = tokio::time::timeout(Duration::from_secs(5), self.child.wait()).await;
+            // SAFETY: as above; ends children that outlived the leader.
             unsafe {
                 libc::kill(-(pid as i32), libc::SIGKILL);
             }
         }
         let _ = self.child.start_kill();
+        let _ = tokio::time::timeout(Duration::from_secs(2), self.child.wait()).await;
+        self.stopped = true;
+        if let Some(dir) = &self.dir {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if self.stopped {
+            return;
+        }
+        // Error paths: no time to be polite.
+        if let Some(pid) = self.child.id() {
+            // SAFETY: plain syscall on the server's own process group.
+            unsafe {
+                libc::kill(-(pid as i32), libc::SIGKILL);
+            }
+        }
+        let _ = self.child.start_kill();
+        if let Some(dir) = &self.dir {
+            let _ = std::fs::remove_dir_all(dir);
+        }
     }
 }
 
@@ -164,7 +196,7 @@ async fn spawn(spec: &Spec) -> Result<(Server, Instant)> {
             let mut child = Command::new(&spec.bin)
                 .args(["run", "--port", "0", "--token", TOKEN, "--state-dir"])
                 .arg(&dir)
-                .env("RUST_LOG", "error")
+                .env("RUST_LOG", "warn")
                 .stdout(Stdio::piped())
                 .stderr(Stdio::null())
                 .process_group(0)
@@ -176,7 +208,8 @@ async fn spawn(spec: &Spec) -> Result<(Server, Instant)> {
                     kind: spec.kind,
                     child,
                     url,
-                    _dir: Some(dir),
+                    dir: Some(dir),
+                    stopped: false,
                 },
                 t0,
             ))
@@ -195,7 +228,8 @@ async fn spawn(spec: &Spec) -> Result<(Server, Instant)> {
                     kind: spec.kind,
                     child,
                     url,
-                    _dir: None,
+                    dir: None,
+                    stopped: false,
                 },
                 t0,
             ))
@@ -233,7 +267,8 @@ async fn spawn(spec: &Spec) -> Result<(Server, Instant)> {
                     kind: spec.kind,
                     child,
                     url: format!("ws://127.0.0.1:{port}"),
-                    _dir: Some(dir),
+                    dir: Some(dir),
+                    stopped: false,
                 },
                 t0,
             ))
@@ -257,21 +292,64 @@ async fn read_url(child: &mut Child, prefix: &str) -> Result<String> {
 
 const CONNECT: &str = r#"{"type":"req","id":"c1","method":"connect","params":{"minProtocol":3,"maxProtocol":4,"client":{"id":"cli","version":"0.1.0","platform":"linux","mode":"cli"},"role":"operator","scopes":["operator.read"],"caps":[],"auth":{"token":"bench-token-0123456789"}}}"#;
 
-/// Connects and completes the handshake (for the echo server: one echoed frame).
-async fn connect(kind: Kind, url: &str) -> Result<Ws> {
-    let (mut ws, _) = tokio_tungstenite::connect_async(url).await?;
-    if kind != Kind::Echo {
-        // Wait for the challenge.
-        loop {
-            match next_text(&mut ws).await? {
-                t if t.contains("connect.challenge") => break,
-                _ => continue,
-            }
+/// Every await on a server is bounded by this.
+const IO_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// At most `n` bytes of `t`, cut on a character boundary (frames are quoted in errors).
+fn clip(t: &str, n: usize) -> &str {
+    let mut end = t.len().min(n);
+    while !t.is_char_boundary(end) {
+        end -= 1;
+    }
+    &t[..end]
+}
+
+async fn send_text(ws: &mut Ws, text: String) -> Result<()> {
+    tokio::time::timeout(IO_TIMEOUT, ws.send(Message::text(text)))
+        .await
+        .context("send blocked for 20 s")??;
+    Ok(())
+}
+
+/// Why a handshake attempt failed: the socket never opened (keep polling fast), or the server
+/// answered and refused (OpenClaw while its sidecars start: back off a little).
+enum ConnectError {
+    Socket(anyhow::Error),
+    Refused(anyhow::Error),
+}
+
+impl From<ConnectError> for anyhow::Error {
+    fn from(e: ConnectError) -> Self {
+        match e {
+            ConnectError::Socket(e) | ConnectError::Refused(e) => e,
         }
     }
-    ws.send(Message::text(CONNECT)).await?;
+}
+
+/// Connects and completes the handshake (for the echo server: one echoed frame).
+async fn connect(kind: Kind, url: &str) -> Result<Ws> {
+    Ok(try_connect(kind, url).await?)
+}
+
+async fn try_connect(kind: Kind, url: &str) -> Result<Ws, ConnectError> {
+    let (mut ws, _) = tokio::time::timeout(IO_TIMEOUT, tokio_tungstenite::connect_async(url))
+        .await
+        .map_err(|_| ConnectError::Socket(anyhow!("websocket upgrade took over 20 s")))?
+        .map_err(|e| ConnectError::Socket(e.into()))?;
+    let refused = ConnectError::Refused;
+    if kind != Kind::Echo {
+        // Wait for the challenge.
+        while !next_text(&mut ws)
+            .await
+            .map_err(refused)?
+            .contains("connect.challenge")
+        {}
+    }
+    send_text(&mut ws, CONNECT.to_owned())
+        .await
+        .map_err(refused)?;
     loop {
-        let t = next_text(&mut ws).await?;
+        let t = next_text(&mut ws).await.map_err(refused)?;
         if kind == Kind::Echo {
             return Ok(ws);
         }
@@ -279,14 +357,14 @@ async fn connect(kind: Kind, url: &str) -> Result<Ws> {
             if t.contains("hello-ok") {
                 return Ok(ws);
             }
-            bail!("connect refused: {}", &t[..t.len().min(300)]);
+            return Err(refused(anyhow!("connect refused: {}", clip(&t, 300))));
         }
     }
 }
 
 async fn next_text(ws: &mut Ws) -> Result<String> {
     loop {
-        match tokio::time::timeout(Duration::from_secs(20), ws.next())
+        match tokio::time::timeout(IO_TIMEOUT, ws.next())
             .await
             .context("no frame in 20 s")?
         {
@@ -299,48 +377,56 @@ async fn next_text(ws: &mut Ws) -> Result<String> {
     }
 }
 
-/// One `health` round trip on `ws` (request id `n`).
+/// One `health` round trip on `ws` (request id `h<n>`); frames with other ids (events) are
+/// skipped. For the echo server the "response" is the echoed request.
 async fn health(ws: &mut Ws, n: u64) -> Result<()> {
     let id = format!("h{n}");
-    ws.send(Message::text(format!(
-        r#"{{"type":"req","id":"{id}","method":"health","params":{{}}}}"#
-    )))
+    send_text(
+        ws,
+        format!(r#"{{"type":"req","id":"{id}","method":"health","params":{{}}}}"#),
+    )
     .await?;
     let needle = format!(r#""id":"{id}""#);
     loop {
         let t = next_text(ws).await?;
         if t.contains(&needle) && t.contains(r#""type""#) {
             if t.contains(r#""ok":false"#) {
-                bail!("health failed: {}", &t[..t.len().min(200)]);
+                bail!("health failed: {}", clip(&t, 200));
             }
             return Ok(());
         }
     }
 }
 
-/// Start → first successful handshake, retrying while the port is not up (or, for OpenClaw,
-/// while it answers "starting").
+/// Start → first successful handshake: connect every 3 ms while the port is closed; after a
+/// refusal by the server (OpenClaw answers UNAVAILABLE `startup-sidecars` for seconds) every
+/// 100 ms.
 async fn start_to_hello(spec: &Spec) -> Result<(Server, Duration)> {
-    let (server, t0) = spawn(spec).await?;
-    let limit = if spec.kind == Kind::OpenClaw { 120 } else { 10 };
+    let (mut server, t0) = spawn(spec).await?;
+    let limit = Duration::from_secs(if spec.kind == Kind::OpenClaw { 120 } else { 10 });
     loop {
-        match tokio::time::timeout(Duration::from_secs(5), connect(spec.kind, &server.url)).await {
-            Ok(Ok(ws)) => {
-                let took = t0.elapsed();
-                drop(ws);
-                return Ok((server, took));
-            }
-            _ if t0.elapsed() < Duration::from_secs(limit) => {
-                tokio::time::sleep(Duration::from_millis(if spec.kind == Kind::OpenClaw {
-                    100
-                } else {
-                    2
-                }))
+        let pause =
+            match tokio::time::timeout(Duration::from_secs(5), try_connect(spec.kind, &server.url))
                 .await
-            }
-            Ok(Err(e)) => bail!("no hello within {limit} s: {e}"),
-            Err(_) => bail!("no hello within {limit} s"),
+            {
+                Ok(Ok(ws)) => {
+                    let took = t0.elapsed();
+                    drop(ws);
+                    return Ok((server, took));
+                }
+                Ok(Err(ConnectError::Socket(e))) => (3, e),
+                Ok(Err(ConnectError::Refused(e))) => (100, e),
+                Err(_) => (100, anyhow!("handshake took over 5 s")),
+            };
+        if let Ok(Some(status)) = server.child.try_wait() {
+            server.stop().await;
+            bail!("server exited ({status}) before hello-ok: {}", pause.1);
         }
+        if t0.elapsed() > limit {
+            server.stop().await;
+            bail!("no hello-ok within {} s: {}", limit.as_secs(), pause.1);
+        }
+        tokio::time::sleep(Duration::from_millis(pause.0)).await;
     }
 }
 
@@ -421,14 +507,13 @@ fn cell(r: Result<String>) -> Option<String> {
 async fn measure(spec: &Spec, cli: &Cli) -> Figures {
     let mut f = Figures::default();
     // 1. Start → hello-ok (median of 5; once for OpenClaw, which takes seconds).
-    let runs = if spec.kind == Kind::OpenClaw || cli.quick {
-        1
-    } else {
-        5
-    };
+    let runs = if spec.kind == Kind::OpenClaw { 1 } else { 5 };
     let mut times = Vec::new();
-    let mut server = None;
+    let mut server: Option<Server> = None;
     for _ in 0..runs {
+        if let Some(old) = server.take() {
+            old.stop().await;
+        }
         match start_to_hello(spec).await {
             Ok((s, t)) => {
                 times.push(t);
@@ -448,123 +533,154 @@ async fn measure(spec: &Spec, cli: &Cli) -> Figures {
         format!("{:.1} ms (1 run)", median.as_secs_f64() * 1000.0)
     });
     let Some(server) = server else { return f };
-    let Some(pid) = server.child.id() else {
-        return f;
-    };
-    tokio::time::sleep(Duration::from_millis(if spec.kind == Kind::OpenClaw {
-        2000
-    } else {
-        300
-    }))
-    .await;
-    let rss = |p| {
-        if spec.kind == Kind::OpenClaw {
-            tree_rss_kb(p)
-        } else {
-            rss_kb(p)
-        }
-    };
-
-    // 2. Idle RSS, and the part of it that is the process's own (anonymous) memory rather than
-    // mapped files such as the shared C library.
-    f.idle = Some(mb(rss(pid)));
-    f.idle_private = Some(mb(if spec.kind == Kind::OpenClaw {
-        tree_anon_kb(pid)
-    } else {
-        anon_kb(pid)
-    }));
-
-    // 4. health round trip on one connection.
-    f.p50 = cell(
-        async {
-            let mut ws = connect(server.kind, &server.url).await?;
-            let (warm, n) = if cli.quick { (50, 500) } else { (200, 2000) };
-            for i in 0..warm {
-                health(&mut ws, i).await?;
-            }
-            let mut lat = Vec::with_capacity(n);
-            for i in 0..n as u64 {
-                let t = Instant::now();
-                health(&mut ws, 10_000 + i).await?;
-                lat.push(t.elapsed());
-            }
-            lat.sort();
-            let p = |q: f64| {
-                lat[((lat.len() as f64 * q) as usize).min(lat.len() - 1)].as_secs_f64() * 1000.0
-            };
-            f.p99 = Some(format!("{:.3} ms", p(0.99)));
-            Ok(format!("{:.3} ms", p(0.50)))
-        }
-        .await,
-    );
-
-    // 5. Throughput over 10 connections.
-    f.rps = cell(
-        async {
-            let secs = if cli.quick { 2 } else { 5 };
-            let done = Arc::new(AtomicU64::new(0));
-            let stop = Instant::now() + Duration::from_secs(secs);
-            let mut tasks = Vec::new();
-            for c in 0..10u64 {
-                let url = server.url.clone();
-                let kind = server.kind;
-                let done = done.clone();
-                tasks.push(tokio::spawn(async move {
-                    let mut ws = connect(kind, &url).await?;
-                    let mut i = 0;
-                    while Instant::now() < stop {
-                        health(&mut ws, c * 10_000_000 + i).await?;
-                        i += 1;
-                        done.fetch_add(1, Ordering::Relaxed);
-                    }
-                    anyhow::Ok(())
-                }));
-            }
-            for t in tasks {
-                t.await??;
-            }
-            let rps = done.load(Ordering::Relaxed) as f64 / secs as f64;
-            f.rps_value = rps;
-            Ok(format!("{rps:.0} req/s"))
-        }
-        .await,
-    );
-
-    // 3. RSS with N idle authenticated connections.
-    f.conns = cell(
-        async {
-            let sem = Arc::new(tokio::sync::Semaphore::new(16));
-            let mut tasks = Vec::new();
-            for _ in 0..cli.conns {
-                let url = server.url.clone();
-                let kind = server.kind;
-                let sem = sem.clone();
-                tasks.push(tokio::spawn(async move {
-                    let _p = sem.acquire_owned().await?;
-                    tokio::time::timeout(Duration::from_secs(30), connect(kind, &url)).await?
-                }));
-            }
-            let mut held = Vec::new();
-            let mut failed = 0;
-            for t in tasks {
-                match t.await {
-                    Ok(Ok(ws)) => held.push(ws),
-                    _ => failed += 1,
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(1000)).await;
-            let kb = rss(pid);
-            let note = if failed > 0 {
-                format!(" ({failed} refused)")
-            } else {
-                String::new()
-            };
-            drop(held);
-            Ok(format!("{}{note}", mb(kb)))
-        }
-        .await,
-    );
+    f.measure_running(spec, cli, &server).await;
+    server.stop().await;
     f
+}
+
+impl Figures {
+    /// Figures 2–5 on a server that has answered its first hello-ok.
+    async fn measure_running(&mut self, spec: &Spec, cli: &Cli, server: &Server) {
+        let f = self;
+        let Some(pid) = server.child.id() else {
+            return;
+        };
+        tokio::time::sleep(Duration::from_millis(if spec.kind == Kind::OpenClaw {
+            2000
+        } else {
+            300
+        }))
+        .await;
+        let rss = |p| {
+            if spec.kind == Kind::OpenClaw {
+                tree_rss_kb(p)
+            } else {
+                rss_kb(p)
+            }
+        };
+
+        // 2. Idle RSS, and the part of it that is the process's own (anonymous) memory rather than
+        // mapped files such as the shared C library.
+        f.idle = Some(mb(rss(pid)));
+        f.idle_private = Some(mb(if spec.kind == Kind::OpenClaw {
+            tree_anon_kb(pid)
+        } else {
+            anon_kb(pid)
+        }));
+
+        // 4. health round trip on one connection.
+        f.p50 = cell(
+            async {
+                let mut ws = connect(server.kind, &server.url).await?;
+                let (warm, n) = (200, 2000);
+                for i in 0..warm {
+                    health(&mut ws, i).await?;
+                }
+                let mut lat = Vec::with_capacity(n);
+                for i in 0..n as u64 {
+                    let t = Instant::now();
+                    health(&mut ws, 10_000 + i).await?;
+                    lat.push(t.elapsed());
+                }
+                lat.sort();
+                let p = |q: f64| {
+                    lat[((lat.len() as f64 * q) as usize).min(lat.len() - 1)].as_secs_f64() * 1000.0
+                };
+                f.p99 = Some(format!("{:.3} ms", p(0.99)));
+                Ok(format!("{:.3} ms", p(0.50)))
+            }
+            .await,
+        );
+
+        // 5. Throughput over 10 connections.
+        f.rps = cell(
+            async {
+                let secs = if cli.quick { 2 } else { 5 };
+                let done = Arc::new(AtomicU64::new(0));
+                let stop = Instant::now() + Duration::from_secs(secs);
+                let mut tasks = Vec::new();
+                for c in 0..10u64 {
+                    let url = server.url.clone();
+                    let kind = server.kind;
+                    let done = done.clone();
+                    tasks.push(tokio::spawn(async move {
+                        let mut ws = connect(kind, &url).await?;
+                        let mut i = 0;
+                        while Instant::now() < stop {
+                            health(&mut ws, c * 10_000_000 + i).await?;
+                            i += 1;
+                            done.fetch_add(1, Ordering::Relaxed);
+                        }
+                        anyhow::Ok(())
+                    }));
+                }
+                for t in tasks {
+                    t.await??;
+                }
+                let rps = done.load(Ordering::Relaxed) as f64 / secs as f64;
+                f.rps_value = rps;
+                Ok(format!("{rps:.0} req/s"))
+            }
+            .await,
+        );
+
+        // 3. RSS with N idle authenticated connections.
+        f.conns = cell(
+            async {
+                let sem = Arc::new(tokio::sync::Semaphore::new(16));
+                let mut tasks = Vec::new();
+                for _ in 0..cli.conns {
+                    let url = server.url.clone();
+                    let kind = server.kind;
+                    let sem = sem.clone();
+                    tasks.push(tokio::spawn(async move {
+                        let _p = sem.acquire_owned().await?;
+                        tokio::time::timeout(Duration::from_secs(30), connect(kind, &url)).await?
+                    }));
+                }
+                let mut held = Vec::new();
+                let mut failed = 0;
+                for t in tasks {
+                    match t.await {
+                        Ok(Ok(ws)) => held.push(ws),
+                        _ => failed += 1,
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(1000)).await;
+                let kb = rss(pid);
+                let note = if failed > 0 {
+                    format!(" ({failed} refused)")
+                } else {
+                    String::new()
+                };
+                drop(held);
+                Ok(format!("{}{note}", mb(kb)))
+            }
+            .await,
+        );
+    }
+}
+
+/// The current UTC date and time, `YYYY-MM-DD HH:MM UTC` (civil-from-days, no date crate).
+fn utc_now() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs()) as i64;
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02} UTC",
+        rem / 3600,
+        rem % 3600 / 60
+    )
 }
 
 /// Picks one figure out of a column.
@@ -665,7 +781,14 @@ async fn run(cli: Cli) -> Result<()> {
                 node: None,
             },
         ));
-        let na = Some("not installed".to_owned());
+        let na = Some(
+            if cli.no_openclaw {
+                "skipped (--no-openclaw)"
+            } else {
+                "not installed"
+            }
+            .to_owned(),
+        );
         results.push(Figures {
             start_ms: na.clone(),
             idle: na.clone(),
@@ -690,7 +813,8 @@ async fn run(cli: Cli) -> Result<()> {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let mut out = String::new();
     out.push_str(&format!(
-        "pincer-bench, {} cores ({cpu}), {} idle connections{}\n\n",
+        "pincer-bench, {}, {} cores ({cpu}), {} idle connections{}\n\n",
+        utc_now(),
         cores,
         cli.conns,
         if cli.quick { ", quick" } else { "" }
@@ -729,14 +853,21 @@ async fn run(cli: Cli) -> Result<()> {
         0.0
     };
     out.push('\n');
-    if echo > 0.0 {
-        out.push_str(&format!(
-            "pincer-gateway throughput = {:.0} % of the echo ceiling",
+    let mut ratios = Vec::new();
+    if pincer > 0.0 && echo > 0.0 {
+        ratios.push(format!(
+            "{:.0} % of the echo ceiling",
             100.0 * pincer / echo
         ));
     }
-    if oc > 0.0 {
-        out.push_str(&format!(", {:.1}× OpenClaw", pincer / oc));
+    if pincer > 0.0 && oc > 0.0 {
+        ratios.push(format!("{:.1}× OpenClaw", pincer / oc));
+    }
+    if !ratios.is_empty() {
+        out.push_str(&format!(
+            "pincer-gateway throughput = {}",
+            ratios.join(", ")
+        ));
     }
     out.push('\n');
     out.push_str(&match measure_node(&cli, &gateway).await {
@@ -791,19 +922,42 @@ async fn measure_node(cli: &Cli, gateway: &Path) -> Result<String> {
         .stderr(Stdio::null())
         .kill_on_drop(true)
         .spawn()?;
-    let (mut ws, _) = tokio_tungstenite::connect_async(server.url.as_str()).await?;
+    let result = node_figures(cli, &server, &mut node).await;
+    let _ = node.start_kill();
+    let _ = tokio::time::timeout(Duration::from_secs(2), node.wait()).await;
+    let _ = std::fs::remove_dir_all(&state);
+    server.stop().await;
+    result
+}
+
+async fn node_figures(cli: &Cli, server: &Server, node: &mut Child) -> Result<String> {
+    let (mut ws, _) = tokio::time::timeout(
+        IO_TIMEOUT,
+        tokio_tungstenite::connect_async(server.url.as_str()),
+    )
+    .await
+    .context("websocket upgrade took over 20 s")??;
     next_text(&mut ws).await?; // challenge
-    ws.send(Message::text(OPERATOR_CONNECT)).await?;
+    send_text(&mut ws, OPERATOR_CONNECT.to_owned()).await?;
     loop {
-        if next_text(&mut ws).await?.contains(r#""id":"c1""#) {
+        let t = next_text(&mut ws).await?;
+        if t.contains(r#""id":"c1""#) {
+            if !t.contains("hello-ok") {
+                bail!("operator connect refused: {}", clip(&t, 300));
+            }
             break;
         }
     }
+    let listed_by = Instant::now() + Duration::from_secs(20);
     // Wait for the node to be listed.
     let node_id = loop {
-        ws.send(Message::text(
-            r#"{"type":"req","id":"nl","method":"node.list","params":{}}"#,
-        ))
+        if Instant::now() > listed_by {
+            bail!("pincer-node not listed as connected within 20 s");
+        }
+        send_text(
+            &mut ws,
+            r#"{"type":"req","id":"nl","method":"node.list","params":{}}"#.to_owned(),
+        )
         .await?;
         let t = loop {
             let t = next_text(&mut ws).await?;
@@ -828,13 +982,13 @@ async fn measure_node(cli: &Cli, gateway: &Path) -> Result<String> {
             r#"{{"type":"req","id":"i{i}","method":"node.invoke","params":{{"nodeId":"{node_id}","command":"system.which","params":{{"bins":["sh"]}},"idempotencyKey":"k{i}"}}}}"#
         );
         let t0 = Instant::now();
-        ws.send(Message::text(req)).await?;
+        send_text(&mut ws, req).await?;
         let needle = format!(r#""id":"i{i}""#);
         loop {
             let t = next_text(&mut ws).await?;
             if t.contains(&needle) {
                 if !t.contains(r#""ok":true"#) {
-                    bail!("invoke failed: {}", &t[..t.len().min(200)]);
+                    bail!("invoke failed: {}", clip(&t, 200));
                 }
                 break;
             }
@@ -850,8 +1004,6 @@ async fn measure_node(cli: &Cli, gateway: &Path) -> Result<String> {
     let pid = node.id().ok_or_else(|| anyhow!("node exited"))?;
     let rss = rss_kb(pid);
     let anon = anon_kb(pid);
-    let _ = node.start_kill();
-    drop(server);
     Ok(format!(
         "\n| pincer-node (connected over ws://, caps system) | value |\n|---|---|\n| idle RSS | {} |\n| idle RSS, own memory (RssAnon) | {} |\n| `node.invoke` system.which round trip p50 | {:.3} ms |\n| `node.invoke` system.which round trip p99 | {:.3} ms |\n",
         mb(rss),
