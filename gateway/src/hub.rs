@@ -474,7 +474,6 @@ impl Hub {
             gateway: Some(GatewayHealth {
                 implementation: IMPLEMENTATION.into(),
                 version: VERSION.into(),
-                connections: self.connection_count() as u64,
                 nodes: self.node_count() as u64,
             }),
         }

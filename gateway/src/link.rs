@@ -466,7 +466,12 @@ pub async fn serve(hub: Arc<Hub>, tcp: TcpStream, ip: IpAddr) {
                 None => open = false,
             },
             msg = stream.next() => match msg {
-                None | Some(Ok(Message::Close(_))) => open = false,
+                None => open = false,
+                Some(Ok(Message::Close(_))) => {
+                    // Complete the close handshake: tungstenite queued our reply, flush it.
+                    let _ = sink.close().await;
+                    open = false;
+                }
                 Some(Err(e)) => {
                     if is_over_limit(&e) {
                         let _ = sink.send(close_msg(close::TOO_BIG, "max payload size exceeded")).await;

@@ -807,3 +807,21 @@ async fn rotating_or_revoking_a_token_closes_the_device_sockets_and_retires_the_
     .await;
     assert_eq!(res["ok"], false, "a revoked token still works");
 }
+
+#[tokio::test]
+async fn a_client_close_is_answered_with_a_close_frame() {
+    use futures_util::SinkExt;
+    use tokio_tungstenite::tungstenite::protocol::{frame::coding::CloseCode, CloseFrame};
+    use tokio_tungstenite::tungstenite::Message;
+    let gw = Gateway::start(&[]);
+    let (mut c, _) = Connect::default().run(&gw).await;
+    c.ws.send(Message::Close(Some(CloseFrame {
+        code: CloseCode::Normal,
+        reason: "bye".into(),
+    })))
+    .await
+    .expect("send close");
+    // A clean close: the gateway answers with its own Close frame (a dropped TCP connection
+    // would read as 1006).
+    assert_eq!(c.closed().await.0, 1000);
+}

@@ -132,7 +132,7 @@ pub struct HealthSummary {
 pub struct GatewayHealth {
     pub implementation: String,
     pub version: String,
-    pub connections: u64,
+    /// Connected nodes (kept current: health is refreshed when one comes or goes).
     pub nodes: u64,
 }
 
