@@ -31,7 +31,23 @@ pub struct Dispatcher {
     max_payload: AtomicUsize,
 }
 
-fn result_frame(invoke_id: &str, node_id: &str, outcome: Result<String, CommandError>) -> String {
+/// A request the node sends, with what the link needs to match the gateway's `res` to it.
+#[derive(Debug, Clone)]
+pub struct Outbound {
+    /// The request id (`res.id` answers it).
+    pub id: String,
+    /// The method, for logs when the gateway refuses it.
+    pub method: &'static str,
+    /// The whole `req` frame.
+    pub text: String,
+}
+
+/// The `node.invoke.result` request for `invoke_id`.
+pub fn result_frame(
+    invoke_id: &str,
+    node_id: &str,
+    outcome: Result<String, CommandError>,
+) -> Outbound {
     let params = match outcome {
         Ok(payload_json) => {
             json!({ "id": invoke_id, "nodeId": node_id, "ok": true, "payloadJSON": payload_json })
@@ -40,7 +56,22 @@ fn result_frame(invoke_id: &str, node_id: &str, outcome: Result<String, CommandE
             json!({ "id": invoke_id, "nodeId": node_id, "ok": false, "error": { "code": e.code, "message": e.message } })
         }
     };
-    json!({ "type": "req", "id": new_request_id(), "method": "node.invoke.result", "params": params }).to_string()
+    let id = new_request_id();
+    let text = json!({ "type": "req", "id": id, "method": "node.invoke.result", "params": params })
+        .to_string();
+    Outbound {
+        id,
+        method: "node.invoke.result",
+        text,
+    }
+}
+
+/// Queues `frame` without waiting for room in the link's queue.
+fn send_later(out: &mpsc::Sender<Outbound>, frame: Outbound) {
+    let out = out.clone();
+    tokio::spawn(async move {
+        let _ = out.send(frame).await;
+    });
 }
 
 /// A fresh request id.
@@ -80,14 +111,10 @@ impl Dispatcher {
         &self.registry
     }
 
-    /// Starts serving `req`; the result goes to `out` as a complete `req` frame.
-    pub fn dispatch(&self, req: NodeInvokeRequest, node_id: &str, out: mpsc::Sender<String>) {
+    /// Starts serving `req`; its one `node.invoke.result` goes to `out`.
+    pub fn dispatch(&self, req: NodeInvokeRequest, node_id: &str, out: mpsc::Sender<Outbound>) {
         let reply_now = |outcome: Result<String, CommandError>| {
-            let frame = result_frame(&req.id, node_id, outcome);
-            let out = out.clone();
-            tokio::spawn(async move {
-                let _ = out.send(frame).await;
-            });
+            send_later(&out, result_frame(&req.id, node_id, outcome));
         };
         let Some(cmd) = self.registry.get(&req.command) else {
             reply_now(Err(CommandError::unavailable("command not supported")));
@@ -97,7 +124,15 @@ impl Dispatcher {
             Ok(p) => p,
             Err(e) => return reply_now(Err(e)),
         };
+        // Held until the task is registered, so a command that finishes at once still finds
+        // (and removes) its own entry.
+        let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
+        if running.contains_key(&req.id) {
+            tracing::warn!(id = %req.id, "ignoring a repeated node.invoke.request (already running)");
+            return;
+        }
         let Ok(permit) = self.permits.clone().try_acquire_owned() else {
+            drop(running);
             reply_now(Err(CommandError::unavailable(format!(
                 "node busy: {MAX_CONCURRENT} commands already running"
             ))));
@@ -107,9 +142,7 @@ impl Dispatcher {
         let max_payload = self.max_payload.load(Ordering::Relaxed);
         let (invoke_id, node_id, command) =
             (req.id.clone(), node_id.to_owned(), req.command.clone());
-        let running = self.running.clone();
-        let id_for_task = invoke_id.clone();
-        let out_for_task = out.clone();
+        let registry = self.running.clone();
         let task = tokio::spawn(async move {
             let outcome = match tokio::time::timeout(timeout, cmd.run(params)).await {
                 Err(_) => Err(CommandError::new(
@@ -117,42 +150,56 @@ impl Dispatcher {
                     format!("{command} timed out after {} ms", timeout.as_millis()),
                 )),
                 Ok(Err(e)) => Err(e),
-                Ok(Ok(v)) => {
-                    let text = v.to_string();
-                    if text.len() > max_payload.saturating_sub(1024) {
-                        Err(CommandError::new(
-                            "PAYLOAD_TOO_LARGE",
-                            format!(
-                                "{command} result is {} bytes; the gateway accepts {max_payload}",
-                                text.len()
-                            ),
-                        ))
-                    } else {
-                        Ok(text)
-                    }
-                }
+                Ok(Ok(v)) => Ok(v.to_string()),
             };
             if let Err(e) = &outcome {
                 tracing::info!(%command, code = %e.code, "invoke failed: {}", e.message);
             }
-            let _ = out_for_task
-                .send(result_frame(&id_for_task, &node_id, outcome))
-                .await;
-            running
+            // The limit applies to the whole frame (payloadJSON is escaped inside it).
+            let mut frame = result_frame(&invoke_id, &node_id, outcome);
+            if frame.text.len() > max_payload {
+                let e = CommandError::new(
+                    "PAYLOAD_TOO_LARGE",
+                    format!(
+                        "{command} result is {} bytes; the gateway accepts {max_payload}",
+                        frame.text.len()
+                    ),
+                );
+                tracing::info!(%command, code = %e.code, "invoke failed: {}", e.message);
+                frame = result_frame(&invoke_id, &node_id, Err(e));
+            }
+            // Whoever removes the entry answers: this task, or `cancel`.
+            let mine = registry
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
-                .remove(&id_for_task);
+                .remove(&invoke_id)
+                .is_some();
             drop(permit);
+            if mine {
+                let _ = out.send(frame).await;
+            }
         });
-        self.running
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(invoke_id, task.abort_handle());
+        running.insert(req.id.clone(), task.abort_handle());
+    }
+
+    /// A `node.invoke.request` that does not decode but names its id: answer
+    /// `INVALID_REQUEST` rather than leave the operator waiting for the timeout.
+    pub fn reject(
+        &self,
+        invoke_id: &str,
+        node_id: &str,
+        message: String,
+        out: &mpsc::Sender<Outbound>,
+    ) {
+        send_later(
+            out,
+            result_frame(invoke_id, node_id, Err(CommandError::invalid(message))),
+        );
     }
 
     /// `node.invoke.cancel`: stops the command (its child processes are killed on drop) and
-    /// reports `CANCELLED`.
-    pub fn cancel(&self, invoke_id: &str, node_id: &str, out: &mpsc::Sender<String>) -> bool {
+    /// reports `CANCELLED`. False when it is not running (finished, or never started).
+    pub fn cancel(&self, invoke_id: &str, node_id: &str, out: &mpsc::Sender<Outbound>) -> bool {
         let handle = self
             .running
             .lock()
@@ -160,17 +207,31 @@ impl Dispatcher {
             .remove(invoke_id);
         match handle {
             Some(h) => {
+                // The aborted task drops its permit and its child process.
                 h.abort();
-                // The aborted task dropped its permit.
-                let _ = out.try_send(result_frame(
-                    invoke_id,
-                    node_id,
-                    Err(CommandError::new("CANCELLED", "cancelled by the gateway")),
-                ));
+                send_later(
+                    out,
+                    result_frame(
+                        invoke_id,
+                        node_id,
+                        Err(CommandError::new("CANCELLED", "cancelled by the gateway")),
+                    ),
+                );
                 true
             }
             None => false,
         }
+    }
+
+    /// Stops every running command without answering (the connection they belong to is gone,
+    /// and the gateway has already failed them).
+    pub fn abort_all(&self) -> usize {
+        let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
+        let n = running.len();
+        for (_, h) in running.drain() {
+            h.abort();
+        }
+        n
     }
 
     /// Commands in flight.
@@ -224,12 +285,12 @@ mod tests {
         }
     }
 
-    async fn result(rx: &mut mpsc::Receiver<String>) -> Value {
+    async fn result(rx: &mut mpsc::Receiver<Outbound>) -> Value {
         let f = tokio::time::timeout(Duration::from_secs(3), rx.recv())
             .await
             .expect("a result")
             .expect("open");
-        let v: Value = serde_json::from_str(&f).expect("json");
+        let v: Value = serde_json::from_str(&f.text).expect("json");
         assert_eq!(v["method"], "node.invoke.result");
         v["params"].clone()
     }

@@ -3,12 +3,14 @@
 //! watchdog, pairing not yet approved — try again after a backoff. Only one socket is open at
 //! a time: the old one is closed before a new one is dialled.
 
+use std::collections::VecDeque;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use pincer_protocol::connect::HelloOk;
+use pincer_protocol::error::ErrorShape;
 use pincer_protocol::frames::Frame;
 use pincer_protocol::identity::{signature_token, SignedFields};
 use pincer_protocol::methods::NodeInvokeRequest;
@@ -21,13 +23,17 @@ use tokio_tungstenite::tungstenite::Message;
 use crate::backoff::Backoff;
 use crate::config::{Credential, NodeConfig};
 use crate::identity::Identity;
-use crate::invoke::Dispatcher;
+use crate::invoke::{Dispatcher, Outbound};
 use crate::watchdog::Watchdog;
 
 /// How long the gateway has to send `connect.challenge`, then to answer `connect`.
 const HANDSHAKE_STEP: Duration = Duration::from_secs(10);
-/// A connection that stayed up this long resets the backoff.
+/// A connection that stayed up this long (after hello-ok) resets the backoff.
 const STABLE: Duration = Duration::from_secs(10);
+/// Outbound frames queued for the socket.
+const OUTBOUND_QUEUE: usize = 64;
+/// The node's own requests remembered for matching their `res` (oldest forgotten first).
+const PENDING_REQUESTS: usize = 256;
 
 /// How one connection ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,7 +57,8 @@ pub struct Node {
     model: Option<String>,
 }
 
-type Ws =
+/// The socket to the gateway.
+pub type Ws =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 fn close_frame(code: u16, reason: &str) -> Message {
@@ -84,6 +91,52 @@ async fn next_frame(ws: &mut Ws, within: Duration) -> Result<Frame, Ended> {
     }
 }
 
+/// Dials `url`: TLS for `wss://` (trusting only the certificate with SHA-256 `pin` when one is
+/// given), plain TCP for `ws://`.
+pub async fn dial(url: &str, pin: Option<&str>) -> Result<Ws, String> {
+    #[cfg(feature = "tls")]
+    {
+        let connector = if url.starts_with("wss://") {
+            Some(crate::tls::connector(pin)?)
+        } else {
+            None
+        };
+        tokio_tungstenite::connect_async_tls_with_config(url, None, true, connector)
+            .await
+            .map(|(ws, _)| ws)
+            .map_err(|e| e.to_string())
+    }
+    #[cfg(not(feature = "tls"))]
+    {
+        let _ = pin;
+        if url.starts_with("wss://") {
+            return Err("this build has no TLS support (feature `tls`)".into());
+        }
+        tokio_tungstenite::connect_async(url)
+            .await
+            .map(|(ws, _)| ws)
+            .map_err(|e| e.to_string())
+    }
+}
+
+/// Dials `url` and waits for `connect.challenge` (what `pincer-node doctor` checks): proves a
+/// gateway speaking this protocol answers, without connecting as the node.
+pub async fn probe(url: &str, pin: Option<&str>) -> Result<(), String> {
+    let mut ws = tokio::time::timeout(HANDSHAKE_STEP, dial(url, pin))
+        .await
+        .map_err(|_| "timed out".to_owned())??;
+    let result = loop {
+        match next_frame(&mut ws, HANDSHAKE_STEP).await {
+            Ok(Frame::Event(e)) if e.event.as_str() == "connect.challenge" => break Ok(()),
+            Ok(_) => continue,
+            Err(Ended::Lost(why)) => break Err(format!("no connect.challenge: {why}")),
+            Err(other) => break Err(format!("{other:?}")),
+        }
+    };
+    let _ = ws.close(None).await;
+    result
+}
+
 impl Node {
     pub fn new(config: NodeConfig, identity: Identity, dispatcher: Arc<Dispatcher>) -> Node {
         let (device_family, model) = crate::board::identify();
@@ -101,10 +154,8 @@ impl Node {
         tokio::pin!(shutdown);
         let mut backoff = Backoff::default();
         loop {
-            let started = tokio::time::Instant::now();
-            let ended = tokio::select! {
-                e = self.session(&mut shutdown) => e,
-            };
+            let mut connected_at = None;
+            let ended = self.session(&mut shutdown, &mut connected_at).await;
             match &ended {
                 Ended::Shutdown => return,
                 Ended::PairingRequired { request_id } => tracing::warn!(
@@ -118,7 +169,7 @@ impl Node {
                 }
                 Ended::Lost(why) => tracing::info!("disconnected: {why}"),
             }
-            if started.elapsed() >= STABLE {
+            if connected_at.is_some_and(|t: tokio::time::Instant| t.elapsed() >= STABLE) {
                 backoff.reset();
             }
             let delay = backoff.next_delay();
@@ -127,35 +178,6 @@ impl Node {
                 _ = tokio::time::sleep(delay) => {}
                 _ = &mut shutdown => return,
             }
-        }
-    }
-
-    /// Dials the gateway: TLS for `wss://` (pinned when configured), plain TCP for `ws://`.
-    async fn dial(&self) -> Result<Ws, String> {
-        let url = self.config.gateway.as_str();
-        #[cfg(feature = "tls")]
-        {
-            let connector = if url.starts_with("wss://") {
-                Some(crate::tls::connector(
-                    self.config.tls_fingerprint.as_deref(),
-                )?)
-            } else {
-                None
-            };
-            tokio_tungstenite::connect_async_tls_with_config(url, None, true, connector)
-                .await
-                .map(|(ws, _)| ws)
-                .map_err(|e| e.to_string())
-        }
-        #[cfg(not(feature = "tls"))]
-        {
-            if url.starts_with("wss://") {
-                return Err("this build has no TLS support (feature `tls`)".into());
-            }
-            tokio_tungstenite::connect_async(url)
-                .await
-                .map(|(ws, _)| ws)
-                .map_err(|e| e.to_string())
         }
     }
 
@@ -215,11 +237,38 @@ impl Node {
         (params, using_stored)
     }
 
-    /// One connection, from dial to close.
-    async fn session(&self, shutdown: &mut (impl Future<Output = ()> + Unpin)) -> Ended {
+    /// What a refused `connect` means for the reconnect loop.
+    fn refusal(&self, error: Option<ErrorShape>, using_stored: bool) -> Ended {
+        let err = error.unwrap_or_else(|| ErrorShape::invalid("refused"));
+        let code = err.detail_code().unwrap_or(&err.code).to_owned();
+        if code == "PAIRING_REQUIRED" || err.code == "NOT_PAIRED" {
+            let request_id = err
+                .details
+                .as_ref()
+                .and_then(|d| d["requestId"].as_str())
+                .unwrap_or("")
+                .to_owned();
+            return Ended::PairingRequired { request_id };
+        }
+        if using_stored && code.starts_with("AUTH_") {
+            tracing::warn!("stored device token refused; forgetting it");
+            self.identity.clear_device_token("node");
+        }
+        Ended::Refused {
+            code,
+            message: err.message,
+        }
+    }
+
+    /// One connection, from dial to close; `connected_at` is set on hello-ok.
+    async fn session(
+        &self,
+        shutdown: &mut (impl Future<Output = ()> + Unpin),
+        connected_at: &mut Option<tokio::time::Instant>,
+    ) -> Ended {
         let url = self.config.gateway.as_str();
         let ws = tokio::select! {
-            r = tokio::time::timeout(HANDSHAKE_STEP, self.dial()) => r,
+            r = tokio::time::timeout(HANDSHAKE_STEP, dial(url, self.config.tls_fingerprint.as_deref())) => r,
             _ = &mut *shutdown => return Ended::Shutdown,
         };
         let mut ws = match ws {
@@ -265,27 +314,17 @@ impl Node {
                             Err(e) => return Ended::Lost(format!("bad hello-ok: {e}")),
                         }
                     }
-                    let err = r
-                        .error
-                        .unwrap_or_else(|| pincer_protocol::error::ErrorShape::invalid("refused"));
-                    let code = err.detail_code().unwrap_or(&err.code).to_owned();
-                    if code == "PAIRING_REQUIRED" {
-                        let request_id = err
-                            .details
-                            .as_ref()
-                            .and_then(|d| d["requestId"].as_str())
-                            .unwrap_or("")
-                            .to_owned();
-                        return Ended::PairingRequired { request_id };
-                    }
-                    if using_stored && code.starts_with("AUTH_") {
-                        tracing::warn!("stored device token refused; forgetting it");
-                        self.identity.clear_device_token("node");
-                    }
-                    return Ended::Refused {
-                        code,
-                        message: err.message,
-                    };
+                    let ended = self.refusal(r.error, using_stored);
+                    // Answer the gateway's close instead of dropping the socket.
+                    let _ = tokio::time::timeout(
+                        Duration::from_secs(1),
+                        ws.close(Some(CloseFrame {
+                            code: CloseCode::Normal,
+                            reason: "".into(),
+                        })),
+                    )
+                    .await;
+                    return ended;
                 }
                 Ok(_) => continue,
             }
@@ -295,6 +334,7 @@ impl Node {
                 tracing::error!(error = %e, "could not save the device token");
             }
         }
+        *connected_at = Some(tokio::time::Instant::now());
         self.dispatcher
             .set_max_payload(hello.policy.max_payload as usize);
         tracing::info!(
@@ -311,9 +351,29 @@ impl Node {
         tick_ms: u64,
         shutdown: &mut (impl Future<Output = ()> + Unpin),
     ) -> Ended {
+        let (out_tx, out_rx) = mpsc::channel::<Outbound>(OUTBOUND_QUEUE);
+        let ended = self
+            .serve_frames(ws, tick_ms, out_tx, out_rx, shutdown)
+            .await;
+        // The gateway fails this connection's invokes itself; stop their commands too.
+        let aborted = self.dispatcher.abort_all();
+        if aborted > 0 {
+            tracing::info!(aborted, "stopped the commands of the closed connection");
+        }
+        ended
+    }
+
+    async fn serve_frames(
+        &self,
+        ws: Ws,
+        tick_ms: u64,
+        out_tx: mpsc::Sender<Outbound>,
+        mut out_rx: mpsc::Receiver<Outbound>,
+        shutdown: &mut (impl Future<Output = ()> + Unpin),
+    ) -> Ended {
         let (mut tx, mut rx) = ws.split();
-        let (out_tx, mut out_rx) = mpsc::channel::<String>(64);
         let mut watchdog = Watchdog::new(tick_ms);
+        let mut pending: VecDeque<(String, &'static str)> = VecDeque::new();
         let node_id = self.identity.device_id.clone();
         loop {
             tokio::select! {
@@ -328,7 +388,11 @@ impl Node {
                     }
                 }
                 Some(frame) = out_rx.recv() => {
-                    if let Err(e) = tx.send(Message::text(frame)).await {
+                    if pending.len() >= PENDING_REQUESTS {
+                        pending.pop_front();
+                    }
+                    pending.push_back((frame.id, frame.method));
+                    if let Err(e) = tx.send(Message::text(frame.text)).await {
                         return Ended::Lost(e.to_string());
                     }
                 }
@@ -344,26 +408,67 @@ impl Node {
                         Some(Ok(_)) => continue,
                     };
                     match Frame::decode(text.as_str()) {
-                        Ok(Frame::Event(e)) => match e.event.as_str() {
-                            "node.invoke.request" => match serde_json::from_value::<NodeInvokeRequest>(e.payload.unwrap_or(Value::Null)) {
-                                Ok(req) => self.dispatcher.dispatch(req, &node_id, out_tx.clone()),
-                                Err(err) => tracing::warn!(error = %err, "malformed node.invoke.request"),
-                            },
-                            "node.invoke.cancel" => {
-                                if let Some(id) = e.payload.as_ref().and_then(|p| p["invokeId"].as_str()) {
-                                    self.dispatcher.cancel(id, &node_id, &out_tx);
-                                }
+                        Ok(Frame::Event(e)) => self.on_event(e.event.as_str(), e.payload, &node_id, &out_tx),
+                        Ok(Frame::Res(r)) => {
+                            let method = pending
+                                .iter()
+                                .position(|(id, _)| id.as_str() == r.id.as_str())
+                                .and_then(|i| pending.remove(i))
+                                .map(|(_, m)| m);
+                            match (method, r.ok) {
+                                (Some(_), true) => {}
+                                (Some(method), false) => tracing::warn!(
+                                    id = %r.id.as_str(), %method,
+                                    "gateway refused the node's request: {}",
+                                    r.error.map(|e| format!("{} {}", e.code, e.message)).unwrap_or_default()
+                                ),
+                                (None, _) => tracing::debug!(id = %r.id.as_str(), "response to no request of ours"),
                             }
-                            _ => {}
-                        },
-                        Ok(Frame::Res(r)) if !r.ok => {
-                            tracing::debug!(id = %r.id, error = ?r.error, "gateway refused a node request");
                         }
                         Ok(_) => {}
                         Err(e) => tracing::debug!(error = %e, "ignoring a frame that does not decode"),
                     }
                 }
             }
+        }
+    }
+
+    /// Gateway events: invokes and cancels; everything else (tick, presence, health,
+    /// voicewake.changed, …) only feeds the watchdog.
+    fn on_event(
+        &self,
+        event: &str,
+        payload: Option<Value>,
+        node_id: &str,
+        out: &mpsc::Sender<Outbound>,
+    ) {
+        match event {
+            "node.invoke.request" => {
+                let payload = payload.unwrap_or(Value::Null);
+                let invoke_id = payload["id"].as_str().map(str::to_owned);
+                match serde_json::from_value::<NodeInvokeRequest>(payload) {
+                    Ok(req) => self.dispatcher.dispatch(req, node_id, out.clone()),
+                    Err(err) => {
+                        tracing::warn!(error = %err, "malformed node.invoke.request");
+                        if let Some(id) = invoke_id {
+                            self.dispatcher.reject(
+                                &id,
+                                node_id,
+                                format!("malformed node.invoke.request: {err}"),
+                                out,
+                            );
+                        }
+                    }
+                }
+            }
+            "node.invoke.cancel" => {
+                if let Some(id) = payload.as_ref().and_then(|p| p["invokeId"].as_str()) {
+                    if !self.dispatcher.cancel(id, node_id, out) {
+                        tracing::debug!(invoke_id = %id, "cancel for an invoke that is not running");
+                    }
+                }
+            }
+            _ => {}
         }
     }
 }

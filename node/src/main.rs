@@ -174,18 +174,12 @@ async fn doctor(a: RunArgs) -> anyhow::Result<()> {
         "board         {family}{}",
         model.map(|m| format!(" ({m})")).unwrap_or_default()
     );
-    let probe = tokio::time::timeout(
-        std::time::Duration::from_secs(5),
-        tokio_tungstenite::connect_async(cfg.gateway.as_str()),
-    )
-    .await;
-    match probe {
-        Ok(Ok(_)) => println!(
-            "gateway       ok  {} answers websocket upgrades",
+    match pincer_node::link::probe(&cfg.gateway, cfg.tls_fingerprint.as_deref()).await {
+        Ok(()) => println!(
+            "gateway       ok  {} answers with connect.challenge",
             cfg.gateway
         ),
-        Ok(Err(e)) => println!("gateway       FAIL  {}: {e}", cfg.gateway),
-        Err(_) => println!("gateway       FAIL  {}: timed out", cfg.gateway),
+        Err(e) => println!("gateway       FAIL  {}: {e}", cfg.gateway),
     }
     Ok(())
 }

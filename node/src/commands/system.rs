@@ -141,38 +141,38 @@ struct RunParams {
     timeout_ms: Option<u64>,
 }
 
-/// Keeps the last `OUTPUT_CAP` bytes of a stream, however much it writes.
+/// Keeps the last `OUTPUT_CAP` characters of a stream, however much it writes (bytes are
+/// dropped from the front as they come, so memory stays bounded).
 async fn read_tail<R: tokio::io::AsyncRead + Unpin>(mut r: R) -> (String, bool) {
+    // A UTF-8 character is at most 4 bytes.
+    const KEEP_BYTES: usize = OUTPUT_CAP * 4;
     let mut keep: Vec<u8> = Vec::new();
-    let mut truncated = false;
+    let mut dropped = false;
     let mut buf = [0u8; 8192];
     loop {
         match r.read(&mut buf).await {
             Ok(0) | Err(_) => break,
             Ok(n) => {
                 keep.extend_from_slice(&buf[..n]);
-                if keep.len() > OUTPUT_CAP * 2 {
-                    let cut = keep.len() - OUTPUT_CAP;
+                if keep.len() > KEEP_BYTES + 64 * 1024 {
+                    let cut = keep.len() - KEEP_BYTES;
                     keep.drain(..cut);
-                    truncated = true;
+                    dropped = true;
                 }
             }
         }
     }
-    if keep.len() > OUTPUT_CAP {
-        let cut = keep.len() - OUTPUT_CAP;
-        keep.drain(..cut);
-        truncated = true;
+    let text = String::from_utf8_lossy(&keep);
+    let chars = text.chars().count();
+    if chars > OUTPUT_CAP || dropped {
+        let tail: String = text
+            .chars()
+            .skip(chars.saturating_sub(OUTPUT_CAP))
+            .collect();
+        (format!("... (truncated) {tail}"), true)
+    } else {
+        (text.into_owned(), false)
     }
-    let text = String::from_utf8_lossy(&keep).into_owned();
-    (
-        if truncated {
-            format!("... (truncated) {text}")
-        } else {
-            text
-        },
-        truncated,
-    )
 }
 
 /// `system.run {command, cwd?, env?, timeoutMs?}` → `{exitCode, timedOut, success, stdout,
@@ -303,7 +303,9 @@ mod tests {
             .as_str()
             .unwrap()
             .starts_with("... (truncated) "));
-        assert!(v["stdout"].as_str().unwrap().len() <= OUTPUT_CAP + 20);
+        let out = v["stdout"].as_str().unwrap();
+        assert_eq!(out.chars().count(), OUTPUT_CAP + "... (truncated) ".len());
+        assert!(out.ends_with("x\nx\n"));
         assert_eq!(v["stderr"], "err\n");
         let t = std::time::Instant::now();
         let v = run
