@@ -160,10 +160,16 @@ async fn remote_node_pairs_after_approval_and_survives_a_link_drop() {
         .and_then(|n| n["nodeId"].as_str())
         .expect("nodeId")
         .to_owned();
-    assert!(
-        node_state.join("device-auth.json").exists(),
-        "node did not keep its device token"
-    );
+    // The gateway lists the node once it sent hello-ok; the node saves the token it carries
+    // right after reading it.
+    let saved_by = Instant::now() + Duration::from_secs(5);
+    while !node_state.join("device-auth.json").exists() {
+        assert!(
+            Instant::now() < saved_by,
+            "node did not keep its device token"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 
     // The link drops for longer than two tick intervals, then returns.
     ns.link(false);
