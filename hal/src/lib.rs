@@ -11,9 +11,19 @@
 //! | class | feature | backend | status |
 //! |---|---|---|---|
 //! | location | `location` | gpsd (TCP JSON, `gpsd_proto` types) | done |
-//! | camera | `camera` | V4L2 | later |
-//! | screen | `screen` | DRM/KMS, fbdev, X11 | later |
-//! | audio | `audio` | ALSA | later |
+//! | camera | `camera` | V4L2 single-planar capture (`v4l` crate), JPEG (`jpeg-encoder`) | stills |
+//! | screen | `screen` | fbdev (`/dev/fbN`, incl. KMS fbdev emulation), PNG/JPEG | fbdev |
+//! | audio | `audio` | ALSA kernel PCM ioctls on `hw:` devices, 16-bit WAV | done |
+//!
+//! `image` (raw frame conversion, downscaling, JPEG) is shared by camera and screen.
 
+#[cfg(feature = "audio")]
+pub mod audio;
+#[cfg(feature = "camera")]
+pub mod camera;
+#[cfg(any(feature = "camera", feature = "screen"))]
+pub mod image;
 #[cfg(feature = "location")]
 pub mod location;
+#[cfg(feature = "screen")]
+pub mod screen;

@@ -1,0 +1,536 @@
+//! Cameras through V4L2 (the `v4l` crate): which capture nodes exist, and one still photo.
+//!
+//! A [`Camera`] is a capture session on one device: [`Camera::open`] negotiates a format,
+//! [`Camera::frame`] hands out frames. `snap` is one session that throws away warm-up frames
+//! and encodes one; a later `clip` is the same session kept running, so both share the open,
+//! busy and unplug handling here.
+//!
+//! Everything here blocks (V4L2 ioctls, `poll` with a timeout); callers run it on a blocking
+//! thread. Two snaps on one device queue behind a per-device lock instead of fighting over it.
+
+use std::collections::HashMap;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use v4l::buffer::Type;
+use v4l::format::FourCC;
+use v4l::io::traits::CaptureStream;
+use v4l::video::Capture;
+
+use crate::image::{ImageError, PixelFormat, Rgb};
+
+/// A camera's failure, mapped to the reference's error codes by [`CameraError::code`].
+#[derive(Debug, thiserror::Error)]
+pub enum CameraError {
+    #[error("no camera at {0}")]
+    NotFound(String),
+    #[error("no camera is connected")]
+    NoCamera,
+    #[error("{0} is in use by another program")]
+    Busy(String),
+    #[error("no permission to open {0} (is the node's user in the `video` group?)")]
+    Permission(String),
+    #[error("{0} went away during the capture (unplugged?)")]
+    Gone(String),
+    #[error("{0} gave no frame within {1} ms")]
+    NoFrame(String, u64),
+    #[error("{0} offers no pixel format this node can read ({1})")]
+    Unsupported(String, String),
+    #[error("{0} is not a V4L2 capture device")]
+    NotCapture(String),
+    #[error("bad frame from {0}: {1}")]
+    Frame(String, ImageError),
+    #[error("{0}: {1}")]
+    Io(String, io::Error),
+}
+
+impl CameraError {
+    /// The reference error code for this failure.
+    pub fn code(&self) -> &'static str {
+        match self {
+            CameraError::Permission(_) => "CAMERA_PERMISSION_REQUIRED",
+            CameraError::NotCapture(_) => "INVALID_REQUEST",
+            _ => "CAMERA_UNAVAILABLE",
+        }
+    }
+
+    fn from_io(path: &str, e: io::Error) -> CameraError {
+        match e.raw_os_error() {
+            Some(libc::ENOENT) | Some(libc::ENXIO) => CameraError::NotFound(path.into()),
+            Some(libc::EBUSY) => CameraError::Busy(path.into()),
+            Some(libc::EACCES) | Some(libc::EPERM) => CameraError::Permission(path.into()),
+            Some(libc::ENODEV) | Some(libc::EIO) | Some(libc::EPIPE) => {
+                CameraError::Gone(path.into())
+            }
+            _ => CameraError::Io(path.into(), e),
+        }
+    }
+}
+
+/// Which way a camera faces, as the reference names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Position {
+    Front,
+    Back,
+    External,
+}
+
+impl Position {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Position::Front => "front",
+            Position::Back => "back",
+            Position::External => "external",
+        }
+    }
+}
+
+/// One capture device.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CameraInfo {
+    /// Its device node, e.g. `/dev/video0` (what `deviceId` names).
+    pub id: String,
+    /// The driver's card name, e.g. `HD Pro Webcam C920`.
+    pub name: String,
+    /// USB cameras are `external`; board cameras (CSI, platform) `back`.
+    pub position: Position,
+    /// Kernel driver, e.g. `uvcvideo`.
+    pub driver: String,
+}
+
+/// Capability bits from `VIDIOC_QUERYCAP` (`device_caps`).
+const CAP_VIDEO_CAPTURE: u32 = 0x0000_0001;
+const CAP_VIDEO_M2M: u32 = 0x0000_8000;
+const CAP_VIDEO_M2M_MPLANE: u32 = 0x0000_4000;
+const CAP_STREAMING: u32 = 0x0400_0000;
+
+fn c_string(bytes: &[u8]) -> String {
+    let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
+    String::from_utf8_lossy(&bytes[..end]).trim().to_owned()
+}
+
+/// `VIDIOC_QUERYCAP`, read without trusting the driver's strings to be UTF-8.
+fn query(dev: &v4l::Device) -> io::Result<(String, String, String, u32)> {
+    // SAFETY: v4l2_capability is plain old data; the ioctl fills it or fails.
+    let mut caps: v4l::v4l_sys::v4l2_capability = unsafe { std::mem::zeroed() };
+    // SAFETY: the pointer is to a live, correctly sized v4l2_capability.
+    unsafe {
+        v4l::v4l2::ioctl(
+            dev.handle().fd(),
+            v4l::v4l2::vidioc::VIDIOC_QUERYCAP,
+            &mut caps as *mut _ as *mut std::os::raw::c_void,
+        )?;
+    }
+    Ok((
+        c_string(&caps.card),
+        c_string(&caps.driver),
+        c_string(&caps.bus_info),
+        caps.device_caps,
+    ))
+}
+
+fn is_still_capture(device_caps: u32) -> bool {
+    device_caps & CAP_VIDEO_CAPTURE != 0
+        && device_caps & CAP_STREAMING != 0
+        && device_caps & (CAP_VIDEO_M2M | CAP_VIDEO_M2M_MPLANE) == 0
+}
+
+/// Where to look for devices (`/dev` and `/sys/class/video4linux`; tests may point elsewhere).
+#[derive(Debug, Clone)]
+pub struct V4l2 {
+    dev_dir: PathBuf,
+    locks: Arc<Mutex<HashMap<String, Arc<Mutex<()>>>>>,
+}
+
+impl Default for V4l2 {
+    fn default() -> Self {
+        V4l2::new("/dev")
+    }
+}
+
+/// What `snap` should produce.
+#[derive(Debug, Clone)]
+pub struct SnapRequest {
+    /// A device node from [`V4l2::list`]; none: by `facing`, else the first camera.
+    pub device: Option<String>,
+    pub facing: Option<Position>,
+    /// Widest image wanted; 0 = as large as the camera gives.
+    pub max_width: u32,
+    /// JPEG quality 1..=100 when the node encodes.
+    pub quality: u8,
+    /// Wait this long (frames keep flowing, exposure settles) before taking the photo.
+    pub delay: Duration,
+    /// Frames thrown away before the photo (auto-exposure/white balance settle).
+    pub warmup_frames: u32,
+    /// Longest wait for any one frame.
+    pub frame_timeout: Duration,
+    /// Base64 size the JPEG must stay under.
+    pub max_base64: usize,
+}
+
+impl Default for SnapRequest {
+    fn default() -> Self {
+        SnapRequest {
+            device: None,
+            facing: None,
+            max_width: 1600,
+            quality: 90,
+            delay: Duration::ZERO,
+            warmup_frames: 4,
+            frame_timeout: Duration::from_secs(3),
+            max_base64: 5_000_000,
+        }
+    }
+}
+
+/// A still photo.
+#[derive(Debug, Clone)]
+pub struct Photo {
+    pub jpeg: Vec<u8>,
+    pub width: u32,
+    pub height: u32,
+    /// The device that took it.
+    pub device: String,
+    /// `MJPG` passthrough or the raw format that was converted.
+    pub source_format: String,
+}
+
+/// The formats we ask for, best first: JPEG straight from the camera, then raw layouts.
+const FORMATS: &[(&[u8; 4], Option<PixelFormat>)] = &[
+    (b"MJPG", None),
+    (b"JPEG", None),
+    (b"YUYV", Some(PixelFormat::Yuyv)),
+    (b"UYVY", Some(PixelFormat::Uyvy)),
+    (b"NV12", Some(PixelFormat::Nv12)),
+    (b"YU12", Some(PixelFormat::Yu12)),
+    (b"RGB3", Some(PixelFormat::Rgb24)),
+    (b"BGR3", Some(PixelFormat::Bgr24)),
+    (b"RGBP", Some(PixelFormat::Rgb565)),
+    (b"GREY", Some(PixelFormat::Grey)),
+];
+
+/// An open capture session on one device.
+pub struct Camera {
+    path: String,
+    // Field order matters: the stream (buffers, streaming) must go before the device.
+    stream: v4l::io::mmap::Stream<'static>,
+    _dev: v4l::Device,
+    width: u32,
+    height: u32,
+    stride: u32,
+    fourcc: [u8; 4],
+    layout: Option<PixelFormat>,
+    timeout: Duration,
+}
+
+impl Camera {
+    /// Opens `path`, negotiates a format no wider than `max_width` when the camera has one
+    /// (largest such size; else its smallest), and starts streaming.
+    pub fn open(path: &str, max_width: u32, timeout: Duration) -> Result<Camera, CameraError> {
+        let err = |e| CameraError::from_io(path, e);
+        let dev = v4l::Device::with_path(path).map_err(err)?;
+        let (_, _, _, caps) = query(&dev).map_err(err)?;
+        if !is_still_capture(caps) {
+            return Err(CameraError::NotCapture(path.into()));
+        }
+        let want = if max_width == 0 { u32::MAX } else { max_width };
+        let mut chosen = None;
+        let mut offered = Vec::new();
+        for (code, layout) in FORMATS {
+            let fourcc = FourCC::new(code);
+            let Some((w, h)) = pick_size(&dev, fourcc, want) else {
+                continue;
+            };
+            let mut fmt = dev.format().map_err(err)?;
+            fmt.fourcc = fourcc;
+            fmt.width = w;
+            fmt.height = h;
+            let got = dev.set_format(&fmt).map_err(err)?;
+            if got.fourcc != fourcc {
+                offered.push(String::from_utf8_lossy(&got.fourcc.repr).into_owned());
+                continue;
+            }
+            // Compressed frames only pass through when they already fit.
+            if layout.is_none() && got.width > want {
+                continue;
+            }
+            chosen = Some((got, **code, *layout));
+            break;
+        }
+        let Some((fmt, fourcc, layout)) = chosen else {
+            offered.dedup();
+            return Err(CameraError::Unsupported(path.into(), offered.join(",")));
+        };
+        // The stream borrows nothing from the device but its handle (an Arc), so the
+        // 'static lifetime holds; the device is kept alongside it.
+        let mut stream =
+            v4l::io::mmap::Stream::with_buffers(&dev, Type::VideoCapture, 3).map_err(err)?;
+        stream.set_timeout(timeout);
+        tracing::debug!(
+            path,
+            width = fmt.width,
+            height = fmt.height,
+            fourcc = %String::from_utf8_lossy(&fourcc),
+            "camera streaming"
+        );
+        Ok(Camera {
+            path: path.into(),
+            stream,
+            _dev: dev,
+            width: fmt.width,
+            height: fmt.height,
+            stride: fmt.stride,
+            fourcc,
+            layout,
+            timeout,
+        })
+    }
+
+    /// The negotiated size.
+    pub fn size(&self) -> (u32, u32) {
+        (self.width, self.height)
+    }
+
+    /// The next frame's bytes (only the part the driver filled).
+    pub fn frame(&mut self) -> Result<&[u8], CameraError> {
+        let path = self.path.clone();
+        let ms = self.timeout.as_millis() as u64;
+        match self.stream.next() {
+            Ok((buf, meta)) => {
+                let used = (meta.bytesused as usize).min(buf.len());
+                Ok(&buf[..used])
+            }
+            Err(e) if e.kind() == io::ErrorKind::TimedOut => Err(CameraError::NoFrame(path, ms)),
+            Err(e) => Err(CameraError::from_io(&path, e)),
+        }
+    }
+
+    /// The next frame as RGB (decoding is not offered for compressed formats: `None`).
+    fn frame_rgb(&mut self) -> Result<Option<Rgb>, CameraError> {
+        let (w, h, stride, layout) = (self.width, self.height, self.stride, self.layout);
+        let path = self.path.clone();
+        let data = self.frame()?;
+        match layout {
+            Some(l) => l
+                .to_rgb(data, w, h, stride)
+                .map(Some)
+                .map_err(|e| CameraError::Frame(path, e)),
+            None => Ok(None),
+        }
+    }
+}
+
+/// The size to ask for: the largest the camera lists with width ≤ `want`, else its smallest;
+/// `None` when it does not offer `fourcc` at all. Drivers that cannot enumerate get `want`
+/// (capped at 4K) and answer with what they can do.
+fn pick_size(dev: &v4l::Device, fourcc: FourCC, want: u32) -> Option<(u32, u32)> {
+    let sizes = match dev.enum_framesizes(fourcc) {
+        Ok(s) => s,
+        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => return None,
+        Err(_) => {
+            let w = want.min(3840);
+            return Some((w, w * 3 / 4));
+        }
+    };
+    let mut all = Vec::new();
+    for s in sizes {
+        match s.size {
+            v4l::framesize::FrameSizeEnum::Discrete(d) => all.push((d.width, d.height)),
+            v4l::framesize::FrameSizeEnum::Stepwise(s) => {
+                all.push((s.min_width, s.min_height));
+                let w = want.clamp(s.min_width, s.max_width);
+                let h =
+                    (u64::from(w) * u64::from(s.max_height) / u64::from(s.max_width.max(1))) as u32;
+                all.push((w, h.clamp(s.min_height, s.max_height)));
+            }
+        }
+    }
+    if all.is_empty() {
+        return None;
+    }
+    all.sort_unstable();
+    all.iter()
+        .rev()
+        .find(|(w, _)| *w <= want)
+        .or_else(|| all.first())
+        .copied()
+}
+
+impl V4l2 {
+    /// Devices under `dev_dir` (normally `/dev`).
+    pub fn new(dev_dir: impl Into<PathBuf>) -> V4l2 {
+        V4l2 {
+            dev_dir: dev_dir.into(),
+            locks: Arc::default(),
+        }
+    }
+
+    /// The capture devices present now (not metadata, output or codec nodes), sorted by path.
+    pub fn list(&self) -> Vec<CameraInfo> {
+        let mut paths: Vec<PathBuf> = std::fs::read_dir(&self.dev_dir)
+            .map(|rd| {
+                rd.filter_map(Result::ok)
+                    .map(|e| e.path())
+                    .filter(|p| {
+                        p.file_name()
+                            .and_then(|n| n.to_str())
+                            .is_some_and(|n| n.starts_with("video"))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        paths.sort_by_key(|p| {
+            let n = p.to_string_lossy();
+            let digits: String = n.chars().filter(char::is_ascii_digit).collect();
+            (digits.parse::<u32>().unwrap_or(u32::MAX), n.into_owned())
+        });
+        paths.iter().filter_map(|p| probe(p)).collect()
+    }
+
+    /// Takes one photo; see [`SnapRequest`].
+    pub fn snap(&self, req: &SnapRequest) -> Result<Photo, CameraError> {
+        let path = match &req.device {
+            Some(d) => d.clone(),
+            None => {
+                let cams = self.list();
+                let pick = req
+                    .facing
+                    .and_then(|f| cams.iter().find(|c| c.position == f))
+                    .or_else(|| cams.first())
+                    .ok_or(CameraError::NoCamera)?;
+                pick.id.clone()
+            }
+        };
+        let lock = {
+            let mut locks = self.locks.lock().unwrap_or_else(|p| p.into_inner());
+            locks.entry(path.clone()).or_default().clone()
+        };
+        let _one_at_a_time = lock.lock().unwrap_or_else(|p| p.into_inner());
+        let mut cam = Camera::open(&path, req.max_width, req.frame_timeout)?;
+        let settle_until = Instant::now() + req.delay;
+        let mut dropped = 0;
+        while dropped < req.warmup_frames || Instant::now() < settle_until {
+            cam.frame()?;
+            dropped += 1;
+        }
+        match cam.frame_rgb()? {
+            Some(rgb) => {
+                let (jpeg, width, height) = rgb
+                    .fit_width(req.max_width)
+                    .to_jpeg_within(req.quality, req.max_base64)
+                    .map_err(|e| CameraError::Frame(path.clone(), e))?;
+                Ok(Photo {
+                    jpeg,
+                    width,
+                    height,
+                    source_format: String::from_utf8_lossy(&cam.fourcc).into_owned(),
+                    device: path,
+                })
+            }
+            None => {
+                let (width, height) = cam.size();
+                let jpeg = cam.frame()?.to_vec();
+                if jpeg.len() < 4 || jpeg[..2] != [0xFF, 0xD8] {
+                    return Err(CameraError::Frame(
+                        path,
+                        ImageError::Encode("the camera's JPEG frame has no SOI marker".into()),
+                    ));
+                }
+                if jpeg.len().div_ceil(3) * 4 > req.max_base64 {
+                    return Err(CameraError::Frame(
+                        path,
+                        ImageError::Encode(format!(
+                            "the camera's JPEG is {} bytes; ask for a smaller maxWidth",
+                            jpeg.len()
+                        )),
+                    ));
+                }
+                Ok(Photo {
+                    jpeg,
+                    width,
+                    height,
+                    source_format: String::from_utf8_lossy(&cam.fourcc).into_owned(),
+                    device: path,
+                })
+            }
+        }
+    }
+}
+
+/// A device node that is a usable still-capture camera.
+fn probe(path: &Path) -> Option<CameraInfo> {
+    let dev = match v4l::Device::with_path(path) {
+        Ok(d) => d,
+        Err(e) => {
+            tracing::debug!(path = %path.display(), error = %e, "cannot open video node");
+            return None;
+        }
+    };
+    let (name, driver, bus, caps) = query(&dev).ok()?;
+    if !is_still_capture(caps) {
+        return None;
+    }
+    // The node's own name (`vivid-000-vid-cap`, a webcam's product name) says more than the
+    // card name shared by all nodes of a driver instance.
+    let node_name = path
+        .file_name()
+        .and_then(|n| {
+            std::fs::read_to_string(Path::new("/sys/class/video4linux").join(n).join("name")).ok()
+        })
+        .map(|n| n.trim().to_owned())
+        .filter(|n| !n.is_empty());
+    Some(CameraInfo {
+        id: path.to_string_lossy().into_owned(),
+        name: node_name.unwrap_or(name),
+        position: if bus.starts_with("usb") {
+            Position::External
+        } else {
+            Position::Back
+        },
+        driver,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn capture_nodes_only() {
+        assert!(is_still_capture(CAP_VIDEO_CAPTURE | CAP_STREAMING));
+        assert!(!is_still_capture(0x0080_0000 | CAP_STREAMING)); // metadata capture
+        assert!(!is_still_capture(
+            CAP_VIDEO_CAPTURE | CAP_VIDEO_M2M | CAP_STREAMING
+        ));
+        assert!(!is_still_capture(0x0000_0002 | CAP_STREAMING)); // output
+    }
+
+    #[test]
+    fn errors_map_to_reference_codes() {
+        let busy = CameraError::from_io("/dev/video0", io::Error::from_raw_os_error(libc::EBUSY));
+        assert!(matches!(busy, CameraError::Busy(_)));
+        assert_eq!(busy.code(), "CAMERA_UNAVAILABLE");
+        let gone = CameraError::from_io("/dev/video0", io::Error::from_raw_os_error(libc::ENODEV));
+        assert!(matches!(gone, CameraError::Gone(_)));
+        let perm = CameraError::from_io("/dev/video0", io::Error::from_raw_os_error(libc::EACCES));
+        assert_eq!(perm.code(), "CAMERA_PERMISSION_REQUIRED");
+    }
+
+    #[test]
+    fn absent_device_is_unavailable_not_a_panic() {
+        let v = V4l2::new("/nonexistent-dev-dir");
+        assert!(v.list().is_empty());
+        let e = v.snap(&SnapRequest::default()).unwrap_err();
+        assert!(matches!(e, CameraError::NoCamera), "{e}");
+        let e = v
+            .snap(&SnapRequest {
+                device: Some("/nonexistent/video9".into()),
+                ..SnapRequest::default()
+            })
+            .unwrap_err();
+        assert!(matches!(e, CameraError::NotFound(_)), "{e}");
+        assert_eq!(e.code(), "CAMERA_UNAVAILABLE");
+    }
+}

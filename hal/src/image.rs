@@ -1,0 +1,360 @@
+//! Raw frames to RGB, downscaling and JPEG, shared by the camera and screen classes.
+//!
+//! Every conversion checks the buffer length against the geometry first and returns
+//! [`ImageError`] rather than reading past a short frame (a camera unplugged mid-transfer can
+//! hand back a truncated buffer).
+
+/// An 8-bit RGB image, rows packed (`width * 3` bytes per row).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rgb {
+    pub width: u32,
+    pub height: u32,
+    pub data: Vec<u8>,
+}
+
+/// A raw pixel layout this module can read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PixelFormat {
+    /// Packed 4:2:2, Y0 U Y1 V.
+    Yuyv,
+    /// Packed 4:2:2, U Y0 V Y1.
+    Uyvy,
+    /// Planar 4:2:0: Y plane, then interleaved UV.
+    Nv12,
+    /// Planar 4:2:0: Y, U, V planes (I420).
+    Yu12,
+    /// R G B, 3 bytes.
+    Rgb24,
+    /// B G R, 3 bytes.
+    Bgr24,
+    /// 8-bit grey.
+    Grey,
+    /// 16-bit little-endian 5:6:5.
+    Rgb565,
+    /// 32-bit little-endian pixels with red/green/blue at these bit offsets (8 bits each), as
+    /// framebuffers describe them (`XRGB8888` is red 16, green 8, blue 0).
+    Rgb32 { r: u8, g: u8, b: u8 },
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ImageError {
+    #[error("frame is {got} bytes; {width}x{height} needs {need}")]
+    Short {
+        got: usize,
+        need: usize,
+        width: u32,
+        height: u32,
+    },
+    #[error("empty image ({0}x{1})")]
+    Empty(u32, u32),
+    #[error("image too large for JPEG ({0}x{1}; 65535 max)")]
+    TooLarge(u32, u32),
+    #[error("JPEG encoding failed: {0}")]
+    Encode(String),
+}
+
+fn clamp_u8(v: i32) -> u8 {
+    v.clamp(0, 255) as u8
+}
+
+/// BT.601 limited range YCbCr to RGB, integer arithmetic.
+fn yuv_to_rgb(y: u8, u: u8, v: u8, out: &mut [u8]) {
+    let c = (i32::from(y) - 16) * 298;
+    let d = i32::from(u) - 128;
+    let e = i32::from(v) - 128;
+    out[0] = clamp_u8((c + 409 * e + 128) >> 8);
+    out[1] = clamp_u8((c - 100 * d - 208 * e + 128) >> 8);
+    out[2] = clamp_u8((c + 516 * d + 128) >> 8);
+}
+
+impl PixelFormat {
+    /// Bytes needed for a frame whose rows are `stride` bytes apart (stride 0: packed).
+    fn frame_len(self, width: usize, height: usize, stride: usize) -> usize {
+        let packed = match self {
+            PixelFormat::Yuyv | PixelFormat::Uyvy | PixelFormat::Rgb565 => width * 2,
+            PixelFormat::Rgb24 | PixelFormat::Bgr24 => width * 3,
+            PixelFormat::Grey | PixelFormat::Nv12 | PixelFormat::Yu12 => width,
+            PixelFormat::Rgb32 { .. } => width * 4,
+        };
+        let stride = stride.max(packed);
+        match self {
+            // Chroma planes follow the luma plane: half the rows (NV12) or two quarter
+            // planes (I420), with the stride halved for I420's chroma rows.
+            PixelFormat::Nv12 => stride * height + stride * height.div_ceil(2),
+            PixelFormat::Yu12 => stride * height + 2 * (stride / 2) * height.div_ceil(2),
+            _ => stride * (height.saturating_sub(1)) + packed,
+        }
+    }
+
+    /// Converts one frame to RGB.
+    pub fn to_rgb(
+        self,
+        src: &[u8],
+        width: u32,
+        height: u32,
+        stride: u32,
+    ) -> Result<Rgb, ImageError> {
+        let (w, h) = (width as usize, height as usize);
+        if w == 0 || h == 0 {
+            return Err(ImageError::Empty(width, height));
+        }
+        let need = self.frame_len(w, h, stride as usize);
+        if src.len() < need {
+            return Err(ImageError::Short {
+                got: src.len(),
+                need,
+                width,
+                height,
+            });
+        }
+        let min_stride = match self {
+            PixelFormat::Yuyv | PixelFormat::Uyvy | PixelFormat::Rgb565 => w * 2,
+            PixelFormat::Rgb24 | PixelFormat::Bgr24 => w * 3,
+            PixelFormat::Rgb32 { .. } => w * 4,
+            _ => w,
+        };
+        let stride = (stride as usize).max(min_stride);
+        let mut out = vec![0u8; w * h * 3];
+        for (row, dst) in out.chunks_exact_mut(w * 3).enumerate() {
+            let line = &src[row * stride..];
+            match self {
+                PixelFormat::Yuyv | PixelFormat::Uyvy => {
+                    let (yo, uo, vo) = if self == PixelFormat::Yuyv {
+                        (0, 1, 3)
+                    } else {
+                        (1, 0, 2)
+                    };
+                    for (x, px) in dst.chunks_exact_mut(3).enumerate() {
+                        let pair = &line[(x / 2) * 4..(x / 2) * 4 + 4];
+                        let y = pair[yo + (x % 2) * 2];
+                        yuv_to_rgb(y, pair[uo], pair[vo], px);
+                    }
+                }
+                PixelFormat::Nv12 | PixelFormat::Yu12 => {
+                    let plane = stride * h;
+                    for (x, px) in dst.chunks_exact_mut(3).enumerate() {
+                        let y = line[x];
+                        let (u, v) = if self == PixelFormat::Nv12 {
+                            let c = plane + (row / 2) * stride + (x / 2) * 2;
+                            (src[c], src[c + 1])
+                        } else {
+                            let cs = stride / 2;
+                            let quarter = cs * h.div_ceil(2);
+                            let c = (row / 2) * cs + x / 2;
+                            (src[plane + c], src[plane + quarter + c])
+                        };
+                        yuv_to_rgb(y, u, v, px);
+                    }
+                }
+                PixelFormat::Rgb24 => dst.copy_from_slice(&line[..w * 3]),
+                PixelFormat::Bgr24 => {
+                    for (px, s) in dst.chunks_exact_mut(3).zip(line.chunks_exact(3)) {
+                        px.copy_from_slice(&[s[2], s[1], s[0]]);
+                    }
+                }
+                PixelFormat::Grey => {
+                    for (px, &g) in dst.chunks_exact_mut(3).zip(line[..w].iter()) {
+                        px.copy_from_slice(&[g, g, g]);
+                    }
+                }
+                PixelFormat::Rgb565 => {
+                    for (px, s) in dst.chunks_exact_mut(3).zip(line.chunks_exact(2)) {
+                        let v = u16::from_le_bytes([s[0], s[1]]);
+                        let (r, g, b) = ((v >> 11) & 0x1f, (v >> 5) & 0x3f, v & 0x1f);
+                        px.copy_from_slice(&[
+                            ((r << 3) | (r >> 2)) as u8,
+                            ((g << 2) | (g >> 4)) as u8,
+                            ((b << 3) | (b >> 2)) as u8,
+                        ]);
+                    }
+                }
+                PixelFormat::Rgb32 { r, g, b } => {
+                    for (px, s) in dst.chunks_exact_mut(3).zip(line.chunks_exact(4)) {
+                        let v = u32::from_le_bytes([s[0], s[1], s[2], s[3]]);
+                        px.copy_from_slice(&[(v >> r) as u8, (v >> g) as u8, (v >> b) as u8]);
+                    }
+                }
+            }
+        }
+        Ok(Rgb {
+            width,
+            height,
+            data: out,
+        })
+    }
+}
+
+impl Rgb {
+    /// Scales down (area average) so the width is at most `max_width`, keeping the aspect
+    /// ratio; returns the image unchanged when it already fits.
+    pub fn fit_width(self, max_width: u32) -> Rgb {
+        if max_width == 0 || self.width <= max_width {
+            return self;
+        }
+        let (sw, sh) = (self.width as usize, self.height as usize);
+        let dw = max_width as usize;
+        let dh = ((sh * dw + sw / 2) / sw).max(1);
+        let mut out = vec![0u8; dw * dh * 3];
+        for dy in 0..dh {
+            let (y0, y1) = (dy * sh / dh, ((dy + 1) * sh / dh).max(dy * sh / dh + 1));
+            for dx in 0..dw {
+                let (x0, x1) = (dx * sw / dw, ((dx + 1) * sw / dw).max(dx * sw / dw + 1));
+                let mut acc = [0u32; 3];
+                for y in y0..y1 {
+                    let row = &self.data[(y * sw + x0) * 3..(y * sw + x1) * 3];
+                    for px in row.chunks_exact(3) {
+                        acc[0] += u32::from(px[0]);
+                        acc[1] += u32::from(px[1]);
+                        acc[2] += u32::from(px[2]);
+                    }
+                }
+                let n = ((y1 - y0) * (x1 - x0)) as u32;
+                let o = (dy * dw + dx) * 3;
+                for c in 0..3 {
+                    out[o + c] = ((acc[c] + n / 2) / n) as u8;
+                }
+            }
+        }
+        Rgb {
+            width: dw as u32,
+            height: dh as u32,
+            data: out,
+        }
+    }
+
+    /// Baseline JPEG at `quality` (1..=100).
+    #[cfg(feature = "jpeg")]
+    pub fn to_jpeg(&self, quality: u8) -> Result<Vec<u8>, ImageError> {
+        let (w, h) = (
+            u16::try_from(self.width).map_err(|_| ImageError::TooLarge(self.width, self.height))?,
+            u16::try_from(self.height)
+                .map_err(|_| ImageError::TooLarge(self.width, self.height))?,
+        );
+        let mut out = Vec::with_capacity(self.data.len() / 8);
+        let encoder = jpeg_encoder::Encoder::new(&mut out, quality.clamp(1, 100));
+        encoder
+            .encode(&self.data, w, h, jpeg_encoder::ColorType::Rgb)
+            .map_err(|e| ImageError::Encode(e.to_string()))?;
+        Ok(out)
+    }
+
+    /// JPEG whose base64 form stays under `max_base64` bytes: lowers the quality, then halves
+    /// the size, until it fits. Returns the JPEG and its final geometry.
+    #[cfg(feature = "jpeg")]
+    pub fn to_jpeg_within(
+        self,
+        quality: u8,
+        max_base64: usize,
+    ) -> Result<(Vec<u8>, u32, u32), ImageError> {
+        let max_bytes = max_base64 / 4 * 3;
+        let mut img = self;
+        loop {
+            let mut q = quality;
+            loop {
+                let jpeg = img.to_jpeg(q)?;
+                if jpeg.len() <= max_bytes {
+                    return Ok((jpeg, img.width, img.height));
+                }
+                if q <= 40 {
+                    break;
+                }
+                q = q.saturating_sub(15).max(40);
+            }
+            if img.width <= 16 {
+                return Err(ImageError::Encode(format!(
+                    "cannot fit the image in {max_base64} base64 bytes"
+                )));
+            }
+            let half = img.width / 2;
+            img = img.fit_width(half);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn yuyv_colours_and_short_frames() {
+        // One white and one black pixel pair (limited range), then a pure red-ish pair.
+        let frame = [235, 128, 235, 128, 81, 90, 81, 240];
+        let rgb = PixelFormat::Yuyv.to_rgb(&frame, 2, 2, 4).unwrap();
+        assert_eq!(&rgb.data[..6], &[255, 255, 255, 255, 255, 255]);
+        let red = &rgb.data[6..9];
+        assert!(red[0] > 240 && red[1] < 20 && red[2] < 20, "{red:?}");
+        assert_eq!(
+            PixelFormat::Yuyv.to_rgb(&frame[..6], 2, 2, 4),
+            Err(ImageError::Short {
+                got: 6,
+                need: 8,
+                width: 2,
+                height: 2
+            })
+        );
+        assert_eq!(
+            PixelFormat::Yuyv.to_rgb(&frame, 0, 2, 4),
+            Err(ImageError::Empty(0, 2))
+        );
+    }
+
+    #[test]
+    fn nv12_i420_rgb32_and_strides() {
+        // 2x2, grey luma 128, neutral chroma → mid grey everywhere.
+        let nv12 = [126, 126, 126, 126, 128, 128];
+        let g = PixelFormat::Nv12.to_rgb(&nv12, 2, 2, 2).unwrap();
+        assert!(g.data.iter().all(|&v| (128..=130).contains(&v)), "{g:?}");
+        let i420 = [126, 126, 0, 0, 126, 126, 0, 0, 128, 0, 128, 0];
+        let g = PixelFormat::Yu12.to_rgb(&i420, 2, 2, 4).unwrap();
+        assert!(g.data.iter().all(|&v| (128..=130).contains(&v)), "{g:?}");
+        // XRGB8888 with padding at the end of each row.
+        let fb = [0, 0, 255, 0, 7, 7, 7, 7, 255, 0, 0, 0];
+        let c = PixelFormat::Rgb32 { r: 16, g: 8, b: 0 }
+            .to_rgb(&fb, 1, 2, 8)
+            .unwrap();
+        assert_eq!(c.data, vec![255, 0, 0, 0, 0, 255]);
+    }
+
+    #[test]
+    fn downscale_averages() {
+        let img = Rgb {
+            width: 4,
+            height: 2,
+            data: [[0u8, 0, 0], [255, 255, 255]]
+                .iter()
+                .cycle()
+                .take(8)
+                .flatten()
+                .copied()
+                .collect(),
+        };
+        let small = img.fit_width(2);
+        assert_eq!((small.width, small.height), (2, 1));
+        assert!(small.data.iter().all(|&v| (127..=128).contains(&v)));
+    }
+
+    #[cfg(feature = "jpeg")]
+    #[test]
+    fn jpeg_within_a_budget_shrinks() {
+        let mut data = vec![0u8; 640 * 480 * 3];
+        let mut seed = 7u32;
+        for b in &mut data {
+            seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+            *b = (seed >> 16) as u8;
+        }
+        let img = Rgb {
+            width: 640,
+            height: 480,
+            data,
+        };
+        let (jpeg, w, _) = img.clone().to_jpeg_within(90, 10_000_000).unwrap();
+        assert_eq!(w, 640);
+        assert_eq!(&jpeg[..2], &[0xFF, 0xD8]);
+        let (small, w2, _) = img.to_jpeg_within(90, 40_000).unwrap();
+        assert!(
+            small.len() <= 30_000 && w2 < 640,
+            "{} bytes {w2}",
+            small.len()
+        );
+    }
+}
