@@ -141,6 +141,64 @@ async fn shutdown_signal() {
     }
 }
 
+/// One line per hardware class compiled in: what is there, or why not.
+#[allow(unused_variables)]
+async fn doctor_hardware(gpsd: &str) {
+    #[cfg(feature = "camera")]
+    {
+        let cams = pincer_hal::camera::V4l2::default().list();
+        if cams.is_empty() {
+            println!("camera        FAIL  no V4L2 capture device (plugged in? `video` group?)");
+        }
+        for c in cams {
+            println!("camera        ok  {} {} ({})", c.id, c.name, c.driver);
+        }
+    }
+    #[cfg(feature = "screen")]
+    {
+        let fbs = pincer_hal::screen::Framebuffers::default();
+        let list = fbs.list();
+        if list.is_empty() {
+            println!("screen        FAIL  no framebuffer (/dev/fb*)");
+        }
+        for (i, name) in list {
+            match fbs.geometry(i) {
+                Ok(g) => println!(
+                    "screen        ok  fb{i} {name} {}x{} {} bpp",
+                    g.width, g.height, g.bits_per_pixel
+                ),
+                Err(e) => println!("screen        FAIL  fb{i} {name}: {e}"),
+            }
+        }
+    }
+    #[cfg(feature = "audio")]
+    {
+        let devs = pincer_hal::audio::Alsa::default().list();
+        if devs.is_empty() {
+            println!("audio         FAIL  no ALSA PCM device (/proc/asound/pcm)");
+        }
+        for d in devs {
+            let dir = match (d.capture, d.playback) {
+                (true, true) => "in+out",
+                (true, false) => "in",
+                _ => "out",
+            };
+            println!("audio         ok  {} {} ({dir})", d.id, d.name);
+        }
+    }
+    #[cfg(feature = "location")]
+    match tokio::time::timeout(
+        std::time::Duration::from_secs(2),
+        tokio::net::TcpStream::connect(gpsd),
+    )
+    .await
+    {
+        Ok(Ok(_)) => println!("location      ok  gpsd answers at {gpsd}"),
+        Ok(Err(e)) => println!("location      FAIL  gpsd at {gpsd}: {e}"),
+        Err(_) => println!("location      FAIL  gpsd at {gpsd}: timed out"),
+    }
+}
+
 async fn doctor(a: RunArgs) -> anyhow::Result<()> {
     let cfg = resolve(&a)?;
     println!("state dir     {}", cfg.state_dir.display());
@@ -174,6 +232,7 @@ async fn doctor(a: RunArgs) -> anyhow::Result<()> {
         "board         {family}{}",
         model.map(|m| format!(" ({m})")).unwrap_or_default()
     );
+    doctor_hardware(&cfg.gpsd).await;
     match pincer_node::link::probe(&cfg.gateway, cfg.tls_fingerprint.as_deref()).await {
         Ok(()) => println!(
             "gateway       ok  {} answers with connect.challenge",

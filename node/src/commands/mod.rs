@@ -9,8 +9,14 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
+#[cfg(feature = "audio")]
+pub mod audio;
+#[cfg(feature = "camera")]
+pub mod camera;
 #[cfg(feature = "location")]
 pub mod location;
+#[cfg(feature = "screen")]
+pub mod screen;
 #[cfg(feature = "system")]
 pub mod system;
 
@@ -53,6 +59,16 @@ impl std::fmt::Display for CommandError {
 
 pub type CommandFuture = Pin<Box<dyn Future<Output = Result<Value, CommandError>> + Send>>;
 
+/// Runs blocking device I/O (ioctls, polls with deadlines) off the runtime's thread.
+#[allow(dead_code)] // with no hardware class compiled in
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, CommandError> + Send + 'static,
+) -> Result<T, CommandError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| CommandError::unavailable(format!("device worker failed: {e}")))?
+}
+
 /// One node command.
 pub trait Command: Send + Sync {
     /// Runs with the decoded params (`{}` when none were sent).
@@ -65,6 +81,12 @@ pub const AVAILABLE_CAPS: &[&str] = &[
     "system",
     #[cfg(feature = "location")]
     "location",
+    #[cfg(feature = "camera")]
+    "camera",
+    #[cfg(feature = "screen")]
+    "screen",
+    #[cfg(feature = "audio")]
+    "audio",
 ];
 
 /// The commands of the enabled capability classes.
@@ -93,6 +115,24 @@ impl Registry {
                 }
                 #[cfg(feature = "location")]
                 "location" => r.add("location.get", Arc::new(location::Get::new(&setup.gpsd))),
+                #[cfg(feature = "camera")]
+                "camera" => {
+                    let cams = pincer_hal::camera::V4l2::default();
+                    r.add("camera.list", Arc::new(camera::List(cams.clone())));
+                    r.add("camera.snap", Arc::new(camera::Snap(cams)));
+                }
+                #[cfg(feature = "screen")]
+                "screen" => r.add(
+                    "screen.snapshot",
+                    Arc::new(screen::Snapshot(pincer_hal::screen::Framebuffers::default())),
+                ),
+                #[cfg(feature = "audio")]
+                "audio" => {
+                    let alsa = pincer_hal::audio::Alsa::default();
+                    r.add("audio.list", Arc::new(audio::List(alsa.clone())));
+                    r.add("audio.record", Arc::new(audio::Record(alsa.clone())));
+                    r.add("audio.play", Arc::new(audio::Play(alsa)));
+                }
                 _ => continue,
             }
             r.caps.push(cap.clone());

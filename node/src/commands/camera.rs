@@ -1,0 +1,151 @@
+//! `camera.list {}` → `{devices:[{id, name, position, deviceType:"v4l2"}]}`
+//! `camera.snap {facing?, maxWidth=1600, quality=0.9, format?="jpg", delayMs=0, deviceId?}` →
+//! `{format:"jpg", base64, width, height}` — the reference's shapes, from V4L2 devices.
+
+use std::time::Duration;
+
+use pincer_hal::camera::{CameraError, Position, SnapRequest, V4l2};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::{blocking, Command, CommandError, CommandFuture};
+
+fn hal_error(e: CameraError) -> CommandError {
+    CommandError::new(e.code(), e.to_string())
+}
+
+/// `camera.list`.
+pub struct List(pub V4l2);
+
+impl Command for List {
+    fn run(&self, _params: Value) -> CommandFuture {
+        let cams = self.0.clone();
+        Box::pin(async move {
+            let list = blocking(move || Ok(cams.list())).await?;
+            let devices: Vec<Value> = list
+                .into_iter()
+                .map(|c| {
+                    json!({
+                        "id": c.id,
+                        "name": c.name,
+                        "position": c.position.as_str(),
+                        "deviceType": "v4l2",
+                    })
+                })
+                .collect();
+            Ok(json!({ "devices": devices }))
+        })
+    }
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct SnapParams {
+    #[serde(default)]
+    facing: Option<String>,
+    #[serde(default)]
+    max_width: Option<i64>,
+    #[serde(default)]
+    quality: Option<f64>,
+    #[serde(default)]
+    format: Option<String>,
+    #[serde(default)]
+    delay_ms: Option<u64>,
+    #[serde(default)]
+    device_id: Option<String>,
+}
+
+/// `camera.snap`.
+pub struct Snap(pub V4l2);
+
+/// The HAL request for `camera.snap` params, checked.
+fn snap_request(params: Value) -> Result<SnapRequest, CommandError> {
+    let p: SnapParams = serde_json::from_value(params)
+        .map_err(|e| CommandError::invalid(format!("camera.snap: {e}")))?;
+    if let Some(f) = p.format.as_deref() {
+        if !matches!(f, "jpg" | "jpeg") {
+            return Err(CommandError::invalid(format!(
+                "camera.snap: format {f:?} is not supported (jpg)"
+            )));
+        }
+    }
+    let facing = match p.facing.as_deref() {
+        None => None,
+        Some("front") => Some(Position::Front),
+        Some("back") => Some(Position::Back),
+        Some(other) => {
+            return Err(CommandError::invalid(format!(
+                "camera.snap: facing {other:?} is not front|back"
+            )))
+        }
+    };
+    let quality = p.quality.unwrap_or(0.9);
+    if !quality.is_finite() {
+        return Err(CommandError::invalid(
+            "camera.snap: quality is not a number",
+        ));
+    }
+    Ok(SnapRequest {
+        device: p.device_id.filter(|d| !d.is_empty()),
+        facing,
+        max_width: match p.max_width {
+            None => 1600,
+            Some(w) if w <= 0 => 0,
+            Some(w) => w.min(16_384) as u32,
+        },
+        quality: (quality.clamp(0.1, 1.0) * 100.0).round() as u8,
+        delay: Duration::from_millis(p.delay_ms.unwrap_or(0).min(10_000)),
+        ..SnapRequest::default()
+    })
+}
+
+impl Command for Snap {
+    fn run(&self, params: Value) -> CommandFuture {
+        let cams = self.0.clone();
+        Box::pin(async move {
+            let req = snap_request(params)?;
+            let photo = blocking(move || cams.snap(&req).map_err(hal_error)).await?;
+            tracing::info!(
+                device = %photo.device,
+                width = photo.width,
+                height = photo.height,
+                bytes = photo.jpeg.len(),
+                from = %photo.source_format,
+                "camera.snap"
+            );
+            Ok(json!({
+                "format": "jpg",
+                "base64": crate::b64::encode(&photo.jpeg),
+                "width": photo.width,
+                "height": photo.height,
+            }))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn params_follow_the_reference() {
+        let r = snap_request(json!({})).unwrap();
+        assert_eq!((r.max_width, r.quality), (1600, 90));
+        let r =
+            snap_request(json!({"maxWidth": 0, "quality": 5, "facing": "back", "delayMs": 99999}))
+                .unwrap();
+        assert_eq!((r.max_width, r.quality), (0, 100));
+        assert_eq!(r.facing, Some(Position::Back));
+        assert_eq!(r.delay, Duration::from_secs(10));
+        let r = snap_request(json!({"quality": 0.01, "deviceId": "/dev/video2"})).unwrap();
+        assert_eq!(r.quality, 10);
+        assert_eq!(r.device.as_deref(), Some("/dev/video2"));
+        for bad in [
+            json!({"format": "png"}),
+            json!({"facing": "up"}),
+            json!({"maxWidth": "x"}),
+        ] {
+            assert_eq!(snap_request(bad).unwrap_err().code, "INVALID_REQUEST");
+        }
+    }
+}
