@@ -27,6 +27,9 @@ need_pkg ip iproute2
 need_pkg pkill procps     # kill/pkill in the shutdown and gpsd tests
 need_pkg openssl openssl   # the reference gateway makes its self-signed TLS certificate with it
 need_pkg gpsfake gpsd gpsd-clients   # a real gpsd fed by NMEA logs for location.get
+# The v4l crate generates its V4L2 bindings with bindgen (libclang) at build time.
+[ -n "$(ls /usr/lib/llvm-*/lib/libclang.so* /usr/lib/x86_64-linux-gnu/libclang*.so* 2>/dev/null | head -1)" ] \
+  || need_pkg __libclang__ libclang-dev
 export PINCER_REQUIRE_GPSD=1
 done_step
 
@@ -34,6 +37,15 @@ if [ "$QUICK" = 0 ]; then
   step "reference OpenClaw ${OPENCLAW_VERSION:-2026.9.6}"
   eval "$(./scripts/install-openclaw.sh | grep -E '^OPENCLAW_(MJS|NODE)=')"
   export PINCER_OPENCLAW="$OPENCLAW_MJS" PINCER_NODE="$OPENCLAW_NODE" PINCER_REQUIRE_OPENCLAW=1
+  done_step
+fi
+if [ "$QUICK" = 0 ]; then
+  # The hardware classes run on real kernel drivers in a qemu VM (node/tests/vm_hw.rs): the
+  # node inside is a static x86_64-musl build; tests/vm/build.sh fetches the kernel and qemu.
+  step "static pincer-node for the hardware VM"
+  rustup target add x86_64-unknown-linux-musl >/dev/null
+  CC_x86_64_unknown_linux_musl=gcc cargo build --release --target x86_64-unknown-linux-musl -p pincer-node
+  export PINCER_VM_NODE="$PWD/target/x86_64-unknown-linux-musl/release/pincer-node" PINCER_REQUIRE_VM=1
   done_step
 fi
 # Network-namespace tests need root; CI runs as root.

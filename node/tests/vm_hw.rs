@@ -1,0 +1,609 @@
+//! The hardware classes on real kernel drivers: a static `pincer-node` boots in an x86-64 qemu
+//! VM (Debian's kernel, `tests/vm/`) with `vivid` (V4L2 camera), `bochs` (DRM/KMS + fbdev) and
+//! `snd-aloop` (ALSA loopback), connects to a pincer-gateway in this process (host loopback =
+//! 10.0.2.2 in the guest), and everything is invoked through the gateway as an operator would:
+//!
+//! * `camera.list` shows the vivid capture node and none of its output/metadata nodes;
+//!   `camera.snap` decodes to the requested size and shows vivid's colour bars; two snaps at
+//!   once are both answered; the camera unbound mid-snap → `CAMERA_UNAVAILABLE`, the node
+//!   serves the next command, and the camera works again once rebound.
+//! * `screen.snapshot` (PNG and JPEG) shows the red/blue halves `/init` drew on fb0.
+//! * `audio.record` on the loopback's capture side hears the 1 kHz tone `audio.play` sent into
+//!   the playback side (frequency measured).
+//!
+//! Needs `PINCER_VM_NODE` (a static x86_64-musl `pincer-node`; `scripts/test.sh` builds it) and
+//! qemu (installed by `tests/vm/build.sh`). Without them the test says so and passes, unless
+//! `PINCER_REQUIRE_VM=1`.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use pincer_gateway::client::{call, CallOptions, ClientError};
+use pincer_gateway::config::{Config, Overrides};
+use pincer_gateway::Gateway;
+use serde_json::{json, Value};
+
+const TOKEN: &str = "vm-hardware-token";
+const SCREEN: (u32, u32) = (1024, 768);
+
+struct Qemu {
+    child: Child,
+    console: Arc<Mutex<Vec<String>>>,
+}
+
+impl Qemu {
+    fn console(&self) -> String {
+        self.console
+            .lock()
+            .map(|c| c.join("\n"))
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for Qemu {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// Builds the initramfs around `node` (cached downloads make this a few seconds).
+fn build_vm(out: &Path, node: &Path) {
+    std::fs::create_dir_all(out.join("extra")).expect("mkdir");
+    let policy = out.join("extra/exec-policy.toml");
+    std::fs::write(&policy, "mode = \"full\"\n").expect("policy");
+    let status = Command::new("bash")
+        .arg(repo().join("tests/vm/build.sh"))
+        .arg(out)
+        .arg(node)
+        .arg(format!("{}:/state/node/exec-policy.toml", policy.display()))
+        .status()
+        .expect("run tests/vm/build.sh");
+    assert!(status.success(), "tests/vm/build.sh failed");
+}
+
+fn boot(out: &Path, port: u16) -> Qemu {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let append = format!(
+        "console=ttyS0 quiet pincer.time={now} pincer.novfb -- run --gateway ws://10.0.2.2:{port} \
+         --token {TOKEN} --caps camera,screen,audio,system --name vm-board --state-dir /state/node"
+    );
+    let mut child = Command::new("qemu-system-x86_64")
+        .args([
+            "-accel",
+            "tcg",
+            "-m",
+            "512",
+            "-smp",
+            "1",
+            "-nographic",
+            "-no-reboot",
+        ])
+        .args(["-vga", "none", "-device"])
+        .arg(format!("bochs-display,xres={},yres={}", SCREEN.0, SCREEN.1))
+        .arg("-kernel")
+        .arg(out.join("vmlinuz"))
+        .arg("-initrd")
+        .arg(out.join("initrd.gz"))
+        .args(["-append", &append])
+        .args(["-netdev", "user,id=n", "-device", "virtio-net-pci,netdev=n"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn qemu-system-x86_64");
+    let console = Arc::new(Mutex::new(Vec::new()));
+    for stream in [
+        child
+            .stdout
+            .take()
+            .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+        child
+            .stderr
+            .take()
+            .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        let sink = console.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                if std::env::var_os("PINCER_VM_VERBOSE").is_some() {
+                    eprintln!("vm| {line}");
+                }
+                if let Ok(mut c) = sink.lock() {
+                    c.push(line);
+                }
+            }
+        });
+    }
+    Qemu { child, console }
+}
+
+async fn invoke(
+    op: &CallOptions,
+    node: &str,
+    cmd: &str,
+    params: Value,
+) -> Result<Value, ClientError> {
+    call(
+        op,
+        "node.invoke",
+        json!({ "nodeId": node, "command": cmd, "params": params, "timeoutMs": 60000,
+                "idempotencyKey": format!("{cmd}-{}-{}", pincer_gateway::now_ms(), rand_suffix()) }),
+    )
+    .await
+    .map(|v| v["payload"].clone())
+}
+
+fn rand_suffix() -> u64 {
+    let mut b = [0u8; 8];
+    let _ = getrandom::fill(&mut b);
+    u64::from_le_bytes(b)
+}
+
+fn b64(v: &Value) -> Vec<u8> {
+    pincer_node::b64::decode(v["base64"].as_str().expect("base64")).expect("valid base64")
+}
+
+/// Decoded JPEG as (width, height, RGB bytes).
+fn decode_jpeg(bytes: &[u8]) -> (u32, u32, Vec<u8>) {
+    let mut d = jpeg_decoder::Decoder::new(bytes);
+    let px = d.decode().expect("JPEG decodes");
+    let info = d.info().expect("JPEG info");
+    assert_eq!(info.pixel_format, jpeg_decoder::PixelFormat::RGB24);
+    (u32::from(info.width), u32::from(info.height), px)
+}
+
+fn decode_png(bytes: &[u8]) -> (u32, u32, Vec<u8>) {
+    let dec = png::Decoder::new(std::io::Cursor::new(bytes));
+    let mut r = dec.read_info().expect("PNG header");
+    let mut buf = vec![0; r.output_buffer_size().expect("size")];
+    let info = r.next_frame(&mut buf).expect("PNG decodes");
+    assert_eq!(info.color_type, png::ColorType::Rgb);
+    buf.truncate(info.buffer_size());
+    (info.width, info.height, buf)
+}
+
+/// With `PINCER_VM_KEEP=DIR`, writes the decoded image as DIR/NAME.png for a human to look at.
+fn keep(name: &str, img: &(u32, u32, Vec<u8>)) {
+    let Some(dir) = std::env::var_os("PINCER_VM_KEEP") else {
+        return;
+    };
+    let Ok(f) = std::fs::File::create(Path::new(&dir).join(format!("{name}.png"))) else {
+        return;
+    };
+    let mut e = png::Encoder::new(f, img.0, img.1);
+    e.set_color(png::ColorType::Rgb);
+    if let Ok(mut w) = e.write_header() {
+        let _ = w.write_image_data(&img.2);
+    }
+}
+
+fn pixel(img: &(u32, u32, Vec<u8>), x: u32, y: u32) -> [u8; 3] {
+    let i = ((y * img.0 + x) * 3) as usize;
+    [img.2[i], img.2[i + 1], img.2[i + 2]]
+}
+
+/// vivid's default pattern is 75% colour bars: white, yellow, cyan, green, magenta, red, blue,
+/// black, left to right. Checks the middle of each bar below the text overlay.
+fn assert_colour_bars(img: &(u32, u32, Vec<u8>)) {
+    // (r, g, b) high or low.
+    const BARS: [(bool, bool, bool); 8] = [
+        (true, true, true),
+        (true, true, false),
+        (false, true, true),
+        (false, true, false),
+        (true, false, true),
+        (true, false, false),
+        (false, false, true),
+        (false, false, false),
+    ];
+    // The OSD text covers the top ~145 rows whatever the size: sample near the bottom.
+    let y = img.1 - 1 - img.1 / 20;
+    for (i, want) in BARS.iter().enumerate() {
+        let x = (2 * i as u32 + 1) * img.0 / 16;
+        let p = pixel(img, x, y);
+        let level = |v: u8, high: bool| if high { v > 140 } else { v < 70 };
+        assert!(
+            level(p[0], want.0) && level(p[1], want.1) && level(p[2], want.2),
+            "bar {i} at ({x},{y}) is {p:?}, want rgb high/low {want:?}"
+        );
+    }
+}
+
+/// Red left half, blue right half (what `tests/vm/init` draws on fb0).
+fn assert_red_blue(img: &(u32, u32, Vec<u8>), tolerance: u8) {
+    for (fx, fy) in [
+        (0.1, 0.1),
+        (0.25, 0.5),
+        (0.4, 0.9),
+        (0.6, 0.1),
+        (0.75, 0.5),
+        (0.9, 0.9),
+    ] {
+        let (x, y) = ((img.0 as f64 * fx) as u32, (img.1 as f64 * fy) as u32);
+        let p = pixel(img, x, y);
+        let want = if fx < 0.5 { [255, 0, 0] } else { [0, 0, 255] };
+        let close = p.iter().zip(want).all(|(&a, b)| a.abs_diff(b) <= tolerance);
+        assert!(close, "pixel ({x},{y}) is {p:?}, want {want:?}");
+    }
+}
+
+/// A 16-bit mono WAV of `freq` Hz at `rate` for `ms`.
+fn tone_wav(freq: f64, rate: u32, ms: u32) -> Vec<u8> {
+    let n = rate * ms / 1000;
+    let samples: Vec<u8> = (0..n)
+        .flat_map(|i| {
+            let s = (2.0 * std::f64::consts::PI * freq * f64::from(i) / f64::from(rate)).sin();
+            ((s * 12_000.0) as i16).to_le_bytes()
+        })
+        .collect();
+    pincer_hal::audio::wav::encode(&samples, rate, 1)
+}
+
+/// Dominant frequency of the loud part of a mono 16-bit WAV (zero crossings), and its peak.
+fn tone_of(wav: &[u8]) -> (f64, i16) {
+    let w = pincer_hal::audio::wav::decode(wav).expect("WAV decodes");
+    assert_eq!(w.channels, 1);
+    let s: Vec<i16> = w
+        .data
+        .chunks_exact(2)
+        .map(|c| i16::from_le_bytes([c[0], c[1]]))
+        .collect();
+    let loud: Vec<usize> = (0..s.len())
+        .filter(|&i| s[i].unsigned_abs() > 3000)
+        .collect();
+    let (Some(&a), Some(&b)) = (loud.first(), loud.last()) else {
+        return (0.0, s.iter().map(|v| v.saturating_abs()).max().unwrap_or(0));
+    };
+    let seg = &s[a..=b];
+    let crossings = seg.windows(2).filter(|p| (p[0] < 0) != (p[1] < 0)).count();
+    let secs = seg.len() as f64 / f64::from(w.rate);
+    let peak = seg.iter().map(|v| v.saturating_abs()).max().unwrap_or(0);
+    (crossings as f64 / 2.0 / secs, peak)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn camera_screen_audio_on_real_drivers() {
+    let Some(node_bin) = std::env::var_os("PINCER_VM_NODE").map(PathBuf::from) else {
+        assert!(
+            std::env::var("PINCER_REQUIRE_VM").map_or(true, |v| v != "1"),
+            "PINCER_VM_NODE (static pincer-node) not set"
+        );
+        eprintln!("skipping: set PINCER_VM_NODE to a static x86_64-musl pincer-node (scripts/test.sh does)");
+        return;
+    };
+    let dir = std::env::temp_dir().join(format!("pincer-vm-hw-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    build_vm(&dir.join("vm"), &node_bin);
+
+    let cfg = Config::resolve(Overrides {
+        port: Some(0),
+        state_dir: Some(dir.join("gw")),
+        token: Some(TOKEN.into()),
+        ..Default::default()
+    })
+    .expect("config");
+    let gw = Gateway::bind(cfg).await.expect("bind");
+    let port = gw.local_addr().expect("addr").port();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(gw.run(async move {
+        let _ = stop_rx.await;
+    }));
+    let mut op = CallOptions::new(format!("ws://127.0.0.1:{port}"), dir.join("operator"));
+    op.token = Some(TOKEN.into());
+    op.timeout = Duration::from_secs(90);
+
+    let vm = boot(&dir.join("vm"), port);
+    let booted = Instant::now();
+    // The guest reaches the gateway through qemu's NAT: a remote device (its Host header is
+    // 10.0.2.2), so the operator approves its pairing as for any new board.
+    let node_id = loop {
+        if let Ok(v) = call(&op, "device.pair.list", json!({})).await {
+            if let Some(req) = v["pending"]
+                .as_array()
+                .and_then(|p| p.first())
+                .and_then(|p| p["requestId"].as_str())
+            {
+                call(&op, "device.pair.approve", json!({ "requestId": req }))
+                    .await
+                    .expect("device.pair.approve");
+            }
+        }
+        if let Ok(v) = call(&op, "node.list", json!({})).await {
+            if let Some(id) = v["nodes"]
+                .as_array()
+                .and_then(|n| n.iter().find(|n| n["connected"] == true))
+                .and_then(|n| n["nodeId"].as_str())
+            {
+                break id.to_owned();
+            }
+        }
+        assert!(
+            booted.elapsed() < Duration::from_secs(120),
+            "the VM's node never connected; console:\n{}",
+            vm.console()
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    eprintln!(
+        "node connected {} ms after qemu started",
+        booted.elapsed().as_millis()
+    );
+
+    // The operator approves the node's capture commands once.
+    let pending = call(&op, "node.pair.list", json!({}))
+        .await
+        .expect("node.pair.list");
+    let req = pending["pending"][0]["requestId"]
+        .as_str()
+        .expect("a pending surface approval")
+        .to_owned();
+    call(&op, "node.pair.approve", json!({ "requestId": req }))
+        .await
+        .expect("approve");
+    let desc = call(&op, "node.describe", json!({ "nodeId": node_id }))
+        .await
+        .expect("describe");
+    for c in [
+        "camera.list",
+        "camera.snap",
+        "screen.snapshot",
+        "audio.list",
+        "audio.record",
+        "audio.play",
+    ] {
+        assert!(
+            desc["commands"]
+                .as_array()
+                .is_some_and(|a| a.iter().any(|x| x == c)),
+            "{c} not invocable: {desc}"
+        );
+    }
+
+    // --- camera ---
+    let list = invoke(&op, &node_id, "camera.list", json!({}))
+        .await
+        .expect("camera.list");
+    let devices = list["devices"].as_array().expect("devices").clone();
+    assert_eq!(devices.len(), 1, "only vivid's capture node: {list}");
+    assert_eq!(devices[0]["id"], "/dev/video0");
+    assert_eq!(devices[0]["name"], "vivid-000-vid-cap");
+    assert_eq!(devices[0]["deviceType"], "v4l2");
+
+    let t = Instant::now();
+    let snap = invoke(&op, &node_id, "camera.snap", json!({ "maxWidth": 640 }))
+        .await
+        .expect("camera.snap");
+    eprintln!(
+        "camera.snap 640 wide in {} ms (emulated CPU)",
+        t.elapsed().as_millis()
+    );
+    assert_eq!(snap["format"], "jpg");
+    let img = decode_jpeg(&b64(&snap));
+    // vivid's webcam input offers 640x360 and 640x480 among its sizes.
+    assert!(
+        img.0 == 640 && matches!(img.1, 360 | 480),
+        "{}x{}",
+        img.0,
+        img.1
+    );
+    assert_eq!(
+        (snap["width"].as_u64(), snap["height"].as_u64()),
+        (Some(u64::from(img.0)), Some(u64::from(img.1)))
+    );
+    keep("snap640", &img);
+    assert_colour_bars(&img);
+
+    // A width between the camera's sizes: the next smaller mode, no upscaling.
+    let snap = invoke(
+        &op,
+        &node_id,
+        "camera.snap",
+        json!({ "maxWidth": 400, "quality": 0.5 }),
+    )
+    .await
+    .expect("camera.snap 400");
+    let img = decode_jpeg(&b64(&snap));
+    keep("snap400", &img);
+    assert!(img.0 <= 400 && img.0 >= 320, "{}x{}", img.0, img.1);
+    assert_colour_bars(&img);
+
+    // Two snaps at once on the one camera: both answered (they queue on the device).
+    let (a, b) = tokio::join!(
+        invoke(&op, &node_id, "camera.snap", json!({ "maxWidth": 320 })),
+        invoke(&op, &node_id, "camera.snap", json!({ "maxWidth": 320 })),
+    );
+    for r in [a, b] {
+        match r {
+            Ok(v) => assert_colour_bars(&decode_jpeg(&b64(&v))),
+            Err(ClientError::Method(e)) => {
+                assert!(e.message.contains("in use"), "concurrent snap: {e:?}")
+            }
+            Err(e) => panic!("concurrent snap: {e:?}"),
+        }
+    }
+
+    // --- screen ---
+    let shot = invoke(&op, &node_id, "screen.snapshot", json!({}))
+        .await
+        .expect("screen.snapshot");
+    assert_eq!(shot["format"], "png");
+    let img = decode_png(&b64(&shot));
+    assert_eq!((img.0, img.1), SCREEN);
+    assert_red_blue(&img, 0);
+    let shot = invoke(
+        &op,
+        &node_id,
+        "screen.snapshot",
+        json!({ "format": "jpg", "maxWidth": 512 }),
+    )
+    .await
+    .expect("screen.snapshot jpg");
+    let img = decode_jpeg(&b64(&shot));
+    assert_eq!((img.0, img.1), (512, 384));
+    assert_red_blue(&img, 40);
+    match invoke(
+        &op,
+        &node_id,
+        "screen.snapshot",
+        json!({ "screenIndex": 7 }),
+    )
+    .await
+    {
+        Err(ClientError::Method(e)) => assert!(e.message.contains("no screen 7"), "{e:?}"),
+        other => panic!("absent screen: {other:?}"),
+    }
+
+    // --- audio: the tone played into the loopback is what is recorded on the other side ---
+    let list = invoke(&op, &node_id, "audio.list", json!({}))
+        .await
+        .expect("audio.list");
+    let ids = |k: &str| -> Vec<String> {
+        list[k]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|d| d["id"].as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    assert!(ids("inputs").contains(&"hw:0,1".to_owned()), "{list}");
+    assert!(ids("outputs").contains(&"hw:0,0".to_owned()), "{list}");
+    assert!(
+        ids("outputs").contains(&"hw:1,0".to_owned()),
+        "the dummy card: {list}"
+    );
+    let wav = tone_wav(1000.0, 48_000, 1000);
+    let op2 = op.clone();
+    let node2 = node_id.clone();
+    let recording = tokio::spawn(async move {
+        invoke(
+            &op2,
+            &node2,
+            "audio.record",
+            json!({ "deviceId": "hw:Loopback,1", "durationMs": 2500, "sampleRate": 48000, "channels": 1 }),
+        )
+        .await
+    });
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let played = invoke(
+        &op,
+        &node_id,
+        "audio.play",
+        json!({ "deviceId": "hw:0,0", "base64": pincer_node::b64::encode(&wav) }),
+    )
+    .await
+    .expect("audio.play");
+    assert_eq!(played["played"], true);
+    assert_eq!(played["durationMs"], 1000);
+    let rec = recording.await.expect("join").expect("audio.record");
+    assert_eq!(rec["format"], "wav");
+    assert_eq!(
+        (rec["sampleRate"].as_u64(), rec["channels"].as_u64()),
+        (Some(48_000), Some(1))
+    );
+    let (freq, peak) = tone_of(&b64(&rec));
+    assert!(
+        (freq - 1000.0).abs() < 15.0,
+        "recorded tone is {freq:.1} Hz, peak {peak}"
+    );
+    assert!(peak > 10_000, "recorded peak {peak}");
+    match invoke(&op, &node_id, "audio.record", json!({ "durationMs": 50 })).await {
+        Err(ClientError::Method(e)) => assert!(e.message.starts_with("INVALID_REQUEST"), "{e:?}"),
+        other => panic!("too short a recording: {other:?}"),
+    }
+    match invoke(
+        &op,
+        &node_id,
+        "audio.play",
+        json!({ "base64": "bm90IGEgd2F2" }),
+    )
+    .await
+    {
+        Err(ClientError::Method(e)) => assert!(e.message.contains("WAV"), "{e:?}"),
+        other => panic!("not a WAV: {other:?}"),
+    }
+
+    // --- the camera is unplugged in the middle of a snap ---
+    let op2 = op.clone();
+    let node2 = node_id.clone();
+    let long_snap = tokio::spawn(async move {
+        invoke(
+            &op2,
+            &node2,
+            "camera.snap",
+            json!({ "maxWidth": 320, "delayMs": 6000 }),
+        )
+        .await
+    });
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let sh = |script: &str| json!({ "command": ["sh", "-c", script] });
+    let unbind = invoke(
+        &op,
+        &node_id,
+        "system.run",
+        sh("echo vivid.0 > /sys/bus/platform/drivers/vivid/unbind"),
+    )
+    .await
+    .expect("unbind");
+    assert_eq!(unbind["exitCode"], 0, "{unbind}");
+    match long_snap.await.expect("join") {
+        Err(ClientError::Method(e)) => {
+            eprintln!("snap across the unplug: {}", e.message);
+            assert_eq!(e.code, "UNAVAILABLE", "{e:?}");
+            assert!(e.message.contains("CAMERA_UNAVAILABLE"), "{e:?}");
+        }
+        other => panic!("snap across an unplug: {other:?}"),
+    }
+    // The node carries on: no camera now, the screen still answers.
+    let list = invoke(&op, &node_id, "camera.list", json!({}))
+        .await
+        .expect("camera.list");
+    assert_eq!(list["devices"], json!([]));
+    match invoke(&op, &node_id, "camera.snap", json!({})).await {
+        Err(ClientError::Method(e)) => assert!(e.message.contains("CAMERA_UNAVAILABLE"), "{e:?}"),
+        other => panic!("snap with no camera: {other:?}"),
+    }
+    invoke(
+        &op,
+        &node_id,
+        "screen.snapshot",
+        json!({ "format": "jpg", "maxWidth": 64 }),
+    )
+    .await
+    .expect("the node still serves");
+    // Plugged back in: photos again.
+    invoke(
+        &op,
+        &node_id,
+        "system.run",
+        sh("echo vivid.0 > /sys/bus/platform/drivers/vivid/bind"),
+    )
+    .await
+    .expect("bind");
+    let snap = invoke(&op, &node_id, "camera.snap", json!({ "maxWidth": 320 }))
+        .await
+        .expect("camera.snap after replug");
+    assert_colour_bars(&decode_jpeg(&b64(&snap)));
+
+    let console = vm.console();
+    assert!(!console.contains("panicked"), "node panicked:\n{console}");
+    drop(vm);
+    let _ = stop_tx.send(());
+    let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
