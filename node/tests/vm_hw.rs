@@ -15,6 +15,9 @@
 //! qemu (installed by `tests/vm/build.sh`). Without them the test says so and passes, unless
 //! `PINCER_REQUIRE_VM=1`.
 
+#[path = "../../gateway/tests/support/openclaw.rs"]
+mod openclaw;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -69,15 +72,13 @@ fn build_vm(out: &Path, node: &Path) {
     assert!(status.success(), "tests/vm/build.sh failed");
 }
 
-fn boot(out: &Path, port: u16) -> Qemu {
+/// Boots the VM; `node_args` is the guest node's command line (no spaces inside arguments).
+fn boot(out: &Path, node_args: &str) -> Qemu {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0);
-    let append = format!(
-        "console=ttyS0 quiet pincer.time={now} pincer.novfb -- run --gateway ws://10.0.2.2:{port} \
-         --token {TOKEN} --caps camera,screen,audio,system --name vm-board --state-dir /state/node"
-    );
+    let append = format!("console=ttyS0 quiet pincer.time={now} pincer.novfb -- {node_args}");
     let mut child = Command::new("qemu-system-x86_64")
         .args([
             "-accel",
@@ -275,16 +276,25 @@ fn tone_of(wav: &[u8]) -> (f64, i16) {
     (crossings as f64 / 2.0 / secs, peak)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn camera_screen_audio_on_real_drivers() {
-    let Some(node_bin) = std::env::var_os("PINCER_VM_NODE").map(PathBuf::from) else {
+/// One VM at a time: the tests of this file share two cores with the emulator.
+static ONE_VM: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+fn vm_node() -> Option<PathBuf> {
+    let node = std::env::var_os("PINCER_VM_NODE").map(PathBuf::from);
+    if node.is_none() {
         assert!(
             std::env::var("PINCER_REQUIRE_VM").map_or(true, |v| v != "1"),
             "PINCER_VM_NODE (static pincer-node) not set"
         );
         eprintln!("skipping: set PINCER_VM_NODE to a static x86_64-musl pincer-node (scripts/test.sh does)");
-        return;
-    };
+    }
+    node
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn camera_screen_audio_on_real_drivers() {
+    let Some(node_bin) = vm_node() else { return };
+    let _one = ONE_VM.lock().await;
     let dir = std::env::temp_dir().join(format!("pincer-vm-hw-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     build_vm(&dir.join("vm"), &node_bin);
@@ -306,7 +316,13 @@ async fn camera_screen_audio_on_real_drivers() {
     op.token = Some(TOKEN.into());
     op.timeout = Duration::from_secs(90);
 
-    let vm = boot(&dir.join("vm"), port);
+    let vm = boot(
+        &dir.join("vm"),
+        &format!(
+            "run --gateway ws://10.0.2.2:{port} --token {TOKEN} --caps camera,screen,audio,system \
+             --name vm-board --state-dir /state/node"
+        ),
+    );
     let booted = Instant::now();
     // The guest reaches the gateway through qemu's NAT: a remote device (its Host header is
     // 10.0.2.2), so the operator approves its pairing as for any new board.
@@ -606,4 +622,184 @@ async fn camera_screen_audio_on_real_drivers() {
     let _ = stop_tx.send(());
     let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// gpsfake runs gpsd as its child: the whole process group goes together.
+struct Gpsfake(Child);
+impl Drop for Gpsfake {
+    fn drop(&mut self) {
+        let _ = Command::new("pkill")
+            .args(["-KILL", "-g", &self.0.id().to_string()])
+            .status();
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn gpsfake(port: u16) -> Gpsfake {
+    use std::os::unix::process::CommandExt;
+    let child = Command::new("gpsfake")
+        .process_group(0)
+        .args(["-q", "-n", "-c", "0.05", "-P", &port.to_string()])
+        .arg(repo().join("tests/nmea/berlin.nmea"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn gpsfake (apt-get install gpsd gpsd-clients)");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "gpsfake's gpsd did not listen");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Gpsfake(child)
+}
+
+/// What a user does with the real OpenClaw 2026.9.6: allow the node commands in
+/// `gateway.nodes.allowCommands`, approve the board's pairing and its command surface with the
+/// CLI, then `openclaw nodes camera snap` saves a photo and `openclaw nodes location get`
+/// prints the position — from pincer-node in the VM, on vivid and a gpsd fed by gpsfake.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_openclaw_snaps_a_photo_and_gets_a_position() {
+    let Some(node_bin) = vm_node() else { return };
+    let Some(r) = openclaw::reference() else {
+        return;
+    };
+    let _one = ONE_VM.lock().await;
+    let dir = std::env::temp_dir().join(format!("pincer-vm-oc-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    build_vm(&dir.join("vm"), &node_bin);
+    let gps_port = openclaw::free_port();
+    let _gps = gpsfake(gps_port);
+    let port = openclaw::free_port();
+    let home = dir.join("openclaw");
+    let _gw = r.start_gateway_configured(
+        &home,
+        port,
+        false,
+        json!({ "allowCommands": ["camera.list", "camera.snap", "location.get"] }),
+    );
+    let url = format!("ws://127.0.0.1:{port}");
+    let vm = boot(
+        &dir.join("vm"),
+        &format!(
+            "run --gateway ws://10.0.2.2:{port} --token {} --caps camera,location \
+             --gpsd 10.0.2.2:{gps_port} --name vm-board --state-dir /state/node",
+            openclaw::TOKEN
+        ),
+    );
+    // Pair the board (it is remote to the gateway: qemu's NAT), then approve its surface.
+    let started = Instant::now();
+    let node_id = loop {
+        let list = openclaw::json_of(&r.cli(&home, &url, &["devices", "list", "--json"]));
+        if let Some(req) = list["pending"]
+            .as_array()
+            .and_then(|p| p.first())
+            .and_then(|p| p["requestId"].as_str())
+        {
+            let o = r.cli(&home, &url, &["devices", "approve", req]);
+            assert!(o.status.success(), "{}", openclaw::show(&o));
+        }
+        let v = openclaw::json_of(&r.cli(&home, &url, &["nodes", "status", "--json"]));
+        if let Some(id) = v["nodes"].as_array().and_then(|a| {
+            a.iter()
+                .find(|n| n["displayName"] == "vm-board" && n["connected"] == true)
+                .and_then(|n| n["nodeId"].as_str().map(str::to_owned))
+        }) {
+            break id;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(150),
+            "the VM's node never connected to OpenClaw; console:\n{}",
+            vm.console()
+        );
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    };
+    let pending = openclaw::json_of(&r.cli(&home, &url, &["nodes", "pending", "--json"]));
+    let list = pending
+        .as_array()
+        .or(pending["pending"].as_array())
+        .cloned()
+        .unwrap_or_default();
+    if let Some(req) = list.iter().find(|p| p["nodeId"] == node_id.as_str()) {
+        let o = r.cli(
+            &home,
+            &url,
+            &[
+                "nodes",
+                "approve",
+                req["requestId"].as_str().expect("requestId"),
+            ],
+        );
+        assert!(o.status.success(), "{}", openclaw::show(&o));
+    }
+
+    // `openclaw nodes camera snap` writes the photo and prints where.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let out = loop {
+        let o = r.cli(
+            &home,
+            &url,
+            &[
+                "nodes",
+                "camera",
+                "snap",
+                "--node",
+                "vm-board",
+                "--facing",
+                "front",
+                "--max-width",
+                "640",
+                "--json",
+            ],
+        );
+        if o.status.success() {
+            break openclaw::json_of(&o);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "openclaw nodes camera snap kept failing: {}\nconsole:\n{}",
+            openclaw::show(&o),
+            vm.console()
+        );
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    };
+    let path = find_path(&out).unwrap_or_else(|| panic!("no file path in {out}"));
+    let img = decode_jpeg(&std::fs::read(&path).expect("the saved photo"));
+    assert_eq!(img.0, 640, "{out}");
+    assert_colour_bars(&img);
+
+    // `openclaw nodes location get` prints the NMEA log's position.
+    let o = r.cli(
+        &home,
+        &url,
+        &["nodes", "location", "get", "--node", "vm-board", "--json"],
+    );
+    assert!(o.status.success(), "{}", openclaw::show(&o));
+    let v = openclaw::json_of(&o);
+    let loc = if v["lat"].is_number() {
+        v.clone()
+    } else {
+        v["payload"].clone()
+    };
+    let (lat, lon) = (
+        loc["lat"].as_f64().expect("lat"),
+        loc["lon"].as_f64().expect("lon"),
+    );
+    let (want_lat, want_lon) = (52.0 + 31.2005 / 60.0, 13.0 + 24.2972 / 60.0);
+    let dy = (lat - want_lat).to_radians() * 6_371_000.0;
+    let dx = (lon - want_lon).to_radians() * 6_371_000.0 * want_lat.to_radians().cos();
+    assert!((dx * dx + dy * dy).sqrt() < 1.0, "{v}");
+    assert_eq!(loc["source"], "gps", "{v}");
+    drop(vm);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The first string in `v` that names an existing file.
+fn find_path(v: &Value) -> Option<PathBuf> {
+    match v {
+        Value::String(s) if Path::new(s).is_file() => Some(PathBuf::from(s)),
+        Value::Array(a) => a.iter().find_map(find_path),
+        Value::Object(o) => o.values().find_map(find_path),
+        _ => None,
+    }
 }

@@ -1,5 +1,7 @@
 //! The pinned reference OpenClaw (`openclaw@2026.9.6`), located through `PINCER_OPENCLAW` and
 //! `PINCER_NODE` (set by `scripts/test.sh`), run with its state in a test folder.
+//! Included by several test binaries, each using a part of it.
+#![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -112,6 +114,17 @@ impl Reference {
     /// Same, with `gateway.tls` on (a self-signed certificate it generates itself) when `tls`;
     /// then it is waited for with a plain TCP connect.
     pub fn start_gateway_with(&self, home: &Path, port: u16, tls: bool) -> Proc {
+        self.start_gateway_configured(home, port, tls, serde_json::json!({}))
+    }
+
+    /// Same, with `nodes` merged into the config's `gateway.nodes` (e.g. `allowCommands`).
+    pub fn start_gateway_configured(
+        &self,
+        home: &Path,
+        port: u16,
+        tls: bool,
+        nodes: Value,
+    ) -> Proc {
         std::fs::create_dir_all(home).expect("mkdir");
         let mut config = serde_json::json!({
             "gateway": { "mode": "local", "port": port, "bind": "loopback",
@@ -120,6 +133,9 @@ impl Reference {
             "telemetry": { "enabled": false },
             "discovery": { "mdns": { "mode": "off" } }
         });
+        if nodes.as_object().is_some_and(|o| !o.is_empty()) {
+            config["gateway"]["nodes"] = nodes;
+        }
         if tls {
             config["gateway"]["tls"] = serde_json::json!({ "enabled": true, "autoGenerate": true });
         }
