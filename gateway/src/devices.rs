@@ -6,10 +6,19 @@
 //! each role keeps two slots: `current` (the token the client is known to hold) and `pending`
 //! (the token last sent in `hello-ok`). Both are accepted; presenting `pending` promotes it.
 //! So a client that crashed before saving a new token still gets in with its old one.
+//!
+//! Writes are group-committed by one writer thread: a change updates memory and queues a
+//! snapshot; the writer writes the newest snapshot (temp file, fsync, rename, fsync of the
+//! folder) and skips the ones it superseded. The gateway's event loop never waits on the disk:
+//! it sends a reply that depends on a change only after [`DeviceStore::durable`] says that
+//! change is on disk, so 200 boards pairing at once cost a handful of fsyncs, not 600 stalls
+//! of every connection.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{mpsc, Mutex};
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
@@ -32,6 +41,62 @@ pub enum DeviceStoreError {
     UnknownDevice,
     #[error("ambiguous code {0:?}: matches several pending requests")]
     Ambiguous(String),
+    #[error("device store {path}: not written: {message}")]
+    NotWritten { path: PathBuf, message: String },
+}
+
+/// How far the writer got: the newest snapshot generation it wrote, and whether that failed.
+#[derive(Debug, Clone, Default)]
+struct Flushed {
+    generation: u64,
+    error: Option<String>,
+}
+
+/// The writer thread's end of the store.
+#[derive(Debug)]
+struct Writer {
+    tx: Option<mpsc::Sender<(u64, Vec<u8>)>>,
+    flushed: tokio::sync::watch::Receiver<Flushed>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Writer {
+    fn start(path: PathBuf) -> Writer {
+        let (tx, rx) = mpsc::channel::<(u64, Vec<u8>)>();
+        let (flushed_tx, flushed) = tokio::sync::watch::channel(Flushed::default());
+        let thread = std::thread::Builder::new()
+            .name("device-store".into())
+            .spawn(move || {
+                while let Ok(mut next) = rx.recv() {
+                    // Only the newest snapshot matters: later ones contain the earlier changes.
+                    while let Ok(newer) = rx.try_recv() {
+                        next = newer;
+                    }
+                    let (generation, bytes) = next;
+                    let error = write_atomic(&path, &bytes).err().map(|e| {
+                        tracing::error!(path = %path.display(), error = %e, "device store not written");
+                        e.to_string()
+                    });
+                    flushed_tx.send_replace(Flushed { generation, error });
+                }
+            })
+            .ok();
+        Writer {
+            tx: thread.as_ref().map(|_| tx),
+            flushed,
+            thread,
+        }
+    }
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        // Closing the channel lets the writer finish what is queued, then exit.
+        self.tx.take();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
 }
 
 /// One issued token, by hash.
@@ -222,6 +287,9 @@ pub struct DeviceStore {
     path: PathBuf,
     inner: Mutex<StoreFile>,
     recovered_from: Option<PathBuf>,
+    /// Generation of the newest snapshot handed to the writer (assigned under `inner`'s lock).
+    generation: AtomicU64,
+    writer: Writer,
 }
 
 impl DeviceStore {
@@ -258,10 +326,78 @@ impl DeviceStore {
             Err(source) => return Err(DeviceStoreError::Io { path, source }),
         };
         Ok(DeviceStore {
+            writer: Writer::start(path.clone()),
             path,
             inner: Mutex::new(file),
             recovered_from,
+            generation: AtomicU64::new(0),
         })
+    }
+
+    /// The generation of the newest change (compare before and after an operation to see
+    /// whether it changed anything).
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::SeqCst)
+    }
+
+    /// Waits until every change made so far is on disk; an error when the write failed
+    /// (full disk, read-only card…) — then the change lives only in memory.
+    pub async fn durable(&self) -> Result<(), DeviceStoreError> {
+        if self.writer.tx.is_none() {
+            return Ok(()); // no writer thread: persist() wrote in place
+        }
+        let target = self.generation();
+        let mut rx = self.writer.flushed.clone();
+        loop {
+            {
+                let f = rx.borrow_and_update();
+                if f.generation >= target {
+                    return match &f.error {
+                        None => Ok(()),
+                        Some(message) => Err(DeviceStoreError::NotWritten {
+                            path: self.path.clone(),
+                            message: message.clone(),
+                        }),
+                    };
+                }
+            }
+            if rx.changed().await.is_err() {
+                return Err(DeviceStoreError::NotWritten {
+                    path: self.path.clone(),
+                    message: "the store's writer stopped".into(),
+                });
+            }
+        }
+    }
+
+    /// [`Self::durable`] for code outside the event loop (tests, shutdown), bounded by `within`.
+    pub fn durable_blocking(&self, within: Duration) -> Result<(), DeviceStoreError> {
+        if self.writer.tx.is_none() {
+            return Ok(());
+        }
+        let target = self.generation();
+        let deadline = Instant::now() + within;
+        loop {
+            {
+                let f = self.writer.flushed.borrow();
+                if f.generation >= target {
+                    return match &f.error {
+                        None => Ok(()),
+                        Some(message) => Err(DeviceStoreError::NotWritten {
+                            path: self.path.clone(),
+                            message: message.clone(),
+                        }),
+                    };
+                }
+            }
+            if Instant::now() >= deadline {
+                return Err(DeviceStoreError::NotWritten {
+                    path: self.path.clone(),
+                    message: format!("not on disk after {within:?}"),
+                });
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
     }
 
     /// Where an unreadable store was moved at start-up, if that happened.
@@ -273,8 +409,20 @@ impl DeviceStore {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Queues a snapshot of `file` (called with `inner` locked, so generations follow the
+    /// order of changes). Without a writer thread, writes in place.
     fn persist(&self, file: &StoreFile) -> Result<(), DeviceStoreError> {
         let text = serde_json::to_vec_pretty(file).unwrap_or_default();
+        let generation = self.generation.fetch_add(1, Ordering::SeqCst) + 1;
+        if let Some(tx) = &self.writer.tx {
+            if tx.send((generation, text)).is_ok() {
+                return Ok(());
+            }
+            return Err(DeviceStoreError::NotWritten {
+                path: self.path.clone(),
+                message: "the store's writer stopped".into(),
+            });
+        }
         write_atomic(&self.path, &text).map_err(|source| DeviceStoreError::Io {
             path: self.path.clone(),
             source,
@@ -971,6 +1119,7 @@ mod tests {
             TokenCheck::Unknown
         );
         // Survives a reopen, and the file holds no token in clear.
+        s.durable_blocking(Duration::from_secs(5)).unwrap();
         let s2 = DeviceStore::open(&dir).unwrap();
         assert!(matches!(
             s2.verify_token("d1", "k1", "operator", &t3).unwrap(),
@@ -996,6 +1145,10 @@ mod tests {
         assert!(s.is_empty());
         // The next write does not touch the kept copy.
         s.approve(device("d1", "k1"), "node", &[]).unwrap();
+        s.durable_blocking(Duration::from_secs(5)).unwrap();
+        assert!(std::fs::read_to_string(dir.join("devices/store.json"))
+            .unwrap()
+            .contains("d1"));
         assert_eq!(std::fs::read(&aside).unwrap(), b"{ torn");
         std::fs::remove_dir_all(dir).unwrap();
     }

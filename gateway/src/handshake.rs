@@ -111,6 +111,16 @@ pub struct Rejected {
 }
 
 impl Rejected {
+    /// Refused for a server-side failure (as a device store error is).
+    pub fn unavailable(message: String) -> Rejected {
+        tracing::error!(%message, "connect refused");
+        reject(
+            ErrorShape::unavailable(message),
+            close::POLICY_VIOLATION,
+            "device store error",
+        )
+    }
+
     fn auth(mut self) -> Self {
         self.auth_failure = true;
         self

@@ -354,7 +354,19 @@ pub async fn serve(hub: Arc<Hub>, tcp: TcpStream, ip: IpAddr) {
         release(&mut released);
         return;
     }
-    let accepted = match handshake(&hub, &params, &nonce, &peer, now) {
+    let generation = hub.devices.generation();
+    let mut accepted = handshake(&hub, &params, &nonce, &peer, now);
+    // Pairing, a new device token, a pending request: on disk before the client hears of it.
+    if hub.devices.generation() != generation {
+        if let Err(e) = hub.devices.durable().await {
+            if accepted.is_ok() {
+                accepted = Err(crate::handshake::Rejected::unavailable(format!(
+                    "pairing state not saved: {e}"
+                )));
+            }
+        }
+    }
+    let accepted = match accepted {
         Ok(a) => a,
         Err(r) => {
             if r.auth_failure {
@@ -490,6 +502,7 @@ pub async fn serve(hub: Arc<Hub>, tcp: TcpStream, ip: IpAddr) {
                         Err(e) => encode_res_err(e.reply_id(), &ErrorShape::invalid(e.message())),
                         Ok(req) => {
                             let id = req.id.clone();
+                            let generation = hub.devices.generation();
                             let (reply, refusal) = methods::dispatch(&hub, &conn, req);
                             if refusal == Refusal::Role {
                                 role_violations += 1;
@@ -497,7 +510,18 @@ pub async fn serve(hub: Arc<Hub>, tcp: TcpStream, ip: IpAddr) {
                                 role_violations = 0;
                             }
                             match reply {
-                                Dispatch::Now(r) => encode_reply(&id, r),
+                                Dispatch::Now(r) => {
+                                    // A reply about a trust change goes out once it is on disk.
+                                    let r = if hub.devices.generation() != generation {
+                                        match hub.devices.durable().await {
+                                            Ok(()) => r,
+                                            Err(e) => Err(ErrorShape::unavailable(format!("not saved: {e}"))),
+                                        }
+                                    } else {
+                                        r
+                                    };
+                                    encode_reply(&id, r)
+                                }
                                 Dispatch::Later(fut) => match in_flight.clone().try_acquire_owned() {
                                     Ok(permit) => {
                                         // Answered when ready, through the outbound queue.
