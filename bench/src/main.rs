@@ -64,7 +64,16 @@ enum Cmd {
         #[arg(long, default_value_t = 0)]
         port: u16,
     },
+    /// camera.snap end to end vs a bare V4L2 capture, on vivid in the tests/vm qemu VM.
+    Camera {
+        /// Static x86_64-musl pincer-node for the VM (default:
+        /// target/x86_64-unknown-linux-musl/release/pincer-node).
+        #[arg(long)]
+        vm_node: Option<PathBuf>,
+    },
 }
+
+mod camera;
 
 fn main() -> Result<()> {
     let cli = Cli::parse();
@@ -74,6 +83,13 @@ fn main() -> Result<()> {
         .build()?;
     match cli.cmd {
         Some(Cmd::EchoServer { port }) => rt.block_on(echo_server(port)),
+        Some(Cmd::Camera { ref vm_node }) => {
+            let gw = cli
+                .gateway
+                .clone()
+                .unwrap_or_else(|| workspace_root().join("target/release/pincer-gateway"));
+            rt.block_on(camera::run(&gw, vm_node.clone()))
+        }
         None => rt.block_on(run(cli)),
     }
 }

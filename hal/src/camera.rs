@@ -263,6 +263,12 @@ impl Camera {
             offered.dedup();
             return Err(CameraError::Unsupported(path.into(), offered.join(",")));
         };
+        // Warm-up frames come at the frame rate: ask for 30 fps (drivers clamp to what the
+        // mode allows; some webcams default to 5 fps, a second of warm-up). Not every
+        // driver supports it; a failure only means the default rate.
+        if let Err(e) = dev.set_params(&v4l::video::capture::Parameters::with_fps(30)) {
+            tracing::debug!(path, error = %e, "cannot set the frame rate");
+        }
         // The stream borrows nothing from the device but its handle (an Arc), so the
         // 'static lifetime holds; the device is kept alongside it.
         let mut stream =
