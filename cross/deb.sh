@@ -26,20 +26,24 @@ VERSION=$(sed -n '/^\[workspace.package\]/,/^\[/s/^version *= *"\(.*\)"/\1/p' Ca
 [ -n "$VERSION" ] || { echo "deb.sh: no version in Cargo.toml" >&2; exit 1; }
 command -v dpkg-deb >/dev/null || { echo "deb.sh: dpkg-deb missing" >&2; exit 1; }
 
-# The Depends of a dynamically linked binary: libc6 at the newest GLIBC_ symbol version it
-# uses, libgcc-s1 for the unwinder; any other library is an error (nothing else is expected).
-depends_of() {
-  local f=$1 lib deps=() glibc
-  for lib in $(readelf -d "$f" | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p'); do
-    case "$lib" in
-      libc.so.*|libm.so.*|libpthread.so.*|libdl.so.*|librt.so.*|libutil.so.*|ld-linux*) ;;
-      libgcc_s.so.1) deps+=("libgcc-s1") ;;
-      *) echo "deb.sh: $f needs $lib, which no Depends covers" >&2; return 1 ;;
-    esac
+# The Depends of dynamically linked binaries: libc6 at the newest GLIBC_ symbol version any of
+# them uses, libgcc-s1 for the unwinder; any other library is an error (none is expected).
+depends_of() { # depends_of FILE...
+  local f lib gcc="" glibc deps=()
+  for f in "$@"; do
+    for lib in $(readelf -d "$f" | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p'); do
+      case "$lib" in
+        libc.so.*|libm.so.*|libpthread.so.*|libdl.so.*|librt.so.*|libutil.so.*|ld-linux*) ;;
+        libgcc_s.so.1) gcc=1 ;;
+        *) echo "deb.sh: $f needs $lib, which no Depends covers" >&2; return 1 ;;
+      esac
+    done
   done
-  glibc=$(readelf -V -W "$f" | grep -o 'GLIBC_[0-9][0-9.]*' | sed 's/GLIBC_//' | sort -uV | tail -1)
-  [ -z "$glibc" ] || deps=("libc6 (>= $glibc)" "${deps[@]}")
-  (IFS=,; echo "${deps[*]}") | sed 's/,/, /g'
+  glibc=$(for f in "$@"; do readelf -V -W "$f"; done | grep -o 'GLIBC_[0-9][0-9.]*' | sed 's/GLIBC_//' | sort -uV | tail -1)
+  [ -z "$glibc" ] || deps+=("libc6 (>= $glibc)")
+  [ -z "$gcc" ] || deps+=("libgcc-s1")
+  local IFS=,
+  echo "${deps[*]}" | sed 's/,/, /g'
 }
 
 mkdir -p "$TARGET_DIR/deb"
@@ -66,10 +70,7 @@ for t in "${TARGETS[@]}"; do
   install -m 0644 cross/debian/copyright README.md "$stage/usr/share/doc/pincer/"
   install -m 0755 cross/debian/postinst cross/debian/prerm cross/debian/postrm "$stage/DEBIAN/"
   printf '/etc/pincer/node.toml\n/etc/pincer/gateway.toml\n' >"$stage/DEBIAN/conffiles"
-  deps=""
-  for b in pincer-node pincer-gateway; do
-    if readelf -l "$bin/$b" | grep -q INTERP; then deps=$(depends_of "$bin/$b"); fi
-  done
+  deps=$(depends_of "$bin/pincer-node" "$bin/pincer-gateway")
   {
     echo "Package: pincer"
     echo "Version: $VERSION"
