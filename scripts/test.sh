@@ -68,8 +68,13 @@ cargo build -p pincer-protocol --no-default-features --target riscv32imc-unknown
 done_step
 
 if [ "$QUICK" = 0 ]; then
-  step "cross builds (aarch64 gnu/musl, armv7, x86_64 musl): ELF checks, size budgets, qemu-user runs, emulated end to end"
+  step "cross builds (aarch64 gnu/musl, armv7, armv6 musl, x86_64 musl): ELF checks, size budgets, qemu-user runs, emulated end to end"
   ./cross/build.sh
+  done_step
+
+  step "Debian packages (amd64, arm64, armhf, armhf-armv6); the amd64 one installed into a throw-away root"
+  ./cross/deb.sh
+  ./cross/deb-test.sh
   done_step
 fi
 

@@ -279,14 +279,39 @@ fn serve(a: RunArgs) -> anyhow::Result<()> {
             );
         }
     }
+    let systemd = pincer_os::notify::systemd();
     runtime()?.block_on(async move {
         let gw = Gateway::bind(cfg).await?;
         let addr = gw.local_addr()?;
         println!("pincer-gateway listening on ws://{addr}");
         tracing::info!(%addr, "listening");
-        gw.run(shutdown_signal()).await;
+        if let Some(n) = &systemd {
+            n.ready(&format!("listening on ws://{addr}"));
+            spawn_watchdog(n.clone());
+        }
+        gw.run(async {
+            shutdown_signal().await;
+            if let Some(n) = &systemd {
+                n.stopping();
+            }
+        })
+        .await;
         Ok(())
     })
+}
+
+/// `WATCHDOG=1` from the event loop itself: if the loop hangs, the pings stop and systemd
+/// restarts the service (`WatchdogSec=`).
+fn spawn_watchdog(n: pincer_os::notify::Notifier) {
+    if let Some(every) = pincer_os::notify::watchdog_interval() {
+        tokio::spawn(async move {
+            let mut t = tokio::time::interval(every);
+            loop {
+                t.tick().await;
+                n.watchdog();
+            }
+        });
+    }
 }
 
 async fn shutdown_signal() {

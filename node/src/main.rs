@@ -118,10 +118,39 @@ fn main() -> anyhow::Result<()> {
             let registry = Registry::for_caps(&cfg.caps, &cfg.setup());
             tracing::info!(device_id = %identity.device_id, gateway = %cfg.gateway, caps = ?cfg.caps, "starting");
             let node = Node::new(cfg, identity, Arc::new(Dispatcher::new(registry)));
-            rt.block_on(node.run(shutdown_signal()));
+            let systemd = pincer_os::notify::systemd();
+            rt.block_on(async {
+                // Ready once running: the node serves (and keeps reconnecting) by itself, so
+                // an unreachable gateway is not a failed start.
+                if let Some(n) = &systemd {
+                    n.ready("running");
+                    spawn_watchdog(n.clone());
+                }
+                node.run(async {
+                    shutdown_signal().await;
+                    if let Some(n) = &systemd {
+                        n.stopping();
+                    }
+                })
+                .await
+            });
             Ok(())
         }
         Cmd::Doctor(a) => rt.block_on(doctor(a)),
+    }
+}
+
+/// `WATCHDOG=1` from the node's event loop itself: if the loop hangs, the pings stop and
+/// systemd restarts the service (`WatchdogSec=`).
+fn spawn_watchdog(n: pincer_os::notify::Notifier) {
+    if let Some(every) = pincer_os::notify::watchdog_interval() {
+        tokio::spawn(async move {
+            let mut t = tokio::time::interval(every);
+            loop {
+                t.tick().await;
+                n.watchdog();
+            }
+        });
     }
 }
 

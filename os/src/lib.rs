@@ -2,9 +2,12 @@
 //!
 //! Small pieces of operating-system plumbing that both binaries need, written once:
 //! crash-safe state files ([`write_atomic`], [`ensure_private_dir`]), logging setup
-//! ([`init_logging`]) and environment lookups ([`env_first`]).
+//! ([`init_logging`]), environment lookups ([`env_first`]) and systemd readiness and watchdog
+//! notifications ([`notify`]).
 //!
 //! **Must not touch:** the protocol, sockets or hardware.
+
+pub mod notify;
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
