@@ -31,6 +31,8 @@ need_pkg gpsfake gpsd gpsd-clients   # a real gpsd fed by NMEA logs for location
 [ -n "$(ls /usr/lib/llvm-*/lib/libclang.so* /usr/lib/x86_64-linux-gnu/libclang*.so* 2>/dev/null | head -1)" ] \
   || need_pkg __libclang__ libclang-dev
 export PINCER_REQUIRE_GPSD=1
+need_pkg Xvfb xvfb x11-xserver-utils xauth   # a real X server for screen.snapshot over X11
+export PINCER_REQUIRE_XVFB=1
 done_step
 
 if [ "$QUICK" = 0 ]; then

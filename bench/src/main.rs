@@ -250,46 +250,53 @@ async fn spawn(spec: &Spec) -> Result<(Server, Instant)> {
                 t0,
             ))
         }
-        Kind::OpenClaw => {
-            let dir = temp_dir("openclaw");
-            let port = free_port()?;
-            let config = serde_json::json!({
-                "gateway": { "mode": "local", "port": port, "bind": "loopback",
-                             "auth": { "mode": "token", "token": TOKEN }, "tailscale": { "mode": "off" } },
-                "update": { "checkOnStart": false },
-                "telemetry": { "enabled": false },
-                "discovery": { "mdns": { "mode": "off" } }
-            });
-            std::fs::write(dir.join("openclaw.json"), config.to_string())?;
-            let node = spec.node.clone().ok_or_else(|| anyhow!("no node binary"))?;
-            let t0 = Instant::now();
-            let child = Command::new(node)
-                .arg(&spec.bin)
-                .args(["gateway", "run"])
-                .env("HOME", &dir)
-                .env("OPENCLAW_STATE_DIR", dir.join("state"))
-                .env("OPENCLAW_CONFIG_PATH", dir.join("openclaw.json"))
-                .env("OPENCLAW_DISABLE_BONJOUR", "1")
-                .env("OPENCLAW_NO_RESPAWN", "1")
-                .env("OPENCLAW_SKIP_CHANNELS", "1")
-                .env("OPENCLAW_NO_AUTO_UPDATE", "1")
-                .env("DO_NOT_TRACK", "1")
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .process_group(0)
-                .spawn()?;
-            Ok((
-                Server {
-                    kind: spec.kind,
-                    child,
-                    url: format!("ws://127.0.0.1:{port}"),
-                    dir: Some(dir),
-                    stopped: false,
-                },
-                t0,
-            ))
-        }
+        Kind::OpenClaw => spawn_openclaw(spec, false).await,
     }
+}
+
+/// The reference gateway on a free loopback port; with `tls`, on `wss://` with the
+/// self-signed certificate it generates (under `<dir>/state/gateway/tls/`).
+async fn spawn_openclaw(spec: &Spec, tls: bool) -> Result<(Server, Instant)> {
+    let dir = temp_dir("openclaw");
+    let port = free_port()?;
+    let mut config = serde_json::json!({
+        "gateway": { "mode": "local", "port": port, "bind": "loopback",
+                     "auth": { "mode": "token", "token": TOKEN }, "tailscale": { "mode": "off" } },
+        "update": { "checkOnStart": false },
+        "telemetry": { "enabled": false },
+        "discovery": { "mdns": { "mode": "off" } }
+    });
+    if tls {
+        config["gateway"]["tls"] = serde_json::json!({ "enabled": true, "autoGenerate": true });
+    }
+    std::fs::write(dir.join("openclaw.json"), config.to_string())?;
+    let node = spec.node.clone().ok_or_else(|| anyhow!("no node binary"))?;
+    let t0 = Instant::now();
+    let child = Command::new(node)
+        .arg(&spec.bin)
+        .args(["gateway", "run"])
+        .env("HOME", &dir)
+        .env("OPENCLAW_STATE_DIR", dir.join("state"))
+        .env("OPENCLAW_CONFIG_PATH", dir.join("openclaw.json"))
+        .env("OPENCLAW_DISABLE_BONJOUR", "1")
+        .env("OPENCLAW_NO_RESPAWN", "1")
+        .env("OPENCLAW_SKIP_CHANNELS", "1")
+        .env("OPENCLAW_NO_AUTO_UPDATE", "1")
+        .env("DO_NOT_TRACK", "1")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .process_group(0)
+        .spawn()?;
+    Ok((
+        Server {
+            kind: spec.kind,
+            child,
+            url: format!("{}://127.0.0.1:{port}", if tls { "wss" } else { "ws" }),
+            dir: Some(dir),
+            stopped: false,
+        },
+        t0,
+    ))
 }
 
 async fn read_url(child: &mut Child, prefix: &str) -> Result<String> {
@@ -890,6 +897,17 @@ async fn run(cli: Cli) -> Result<()> {
         Ok(t) => t,
         Err(e) => format!("\npincer-node figures: error: {e}\n"),
     });
+    if have_openclaw {
+        let spec = Spec {
+            kind: Kind::OpenClaw,
+            bin: openclaw.clone(),
+            node: Some(node.clone()),
+        };
+        out.push_str(&match measure_node_wss(&cli, &spec).await {
+            Ok(t) => t,
+            Err(e) => format!("| idle RSS over wss:// | error: {e} |\n"),
+        });
+    }
     println!("{out}");
     let results_dir = workspace_root().join("bench/results");
     let _ = std::fs::create_dir_all(&results_dir);
@@ -942,6 +960,83 @@ async fn measure_node(cli: &Cli, gateway: &Path) -> Result<String> {
     let _ = node.start_kill();
     let _ = tokio::time::timeout(Duration::from_secs(2), node.wait()).await;
     let _ = std::fs::remove_dir_all(&state);
+    server.stop().await;
+    result
+}
+
+/// pincer-node over `wss://` (rustls, certificate pinned) to the reference gateway's TLS
+/// listener: the node's idle RSS once connected, as rows for the pincer-node table.
+async fn measure_node_wss(cli: &Cli, spec: &Spec) -> Result<String> {
+    let node_bin = cli
+        .pincer_node
+        .clone()
+        .unwrap_or_else(|| workspace_root().join("target/release/pincer-node"));
+    let (server, _) = spawn_openclaw(spec, true).await?;
+    let result = async {
+        let dir = server.dir.clone().ok_or_else(|| anyhow!("no state dir"))?;
+        let cert = dir.join("state/gateway/tls/gateway-cert.pem");
+        let up_by = Instant::now() + Duration::from_secs(120);
+        while !cert.exists() || TcpStream::connect(server.url.trim_start_matches("wss://")).await.is_err() {
+            if Instant::now() > up_by {
+                bail!("OpenClaw's TLS listener not up within 120 s");
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        let out = std::process::Command::new("openssl")
+            .args(["x509", "-noout", "-fingerprint", "-sha256", "-in"])
+            .arg(&cert)
+            .output()
+            .context("openssl (for the certificate pin)")?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        let pin: String = text
+            .split('=')
+            .nth(1)
+            .unwrap_or("")
+            .trim()
+            .replace(':', "")
+            .to_ascii_lowercase();
+        if pin.len() != 64 {
+            bail!("no SHA-256 fingerprint from openssl: {text}");
+        }
+        let state = temp_dir("node-wss");
+        let mut node = Command::new(&node_bin)
+            .args(["run", "--gateway", &server.url, "--token", TOKEN, "--caps", "system"])
+            .args(["--tls-fingerprint", &format!("sha256:{pin}"), "--state-dir"])
+            .arg(&state)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()?;
+        let stderr = node.stderr.take().ok_or_else(|| anyhow!("no stderr"))?;
+        let mut lines = BufReader::new(stderr).lines();
+        let connected = tokio::time::timeout(Duration::from_secs(60), async {
+            while let Ok(Some(l)) = lines.next_line().await {
+                if l.contains("connected gateway=wss://") {
+                    return true;
+                }
+            }
+            false
+        })
+        .await
+        .unwrap_or(false);
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        if !connected {
+            bail!("pincer-node did not connect over wss:// within 60 s");
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let pid = node.id().ok_or_else(|| anyhow!("node exited"))?;
+        let (rss, anon) = (rss_kb(pid), anon_kb(pid));
+        let _ = node.start_kill();
+        let _ = node.wait().await;
+        let _ = std::fs::remove_dir_all(&state);
+        Ok(format!(
+            "| idle RSS over wss:// (rustls, pinned; to OpenClaw's TLS listener) | {} |\n| idle RSS over wss://, own memory (RssAnon) | {} |\n",
+            mb(rss),
+            mb(anon)
+        ))
+    }
+    .await;
     server.stop().await;
     result
 }

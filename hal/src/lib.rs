@@ -12,7 +12,7 @@
 //! |---|---|---|---|
 //! | location | `location` | gpsd (TCP JSON, `gpsd_proto` types) | done |
 //! | camera | `camera` | V4L2 single-planar capture (`v4l` crate), JPEG (`jpeg-encoder`) | stills |
-//! | screen | `screen` | fbdev (`/dev/fbN`, incl. KMS fbdev emulation), PNG/JPEG | fbdev |
+//! | screen | `screen` | X11 `GetImage` when `DISPLAY` answers, else fbdev (`/dev/fbN`, incl. KMS fbdev emulation); PNG/JPEG | done |
 //! | audio | `audio` | ALSA kernel PCM ioctls on `hw:` devices, 16-bit WAV | done |
 //!
 //! `image` (raw frame conversion, downscaling, JPEG) is shared by camera and screen.

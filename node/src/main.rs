@@ -186,6 +186,15 @@ async fn doctor_hardware(gpsd: &str) {
     #[cfg(feature = "screen")]
     {
         let fbs = pincer_hal::screen::Framebuffers::default();
+        if let Some(d) = fbs.display() {
+            match pincer_hal::screen::x11::capture(d, None) {
+                Ok(img) => println!(
+                    "screen        ok  X display {d} {}x{}",
+                    img.width, img.height
+                ),
+                Err(e) => println!("screen        FAIL  X display {d}: {e}"),
+            }
+        }
         let list = fbs.list();
         if list.is_empty() {
             println!("screen        FAIL  no framebuffer (/dev/fb*)");

@@ -1,5 +1,6 @@
-//! Screen capture from Linux framebuffers (`/dev/fbN`): the console of a headless board, or
-//! what a KMS driver's fbdev emulation shows (vc4, bochs, simpledrm…).
+//! Screen capture: from the X server named by `DISPLAY` when one answers ([`x11`]), else from
+//! Linux framebuffers (`/dev/fbN`): the console of a headless board, or what a KMS driver's
+//! fbdev emulation shows (vc4, bochs, simpledrm…).
 //!
 //! The geometry and pixel layout come from `FBIOGET_VSCREENINFO`, the row stride from sysfs
 //! (`/sys/class/graphics/fbN/stride`); the visible area (`xoffset`/`yoffset` into the virtual
@@ -14,6 +15,8 @@ use std::path::PathBuf;
 
 use crate::image::{ImageError, PixelFormat, Rgb};
 
+pub mod x11;
+
 #[derive(Debug, thiserror::Error)]
 pub enum ScreenError {
     #[error("no screen {0} (no {1})")]
@@ -26,6 +29,8 @@ pub enum ScreenError {
     Io(String, io::Error),
     #[error("{0}: {1}")]
     Image(String, ImageError),
+    #[error("X11: {0}")]
+    X11(#[from] x11::X11Error),
 }
 
 impl ScreenError {
@@ -96,11 +101,13 @@ pub struct Geometry {
     pub layout: PixelFormat,
 }
 
-/// Framebuffers under `/dev` and `/sys/class/graphics`.
+/// The screens: an X display (when `DISPLAY` names one), framebuffers under `/dev` and
+/// `/sys/class/graphics`.
 #[derive(Debug, Clone)]
 pub struct Framebuffers {
     dev_dir: PathBuf,
     sys_dir: PathBuf,
+    display: Option<String>,
 }
 
 impl Default for Framebuffers {
@@ -108,6 +115,7 @@ impl Default for Framebuffers {
         Framebuffers {
             dev_dir: "/dev".into(),
             sys_dir: "/sys/class/graphics".into(),
+            display: std::env::var("DISPLAY").ok().filter(|d| !d.is_empty()),
         }
     }
 }
@@ -140,7 +148,19 @@ impl Framebuffers {
         Framebuffers {
             dev_dir: dev_dir.into(),
             sys_dir: sys_dir.into(),
+            display: None,
         }
+    }
+
+    /// Captures from X display `display` first (e.g. `:0`).
+    pub fn with_display(mut self, display: Option<String>) -> Framebuffers {
+        self.display = display;
+        self
+    }
+
+    /// The X display tried first, if any.
+    pub fn display(&self) -> Option<&str> {
+        self.display.as_deref()
     }
 
     fn path(&self, index: u32) -> PathBuf {
@@ -220,8 +240,18 @@ impl Framebuffers {
         })
     }
 
-    /// What screen `index` shows now.
+    /// What screen `index` shows now: X screen `index` of `DISPLAY` when that server answers,
+    /// else framebuffer `index`.
     pub fn capture(&self, index: u32) -> Result<Rgb, ScreenError> {
+        if let Some(d) = &self.display {
+            match x11::capture(d, Some(index)) {
+                Ok(img) => return Ok(img),
+                Err(e @ x11::X11Error::Connect(..)) => {
+                    tracing::debug!(error = %e, "no X server; trying the framebuffer");
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
         let (file, name) = self.open(index)?;
         let g = self.geometry_of(&file, &name, index)?;
         let len = g.stride as usize * g.height as usize;
