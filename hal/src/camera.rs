@@ -100,6 +100,27 @@ pub struct CameraInfo {
     pub driver: String,
 }
 
+/// The camera class: what `camera.list` and `camera.snap` need from a backend.
+///
+/// [`V4l2`] is the Linux backend. Video (`camera.clip`) will be a third method on top of the
+/// same [`Camera`] capture session that `snap` uses (open, negotiate, pull frames), and a
+/// libcamera backend for CSI modules another implementation of this trait.
+pub trait Cameras: Send + Sync {
+    /// Capture devices present now.
+    fn list(&self) -> Vec<CameraInfo>;
+    /// One still photo.
+    fn snap(&self, req: &SnapRequest) -> Result<Photo, CameraError>;
+}
+
+impl Cameras for V4l2 {
+    fn list(&self) -> Vec<CameraInfo> {
+        V4l2::list(self)
+    }
+    fn snap(&self, req: &SnapRequest) -> Result<Photo, CameraError> {
+        V4l2::snap(self, req)
+    }
+}
+
 /// Capability bits from `VIDIOC_QUERYCAP` (`device_caps`).
 const CAP_VIDEO_CAPTURE: u32 = 0x0000_0001;
 const CAP_VIDEO_M2M: u32 = 0x0000_8000;

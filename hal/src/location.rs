@@ -90,6 +90,26 @@ fn fix_from(tpv: gpsd_proto::Tpv) -> Option<Fix> {
     })
 }
 
+/// The location class: a position fix, fresh or cached. [`Gpsd`] is the Linux backend.
+pub trait Locator: Send + Sync {
+    /// A fix no older than `max_age` (cached) or a fresh one within `timeout`.
+    fn fix(
+        &self,
+        timeout: Duration,
+        max_age: Option<Duration>,
+    ) -> impl std::future::Future<Output = Result<Fix, LocationError>> + Send;
+}
+
+impl Locator for Gpsd {
+    fn fix(
+        &self,
+        timeout: Duration,
+        max_age: Option<Duration>,
+    ) -> impl std::future::Future<Output = Result<Fix, LocationError>> + Send {
+        Gpsd::fix(self, timeout, max_age)
+    }
+}
+
 impl Gpsd {
     /// A client for gpsd at `addr` (`host:port`).
     pub fn new(addr: impl Into<String>) -> Gpsd {

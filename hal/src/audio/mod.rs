@@ -307,6 +307,41 @@ impl Alsa {
     }
 }
 
+/// The audio class: what `audio.list`, `audio.record` and `audio.play` need from a backend.
+pub trait AudioDevices: Send + Sync {
+    /// Every capture and playback device.
+    fn list(&self) -> Vec<AudioDevice>;
+    /// Records `duration` from `id` (default: the first capture device).
+    fn record(
+        &self,
+        id: Option<&str>,
+        duration: Duration,
+        rate: Option<u32>,
+        channels: Option<u16>,
+    ) -> Result<Recording, AudioError>;
+    /// Plays a 16-bit PCM WAV on `id` (default: the first playback device); returns the
+    /// device and the duration played in ms.
+    fn play(&self, id: Option<&str>, wav: &[u8]) -> Result<(String, u64), AudioError>;
+}
+
+impl AudioDevices for Alsa {
+    fn list(&self) -> Vec<AudioDevice> {
+        Alsa::list(self)
+    }
+    fn record(
+        &self,
+        id: Option<&str>,
+        duration: Duration,
+        rate: Option<u32>,
+        channels: Option<u16>,
+    ) -> Result<Recording, AudioError> {
+        Alsa::record(self, id, duration, rate, channels)
+    }
+    fn play(&self, id: Option<&str>, wav: &[u8]) -> Result<(String, u64), AudioError> {
+        Alsa::play(self, id, wav)
+    }
+}
+
 /// RIFF/WAVE, 16-bit PCM only.
 pub mod wav {
     /// A decoded WAV: its samples borrow the input.

@@ -272,6 +272,23 @@ impl Framebuffers {
     }
 }
 
+/// The screen class: what `screen.snapshot` needs from a backend.
+pub trait Screens: Send + Sync {
+    /// Screens present: `(index, name)`.
+    fn list(&self) -> Vec<(u32, String)>;
+    /// What screen `index` shows now.
+    fn capture(&self, index: u32) -> Result<Rgb, ScreenError>;
+}
+
+impl Screens for Framebuffers {
+    fn list(&self) -> Vec<(u32, String)> {
+        Framebuffers::list(self)
+    }
+    fn capture(&self, index: u32) -> Result<Rgb, ScreenError> {
+        Framebuffers::capture(self, index)
+    }
+}
+
 /// PNG (8-bit RGB, zlib via miniz_oxide).
 pub fn to_png(img: &Rgb) -> Result<Vec<u8>, ScreenError> {
     let mut out = Vec::new();

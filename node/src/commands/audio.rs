@@ -6,7 +6,9 @@
 
 use std::time::Duration;
 
-use pincer_hal::audio::{Alsa, AudioError};
+use std::sync::Arc;
+
+use pincer_hal::audio::{AudioDevices, AudioError};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -17,7 +19,7 @@ fn hal_error(e: AudioError) -> CommandError {
 }
 
 /// `audio.list`.
-pub struct List(pub Alsa);
+pub struct List(pub Arc<dyn AudioDevices>);
 
 impl Command for List {
     fn run(&self, _params: Value) -> CommandFuture {
@@ -50,7 +52,7 @@ struct RecordParams {
 }
 
 /// `audio.record`.
-pub struct Record(pub Alsa);
+pub struct Record(pub Arc<dyn AudioDevices>);
 
 impl Command for Record {
     fn run(&self, params: Value) -> CommandFuture {
@@ -107,7 +109,7 @@ struct PlayParams {
 }
 
 /// `audio.play`.
-pub struct Play(pub Alsa);
+pub struct Play(pub Arc<dyn AudioDevices>);
 
 impl Command for Play {
     fn run(&self, params: Value) -> CommandFuture {

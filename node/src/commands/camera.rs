@@ -4,7 +4,9 @@
 
 use std::time::Duration;
 
-use pincer_hal::camera::{CameraError, Position, SnapRequest, V4l2};
+use std::sync::Arc;
+
+use pincer_hal::camera::{CameraError, Cameras, Position, SnapRequest};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -15,7 +17,7 @@ fn hal_error(e: CameraError) -> CommandError {
 }
 
 /// `camera.list`.
-pub struct List(pub V4l2);
+pub struct List(pub Arc<dyn Cameras>);
 
 impl Command for List {
     fn run(&self, _params: Value) -> CommandFuture {
@@ -56,7 +58,7 @@ struct SnapParams {
 }
 
 /// `camera.snap`.
-pub struct Snap(pub V4l2);
+pub struct Snap(pub Arc<dyn Cameras>);
 
 /// The HAL request for `camera.snap` params, checked.
 fn snap_request(params: Value) -> Result<SnapRequest, CommandError> {

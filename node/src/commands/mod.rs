@@ -117,18 +117,22 @@ impl Registry {
                 "location" => r.add("location.get", Arc::new(location::Get::new(&setup.gpsd))),
                 #[cfg(feature = "camera")]
                 "camera" => {
-                    let cams = pincer_hal::camera::V4l2::default();
+                    let cams: Arc<dyn pincer_hal::camera::Cameras> =
+                        Arc::new(pincer_hal::camera::V4l2::default());
                     r.add("camera.list", Arc::new(camera::List(cams.clone())));
                     r.add("camera.snap", Arc::new(camera::Snap(cams)));
                 }
                 #[cfg(feature = "screen")]
                 "screen" => r.add(
                     "screen.snapshot",
-                    Arc::new(screen::Snapshot(pincer_hal::screen::Framebuffers::default())),
+                    Arc::new(screen::Snapshot(Arc::new(
+                        pincer_hal::screen::Framebuffers::default(),
+                    ))),
                 ),
                 #[cfg(feature = "audio")]
                 "audio" => {
-                    let alsa = pincer_hal::audio::Alsa::default();
+                    let alsa: Arc<dyn pincer_hal::audio::AudioDevices> =
+                        Arc::new(pincer_hal::audio::Alsa::default());
                     r.add("audio.list", Arc::new(audio::List(alsa.clone())));
                     r.add("audio.record", Arc::new(audio::Record(alsa.clone())));
                     r.add("audio.play", Arc::new(audio::Play(alsa)));

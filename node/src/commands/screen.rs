@@ -1,7 +1,9 @@
 //! `screen.snapshot {screenIndex=0, format="png"|"jpg", maxWidth?, quality?}` →
 //! `{format, base64, width, height}`: a Pincer command (the reference only records video).
 
-use pincer_hal::screen::{to_png, Framebuffers};
+use std::sync::Arc;
+
+use pincer_hal::screen::{to_png, Screens};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -21,7 +23,7 @@ struct Params {
 }
 
 /// `screen.snapshot`.
-pub struct Snapshot(pub Framebuffers);
+pub struct Snapshot(pub Arc<dyn Screens>);
 
 /// Base64 budget for the image (as for camera.snap).
 const MAX_BASE64: usize = 5_000_000;
