@@ -55,14 +55,14 @@ struct Flushed {
 /// The writer thread's end of the store.
 #[derive(Debug)]
 struct Writer {
-    tx: Option<mpsc::Sender<(u64, Vec<u8>)>>,
+    tx: Option<mpsc::Sender<(u64, StoreFile)>>,
     flushed: tokio::sync::watch::Receiver<Flushed>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Writer {
     fn start(path: PathBuf) -> Writer {
-        let (tx, rx) = mpsc::channel::<(u64, Vec<u8>)>();
+        let (tx, rx) = mpsc::channel::<(u64, StoreFile)>();
         let (flushed_tx, flushed) = tokio::sync::watch::channel(Flushed::default());
         let thread = std::thread::Builder::new()
             .name("device-store".into())
@@ -72,7 +72,10 @@ impl Writer {
                     while let Ok(newer) = rx.try_recv() {
                         next = newer;
                     }
-                    let (generation, bytes) = next;
+                    let (generation, file) = next;
+                    // Serialised here, off the event loop: with hundreds of devices the
+                    // pretty JSON is a few hundred KB.
+                    let bytes = serde_json::to_vec_pretty(&file).unwrap_or_default();
                     let error = write_atomic(&path, &bytes).err().map(|e| {
                         tracing::error!(path = %path.display(), error = %e, "device store not written");
                         e.to_string()
@@ -256,7 +259,7 @@ pub struct NodePending {
     pub ts: u64,
 }
 
-#[derive(Debug, Default, Serialize, Deserialize)]
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
 struct StoreFile {
     version: u32,
     devices: BTreeMap<String, PairedDevice>,
@@ -412,10 +415,9 @@ impl DeviceStore {
     /// Queues a snapshot of `file` (called with `inner` locked, so generations follow the
     /// order of changes). Without a writer thread, writes in place.
     fn persist(&self, file: &StoreFile) -> Result<(), DeviceStoreError> {
-        let text = serde_json::to_vec_pretty(file).unwrap_or_default();
         let generation = self.generation.fetch_add(1, Ordering::SeqCst) + 1;
         if let Some(tx) = &self.writer.tx {
-            if tx.send((generation, text)).is_ok() {
+            if tx.send((generation, file.clone())).is_ok() {
                 return Ok(());
             }
             return Err(DeviceStoreError::NotWritten {
@@ -423,6 +425,7 @@ impl DeviceStore {
                 message: "the store's writer stopped".into(),
             });
         }
+        let text = serde_json::to_vec_pretty(file).unwrap_or_default();
         write_atomic(&self.path, &text).map_err(|source| DeviceStoreError::Io {
             path: self.path.clone(),
             source,
