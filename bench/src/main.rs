@@ -43,9 +43,9 @@ struct Cli {
     /// Node 24 binary for the reference.
     #[arg(long)]
     node: Option<PathBuf>,
-    /// Idle authenticated connections to hold for the RSS figure.
-    #[arg(long, default_value_t = 1000)]
-    conns: usize,
+    /// Idle authenticated connections to hold for the RSS figures (one row per count).
+    #[arg(long, value_delimiter = ',', default_value = "1000,10000")]
+    conns: Vec<usize>,
     /// Throughput for 2 s instead of 5 (and fewer node.invoke samples).
     #[arg(long)]
     quick: bool,
@@ -516,7 +516,8 @@ struct Figures {
     start_ms: Option<String>,
     idle: Option<String>,
     idle_private: Option<String>,
-    conns: Option<String>,
+    /// RSS with each count of `--conns` idle connections.
+    conns: Vec<Option<String>>,
     p50: Option<String>,
     p99: Option<String>,
     rps: Option<String>,
@@ -647,40 +648,45 @@ impl Figures {
             .await,
         );
 
-        // 3. RSS with N idle authenticated connections.
-        f.conns = cell(
-            async {
-                let sem = Arc::new(tokio::sync::Semaphore::new(16));
-                let mut tasks = Vec::new();
-                for _ in 0..cli.conns {
-                    let url = server.url.clone();
-                    let kind = server.kind;
-                    let sem = sem.clone();
-                    tasks.push(tokio::spawn(async move {
-                        let _p = sem.acquire_owned().await?;
-                        tokio::time::timeout(Duration::from_secs(30), connect(kind, &url)).await?
-                    }));
-                }
-                let mut held = Vec::new();
-                let mut failed = 0;
-                for t in tasks {
-                    match t.await {
-                        Ok(Ok(ws)) => held.push(ws),
-                        _ => failed += 1,
+        // 3. RSS with N idle authenticated connections, for each N.
+        for &n in &cli.conns {
+            f.conns.push(cell(
+                async {
+                    let sem = Arc::new(tokio::sync::Semaphore::new(16));
+                    let mut tasks = Vec::new();
+                    for _ in 0..n {
+                        let url = server.url.clone();
+                        let kind = server.kind;
+                        let sem = sem.clone();
+                        tasks.push(tokio::spawn(async move {
+                            let _p = sem.acquire_owned().await?;
+                            tokio::time::timeout(Duration::from_secs(30), connect(kind, &url))
+                                .await?
+                        }));
                     }
+                    let mut held = Vec::new();
+                    let mut failed = 0;
+                    for t in tasks {
+                        match t.await {
+                            Ok(Ok(ws)) => held.push(ws),
+                            _ => failed += 1,
+                        }
+                    }
+                    tokio::time::sleep(Duration::from_millis(1000)).await;
+                    let kb = rss(pid);
+                    let note = if failed > 0 {
+                        format!(" ({failed} refused)")
+                    } else {
+                        String::new()
+                    };
+                    drop(held);
+                    // Let the server notice the closes before the next count.
+                    tokio::time::sleep(Duration::from_millis(1000)).await;
+                    Ok(format!("{}{note}", mb(kb)))
                 }
-                tokio::time::sleep(Duration::from_millis(1000)).await;
-                let kb = rss(pid);
-                let note = if failed > 0 {
-                    format!(" ({failed} refused)")
-                } else {
-                    String::new()
-                };
-                drop(held);
-                Ok(format!("{}{note}", mb(kb)))
-            }
-            .await,
-        );
+                .await,
+            ));
+        }
     }
 }
 
@@ -816,7 +822,7 @@ async fn run(cli: Cli) -> Result<()> {
             start_ms: na.clone(),
             idle: na.clone(),
             idle_private: na.clone(),
-            conns: na.clone(),
+            conns: vec![na.clone(); cli.conns.len()],
             p50: na.clone(),
             p99: na.clone(),
             rps: na,
@@ -839,7 +845,11 @@ async fn run(cli: Cli) -> Result<()> {
         "pincer-bench, {}, {} cores ({cpu}), {} idle connections{}\n\n",
         utc_now(),
         cores,
-        cli.conns,
+        cli.conns
+            .iter()
+            .map(|n| n.to_string())
+            .collect::<Vec<_>>()
+            .join(" / "),
         if cli.quick { ", quick" } else { "" }
     ));
     out.push_str("| figure |");
@@ -849,21 +859,36 @@ async fn run(cli: Cli) -> Result<()> {
     out.push_str("\n|---|");
     out.push_str(&"---|".repeat(columns.len()));
     out.push('\n');
-    let rows: [(&str, Getter); 7] = [
+    let rows: [(&str, Getter); 6] = [
         ("start → first hello-ok", |f| &f.start_ms),
         ("idle RSS", |f| &f.idle),
         ("idle RSS, own memory (RssAnon)", |f| &f.idle_private),
-        ("RSS with N idle connections", |f| &f.conns),
         ("`health` round trip p50 (1 conn)", |f| &f.p50),
         ("`health` round trip p99 (1 conn)", |f| &f.p99),
         ("`health` throughput (10 conns)", |f| &f.rps),
     ];
-    for (label, get) in rows {
+    let row = |out: &mut String, label: &str, cells: Vec<Option<&str>>| {
         out.push_str(&format!("| {label} |"));
-        for f in &results {
-            out.push_str(&format!(" {} |", get(f).as_deref().unwrap_or("—")));
+        for c in cells {
+            out.push_str(&format!(" {} |", c.unwrap_or("—")));
         }
         out.push('\n');
+    };
+    for (i, (label, get)) in rows.into_iter().enumerate() {
+        row(
+            &mut out,
+            label,
+            results.iter().map(|f| get(f).as_deref()).collect(),
+        );
+        if i == 2 {
+            for (k, n) in cli.conns.iter().enumerate() {
+                let cells = results
+                    .iter()
+                    .map(|f| f.conns.get(k).and_then(|c| c.as_deref()))
+                    .collect();
+                row(&mut out, &format!("RSS with {n} idle connections"), cells);
+            }
+        }
     }
     let pincer = results[0].rps_value;
     let echo = columns
