@@ -92,7 +92,7 @@ printf '%s\n' "$SOURCES" >"$APTD/sources.list"
 : >"$APTD/status"
 APT_OPTS=(-o "Dir::State=$APTD" -o "Dir::State::Lists=$APTD/lists" -o "Dir::State::status=$APTD/status"
   -o "Dir::Cache=$APTD" -o "Dir::Cache::archives=$APTD/archives" -o "Dir::Etc::SourceList=$APTD/sources.list"
-  -o "Dir::Etc::SourceParts=/nonexistent" -o "Dir::Etc::Preferences=/nonexistent"
+  -o "Dir::Etc::SourceParts=/nonexistent" -o "Dir::Etc::Preferences=$HERE/rootfs/apt-preferences"
   -o "Dir::Etc::PreferencesParts=/nonexistent" -o "APT::Architecture=arm64" -o "APT::Architectures::=arm64"
   -o "APT::Install-Recommends=false" -o "Debug::NoLocking=1")
 log "resolving package versions (apt-get update of the arm64 lists)"
@@ -111,7 +111,7 @@ printf '%s\n' "$RESOLVED" >"$WORK/versions"
 log "root file system key $KEY ($(wc -l <"$WORK/versions") packages)"
 
 if [ ! -f "$ROOTTAR" ]; then
-  log "building the root file system with mmdebstrap (cold: ~20-30 min of emulated package scripts)"
+  log "building the root file system with mmdebstrap (the slow part: package scripts under qemu-user, ~3-5 min)"
   mkdir -p "$WORK/mm"
   DPKG_PATHS=()
   while read -r l; do DPKG_PATHS+=("--dpkgopt=$l"); done < <(grep '^path-' "$HERE/rootfs/dpkg-paths")
@@ -121,8 +121,10 @@ if [ ! -f "$ROOTTAR" ]; then
     --aptopt='APT::Install-Recommends "false"' --aptopt='Acquire::Languages "none"' \
     --dpkgopt=force-unsafe-io \
     "${DPKG_PATHS[@]}" \
+    --hook-dir=/usr/share/mmdebstrap/hooks/merged-usr \
     --skip=essential/unlink \
-    --setup-hook='mkdir -p "$1"/var/cache/apt/archives/ "$1"/etc/initramfs-tools/conf.d "$1"/usr/share/initramfs-tools/modules.d' \
+    --setup-hook='mkdir -p "$1"/var/cache/apt/archives/ "$1"/etc/initramfs-tools/conf.d "$1"/usr/share/initramfs-tools/modules.d "$1"/etc/apt/preferences.d' \
+    --setup-hook="upload '$HERE/rootfs/apt-preferences' /etc/apt/preferences.d/pincer" \
     --setup-hook="sync-in '$CACHE/debs' /var/cache/apt/archives/" \
     --setup-hook="copy-in '$HERE/rootfs/initramfs.conf' /etc/initramfs-tools/conf.d/" \
     --setup-hook="copy-in '$HERE/rootfs/initramfs.modules' /usr/share/initramfs-tools/modules.d/" \
@@ -167,11 +169,13 @@ PINCER_VERSION=$(in_root dpkg-query -W -f='${Version}' pincer)
 log "first boot service and settings"
 install -D -m 0755 "$HERE/firstboot/pincer-firstboot" "$R/usr/lib/pincer/pincer-firstboot"
 install -D -m 0644 "$HERE/firstboot/pincer-firstboot.service" "$R/lib/systemd/system/pincer-firstboot.service"
+install -D -m 0755 "$HERE/firstboot/pincer-report" "$R/usr/lib/pincer/pincer-report"
+install -m 0644 "$HERE/firstboot/pincer-report.service" "$HERE/firstboot/pincer-report.timer" "$R/lib/systemd/system/"
 install -D -m 0644 "$HERE/firstboot/pincer.toml" "$R/usr/share/pincer/pincer.toml.template"
 cp -a --no-preserve=ownership "$HERE/overlay/." "$R/"
 install -m 0644 "$R/usr/share/systemd/tmp.mount" "$R/etc/systemd/system/tmp.mount"
 in_root systemctl enable pincer-firstboot.service systemd-networkd.service systemd-resolved.service \
-  systemd-timesyncd.service tmp.mount pincer-node.service >&2 2>&1
+  systemd-timesyncd.service tmp.mount pincer-node.service pincer-report.timer >&2 2>&1
 for u in ssh.service ssh.socket wpa_supplicant.service pincer-gateway.service apt-daily.timer \
          apt-daily-upgrade.timer dpkg-db-backup.timer e2scrub_all.timer e2scrub_reap.service; do
   [ ! -e "$R/lib/systemd/system/$u" ] || in_root systemctl disable "$u" >/dev/null 2>&1
