@@ -20,7 +20,9 @@
 # 6. cuts the power (kills qemu), reads the FAT partition back: pincer-applied.txt present,
 #    pincer-error.txt absent, secrets gone from pincer.toml, root grown;
 # 7. boots again: first-boot work is not repeated and the node reconnects with its saved
-#    identity (no new pairing).
+#    identity (no new pairing);
+# 8. a malformed pincer.toml: the board boots with its previous settings, pincer-error.txt names
+#    the bad line; fixed: applied on the next boot, the error file is gone.
 # Prints the time from power-on to the node listed. Installs its own prerequisites.
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -260,6 +262,39 @@ PAIRED_AFTER=$(gwc devices list --json 2>/dev/null | python3 -c 'import json,sys
 check "second boot: no new pairing (paired/pending $PAIRED_BEFORE -> $PAIRED_AFTER)" test "$PAIRED_BEFORE" = "$PAIRED_AFTER"
 check "second boot: pincer.toml not re-applied" grep -q "pincer.toml unchanged since it was applied" "$W/console2.log"
 power_cut
+
+# --- a malformed pincer.toml: the board boots on with what it had, the error is on the card ----
+printf 'gateway = "ws://10.0.2.2:%s"\ntimezone = "UTC"\nwifi_ssid = "unterminated\n' "$PORT" >"$W/bad.toml"
+mcopy -o -i "$FAT" "$W/bad.toml" ::/pincer.toml
+log "third boot, malformed pincer.toml (console: $W/console3.log)"
+T_ON3=$(date +%s)
+boot "$W/console3.log"
+NODE3=
+while [ -z "$NODE3" ] && [ $(( $(date +%s) - T_ON3 )) -le "$DEADLINE" ] && kill -0 "$QEMU_PID" 2>/dev/null; do
+  sleep 2; NODE3=$(node_json)
+done
+check "malformed pincer.toml: the node still comes up with its previous settings ($(( $(date +%s) - T_ON3 ))s)" test "$NODE3" = "$NODE"
+power_cut
+mcopy -n -i "$FAT" ::/pincer-error.txt "$W/error.txt" 2>/dev/null || true
+check "malformed pincer.toml: pincer-error.txt on the FAT partition names the line" grep -q "line 3: 'wifi_ssid': unterminated" "$W/error.txt"
+sed 's/^/image-test:   | /' "$W/error.txt" >&2 || true
+
+# --- fixed: applied on the next boot, the error file goes away ------------------------------
+printf 'gateway = "ws://10.0.2.2:%s"\nname = "pincer-image-test"\ntimezone = "UTC"\n' "$PORT" >"$W/fixed.toml"
+mcopy -o -i "$FAT" "$W/fixed.toml" ::/pincer.toml
+log "fourth boot, pincer.toml fixed (console: $W/console4.log)"
+T_ON4=$(date +%s)
+boot "$W/console4.log"
+NODE4=
+while [ -z "$NODE4" ] && [ $(( $(date +%s) - T_ON4 )) -le "$DEADLINE" ] && kill -0 "$QEMU_PID" 2>/dev/null; do
+  sleep 2; NODE4=$(node_json)
+done
+check "fixed pincer.toml: the node reconnects with its saved identity and the kept setup code/token ($(( $(date +%s) - T_ON4 ))s)" test "$NODE4" = "$NODE"
+sleep 3
+power_cut
+mcopy -n -i "$FAT" ::/pincer-applied.txt "$W/applied4.txt" 2>/dev/null || true
+check "fixed pincer.toml: applied (timezone UTC), pincer-error.txt removed" bash -c "
+  grep -q 'timezone: UTC' '$W/applied4.txt' && ! mdir -b -i '$FAT' ::/ | grep -q pincer-error.txt"
 
 echo "image-test: power-on to node listed: ${T_PAIRED}s (first boot, TCG); reconnect on second boot: ${T_RECONNECT}s" >&2
 echo "image-test: $PASS passed, $FAIL failed ($(( $(date +%s) - T0 ))s in all)" >&2
