@@ -2,7 +2,8 @@
 # The test command: installs what the tests need (rustup components and targets, Debian tools,
 # the pinned reference OpenClaw), then runs formatting, lints, every test and the no_std build.
 #   ./scripts/test.sh          everything (what CI runs)
-#   ./scripts/test.sh --quick  skip installing OpenClaw and the interop tests
+#   ./scripts/test.sh --quick  skip installing OpenClaw and the interop tests (and the SD image
+#                              test, unless PINCER_IMAGE_TEST=1)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -77,6 +78,16 @@ if [ "$QUICK" = 0 ]; then
   step "Debian packages (amd64, arm64, armhf, armhf-armv6); the amd64 one installed into a throw-away root"
   ./cross/deb.sh
   ./cross/deb-test.sh
+  done_step
+fi
+
+# The SD image (images/): built from Debian packages under qemu-user (the Debian root is cached
+# in ~/.cache/pincer/image; cold it is the slowest step by far, see images/README.md) and booted
+# under qemu-system-aarch64. Runs without --quick, or with PINCER_IMAGE_TEST=1;
+# PINCER_IMAGE_TEST=0 skips it.
+if [ "${PINCER_IMAGE_TEST:-}" = 1 ] || { [ "$QUICK" = 0 ] && [ "${PINCER_IMAGE_TEST:-}" != 0 ]; }; then
+  step "SD image: images/build.sh + boot test under qemu-system-aarch64 (images/test.sh)"
+  ./images/test.sh
   done_step
 fi
 

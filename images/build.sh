@@ -1,0 +1,246 @@
+#!/usr/bin/env bash
+# The flashable Raspberry Pi image: pincer-<version>-rpi-arm64.img.xz (+ .sha256).
+#
+#   images/build.sh [--deb PATH] [--out DIR]
+#
+# Debian bookworm arm64 from Debian's packages only (mmdebstrap, main + non-free-firmware),
+# Debian's kernel + raspi-firmware on a FAT boot partition, the pincer .deb (cross/deb.sh
+# aarch64-unknown-linux-gnu, built when missing) and the first-boot service (images/firstboot/).
+# No loop devices: the FAT partition is made with mkfs.vfat + mcopy, the root with
+# `mkfs.ext4 -d`, both joined with sfdisk/dd. Needs root (mmdebstrap --mode=root, chroot).
+#
+# Two stages, so a second run is fast:
+#  1. the root file system from Debian packages (the slow part: maintainer scripts and
+#     mkinitramfs under qemu-user). Cached as a tar in
+#     ${PINCER_CACHE:-$HOME/.cache/pincer}/image/rootfs-<key>.tar, where <key> hashes
+#     images/rootfs/* and the exact versions apt resolves for the package list (so a Debian
+#     point release or security update rebuilds it; nothing else does). Downloaded .debs are
+#     kept in .../image/debs/.
+#  2. every run: the pincer .deb, the first-boot files and the settings in images/overlay/,
+#     cleanup, partitions, image, xz.
+#
+# Output: $CARGO_TARGET_DIR/image/ (default target/image/) unless --out DIR.
+# Environment: PINCER_DEBIAN_MIRROR (default http://deb.debian.org/debian),
+# PINCER_DEBIAN_SECURITY (default http://deb.debian.org/debian-security), PINCER_CACHE,
+# PINCER_IMAGE_XZ (xz preset, default -6).
+set -euo pipefail
+HERE=$(cd "$(dirname "$0")" && pwd)
+cd "$HERE/.."
+TARGET_DIR=${CARGO_TARGET_DIR:-$PWD/target}
+OUT=$TARGET_DIR/image
+DEB=
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --deb) DEB=$2; shift 2 ;;
+    --out) OUT=$2; shift 2 ;;
+    -h|--help) sed -n '2,26p' "$0"; exit 0 ;;
+    *) echo "build.sh: unknown argument $1" >&2; exit 2 ;;
+  esac
+done
+CACHE=${PINCER_CACHE:-$HOME/.cache/pincer}/image
+MIRROR=${PINCER_DEBIAN_MIRROR:-http://deb.debian.org/debian}
+SECURITY=${PINCER_DEBIAN_SECURITY:-http://deb.debian.org/debian-security}
+SUITE=bookworm
+COMPONENTS="main non-free-firmware"
+VERSION=$(sed -n '/^\[workspace.package\]/,/^\[/s/^version *= *"\(.*\)"/\1/p' Cargo.toml)
+NAME=pincer-$VERSION-rpi-arm64
+T0=$(date +%s)
+log() { echo "image-build [$(( $(date +%s) - T0 ))s]: $*" >&2; }
+die() { echo "image-build: $*" >&2; exit 1; }
+
+[ "$(id -u)" -eq 0 ] || die "needs root (mmdebstrap --mode=root, chroot into the arm64 root); run with sudo"
+export DEBIAN_FRONTEND=noninteractive LC_ALL=C.UTF-8
+
+# --- host prerequisites ---------------------------------------------------------------------
+need=()
+for p in mmdebstrap:mmdebstrap qemu-aarch64-static:qemu-user-static update-binfmts:binfmt-support \
+         mkfs.vfat:dosfstools mcopy:mtools mkfs.ext4:e2fsprogs sfdisk:fdisk xz:xz-utils \
+         dpkg-deb:dpkg; do
+  command -v "${p%%:*}" >/dev/null || need+=("${p#*:}")
+done
+if [ ${#need[@]} -gt 0 ]; then
+  log "installing ${need[*]}"
+  apt-get update -qq >&2 || true
+  apt-get install -y -qq --no-install-recommends "${need[@]}" >&2
+fi
+# qemu-user through binfmt_misc, so the arm64 maintainer scripts run in the chroot
+[ -e /proc/sys/fs/binfmt_misc/status ] || mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc
+[ -e /proc/sys/fs/binfmt_misc/qemu-aarch64 ] || update-binfmts --enable qemu-aarch64 >&2 \
+  || die "cannot register qemu-aarch64 with binfmt_misc"
+
+# Work in RAM when there is room: fsync is free on tmpfs, and the root is rewritten often.
+WORKBASE=${TMPDIR:-/tmp}
+if [ "$(df -Pk /dev/shm 2>/dev/null | awk 'NR==2 {print $4}')" -gt $((4 * 1024 * 1024)) ] 2>/dev/null; then
+  WORKBASE=/dev/shm
+fi
+WORK=$(mktemp -d "$WORKBASE/pincer-image.XXXXXX")
+cleanup() { rm -rf "$WORK"; }
+trap cleanup EXIT
+mkdir -p "$CACHE/debs" "$OUT"
+
+# --- stage 1: the root file system from Debian packages (cached) --------------------------
+PACKAGES=$(sed 's/#.*//' "$HERE/rootfs/packages" | xargs)
+SOURCES="deb $MIRROR $SUITE $COMPONENTS
+deb $MIRROR $SUITE-updates $COMPONENTS
+deb $SECURITY $SUITE-security $COMPONENTS"
+
+# Resolve the exact versions with a private apt (arm64 lists in the cache, the host's apt
+# state untouched): Priority required (what minbase installs) + the package list's closure.
+APTD=$CACHE/apt
+mkdir -p "$APTD/lists/partial" "$APTD/archives/partial"
+printf '%s\n' "$SOURCES" >"$APTD/sources.list"
+: >"$APTD/status"
+APT_OPTS=(-o "Dir::State=$APTD" -o "Dir::State::Lists=$APTD/lists" -o "Dir::State::status=$APTD/status"
+  -o "Dir::Cache=$APTD" -o "Dir::Cache::archives=$APTD/archives" -o "Dir::Etc::SourceList=$APTD/sources.list"
+  -o "Dir::Etc::SourceParts=/nonexistent" -o "Dir::Etc::Preferences=$HERE/rootfs/apt-preferences"
+  -o "Dir::Etc::PreferencesParts=/nonexistent" -o "APT::Architecture=arm64" -o "APT::Architectures::=arm64"
+  -o "APT::Install-Recommends=false" -o "Debug::NoLocking=1")
+log "resolving package versions (apt-get update of the arm64 lists)"
+if ! apt-get "${APT_OPTS[@]}" update -qq >&2; then
+  log "apt-get update failed: using the lists from the last run"
+fi
+REQUIRED=$(apt-cache "${APT_OPTS[@]}" dumpavail 2>/dev/null \
+  | awk '/^Package:/ {p=$2} /^Priority: required/ {print p}' | sort -u | xargs || true)
+[ -n "$REQUIRED" ] || die "no arm64 package lists (offline on the first run?)"
+# shellcheck disable=SC2086
+RESOLVED=$(apt-get "${APT_OPTS[@]}" -s install $REQUIRED $PACKAGES 2>&1 | sed -n 's/^Inst \([^ ]*\) (\([^ ]*\) .*/\1=\2/p' | sort)
+[ -n "$RESOLVED" ] || die "apt could not resolve the package list"
+KEY=$( { printf '%s\n' "$SOURCES" "$RESOLVED"; cat "$HERE"/rootfs/*; sed -n '/^# --- stage 1/,/^# --- end of stage 1/p' "$0"; } | sha256sum | cut -c1-16)
+ROOTTAR=$CACHE/rootfs-$KEY.tar
+printf '%s\n' "$RESOLVED" >"$WORK/versions"
+log "root file system key $KEY ($(wc -l <"$WORK/versions") packages)"
+
+if [ ! -f "$ROOTTAR" ]; then
+  log "building the root file system with mmdebstrap (the slow part: package scripts under qemu-user, ~3-5 min)"
+  mkdir -p "$WORK/mm"
+  DPKG_PATHS=()
+  while read -r l; do DPKG_PATHS+=("--dpkgopt=$l"); done < <(grep '^path-' "$HERE/rootfs/dpkg-paths")
+  # shellcheck disable=SC2016
+  TMPDIR=$WORKBASE mmdebstrap --mode=root --arch=arm64 --variant=minbase \
+    --include="$(echo "$PACKAGES" | tr ' ' ,)" \
+    --aptopt='APT::Install-Recommends "false"' --aptopt='Acquire::Languages "none"' \
+    --dpkgopt=force-unsafe-io \
+    "${DPKG_PATHS[@]}" \
+    --hook-dir=/usr/share/mmdebstrap/hooks/merged-usr \
+    --skip=essential/unlink \
+    --setup-hook='mkdir -p "$1"/var/cache/apt/archives/ "$1"/etc/initramfs-tools/conf.d "$1"/usr/share/initramfs-tools/modules.d "$1"/etc/apt/preferences.d' \
+    --setup-hook="upload '$HERE/rootfs/apt-preferences' /etc/apt/preferences.d/pincer" \
+    --setup-hook="sync-in '$CACHE/debs' /var/cache/apt/archives/" \
+    --setup-hook="copy-in '$HERE/rootfs/initramfs.conf' /etc/initramfs-tools/conf.d/" \
+    --setup-hook="copy-in '$HERE/rootfs/initramfs.modules' /usr/share/initramfs-tools/modules.d/" \
+    --customize-hook="sync-out /var/cache/apt/archives '$CACHE/debs'" \
+    --customize-hook='rm -f "$1"/var/cache/apt/archives/*.deb' \
+    "$SUITE" "$WORK/mm/root" "$SOURCES" >&2
+  log "caching the root file system as $ROOTTAR"
+  tar -C "$WORK/mm/root" --numeric-owner --xattrs --xattrs-include='*' -cf "$ROOTTAR.part" .
+  mv "$ROOTTAR.part" "$ROOTTAR"
+  rm -rf "$WORK/mm"
+  # keep the newest two roots
+  ls -t "$CACHE"/rootfs-*.tar | tail -n +3 | xargs -r rm -f
+else
+  log "root file system cached"
+fi
+# --- end of stage 1
+
+# --- the pincer .deb --------------------------------------------------------------------------
+if [ -z "$DEB" ]; then
+  DEB=$TARGET_DIR/deb/pincer_${VERSION}_arm64.deb
+  if [ ! -f "$DEB" ]; then
+    log "building $DEB (cross/deb.sh aarch64-unknown-linux-gnu)"
+    CARGO_TARGET_DIR=$TARGET_DIR ./cross/deb.sh aarch64-unknown-linux-gnu >&2
+  fi
+fi
+[ -f "$DEB" ] || die "no .deb at $DEB"
+
+
+# --- stage 2: pincer, first boot, settings (every run) ----------------------------------------
+R=$WORK/root
+mkdir -p "$R"
+log "unpacking the root file system"
+tar -C "$R" --numeric-owner --xattrs --xattrs-include='*' -xf "$ROOTTAR"
+in_root() { chroot "$R" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin LC_ALL=C.UTF-8 "$@"; }
+
+log "installing $(basename "$DEB")"
+cp "$DEB" "$R/tmp/pincer.deb"
+in_root dpkg -i /tmp/pincer.deb >&2
+rm -f "$R/tmp/pincer.deb"
+PINCER_VERSION=$(in_root dpkg-query -W -f='${Version}' pincer)
+
+log "first boot service and settings"
+install -D -m 0755 "$HERE/firstboot/pincer-firstboot" "$R/usr/lib/pincer/pincer-firstboot"
+install -D -m 0644 "$HERE/firstboot/pincer-firstboot.service" "$R/lib/systemd/system/pincer-firstboot.service"
+install -D -m 0755 "$HERE/firstboot/pincer-report" "$R/usr/lib/pincer/pincer-report"
+install -m 0644 "$HERE/firstboot/pincer-report.service" "$HERE/firstboot/pincer-report.timer" "$R/lib/systemd/system/"
+install -D -m 0644 "$HERE/firstboot/pincer.toml" "$R/usr/share/pincer/pincer.toml.template"
+cp -a --no-preserve=ownership "$HERE/overlay/." "$R/"
+install -m 0644 "$R/usr/share/systemd/tmp.mount" "$R/etc/systemd/system/tmp.mount"
+in_root systemctl enable pincer-firstboot.service systemd-networkd.service systemd-resolved.service \
+  systemd-timesyncd.service tmp.mount pincer-node.service pincer-report.timer >&2 2>&1
+for u in ssh.service ssh.socket wpa_supplicant.service pincer-gateway.service apt-daily.timer \
+         apt-daily-upgrade.timer dpkg-db-backup.timer e2scrub_all.timer e2scrub_reap.service; do
+  [ ! -e "$R/lib/systemd/system/$u" ] || in_root systemctl disable "$u" >/dev/null 2>&1
+done
+ln -sfn ../run/systemd/resolve/stub-resolv.conf "$R/etc/resolv.conf"
+echo pincer >"$R/etc/hostname"
+printf '127.0.0.1\tlocalhost\n127.0.1.1\tpincer\n::1\t\tlocalhost ip6-localhost ip6-loopback\nff02::1\t\tip6-allnodes\nff02::2\t\tip6-allrouters\n' >"$R/etc/hosts"
+cat >"$R/etc/fstab" <<'FSTAB'
+# Pincer image. noatime: reading never writes to the card; commit=30: ext4's journal commits
+# every 30 s at most (the default 5 s writes more often, the data is as safe on power loss).
+LABEL=pincer-root  /              ext4  defaults,noatime,commit=30,errors=remount-ro  0 1
+LABEL=PINCER       /boot/firmware vfat  defaults,noatime,fmask=0077,dmask=0077,flush,nofail,x-systemd.device-timeout=20s  0 2
+FSTAB
+# the Pi firmware's kernel command line: root by label; the same for future kernel updates
+sed -i 's/^#\?ROOTPART=.*/ROOTPART=LABEL=pincer-root/' "$R/etc/default/raspi-firmware"
+grep -q '^ROOTPART=' "$R/etc/default/raspi-firmware" || echo 'ROOTPART=LABEL=pincer-root' >>"$R/etc/default/raspi-firmware"
+# serial console on the GPIO UART (ttyS1 with enable_uart=1) and the screen
+sed -i 's/^#\?CONSOLES=.*/CONSOLES="ttyS1,115200 tty0"/' "$R/etc/default/raspi-firmware"
+sed -i 's/root=[^ ]*/root=LABEL=pincer-root/; s/console=tty0/console=ttyS1,115200 console=tty0/' "$R/boot/firmware/cmdline.txt"
+# dpkg: no unsafe-io on the board (a power cut during apt must not leave empty files)
+sed -i '/force-unsafe-io/d' "$R"/etc/dpkg/dpkg.cfg.d/* 2>/dev/null || true
+# per-board identity: machine-id made by systemd on the first boot; no SSH host keys
+: >"$R/etc/machine-id"
+rm -f "$R/var/lib/dbus/machine-id" "$R/var/lib/systemd/random-seed" "$R"/etc/ssh/ssh_host_*
+# what the board does not need: apt lists and caches (apt update on the board fetches them)
+rm -rf "$R"/var/lib/apt/lists/* "$R"/var/cache/apt/*.bin "$R"/var/cache/debconf/*-old \
+  "$R"/var/log/*.log "$R"/var/log/apt/* "$R"/tmp/* "$R"/var/tmp/*
+mkdir -p "$R/var/lib/apt/lists/partial"
+echo "pincer $PINCER_VERSION, image built $(date -u +%Y-%m-%d) from Debian $SUITE (rootfs $KEY)" >"$R/etc/pincer/image-version"
+cp "$WORK/versions" "$R/usr/share/pincer/image-packages.txt"
+
+# --- partitions and image ---------------------------------------------------------------------
+log "boot partition (FAT32) and root file system (ext4)"
+BOOT_MB=256
+mkdir -p "$WORK/boot"
+cp -a "$R/boot/firmware/." "$WORK/boot/"
+rm -rf "${R:?}"/boot/firmware/*
+cp "$HERE/firstboot/pincer.toml" "$WORK/boot/pincer.toml"
+rm -f "$WORK/boot.vfat"
+mkfs.vfat -F 32 -n PINCER -C "$WORK/boot.vfat" $((BOOT_MB * 1024)) >/dev/null
+(cd "$WORK/boot" && mcopy -s -p -m -i "$WORK/boot.vfat" ./* ::/)
+ROOT_KB=$(du -sxk --apparent-size "$R" | cut -f1)
+ROOT_MB=$(( (ROOT_KB * 115 / 100 + 64 * 1024) / 1024 ))  # +15 % +64 MiB: ext4 metadata, first logs
+rm -f "$WORK/root.ext4"
+mkfs.ext4 -q -F -L pincer-root -d "$R" -m 2 "$WORK/root.ext4" "${ROOT_MB}M" >&2
+IMG=$OUT/$NAME.img
+START_MB=4
+TOTAL_MB=$((START_MB + BOOT_MB + ROOT_MB))
+rm -f "$IMG" "$IMG.xz"
+truncate -s "${TOTAL_MB}M" "$IMG"
+sfdisk --quiet "$IMG" <<SFDISK
+label: dos
+label-id: 0x70696e63
+start=${START_MB}MiB, size=${BOOT_MB}MiB, type=c, bootable
+start=$((START_MB + BOOT_MB))MiB, type=83
+SFDISK
+dd if="$WORK/boot.vfat" of="$IMG" bs=1M seek=$START_MB conv=notrunc,sparse status=none
+dd if="$WORK/root.ext4" of="$IMG" bs=1M seek=$((START_MB + BOOT_MB)) conv=notrunc,sparse status=none
+log "image $IMG: $TOTAL_MB MiB (boot $BOOT_MB MiB, root $ROOT_MB MiB with $((ROOT_KB / 1024)) MiB of files)"
+[ "$TOTAL_MB" -le 1024 ] || die "image is $TOTAL_MB MiB, over the 1 GiB budget"
+
+log "compressing (xz ${PINCER_IMAGE_XZ:--6}, all cores)"
+xz -T0 "${PINCER_IMAGE_XZ:--6}" -k -f "$IMG"
+(cd "$OUT" && sha256sum "$NAME.img.xz" >"$NAME.img.xz.sha256")
+XZ_BYTES=$(stat -c %s "$IMG.xz")
+log "done: $IMG.xz ($((XZ_BYTES / 1000000)) MB), $IMG.xz.sha256"
+[ "$XZ_BYTES" -le 250000000 ] || die "$IMG.xz is over the 250 MB budget"
+echo "$IMG.xz"

@@ -1,0 +1,301 @@
+#!/usr/bin/env bash
+# Boot test of the SD image under qemu-system-aarch64 (TCG): a board that joins its gateway by
+# itself on first boot.
+#
+#   images/test.sh [--image PATH.img] [--deadline SECONDS]
+#
+# 1. builds the image (images/build.sh; the Debian root is cached) unless --image is given;
+# 2. on a copy (grown to 2 GiB, like a bigger card): writes a pincer.toml to the FAT partition
+#    with mcopy (gateway ws://10.0.2.2:PORT, a setup code, caps, hostname, time zone, Wi-Fi,
+#    an SSH key), and - test-only, in the copy's root with debugfs, never in the shipped image -
+#    loads vivid + snd-aloop, points gpsd at a TCP NMEA feed on the host, forwards the journal
+#    to the serial console and masks systemd-timesyncd (the guest talks to 10.0.2.2 only);
+# 3. starts pincer-gateway on the host's 127.0.0.1 (the guest reaches it as 10.0.2.2; the Host
+#    header makes it a remote client, so the setup code is what admits it) and a TCP feed of
+#    tests/nmea/berlin.nmea;
+# 4. boots the image's own kernel and initrd (taken from its FAT partition) with
+#    `-M virt -cpu cortex-a72`, root=/dev/vda2, user-mode networking;
+# 5. checks, within the deadline: the node pairs by itself and is listed; after
+#    `nodes approve`: location.get (Berlin), camera.snap (vivid) and audio.record (snd-aloop);
+# 6. cuts the power (kills qemu), reads the FAT partition back: pincer-applied.txt present,
+#    pincer-error.txt absent, secrets gone from pincer.toml, root grown;
+# 7. boots again: first-boot work is not repeated and the node reconnects with its saved
+#    identity (no new pairing);
+# 8. a malformed pincer.toml: the board boots with its previous settings, pincer-error.txt names
+#    the bad line; fixed: applied on the next boot, the error file is gone.
+# Prints the time from power-on to the node listed. Installs its own prerequisites.
+set -euo pipefail
+HERE=$(cd "$(dirname "$0")" && pwd)
+cd "$HERE/.."
+TARGET_DIR=${CARGO_TARGET_DIR:-$PWD/target}
+IMG=
+DEADLINE=900
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --image) IMG=$2; shift 2 ;;
+    --deadline) DEADLINE=$2; shift 2 ;;
+    -h|--help) sed -n '2,26p' "$0"; exit 0 ;;
+    *) echo "test.sh: unknown argument $1" >&2; exit 2 ;;
+  esac
+done
+T0=$(date +%s)
+log() { echo "image-test [$(( $(date +%s) - T0 ))s]: $*" >&2; }
+PASS=0 FAIL=0
+ok() { PASS=$((PASS + 1)); echo "image-test: ok   $*" >&2; }
+bad() { FAIL=$((FAIL + 1)); echo "image-test: FAIL $*" >&2; }
+check() { local what=$1; shift; if "$@"; then ok "$what"; else bad "$what"; fi; }
+SUDO=; [ "$(id -u)" -eq 0 ] || SUDO=sudo
+export DEBIAN_FRONTEND=noninteractive
+
+need=()
+for p in qemu-system-aarch64:qemu-system-arm mcopy:mtools debugfs:e2fsprogs sfdisk:fdisk xz:xz-utils python3:python3; do
+  command -v "${p%%:*}" >/dev/null || need+=("${p#*:}")
+done
+if [ ${#need[@]} -gt 0 ]; then
+  log "installing ${need[*]}"
+  $SUDO apt-get update -qq >&2 || true
+  $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >&2
+fi
+
+# --- the image and the host gateway -------------------------------------------------------
+if [ -z "$IMG" ]; then
+  log "building the image (images/build.sh)"
+  XZ=$($SUDO env CARGO_TARGET_DIR="$TARGET_DIR" PINCER_CACHE="${PINCER_CACHE:-$HOME/.cache/pincer}" "$HERE/build.sh" | tail -1)
+  IMG=${XZ%.xz}
+fi
+[ -f "$IMG" ] || { echo "test.sh: no image at $IMG" >&2; exit 1; }
+GW=$TARGET_DIR/release/pincer-gateway
+if [ ! -x "$GW" ]; then
+  log "building pincer-gateway for this host"
+  cargo build --release -p pincer-gateway >&2
+fi
+W=$(mktemp -d "${TMPDIR:-/tmp}/pincer-image-test.XXXXXX")
+PIDS=()
+cleanup() {
+  local p
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  if [ "$FAIL" -eq 0 ] && [ -z "${PINCER_KEEP:-}" ]; then rm -rf "$W"; else echo "image-test: work dir kept: $W" >&2; fi
+}
+trap cleanup EXIT
+
+# --- the card: a copy of the image, 2 GiB ------------------------------------------------
+log "copying $IMG"
+cp --sparse=always "$IMG" "$W/sd.img"
+truncate -s 2G "$W/sd.img"
+read -r BOOT_START ROOT_START ROOT_SECTORS < <(sfdisk -d "$W/sd.img" | awk -F'[=,]' '
+  /^[^ ]*1 :/ {b=$2} /^[^ ]*2 :/ {r=$2; s=$4} END {gsub(/ /,"",b); gsub(/ /,"",r); gsub(/ /,"",s); print b, r, s}')
+FAT="$W/sd.img@@$((BOOT_START * 512))"
+KERNEL=$(mdir -b -i "$FAT" ::/ | sed -n 's|^::/\(vmlinuz-.*\)|\1|p' | sort -V | tail -1)
+INITRD=$(mdir -b -i "$FAT" ::/ | sed -n 's|^::/\(initrd.img-.*\)|\1|p' | sort -V | tail -1)
+[ -n "$KERNEL" ] && [ -n "$INITRD" ] || { echo "test.sh: no kernel/initrd on the FAT partition" >&2; mdir -i "$FAT" ::/ >&2; exit 1; }
+mcopy -n -i "$FAT" "::/$KERNEL" "$W/vmlinuz"
+mcopy -n -i "$FAT" "::/$INITRD" "$W/initrd"
+log "kernel $KERNEL, initrd $INITRD ($(stat -c %s "$W/initrd") bytes) from the image's FAT partition"
+
+# test-only changes to the copy's root file system (debugfs on the extracted partition)
+NMEA_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+dd if="$W/sd.img" of="$W/root.ext4" bs=4M iflag=skip_bytes,count_bytes skip=$((ROOT_START * 512)) count=$((ROOT_SECTORS * 512)) status=none
+mkdir -p "$W/t"
+printf 'vivid\nsnd-aloop\n' >"$W/t/modules"
+printf 'options vivid n_devs=1 node_types=0x1\noptions snd-aloop index=0\n' >"$W/t/modprobe"
+printf 'DEVICES="tcp://10.0.2.2:%s"\nGPSD_OPTIONS="-n"\nUSBAUTO="false"\nSTART_DAEMON="true"\n' "$NMEA_PORT" >"$W/t/gpsd"
+printf '[Journal]\nForwardToConsole=yes\nTTYPath=/dev/ttyAMA0\nMaxLevelConsole=info\n' >"$W/t/journald"
+cat >"$W/t/debugfs" <<EOF
+write $W/t/modules /etc/modules-load.d/pincer-test.conf
+write $W/t/modprobe /etc/modprobe.d/pincer-test.conf
+rm /etc/default/gpsd
+write $W/t/gpsd /etc/default/gpsd
+write $W/t/journald /etc/systemd/journald.conf.d/zz-pincer-test.conf
+symlink /etc/systemd/system/multi-user.target.wants/gpsd.service /lib/systemd/system/gpsd.service
+symlink /etc/systemd/system/systemd-timesyncd.service /dev/null
+EOF
+debugfs -w -f "$W/t/debugfs" "$W/root.ext4" >"$W/debugfs.log" 2>&1 || { cat "$W/debugfs.log" >&2; exit 1; }
+dd if="$W/root.ext4" of="$W/sd.img" bs=4M oflag=seek_bytes seek=$((ROOT_START * 512)) conv=notrunc,sparse status=none
+rm -f "$W/root.ext4"
+
+# --- host side: gateway, setup code, NMEA feed ----------------------------------------------
+"$GW" run --bind loopback --port 0 --state-dir "$W/gw" >"$W/gw.out" 2>"$W/gw.log" &
+PIDS+=($!)
+for _ in $(seq 1 100); do grep -q "listening on" "$W/gw.out" 2>/dev/null && break; sleep 0.1; done
+PORT=$(sed -n 's/.*listening on ws:\/\/[0-9.]*:\([0-9]*\).*/\1/p' "$W/gw.out" | head -1)
+[ -n "$PORT" ] || { cat "$W/gw.log" >&2; echo "test.sh: gateway did not start" >&2; exit 1; }
+gwc() { "$GW" "$@" --url "ws://127.0.0.1:$PORT" --state-dir "$W/gw"; }
+CODE=$(gwc devices setup-code --role node --ttl 2h --gateway-url "ws://10.0.2.2:$PORT" --json \
+  | python3 -c 'import json,sys; print(json.load(sys.stdin)["shortCode"])')
+log "pincer-gateway on 127.0.0.1:$PORT (10.0.2.2:$PORT in the guest), setup code $CODE"
+
+python3 - "$NMEA_PORT" "$PWD/tests/nmea/berlin.nmea" >"$W/nmea.log" 2>&1 <<'PY' &
+import socket, sys, threading, time
+port, path = int(sys.argv[1]), sys.argv[2]
+lines = [l.strip() + "\r\n" for l in open(path) if l.startswith("$")]
+srv = socket.socket(); srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+srv.bind(("127.0.0.1", port)); srv.listen(4)
+def feed(c):
+    try:
+        while True:
+            for l in lines:
+                if l.startswith("$GPGGA") : time.sleep(0.5)
+                c.sendall(l.encode())
+    except OSError:
+        c.close()
+while True:
+    c, _ = srv.accept(); print("nmea client", flush=True)
+    threading.Thread(target=feed, args=(c,), daemon=True).start()
+PY
+PIDS+=($!)
+
+SSH_KEY="ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIPincerImageTestKeyNotARealKeyAtAll0000000 image-test"
+cat >"$W/pincer.toml" <<EOF
+# pincer.toml written by images/test.sh
+gateway = "ws://10.0.2.2:$PORT"
+setup_code = "$CODE"
+name = "pincer-image-test"
+caps = ["system", "location", "camera", "audio"]
+hostname = "pincer-test"
+timezone = "Europe/Berlin"
+wifi_country = "DE"
+wifi_ssid = "pincer test net"
+wifi_password = "not-a-real-password"
+ssh_key = "$SSH_KEY"
+EOF
+mcopy -o -i "$FAT" "$W/pincer.toml" ::/pincer.toml
+
+# --- boot -------------------------------------------------------------------------------------
+QEMU_PID=
+boot() { # boot LOGFILE
+  qemu-system-aarch64 -M virt -cpu cortex-a72 -smp 2 -m 1024 -nographic -no-reboot \
+    -kernel "$W/vmlinuz" -initrd "$W/initrd" -append "root=/dev/vda2 console=ttyAMA0" \
+    -drive "file=$W/sd.img,if=virtio,format=raw" \
+    -netdev user,id=n -device virtio-net-pci,netdev=n,romfile= \
+    </dev/null >"$1" 2>&1 &
+  QEMU_PID=$!
+  PIDS+=("$QEMU_PID")
+}
+power_cut() { kill "$QEMU_PID" 2>/dev/null || true; wait "$QEMU_PID" 2>/dev/null || true; }
+node_json() { gwc nodes list --json 2>/dev/null | python3 -c '
+import json,sys
+for n in json.load(sys.stdin).get("nodes", []):
+    if n.get("displayName") == "pincer-image-test" and n.get("connected"):
+        print(n["nodeId"]); break' 2>/dev/null || true; }
+
+log "booting (deadline ${DEADLINE}s for the node to be listed; console: $W/console1.log)"
+T_ON=$(date +%s)
+boot "$W/console1.log"
+NODE=
+while [ -z "$NODE" ]; do
+  if [ $(( $(date +%s) - T_ON )) -gt "$DEADLINE" ]; then break; fi
+  kill -0 "$QEMU_PID" 2>/dev/null || { log "qemu exited"; break; }
+  sleep 2
+  NODE=$(node_json)
+done
+if [ -z "$NODE" ]; then
+  bad "node listed within ${DEADLINE}s"
+  tail -60 "$W/console1.log" >&2; tail -20 "$W/gw.log" >&2
+  exit 1
+fi
+T_PAIRED=$(( $(date +%s) - T_ON ))
+ok "node $NODE paired by itself with the setup code and listed as connected, $T_PAIRED s after power-on"
+check "the setup code admitted it as a remote device (gateway log: locality=Remote, bootstrap=true)" \
+  grep -q 'paired silently.*locality=Remote.*bootstrap=true' "$W/gw.log"
+
+gwc nodes approve "$NODE" >"$W/approve.out" 2>&1 || gwc nodes approve pincer-image-test >>"$W/approve.out" 2>&1 || true
+invoke() { # invoke COMMAND PARAMS OUT: retried while the node settles (approval, gpsd start)
+  local i
+  for i in $(seq 1 20); do
+    if gwc nodes invoke "$NODE" "$1" --params "$2" --invoke-timeout-ms 60000 --json >"$3" 2>"$3.err"; then return 0; fi
+    sleep 3
+  done
+  cat "$3.err" >&2
+  return 1
+}
+T=$(date +%s)
+if invoke location.get '{"timeoutMs":20000}' "$W/loc.json"; then
+  check "location.get: Berlin from gpsd in the guest ($(( $(date +%s) - T )) s)" python3 -c '
+import json,sys; v=json.load(open(sys.argv[1])); v=v.get("payload", v)
+assert abs(v["lat"]-52.52)<0.01 and abs(v["lon"]-13.405)<0.01, v' "$W/loc.json"
+else bad "location.get"; fi
+T=$(date +%s)
+if invoke camera.snap '{"maxWidth":640}' "$W/snap.json"; then
+  check "camera.snap: a JPEG from vivid ($(( $(date +%s) - T )) s)" python3 -c '
+import json,sys,base64; v=json.load(open(sys.argv[1])); v=v.get("payload", v)
+b=base64.b64decode(v["base64"]); assert v["format"]=="jpg" and b[:2]==b"\xff\xd8" and v["width"]>0, (v.get("format"), v.get("width"))
+print("image-test:      %dx%d, %d bytes" % (v["width"], v["height"], len(b)), file=sys.stderr)' "$W/snap.json"
+else bad "camera.snap"; fi
+T=$(date +%s)
+if invoke audio.record '{"durationMs":500}' "$W/rec.json"; then
+  check "audio.record: a WAV from snd-aloop ($(( $(date +%s) - T )) s)" python3 -c '
+import json,sys,base64; v=json.load(open(sys.argv[1])); v=v.get("payload", v)
+b=base64.b64decode(v["base64"]); assert v["format"]=="wav" and b[:4]==b"RIFF", v.get("format")' "$W/rec.json"
+else bad "audio.record"; fi
+
+# give sshd's key generation and the journal a moment, then cut the power
+sleep 5
+T_UP=$(( $(date +%s) - T_ON ))
+power_cut
+log "power cut after ${T_UP}s"
+
+# --- the FAT partition, read back -----------------------------------------------------------
+mcopy -n -i "$FAT" ::/pincer.toml "$W/pincer.toml.after" 2>/dev/null || true
+mcopy -n -i "$FAT" ::/pincer-applied.txt "$W/applied.txt" 2>/dev/null || true
+check "pincer-error.txt absent" bash -c "! mdir -b -i '$FAT' ::/ | grep -q pincer-error.txt"
+check "pincer-applied.txt present" test -s "$W/applied.txt"
+sed 's/^/image-test:   | /' "$W/applied.txt" >&2 || true
+check "secrets moved off the FAT partition (setup_code, wifi_password)" bash -c "
+  ! grep -q '$CODE' '$W/pincer.toml.after' && ! grep -q 'not-a-real-password' '$W/pincer.toml.after' \
+  && grep -q '^# setup_code = (applied' '$W/pincer.toml.after'"
+check "root file system grown to the 2 GiB card" grep -q "root file system grown" "$W/applied.txt"
+check "hostname, timezone, Wi-Fi and SSH applied" bash -c "grep -q 'hostname: pincer-test' '$W/applied.txt' && grep -q 'timezone: Europe/Berlin' '$W/applied.txt' && grep -q \"wifi: 'pincer test net' in DE\" '$W/applied.txt' && grep -q 'ssh: key for root installed' '$W/applied.txt'"
+
+# --- second boot: nothing re-applied, same identity, no new pairing ---------------------------
+log "second boot (console: $W/console2.log)"
+PAIRED_BEFORE=$(gwc devices list --json 2>/dev/null | python3 -c 'import json,sys; v=json.load(sys.stdin); print(len(v.get("paired", [])), len(v.get("pending", [])))')
+T_ON2=$(date +%s)
+boot "$W/console2.log"
+NODE2=
+while [ -z "$NODE2" ] && [ $(( $(date +%s) - T_ON2 )) -le "$DEADLINE" ] && kill -0 "$QEMU_PID" 2>/dev/null; do
+  sleep 2; NODE2=$(node_json)
+done
+T_RECONNECT=$(( $(date +%s) - T_ON2 ))
+check "second boot: the node reconnected as $NODE (${T_RECONNECT}s after power-on)" test "$NODE2" = "$NODE"
+PAIRED_AFTER=$(gwc devices list --json 2>/dev/null | python3 -c 'import json,sys; v=json.load(sys.stdin); print(len(v.get("paired", [])), len(v.get("pending", [])))')
+check "second boot: no new pairing (paired/pending $PAIRED_BEFORE -> $PAIRED_AFTER)" test "$PAIRED_BEFORE" = "$PAIRED_AFTER"
+check "second boot: pincer.toml not re-applied" grep -q "pincer.toml unchanged since it was applied" "$W/console2.log"
+power_cut
+
+# --- a malformed pincer.toml: the board boots on with what it had, the error is on the card ----
+printf 'gateway = "ws://10.0.2.2:%s"\ntimezone = "UTC"\nwifi_ssid = "unterminated\n' "$PORT" >"$W/bad.toml"
+mcopy -o -i "$FAT" "$W/bad.toml" ::/pincer.toml
+log "third boot, malformed pincer.toml (console: $W/console3.log)"
+T_ON3=$(date +%s)
+boot "$W/console3.log"
+NODE3=
+while [ -z "$NODE3" ] && [ $(( $(date +%s) - T_ON3 )) -le "$DEADLINE" ] && kill -0 "$QEMU_PID" 2>/dev/null; do
+  sleep 2; NODE3=$(node_json)
+done
+check "malformed pincer.toml: the node still comes up with its previous settings ($(( $(date +%s) - T_ON3 ))s)" test "$NODE3" = "$NODE"
+power_cut
+mcopy -n -i "$FAT" ::/pincer-error.txt "$W/error.txt" 2>/dev/null || true
+check "malformed pincer.toml: pincer-error.txt on the FAT partition names the line" grep -q "line 3: 'wifi_ssid': unterminated" "$W/error.txt"
+sed 's/^/image-test:   | /' "$W/error.txt" >&2 || true
+
+# --- fixed: applied on the next boot, the error file goes away ------------------------------
+printf 'gateway = "ws://10.0.2.2:%s"\nname = "pincer-image-test"\ntimezone = "UTC"\n' "$PORT" >"$W/fixed.toml"
+mcopy -o -i "$FAT" "$W/fixed.toml" ::/pincer.toml
+log "fourth boot, pincer.toml fixed (console: $W/console4.log)"
+T_ON4=$(date +%s)
+boot "$W/console4.log"
+NODE4=
+while [ -z "$NODE4" ] && [ $(( $(date +%s) - T_ON4 )) -le "$DEADLINE" ] && kill -0 "$QEMU_PID" 2>/dev/null; do
+  sleep 2; NODE4=$(node_json)
+done
+check "fixed pincer.toml: the node reconnects with its saved identity and the kept setup code/token ($(( $(date +%s) - T_ON4 ))s)" test "$NODE4" = "$NODE"
+sleep 3
+power_cut
+mcopy -n -i "$FAT" ::/pincer-applied.txt "$W/applied4.txt" 2>/dev/null || true
+check "fixed pincer.toml: applied (timezone UTC), pincer-error.txt removed" bash -c "
+  grep -q 'timezone: UTC' '$W/applied4.txt' && ! mdir -b -i '$FAT' ::/ | grep -q pincer-error.txt"
+
+echo "image-test: power-on to node listed: ${T_PAIRED}s (first boot, TCG); reconnect on second boot: ${T_RECONNECT}s" >&2
+echo "image-test: $PASS passed, $FAIL failed ($(( $(date +%s) - T0 ))s in all)" >&2
+[ "$FAIL" -eq 0 ]
