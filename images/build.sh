@@ -171,6 +171,8 @@ install -D -m 0755 "$HERE/firstboot/pincer-firstboot" "$R/usr/lib/pincer/pincer-
 install -D -m 0644 "$HERE/firstboot/pincer-firstboot.service" "$R/lib/systemd/system/pincer-firstboot.service"
 install -D -m 0755 "$HERE/firstboot/pincer-report" "$R/usr/lib/pincer/pincer-report"
 install -m 0644 "$HERE/firstboot/pincer-report.service" "$HERE/firstboot/pincer-report.timer" "$R/lib/systemd/system/"
+install -D -m 0755 "$HERE/firstboot/pincer-tailscale" "$R/usr/lib/pincer/pincer-tailscale"
+install -m 0644 "$HERE/firstboot/pincer-tailscale.service" "$R/lib/systemd/system/"
 install -D -m 0644 "$HERE/firstboot/pincer.toml" "$R/usr/share/pincer/pincer.toml.template"
 cp -a --no-preserve=ownership "$HERE/overlay/." "$R/"
 install -m 0644 "$R/usr/share/systemd/tmp.mount" "$R/etc/systemd/system/tmp.mount"
