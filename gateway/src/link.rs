@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use pincer_protocol::close;
 use pincer_protocol::connect::{Features, HelloAuth, HelloOk, Policy, ServerInfo, Snapshot};
@@ -21,14 +22,16 @@ use pincer_protocol::error::ErrorShape;
 use pincer_protocol::frames::{encode_event_raw, encode_res_err, encode_res_ok};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
+use tokio::sync::mpsc;
 use tokio::time::{timeout_at, Instant};
 use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+use tokio_tungstenite::WebSocketStream;
 
 use crate::handshake::{handshake, presence_entry, Peer};
-use crate::hub::{Hub, Outbound, Registration};
+use crate::hub::{ConnHandle, Hub, Outbound, Registration};
 use crate::methods::{self, Dispatch, Refusal};
 use crate::{now_ms, secret, VERSION};
 
@@ -144,7 +147,30 @@ fn host_is_local(host: &str) -> bool {
 /// Serves one accepted TCP connection until it closes. The caller took a pre-auth slot for
 /// `ip`; it is returned here once the handshake ends either way.
 #[allow(clippy::result_large_err)] // the upgrade callback's signature is tungstenite's
+/// Serves one connection: the handshake (boxed, so its larger state is freed once the client
+/// is in), then the request/event loop, whose state is all an idle connection keeps.
 pub async fn serve(hub: Arc<Hub>, tcp: TcpStream, ip: IpAddr) {
+    let Some(est) = Box::pin(establish(&hub, tcp, ip)).await else {
+        return;
+    };
+    run(hub, est).await
+}
+
+/// A connection that completed its handshake.
+struct Established {
+    conn: Arc<ConnHandle>,
+    rx: mpsc::Receiver<Outbound>,
+    sink: SplitSink<WebSocketStream<Limited<TcpStream>>, Message>,
+    stream: SplitStream<WebSocketStream<Limited<TcpStream>>>,
+    conn_id: String,
+    open: bool,
+}
+
+/// Upgrade, challenge, `connect`, authentication and `hello-ok`; `None` when the client did
+/// not get in (it has been answered and closed).
+// The upgrade callback's error type is tungstenite's (an HTTP response).
+#[allow(clippy::result_large_err)]
+async fn establish(hub: &Arc<Hub>, tcp: TcpStream, ip: IpAddr) -> Option<Established> {
     let limits = hub.config.limits;
     let limit = Arc::new(AtomicUsize::new(
         limits.preauth_max_payload + UPGRADE_ALLOWANCE,
@@ -204,11 +230,11 @@ pub async fn serve(hub: Arc<Hub>, tcp: TcpStream, ip: IpAddr) {
         Ok(Err(e)) => {
             tracing::debug!(%ip, error = %e, "websocket upgrade failed");
             release(&mut released);
-            return;
+            return None;
         }
         Err(_) => {
             release(&mut released);
-            return;
+            return None;
         }
     };
     let peer = peer.lock().unwrap_or_else(|e| e.into_inner()).clone();
@@ -224,7 +250,7 @@ pub async fn serve(hub: Arc<Hub>, tcp: TcpStream, ip: IpAddr) {
     );
     if sink.send(Message::text(challenge)).await.is_err() {
         release(&mut released);
-        return;
+        return None;
     }
 
     // First frame.
@@ -236,11 +262,11 @@ pub async fn serve(hub: Arc<Hub>, tcp: TcpStream, ip: IpAddr) {
                     .send(close_msg(close::NORMAL, "handshake timeout"))
                     .await;
                 release(&mut released);
-                return;
+                return None;
             }
             Ok(None) | Ok(Some(Ok(Message::Close(_)))) => {
                 release(&mut released);
-                return;
+                return None;
             }
             Ok(Some(Err(e))) => {
                 if is_over_limit(&e) {
@@ -249,13 +275,13 @@ pub async fn serve(hub: Arc<Hub>, tcp: TcpStream, ip: IpAddr) {
                         .await;
                 }
                 release(&mut released);
-                return;
+                return None;
             }
             Ok(Some(Ok(Message::Text(t)))) => break t,
             Ok(Some(Ok(Message::Binary(_)))) => {
                 let _ = sink.send(close_msg(close::NORMAL, "")).await;
                 release(&mut released);
-                return;
+                return None;
             }
             Ok(Some(Ok(_))) => continue,
         }
@@ -265,7 +291,7 @@ pub async fn serve(hub: Arc<Hub>, tcp: TcpStream, ip: IpAddr) {
             .send(close_msg(close::TOO_BIG, close::reason::PREAUTH_TOO_LARGE))
             .await;
         release(&mut released);
-        return;
+        return None;
     }
     let refuse = |id: &str, err: ErrorShape, code: u16, reason: String| {
         (encode_res_err(id, &err), close_msg(code, &reason))
@@ -274,7 +300,7 @@ pub async fn serve(hub: Arc<Hub>, tcp: TcpStream, ip: IpAddr) {
         Err(DecodeError::NotJson(_)) => {
             let _ = sink.send(close_msg(close::NORMAL, "")).await;
             release(&mut released);
-            return;
+            return None;
         }
         Ok(r) => match r.params {
             Params::Connect(p) => (r.id, p),
@@ -289,7 +315,7 @@ pub async fn serve(hub: Arc<Hub>, tcp: TcpStream, ip: IpAddr) {
                 let _ = sink.send(Message::text(res)).await;
                 let _ = sink.send(c).await;
                 release(&mut released);
-                return;
+                return None;
             }
         },
         Err(e) => {
@@ -315,7 +341,7 @@ pub async fn serve(hub: Arc<Hub>, tcp: TcpStream, ip: IpAddr) {
             let _ = sink.send(Message::text(res)).await;
             let _ = sink.send(c).await;
             release(&mut released);
-            return;
+            return None;
         }
     };
 
@@ -329,7 +355,7 @@ pub async fn serve(hub: Arc<Hub>, tcp: TcpStream, ip: IpAddr) {
             ))
             .await;
         release(&mut released);
-        return;
+        return None;
     }
 
     // Handshake.
@@ -352,10 +378,10 @@ pub async fn serve(hub: Arc<Hub>, tcp: TcpStream, ip: IpAddr) {
             ))
             .await;
         release(&mut released);
-        return;
+        return None;
     }
     let generation = hub.devices.generation();
-    let mut accepted = handshake(&hub, &params, &nonce, &peer, now);
+    let mut accepted = handshake(hub, &params, &nonce, &peer, now);
     // Pairing, a new device token, a pending request: on disk before the client hears of it.
     if hub.devices.generation() != generation {
         if let Err(e) = hub.devices.durable().await {
@@ -378,14 +404,14 @@ pub async fn serve(hub: Arc<Hub>, tcp: TcpStream, ip: IpAddr) {
                 .await;
             let _ = sink.send(close_msg(r.close_code, &r.close_reason)).await;
             release(&mut released);
-            return;
+            return None;
         }
     };
     let conn_id = secret::uuid_v4();
     let presence = presence_entry(&params, &accepted, &peer, &conn_id, now);
     let node = match (accepted.role, &accepted.device_id) {
         (pincer_protocol::scopes::Role::Node, Some(id)) => Some(crate::nodes::admit(
-            &hub,
+            hub,
             &params,
             id,
             &peer.client_ip.to_string(),
@@ -393,7 +419,7 @@ pub async fn serve(hub: Arc<Hub>, tcp: TcpStream, ip: IpAddr) {
         )),
         _ => None,
     };
-    let (conn, mut rx) = hub.register(Registration {
+    let (conn, rx) = hub.register(Registration {
         node,
         conn_id: conn_id.clone(),
         device_id: accepted.device_id.clone(),
@@ -451,12 +477,31 @@ pub async fn serve(hub: Arc<Hub>, tcp: TcpStream, ip: IpAddr) {
         %ip, conn = %conn_id, client = params.client.id.as_str(), mode = params.client.mode.as_str(),
         role = accepted.role.as_str(), protocol = accepted.protocol, auth = accepted.method.as_str(), "connected"
     );
-    let mut open = sink
+    let open = sink
         .send(Message::text(encode_res_ok(&req_id, &hello)))
         .await
         .is_ok();
 
-    // Request / event loop.
+    Some(Established {
+        conn,
+        rx,
+        sink,
+        stream,
+        conn_id,
+        open,
+    })
+}
+
+/// The request / event loop of an established connection.
+async fn run(hub: Arc<Hub>, est: Established) {
+    let Established {
+        conn,
+        mut rx,
+        mut sink,
+        mut stream,
+        conn_id,
+        mut open,
+    } = est;
     let mut role_violations = 0u32;
     let in_flight = Arc::new(tokio::sync::Semaphore::new(MAX_IN_FLIGHT));
     while open {
