@@ -22,7 +22,10 @@
 # 7. boots again: first-boot work is not repeated and the node reconnects with its saved
 #    identity (no new pairing);
 # 8. a malformed pincer.toml: the board boots with its previous settings, pincer-error.txt names
-#    the bad line; fixed: applied on the next boot, the error file is gone.
+#    the bad line; fixed: applied on the next boot, the error file is gone;
+# 9. an unreachable gateway: the board boots, the node keeps retrying, pincer-report writes
+#    pincer-error.txt naming the gateway; the gateway fixed: the node is back with its device
+#    token and the report is removed.
 # Prints the time from power-on to the node listed. Installs its own prerequisites.
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -101,6 +104,8 @@ printf 'vivid\nsnd-aloop\n' >"$W/t/modules"
 printf 'options vivid n_devs=1 node_types=0x1\noptions snd-aloop index=0\n' >"$W/t/modprobe"
 printf 'DEVICES="tcp://10.0.2.2:%s"\nGPSD_OPTIONS="-n"\nUSBAUTO="false"\nSTART_DAEMON="true"\n' "$NMEA_PORT" >"$W/t/gpsd"
 printf '[Journal]\nForwardToConsole=yes\nTTYPath=/dev/ttyAMA0\nMaxLevelConsole=info\n' >"$W/t/journald"
+# the unreachable-gateway report runs 45 s after boot here instead of 3 min
+printf '[Timer]\nOnBootSec=\nOnBootSec=45s\n' >"$W/t/report-timer"
 cat >"$W/t/debugfs" <<EOF
 write $W/t/modules /etc/modules-load.d/pincer-test.conf
 write $W/t/modprobe /etc/modprobe.d/pincer-test.conf
@@ -109,6 +114,8 @@ write $W/t/gpsd /etc/default/gpsd
 write $W/t/journald /etc/systemd/journald.conf.d/zz-pincer-test.conf
 symlink /etc/systemd/system/multi-user.target.wants/gpsd.service /lib/systemd/system/gpsd.service
 symlink /etc/systemd/system/systemd-timesyncd.service /dev/null
+mkdir /etc/systemd/system/pincer-report.timer.d
+write $W/t/report-timer /etc/systemd/system/pincer-report.timer.d/zz-pincer-test.conf
 EOF
 debugfs -w -f "$W/t/debugfs" "$W/root.ext4" >"$W/debugfs.log" 2>&1 || { cat "$W/debugfs.log" >&2; exit 1; }
 dd if="$W/root.ext4" of="$W/sd.img" bs=4M oflag=seek_bytes seek=$((ROOT_START * 512)) conv=notrunc,sparse status=none
@@ -295,6 +302,43 @@ power_cut
 mcopy -n -i "$FAT" ::/pincer-applied.txt "$W/applied4.txt" 2>/dev/null || true
 check "fixed pincer.toml: applied (timezone UTC), pincer-error.txt removed" bash -c "
   grep -q 'timezone: UTC' '$W/applied4.txt' && ! mdir -b -i '$FAT' ::/ | grep -q pincer-error.txt"
+
+# --- an unreachable gateway: the board boots, the node keeps retrying, the report is on the card --
+printf 'gateway = "ws://10.0.2.2:1"\nname = "pincer-image-test"\n' >"$W/unreachable.toml"
+mcopy -o -i "$FAT" "$W/unreachable.toml" ::/pincer.toml
+log "fifth boot, unreachable gateway (console: $W/console5.log)"
+T_ON5=$(date +%s)
+boot "$W/console5.log"
+while ! grep -q "pincer-report: node not connected" "$W/console5.log" 2>/dev/null \
+  && [ $(( $(date +%s) - T_ON5 )) -le "$DEADLINE" ] && kill -0 "$QEMU_PID" 2>/dev/null; do
+  sleep 2
+done
+sleep 2
+check "unreachable gateway: the node keeps retrying" test "$(grep -c 'reconnecting' "$W/console5.log")" -ge 2
+power_cut
+mcopy -n -i "$FAT" ::/pincer-error.txt "$W/error5.txt" 2>/dev/null || true
+check "unreachable gateway: pincer-error.txt says the node cannot reach ws://10.0.2.2:1 ($(( $(date +%s) - T_ON5 ))s)" \
+  bash -c "grep -q 'not connected to its gateway' '$W/error5.txt' && grep -q 'ws://10.0.2.2:1' '$W/error5.txt'"
+sed 's/^/image-test:   | /' "$W/error5.txt" >&2 || true
+
+# --- the gateway fixed: the node is back with its device token, the report goes away ----------
+printf 'gateway = "ws://10.0.2.2:%s"\nname = "pincer-image-test"\ntimezone = "UTC"\n' "$PORT" >"$W/fixed6.toml"
+mcopy -o -i "$FAT" "$W/fixed6.toml" ::/pincer.toml
+log "sixth boot, gateway fixed (console: $W/console6.log)"
+T_ON6=$(date +%s)
+boot "$W/console6.log"
+NODE6=
+while [ -z "$NODE6" ] && [ $(( $(date +%s) - T_ON6 )) -le "$DEADLINE" ] && kill -0 "$QEMU_PID" 2>/dev/null; do
+  sleep 2; NODE6=$(node_json)
+done
+check "gateway fixed: the node reconnects with its device token, same identity ($(( $(date +%s) - T_ON6 ))s)" test "$NODE6" = "$NODE"
+while ! grep -q "pincer-report: node connected, report removed" "$W/console6.log" 2>/dev/null \
+  && [ $(( $(date +%s) - T_ON6 )) -le "$DEADLINE" ] && kill -0 "$QEMU_PID" 2>/dev/null; do
+  sleep 2
+done
+sleep 2
+power_cut
+check "gateway fixed: the report is removed from the FAT partition" bash -c "! mdir -b -i '$FAT' ::/ | grep -q pincer-error.txt"
 
 echo "image-test: power-on to node listed: ${T_PAIRED}s (first boot, TCG); reconnect on second boot: ${T_RECONNECT}s" >&2
 echo "image-test: $PASS passed, $FAIL failed ($(( $(date +%s) - T0 ))s in all)" >&2
