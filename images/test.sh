@@ -332,7 +332,9 @@ while [ -z "$NODE6" ] && [ $(( $(date +%s) - T_ON6 )) -le "$DEADLINE" ] && kill 
   sleep 2; NODE6=$(node_json)
 done
 check "gateway fixed: the node reconnects with its device token, same identity ($(( $(date +%s) - T_ON6 ))s)" test "$NODE6" = "$NODE"
-while ! grep -q "pincer-report: node connected, report removed" "$W/console6.log" 2>/dev/null \
+# (pincer-firstboot already removed the report when it applied the fixed file; the report
+# service must not bring it back once it has run)
+while ! grep -q "Finished pincer-report.service" "$W/console6.log" 2>/dev/null \
   && [ $(( $(date +%s) - T_ON6 )) -le "$DEADLINE" ] && kill -0 "$QEMU_PID" 2>/dev/null; do
   sleep 2
 done
