@@ -452,6 +452,42 @@ async fn camera_screen_audio_on_real_drivers() {
         }
     }
 
+    // Another program streaming from the camera: a typed "in use" error, then photos again.
+    let sh = |script: &str| json!({ "command": ["sh", "-c", script] });
+    let other = invoke(
+        &op,
+        &node_id,
+        "system.run",
+        sh("setsid dd if=/dev/video0 of=/dev/null bs=1M count=100000 </dev/null >/dev/null 2>&1 & sleep 1; echo started"),
+    )
+    .await
+    .expect("start another reader");
+    assert_eq!(other["exitCode"], 0, "{other}");
+    match invoke(&op, &node_id, "camera.snap", json!({ "maxWidth": 320 })).await {
+        Err(ClientError::Method(e)) => {
+            eprintln!("snap while another program streams: {}", e.message);
+            assert!(
+                e.message.starts_with("CAMERA_UNAVAILABLE")
+                    && e.message.contains("in use by another program"),
+                "{e:?}"
+            );
+        }
+        other => panic!("snap of a busy camera: {other:?}"),
+    }
+    let stopped = invoke(
+        &op,
+        &node_id,
+        "system.run",
+        sh("kill $(pidof dd) && sleep 1"),
+    )
+    .await
+    .expect("stop the other reader");
+    assert_eq!(stopped["exitCode"], 0, "{stopped}");
+    let snap = invoke(&op, &node_id, "camera.snap", json!({ "maxWidth": 320 }))
+        .await
+        .expect("camera.snap once the other program is gone");
+    assert_colour_bars(&decode_jpeg(&b64(&snap)));
+
     // --- screen ---
     let shot = invoke(&op, &node_id, "screen.snapshot", json!({}))
         .await
@@ -567,7 +603,6 @@ async fn camera_screen_audio_on_real_drivers() {
         .await
     });
     tokio::time::sleep(Duration::from_millis(2500)).await;
-    let sh = |script: &str| json!({ "command": ["sh", "-c", script] });
     let unbind = invoke(
         &op,
         &node_id,
