@@ -352,17 +352,8 @@ impl DeviceStore {
         let target = self.generation();
         let mut rx = self.writer.flushed.clone();
         loop {
-            {
-                let f = rx.borrow_and_update();
-                if f.generation >= target {
-                    return match &f.error {
-                        None => Ok(()),
-                        Some(message) => Err(DeviceStoreError::NotWritten {
-                            path: self.path.clone(),
-                            message: message.clone(),
-                        }),
-                    };
-                }
+            if let Some(r) = self.outcome(&rx.borrow_and_update(), target) {
+                return r;
             }
             if rx.changed().await.is_err() {
                 return Err(DeviceStoreError::NotWritten {
@@ -373,6 +364,17 @@ impl DeviceStore {
         }
     }
 
+    /// What the writer's progress `f` says of generation `target`: `None` while not written.
+    fn outcome(&self, f: &Flushed, target: u64) -> Option<Result<(), DeviceStoreError>> {
+        (f.generation >= target).then(|| match &f.error {
+            None => Ok(()),
+            Some(message) => Err(DeviceStoreError::NotWritten {
+                path: self.path.clone(),
+                message: message.clone(),
+            }),
+        })
+    }
+
     /// [`Self::durable`] for code outside the event loop (tests, shutdown), bounded by `within`.
     pub fn durable_blocking(&self, within: Duration) -> Result<(), DeviceStoreError> {
         if self.writer.tx.is_none() {
@@ -381,17 +383,8 @@ impl DeviceStore {
         let target = self.generation();
         let deadline = Instant::now() + within;
         loop {
-            {
-                let f = self.writer.flushed.borrow();
-                if f.generation >= target {
-                    return match &f.error {
-                        None => Ok(()),
-                        Some(message) => Err(DeviceStoreError::NotWritten {
-                            path: self.path.clone(),
-                            message: message.clone(),
-                        }),
-                    };
-                }
+            if let Some(r) = self.outcome(&self.writer.flushed.borrow(), target) {
+                return r;
             }
             if Instant::now() >= deadline {
                 return Err(DeviceStoreError::NotWritten {

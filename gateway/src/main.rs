@@ -287,7 +287,7 @@ fn serve(a: RunArgs) -> anyhow::Result<()> {
         tracing::info!(%addr, "listening");
         if let Some(n) = &systemd {
             n.ready(&format!("listening on ws://{addr}"));
-            spawn_watchdog(n.clone());
+            pincer_os::notify::spawn_watchdog(n.clone());
         }
         gw.run(async {
             shutdown_signal().await;
@@ -298,20 +298,6 @@ fn serve(a: RunArgs) -> anyhow::Result<()> {
         .await;
         Ok(())
     })
-}
-
-/// `WATCHDOG=1` from the event loop itself: if the loop hangs, the pings stop and systemd
-/// restarts the service (`WatchdogSec=`).
-fn spawn_watchdog(n: pincer_os::notify::Notifier) {
-    if let Some(every) = pincer_os::notify::watchdog_interval() {
-        tokio::spawn(async move {
-            let mut t = tokio::time::interval(every);
-            loop {
-                t.tick().await;
-                n.watchdog();
-            }
-        });
-    }
 }
 
 async fn shutdown_signal() {

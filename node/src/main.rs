@@ -124,7 +124,7 @@ fn main() -> anyhow::Result<()> {
                 // an unreachable gateway is not a failed start.
                 if let Some(n) = &systemd {
                     n.ready("running");
-                    spawn_watchdog(n.clone());
+                    pincer_os::notify::spawn_watchdog(n.clone());
                 }
                 node.run(async {
                     shutdown_signal().await;
@@ -137,20 +137,6 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Cmd::Doctor(a) => rt.block_on(doctor(a)),
-    }
-}
-
-/// `WATCHDOG=1` from the node's event loop itself: if the loop hangs, the pings stop and
-/// systemd restarts the service (`WatchdogSec=`).
-fn spawn_watchdog(n: pincer_os::notify::Notifier) {
-    if let Some(every) = pincer_os::notify::watchdog_interval() {
-        tokio::spawn(async move {
-            let mut t = tokio::time::interval(every);
-            loop {
-                t.tick().await;
-                n.watchdog();
-            }
-        });
     }
 }
 

@@ -90,6 +90,21 @@ impl Notifier {
     }
 }
 
+/// Sends `WATCHDOG=1` every [`watchdog_interval`] from a task on the caller's tokio runtime:
+/// if that runtime's loop hangs, the pings stop and systemd restarts the service
+/// (`WatchdogSec=`). Does nothing when systemd asked for no watchdog.
+pub fn spawn_watchdog(n: Notifier) {
+    if let Some(every) = watchdog_interval() {
+        tokio::spawn(async move {
+            let mut t = tokio::time::interval(every);
+            loop {
+                t.tick().await;
+                n.watchdog();
+            }
+        });
+    }
+}
+
 /// The notifier for `$NOTIFY_SOCKET`, if any. A bad value is logged and treated as absent.
 pub fn systemd() -> Option<Notifier> {
     Notifier::from_env().unwrap_or_else(|e| {
