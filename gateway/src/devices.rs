@@ -17,7 +17,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{mpsc, Mutex};
+use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
@@ -52,50 +52,83 @@ struct Flushed {
     error: Option<String>,
 }
 
+/// The newest snapshot waiting for the writer: one slot, not a queue, so a burst of changes
+/// holds at most one pending copy of the store however slow the card is.
+#[derive(Debug, Default)]
+struct Pending {
+    next: Option<(u64, StoreFile)>,
+    closed: bool,
+}
+
+type Slot = std::sync::Arc<(Mutex<Pending>, Condvar)>;
+
 /// The writer thread's end of the store.
 #[derive(Debug)]
 struct Writer {
-    tx: Option<mpsc::Sender<(u64, StoreFile)>>,
+    slot: Option<Slot>,
     flushed: tokio::sync::watch::Receiver<Flushed>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Writer {
     fn start(path: PathBuf) -> Writer {
-        let (tx, rx) = mpsc::channel::<(u64, StoreFile)>();
+        let slot: Slot = Default::default();
         let (flushed_tx, flushed) = tokio::sync::watch::channel(Flushed::default());
+        let theirs = slot.clone();
         let thread = std::thread::Builder::new()
             .name("device-store".into())
-            .spawn(move || {
-                while let Ok(mut next) = rx.recv() {
-                    // Only the newest snapshot matters: later ones contain the earlier changes.
-                    while let Ok(newer) = rx.try_recv() {
-                        next = newer;
+            .spawn(move || loop {
+                let (generation, file) = {
+                    let (lock, ready) = &*theirs;
+                    let mut p = lock.lock().unwrap_or_else(|e| e.into_inner());
+                    loop {
+                        if let Some(next) = p.next.take() {
+                            break next;
+                        }
+                        if p.closed {
+                            return;
+                        }
+                        p = ready.wait(p).unwrap_or_else(|e| e.into_inner());
                     }
-                    let (generation, file) = next;
-                    // Serialised here, off the event loop: with hundreds of devices the
-                    // pretty JSON is a few hundred KB.
-                    let bytes = serde_json::to_vec_pretty(&file).unwrap_or_default();
-                    let error = write_atomic(&path, &bytes).err().map(|e| {
-                        tracing::error!(path = %path.display(), error = %e, "device store not written");
-                        e.to_string()
-                    });
-                    flushed_tx.send_replace(Flushed { generation, error });
-                }
+                };
+                // Serialised here, off the event loop: with hundreds of devices the pretty
+                // JSON is a few hundred KB.
+                let bytes = serde_json::to_vec_pretty(&file).unwrap_or_default();
+                let error = write_atomic(&path, &bytes).err().map(|e| {
+                    tracing::error!(path = %path.display(), error = %e, "device store not written");
+                    e.to_string()
+                });
+                flushed_tx.send_replace(Flushed { generation, error });
             })
             .ok();
         Writer {
-            tx: thread.as_ref().map(|_| tx),
+            slot: thread.as_ref().map(|_| slot),
             flushed,
             thread,
         }
+    }
+
+    /// Hands `file` (generation `generation`) to the writer, replacing a snapshot it has not
+    /// started on yet. False when there is no writer thread.
+    fn submit(&self, generation: u64, file: StoreFile) -> bool {
+        let Some(slot) = &self.slot else {
+            return false;
+        };
+        let (lock, ready) = &**slot;
+        lock.lock().unwrap_or_else(|e| e.into_inner()).next = Some((generation, file));
+        ready.notify_one();
+        true
     }
 }
 
 impl Drop for Writer {
     fn drop(&mut self) {
-        // Closing the channel lets the writer finish what is queued, then exit.
-        self.tx.take();
+        // The writer finishes the pending snapshot, then sees `closed` and exits.
+        if let Some(slot) = &self.slot {
+            let (lock, ready) = &**slot;
+            lock.lock().unwrap_or_else(|e| e.into_inner()).closed = true;
+            ready.notify_one();
+        }
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
@@ -346,7 +379,7 @@ impl DeviceStore {
     /// Waits until every change made so far is on disk; an error when the write failed
     /// (full disk, read-only card…) — then the change lives only in memory.
     pub async fn durable(&self) -> Result<(), DeviceStoreError> {
-        if self.writer.tx.is_none() {
+        if self.writer.slot.is_none() {
             return Ok(()); // no writer thread: persist() wrote in place
         }
         let target = self.generation();
@@ -377,7 +410,7 @@ impl DeviceStore {
 
     /// [`Self::durable`] for code outside the event loop (tests, shutdown), bounded by `within`.
     pub fn durable_blocking(&self, within: Duration) -> Result<(), DeviceStoreError> {
-        if self.writer.tx.is_none() {
+        if self.writer.slot.is_none() {
             return Ok(());
         }
         let target = self.generation();
@@ -409,14 +442,8 @@ impl DeviceStore {
     /// order of changes). Without a writer thread, writes in place.
     fn persist(&self, file: &StoreFile) -> Result<(), DeviceStoreError> {
         let generation = self.generation.fetch_add(1, Ordering::SeqCst) + 1;
-        if let Some(tx) = &self.writer.tx {
-            if tx.send((generation, file.clone())).is_ok() {
-                return Ok(());
-            }
-            return Err(DeviceStoreError::NotWritten {
-                path: self.path.clone(),
-                message: "the store's writer stopped".into(),
-            });
+        if self.writer.submit(generation, file.clone()) {
+            return Ok(());
         }
         let text = serde_json::to_vec_pretty(file).unwrap_or_default();
         write_atomic(&self.path, &text).map_err(|source| DeviceStoreError::Io {
@@ -1124,6 +1151,30 @@ mod tests {
         let text = std::fs::read_to_string(dir.join("devices/store.json")).unwrap();
         assert!(!text.contains(&t3));
         std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_burst_of_changes_lands_and_a_failed_write_is_reported() {
+        let dir = tmp("burst");
+        let s = DeviceStore::open(&dir).unwrap();
+        for i in 0..200 {
+            s.approve(device(&format!("d{i}"), "k"), "node", &[])
+                .unwrap();
+        }
+        s.durable_blocking(Duration::from_secs(10)).unwrap();
+        let reopened = DeviceStore::open(&dir).unwrap();
+        assert_eq!(reopened.len(), 200, "every change of the burst is on disk");
+        drop(reopened);
+        // The folder turns into a file: the next write fails, and a waiter hears of it.
+        std::fs::remove_dir_all(dir.join("devices")).unwrap();
+        std::fs::write(dir.join("devices"), b"not a folder").unwrap();
+        s.approve(device("late", "k"), "node", &[]).unwrap();
+        assert!(matches!(
+            s.durable_blocking(Duration::from_secs(10)),
+            Err(DeviceStoreError::NotWritten { .. })
+        ));
+        drop(s);
+        std::fs::remove_dir_all(&dir).ok();
     }
 
     #[test]
