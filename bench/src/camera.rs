@@ -14,8 +14,8 @@ use serde_json::{json, Value};
 use tokio::process::Command;
 
 use super::{
-    clip, next_text, send_text, start_to_hello, temp_dir, workspace_root, Kind, Spec, Ws,
-    IO_TIMEOUT, OPERATOR_CONNECT, TOKEN,
+    clip, next_text, operator_socket, send_text, start_to_hello, temp_dir, workspace_root, Kind,
+    Spec, Ws, TOKEN,
 };
 
 /// Snaps timed after two warm-up ones.
@@ -160,20 +160,7 @@ pub async fn run(gateway: &Path, vm_node: Option<PathBuf>) -> Result<()> {
 }
 
 async fn figures(gateway: &Path, url: &str, work: &Path) -> Result<String> {
-    let (mut ws, _) = tokio::time::timeout(IO_TIMEOUT, tokio_tungstenite::connect_async(url))
-        .await
-        .context("websocket upgrade took over 20 s")??;
-    next_text(&mut ws).await?;
-    send_text(&mut ws, OPERATOR_CONNECT.to_owned()).await?;
-    loop {
-        let t = next_text(&mut ws).await?;
-        if t.contains(r#""id":"c1""#) {
-            if !t.contains("hello-ok") {
-                bail!("operator connect refused: {}", clip(&t, 300));
-            }
-            break;
-        }
-    }
+    let mut ws = operator_socket(url).await?;
     // Approve the board's pairing and surface with the CLI, as an operator would.
     let op_dir = work.join("operator");
     let deadline = Instant::now() + Duration::from_secs(150);

@@ -940,6 +940,24 @@ async fn run(cli: Cli) -> Result<()> {
     Ok(())
 }
 
+/// A socket through the operator handshake (`c1` answered with hello-ok).
+async fn operator_socket(url: &str) -> Result<Ws> {
+    let (mut ws, _) = tokio::time::timeout(IO_TIMEOUT, tokio_tungstenite::connect_async(url))
+        .await
+        .context("websocket upgrade took over 20 s")??;
+    next_text(&mut ws).await?; // challenge
+    send_text(&mut ws, OPERATOR_CONNECT.to_owned()).await?;
+    loop {
+        let t = next_text(&mut ws).await?;
+        if t.contains(r#""id":"c1""#) {
+            if !t.contains("hello-ok") {
+                bail!("operator connect refused: {}", clip(&t, 300));
+            }
+            return Ok(ws);
+        }
+    }
+}
+
 const OPERATOR_CONNECT: &str = r#"{"type":"req","id":"c1","method":"connect","params":{"minProtocol":3,"maxProtocol":4,"client":{"id":"cli","version":"0.1.0","platform":"linux","mode":"cli"},"role":"operator","scopes":["operator.read","operator.write"],"caps":[],"auth":{"token":"bench-token-0123456789"}}}"#;
 
 /// pincer-node connected to pincer-gateway: its idle RSS, and `node.invoke` round trips
@@ -1067,23 +1085,7 @@ async fn measure_node_wss(cli: &Cli, spec: &Spec) -> Result<String> {
 }
 
 async fn node_figures(cli: &Cli, server: &Server, node: &mut Child) -> Result<String> {
-    let (mut ws, _) = tokio::time::timeout(
-        IO_TIMEOUT,
-        tokio_tungstenite::connect_async(server.url.as_str()),
-    )
-    .await
-    .context("websocket upgrade took over 20 s")??;
-    next_text(&mut ws).await?; // challenge
-    send_text(&mut ws, OPERATOR_CONNECT.to_owned()).await?;
-    loop {
-        let t = next_text(&mut ws).await?;
-        if t.contains(r#""id":"c1""#) {
-            if !t.contains("hello-ok") {
-                bail!("operator connect refused: {}", clip(&t, 300));
-            }
-            break;
-        }
-    }
+    let mut ws = operator_socket(&server.url).await?;
     let listed_by = Instant::now() + Duration::from_secs(20);
     // Wait for the node to be listed.
     let node_id = loop {
