@@ -113,11 +113,94 @@ pub trait Cameras: Send + Sync {
 }
 
 impl Cameras for V4l2 {
+    /// The capture devices present now (not metadata, output or codec nodes), sorted by path.
     fn list(&self) -> Vec<CameraInfo> {
-        V4l2::list(self)
+        let mut paths: Vec<PathBuf> = std::fs::read_dir(&self.dev_dir)
+            .map(|rd| {
+                rd.filter_map(Result::ok)
+                    .map(|e| e.path())
+                    .filter(|p| {
+                        p.file_name()
+                            .and_then(|n| n.to_str())
+                            .is_some_and(|n| n.starts_with("video"))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        paths.sort_by_key(|p| {
+            let n = p.to_string_lossy();
+            let digits: String = n.chars().filter(char::is_ascii_digit).collect();
+            (digits.parse::<u32>().unwrap_or(u32::MAX), n.into_owned())
+        });
+        paths.iter().filter_map(|p| probe(p)).collect()
     }
+    /// Takes one photo; see [`SnapRequest`].
     fn snap(&self, req: &SnapRequest) -> Result<Photo, CameraError> {
-        V4l2::snap(self, req)
+        let path = match &req.device {
+            Some(d) => d.clone(),
+            None => {
+                let cams = self.list();
+                let pick = req
+                    .facing
+                    .and_then(|f| cams.iter().find(|c| c.position == f))
+                    .or_else(|| cams.first())
+                    .ok_or(CameraError::NoCamera)?;
+                pick.id.clone()
+            }
+        };
+        let lock = {
+            let mut locks = self.locks.lock().unwrap_or_else(|p| p.into_inner());
+            locks.entry(path.clone()).or_default().clone()
+        };
+        let _one_at_a_time = lock.lock().unwrap_or_else(|p| p.into_inner());
+        let mut cam = Camera::open(&path, req.max_width, req.frame_timeout)?;
+        let settle_until = Instant::now() + req.delay;
+        let mut dropped = 0;
+        while dropped < req.warmup_frames || Instant::now() < settle_until {
+            cam.frame()?;
+            dropped += 1;
+        }
+        match cam.frame_rgb()? {
+            Some(rgb) => {
+                let (jpeg, width, height) = rgb
+                    .fit_width(req.max_width)
+                    .to_jpeg_within(req.quality, req.max_base64)
+                    .map_err(|e| CameraError::Frame(path.clone(), e))?;
+                Ok(Photo {
+                    jpeg,
+                    width,
+                    height,
+                    source_format: String::from_utf8_lossy(&cam.fourcc).into_owned(),
+                    device: path,
+                })
+            }
+            None => {
+                let (width, height) = cam.size();
+                let jpeg = cam.frame()?.to_vec();
+                if jpeg.len() < 4 || jpeg[..2] != [0xFF, 0xD8] {
+                    return Err(CameraError::Frame(
+                        path,
+                        ImageError::Encode("the camera's JPEG frame has no SOI marker".into()),
+                    ));
+                }
+                if jpeg.len().div_ceil(3) * 4 > req.max_base64 {
+                    return Err(CameraError::Frame(
+                        path,
+                        ImageError::Encode(format!(
+                            "the camera's JPEG is {} bytes; ask for a smaller maxWidth",
+                            jpeg.len()
+                        )),
+                    ));
+                }
+                Ok(Photo {
+                    jpeg,
+                    width,
+                    height,
+                    source_format: String::from_utf8_lossy(&cam.fourcc).into_owned(),
+                    device: path,
+                })
+            }
+        }
     }
 }
 
@@ -391,97 +474,6 @@ impl V4l2 {
         V4l2 {
             dev_dir: dev_dir.into(),
             locks: Arc::default(),
-        }
-    }
-
-    /// The capture devices present now (not metadata, output or codec nodes), sorted by path.
-    pub fn list(&self) -> Vec<CameraInfo> {
-        let mut paths: Vec<PathBuf> = std::fs::read_dir(&self.dev_dir)
-            .map(|rd| {
-                rd.filter_map(Result::ok)
-                    .map(|e| e.path())
-                    .filter(|p| {
-                        p.file_name()
-                            .and_then(|n| n.to_str())
-                            .is_some_and(|n| n.starts_with("video"))
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        paths.sort_by_key(|p| {
-            let n = p.to_string_lossy();
-            let digits: String = n.chars().filter(char::is_ascii_digit).collect();
-            (digits.parse::<u32>().unwrap_or(u32::MAX), n.into_owned())
-        });
-        paths.iter().filter_map(|p| probe(p)).collect()
-    }
-
-    /// Takes one photo; see [`SnapRequest`].
-    pub fn snap(&self, req: &SnapRequest) -> Result<Photo, CameraError> {
-        let path = match &req.device {
-            Some(d) => d.clone(),
-            None => {
-                let cams = self.list();
-                let pick = req
-                    .facing
-                    .and_then(|f| cams.iter().find(|c| c.position == f))
-                    .or_else(|| cams.first())
-                    .ok_or(CameraError::NoCamera)?;
-                pick.id.clone()
-            }
-        };
-        let lock = {
-            let mut locks = self.locks.lock().unwrap_or_else(|p| p.into_inner());
-            locks.entry(path.clone()).or_default().clone()
-        };
-        let _one_at_a_time = lock.lock().unwrap_or_else(|p| p.into_inner());
-        let mut cam = Camera::open(&path, req.max_width, req.frame_timeout)?;
-        let settle_until = Instant::now() + req.delay;
-        let mut dropped = 0;
-        while dropped < req.warmup_frames || Instant::now() < settle_until {
-            cam.frame()?;
-            dropped += 1;
-        }
-        match cam.frame_rgb()? {
-            Some(rgb) => {
-                let (jpeg, width, height) = rgb
-                    .fit_width(req.max_width)
-                    .to_jpeg_within(req.quality, req.max_base64)
-                    .map_err(|e| CameraError::Frame(path.clone(), e))?;
-                Ok(Photo {
-                    jpeg,
-                    width,
-                    height,
-                    source_format: String::from_utf8_lossy(&cam.fourcc).into_owned(),
-                    device: path,
-                })
-            }
-            None => {
-                let (width, height) = cam.size();
-                let jpeg = cam.frame()?.to_vec();
-                if jpeg.len() < 4 || jpeg[..2] != [0xFF, 0xD8] {
-                    return Err(CameraError::Frame(
-                        path,
-                        ImageError::Encode("the camera's JPEG frame has no SOI marker".into()),
-                    ));
-                }
-                if jpeg.len().div_ceil(3) * 4 > req.max_base64 {
-                    return Err(CameraError::Frame(
-                        path,
-                        ImageError::Encode(format!(
-                            "the camera's JPEG is {} bytes; ask for a smaller maxWidth",
-                            jpeg.len()
-                        )),
-                    ));
-                }
-                Ok(Photo {
-                    jpeg,
-                    width,
-                    height,
-                    source_format: String::from_utf8_lossy(&cam.fourcc).into_owned(),
-                    device: path,
-                })
-            }
         }
     }
 }

@@ -11,7 +11,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use pincer_hal::screen::x11::{capture, X11Error};
-use pincer_hal::screen::{Framebuffers, ScreenError};
+use pincer_hal::screen::{Framebuffers, ScreenError, Screens};
 
 struct Xvfb(Child);
 impl Drop for Xvfb {

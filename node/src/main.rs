@@ -161,6 +161,7 @@ async fn shutdown_signal() {
 async fn doctor_hardware(gpsd: &str) {
     #[cfg(feature = "camera")]
     {
+        use pincer_hal::camera::Cameras as _;
         let cams = pincer_hal::camera::V4l2::default().list();
         if cams.is_empty() {
             println!("camera        FAIL  no V4L2 capture device (plugged in? `video` group?)");
@@ -171,6 +172,7 @@ async fn doctor_hardware(gpsd: &str) {
     }
     #[cfg(feature = "screen")]
     {
+        use pincer_hal::screen::Screens as _;
         let fbs = pincer_hal::screen::Framebuffers::default();
         if let Some(d) = fbs.display() {
             match pincer_hal::screen::x11::capture(d, None) {
@@ -197,6 +199,7 @@ async fn doctor_hardware(gpsd: &str) {
     }
     #[cfg(feature = "audio")]
     {
+        use pincer_hal::audio::AudioDevices as _;
         let devs = pincer_hal::audio::Alsa::default().list();
         if devs.is_empty() {
             println!("audio         FAIL  no ALSA PCM device (/proc/asound/pcm)");

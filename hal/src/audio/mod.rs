@@ -188,14 +188,6 @@ impl Alsa {
             .unwrap_or_default()
     }
 
-    /// Every PCM device of every card.
-    pub fn list(&self) -> Vec<AudioDevice> {
-        let names: Vec<(u32, String)> = self.cards().into_iter().map(|(i, n, _)| (i, n)).collect();
-        std::fs::read_to_string(self.proc_dir.join("pcm"))
-            .map(|t| parse_pcm_list(&t, &names))
-            .unwrap_or_default()
-    }
-
     /// The node path for `id` (or the first device that can) in `direction`.
     fn node(&self, id: Option<&str>, direction: Direction) -> Result<(String, String), AudioError> {
         let (card, dev) = match id {
@@ -265,9 +257,35 @@ impl Alsa {
             })?;
         Ok((pcm, hw))
     }
+}
 
+/// The audio class: what `audio.list`, `audio.record` and `audio.play` need from a backend.
+pub trait AudioDevices: Send + Sync {
+    /// Every capture and playback device.
+    fn list(&self) -> Vec<AudioDevice>;
+    /// Records `duration` from `id` (default: the first capture device).
+    fn record(
+        &self,
+        id: Option<&str>,
+        duration: Duration,
+        rate: Option<u32>,
+        channels: Option<u16>,
+    ) -> Result<Recording, AudioError>;
+    /// Plays a 16-bit PCM WAV on `id` (default: the first playback device); returns the
+    /// device and the duration played in ms.
+    fn play(&self, id: Option<&str>, wav: &[u8]) -> Result<(String, u64), AudioError>;
+}
+
+impl AudioDevices for Alsa {
+    /// Every PCM device of every card.
+    fn list(&self) -> Vec<AudioDevice> {
+        let names: Vec<(u32, String)> = self.cards().into_iter().map(|(i, n, _)| (i, n)).collect();
+        std::fs::read_to_string(self.proc_dir.join("pcm"))
+            .map(|t| parse_pcm_list(&t, &names))
+            .unwrap_or_default()
+    }
     /// Records `duration` from capture device `id` (default: the first that can capture).
-    pub fn record(
+    fn record(
         &self,
         id: Option<&str>,
         duration: Duration,
@@ -293,9 +311,8 @@ impl Alsa {
             device: hw,
         })
     }
-
     /// Plays a 16-bit PCM WAV on playback device `id` and returns once it has been played.
-    pub fn play(&self, id: Option<&str>, wav_bytes: &[u8]) -> Result<(String, u64), AudioError> {
+    fn play(&self, id: Option<&str>, wav_bytes: &[u8]) -> Result<(String, u64), AudioError> {
         let w = wav::decode(wav_bytes).map_err(AudioError::BadWav)?;
         let (pcm, hw) = self.open(id, Direction::Playback, Some(w.rate), Some(w.channels))?;
         let frames = w.data.len() / (2 * usize::from(w.channels));
@@ -304,41 +321,6 @@ impl Alsa {
         pcm.write_all(w.data, deadline)
             .map_err(|e| AudioError::from_io(&hw, e))?;
         Ok((hw, ms))
-    }
-}
-
-/// The audio class: what `audio.list`, `audio.record` and `audio.play` need from a backend.
-pub trait AudioDevices: Send + Sync {
-    /// Every capture and playback device.
-    fn list(&self) -> Vec<AudioDevice>;
-    /// Records `duration` from `id` (default: the first capture device).
-    fn record(
-        &self,
-        id: Option<&str>,
-        duration: Duration,
-        rate: Option<u32>,
-        channels: Option<u16>,
-    ) -> Result<Recording, AudioError>;
-    /// Plays a 16-bit PCM WAV on `id` (default: the first playback device); returns the
-    /// device and the duration played in ms.
-    fn play(&self, id: Option<&str>, wav: &[u8]) -> Result<(String, u64), AudioError>;
-}
-
-impl AudioDevices for Alsa {
-    fn list(&self) -> Vec<AudioDevice> {
-        Alsa::list(self)
-    }
-    fn record(
-        &self,
-        id: Option<&str>,
-        duration: Duration,
-        rate: Option<u32>,
-        channels: Option<u16>,
-    ) -> Result<Recording, AudioError> {
-        Alsa::record(self, id, duration, rate, channels)
-    }
-    fn play(&self, id: Option<&str>, wav: &[u8]) -> Result<(String, u64), AudioError> {
-        Alsa::play(self, id, wav)
     }
 }
 

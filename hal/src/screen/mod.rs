@@ -167,27 +167,6 @@ impl Framebuffers {
         self.dev_dir.join(format!("fb{index}"))
     }
 
-    /// Screens present: `(index, driver name)`.
-    pub fn list(&self) -> Vec<(u32, String)> {
-        let mut out: Vec<(u32, String)> = std::fs::read_dir(&self.sys_dir)
-            .map(|rd| {
-                rd.filter_map(Result::ok)
-                    .filter_map(|e| {
-                        let n = e.file_name().to_string_lossy().into_owned();
-                        let i = n.strip_prefix("fb")?.parse().ok()?;
-                        let name = std::fs::read_to_string(e.path().join("name"))
-                            .unwrap_or_default()
-                            .trim()
-                            .to_owned();
-                        Some((i, name))
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        out.sort();
-        out
-    }
-
     fn open(&self, index: u32) -> Result<(File, String), ScreenError> {
         let path = self.path(index);
         let name = path.to_string_lossy().into_owned();
@@ -239,10 +218,40 @@ impl Framebuffers {
             layout,
         })
     }
+}
 
+/// The screen class: what `screen.snapshot` needs from a backend.
+pub trait Screens: Send + Sync {
+    /// Screens present: `(index, name)`.
+    fn list(&self) -> Vec<(u32, String)>;
+    /// What screen `index` shows now.
+    fn capture(&self, index: u32) -> Result<Rgb, ScreenError>;
+}
+
+impl Screens for Framebuffers {
+    /// Screens present: `(index, driver name)`.
+    fn list(&self) -> Vec<(u32, String)> {
+        let mut out: Vec<(u32, String)> = std::fs::read_dir(&self.sys_dir)
+            .map(|rd| {
+                rd.filter_map(Result::ok)
+                    .filter_map(|e| {
+                        let n = e.file_name().to_string_lossy().into_owned();
+                        let i = n.strip_prefix("fb")?.parse().ok()?;
+                        let name = std::fs::read_to_string(e.path().join("name"))
+                            .unwrap_or_default()
+                            .trim()
+                            .to_owned();
+                        Some((i, name))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        out.sort();
+        out
+    }
     /// What screen `index` shows now: X screen `index` of `DISPLAY` when that server answers,
     /// else framebuffer `index`.
-    pub fn capture(&self, index: u32) -> Result<Rgb, ScreenError> {
+    fn capture(&self, index: u32) -> Result<Rgb, ScreenError> {
         if let Some(d) = &self.display {
             match x11::capture(d, Some(index)) {
                 Ok(img) => return Ok(img),
@@ -269,23 +278,6 @@ impl Framebuffers {
         g.layout
             .to_rgb(&buf, g.width, g.height, g.stride)
             .map_err(|e| ScreenError::Image(name, e))
-    }
-}
-
-/// The screen class: what `screen.snapshot` needs from a backend.
-pub trait Screens: Send + Sync {
-    /// Screens present: `(index, name)`.
-    fn list(&self) -> Vec<(u32, String)>;
-    /// What screen `index` shows now.
-    fn capture(&self, index: u32) -> Result<Rgb, ScreenError>;
-}
-
-impl Screens for Framebuffers {
-    fn list(&self) -> Vec<(u32, String)> {
-        Framebuffers::list(self)
-    }
-    fn capture(&self, index: u32) -> Result<Rgb, ScreenError> {
-        Framebuffers::capture(self, index)
     }
 }
 
