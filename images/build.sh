@@ -2,12 +2,20 @@
 # The flashable Raspberry Pi image: pincer-<version>-rpi-arm64.img.xz (+ .sha256).
 #
 #   images/build.sh [--deb PATH] [--out DIR]
+#   images/build.sh --prerequisites   only install the host packages + qemu binfmt (as root)
 #
 # Debian bookworm arm64 from Debian's packages only (mmdebstrap, main + non-free-firmware),
 # Debian's kernel + raspi-firmware on a FAT boot partition, the pincer .deb (cross/deb.sh
 # aarch64-unknown-linux-gnu, built when missing) and the first-boot service (images/firstboot/).
-# No loop devices: the FAT partition is made with mkfs.vfat + mcopy, the root with
-# `mkfs.ext4 -d`, both joined with sfdisk/dd. Needs root (mmdebstrap --mode=root, chroot).
+# No loop devices, no mounts on the host: the FAT partition is made with mkfs.vfat + mcopy, the
+# root with `mkfs.ext4 -d`, both joined with sfdisk/dd.
+#
+# Runs as an ordinary user: mmdebstrap --mode=unshare, and the second stage as "root" in a user
+# namespace (`unshare --map-auto --map-root-user`), so the files' owners (root, _apt, pincer...)
+# are what mkfs.ext4 writes into the image. That needs the user's /etc/subuid + /etc/subgid
+# range (Debian's adduser makes one for every ordinary user), newuidmap (package uidmap) and
+# qemu-aarch64 registered with binfmt_misc with the F flag (package qemu-user-static does that).
+# As root the same steps run with mmdebstrap --mode=root and a private mount namespace.
 #
 # Two stages, so a second run is fast:
 #  1. the root file system from Debian packages (the slow part: maintainer scripts and
@@ -29,11 +37,13 @@ cd "$HERE/.."
 TARGET_DIR=${CARGO_TARGET_DIR:-$PWD/target}
 OUT=$TARGET_DIR/image
 DEB=
+PREREQ_ONLY=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --deb) DEB=$2; shift 2 ;;
     --out) OUT=$2; shift 2 ;;
-    -h|--help) sed -n '2,26p' "$0"; exit 0 ;;
+    --prerequisites) PREREQ_ONLY=1; shift ;;
+    -h|--help) sed -n '2,34p' "$0"; exit 0 ;;
     *) echo "build.sh: unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -48,25 +58,41 @@ T0=$(date +%s)
 log() { echo "image-build [$(( $(date +%s) - T0 ))s]: $*" >&2; }
 die() { echo "image-build: $*" >&2; exit 1; }
 
-[ "$(id -u)" -eq 0 ] || die "needs root (mmdebstrap --mode=root, chroot into the arm64 root); run with sudo"
 export DEBIAN_FRONTEND=noninteractive LC_ALL=C.UTF-8
+if [ "$(id -u)" -eq 0 ]; then MODE=root SUDO=; else MODE=unshare SUDO=sudo; fi
 
 # --- host prerequisites ---------------------------------------------------------------------
 need=()
 for p in mmdebstrap:mmdebstrap qemu-aarch64-static:qemu-user-static update-binfmts:binfmt-support \
          mkfs.vfat:dosfstools mcopy:mtools mkfs.ext4:e2fsprogs sfdisk:fdisk xz:xz-utils \
-         dpkg-deb:dpkg; do
+         dpkg-deb:dpkg unshare:util-linux newuidmap:uidmap; do
   command -v "${p%%:*}" >/dev/null || need+=("${p#*:}")
 done
 if [ ${#need[@]} -gt 0 ]; then
+  if [ "$MODE" = unshare ] && ! sudo -n true 2>/dev/null; then
+    die "missing programs; install them first: sudo apt-get install ${need[*]}"
+  fi
   log "installing ${need[*]}"
-  apt-get update -qq >&2 || true
-  apt-get install -y -qq --no-install-recommends "${need[@]}" >&2
+  $SUDO apt-get update -qq >&2 || true
+  $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >&2
 fi
-# qemu-user through binfmt_misc, so the arm64 maintainer scripts run in the chroot
-[ -e /proc/sys/fs/binfmt_misc/status ] || mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc
-[ -e /proc/sys/fs/binfmt_misc/qemu-aarch64 ] || update-binfmts --enable qemu-aarch64 >&2 \
-  || die "cannot register qemu-aarch64 with binfmt_misc"
+# qemu-user through binfmt_misc, so the arm64 maintainer scripts run in the chroot. The F flag
+# (interpreter opened at registration) makes it work inside user namespaces and chroots.
+BINFMT=/proc/sys/fs/binfmt_misc/qemu-aarch64
+if [ "$MODE" = root ]; then
+  [ -e /proc/sys/fs/binfmt_misc/status ] || mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc
+  [ -e "$BINFMT" ] || update-binfmts --enable qemu-aarch64 >&2 || die "cannot register qemu-aarch64 with binfmt_misc"
+else
+  grep -q '^flags:.*F' "$BINFMT" 2>/dev/null \
+    || die "qemu-aarch64 is not registered with binfmt_misc (with the F flag): sudo update-binfmts --enable qemu-aarch64"
+  for f in subuid subgid; do
+    grep -qE "^($(id -un)|$(id -u)):" "/etc/$f" \
+      || die "no /etc/$f range for $(id -un) (user namespaces need one): sudo usermod --add-subuids 100000-165535 --add-subgids 100000-165535 $(id -un)"
+  done
+  unshare --map-auto --map-root-user true 2>/dev/null \
+    || die "cannot make a user namespace here (unshare --map-auto --map-root-user): enable unprivileged user namespaces or run as root"
+fi
+[ "$PREREQ_ONLY" = 0 ] || exit 0
 
 # Work in RAM when there is room: fsync is free on tmpfs, and the root is rewritten often.
 WORKBASE=${TMPDIR:-/tmp}
@@ -111,12 +137,11 @@ printf '%s\n' "$RESOLVED" >"$WORK/versions"
 log "root file system key $KEY ($(wc -l <"$WORK/versions") packages)"
 
 if [ ! -f "$ROOTTAR" ]; then
-  log "building the root file system with mmdebstrap (the slow part: package scripts under qemu-user, ~3-5 min)"
-  mkdir -p "$WORK/mm"
+  log "building the root file system with mmdebstrap --mode=$MODE (the slow part: package scripts under qemu-user, ~3-5 min)"
   DPKG_PATHS=()
   while read -r l; do DPKG_PATHS+=("--dpkgopt=$l"); done < <(grep '^path-' "$HERE/rootfs/dpkg-paths")
   # shellcheck disable=SC2016
-  TMPDIR=$WORKBASE mmdebstrap --mode=root --arch=arm64 --variant=minbase \
+  TMPDIR=$WORKBASE mmdebstrap --mode="$MODE" --format=tar --arch=arm64 --variant=minbase \
     --include="$(echo "$PACKAGES" | tr ' ' ,)" \
     --aptopt='APT::Install-Recommends "false"' --aptopt='Acquire::Languages "none"' \
     --dpkgopt=force-unsafe-io \
@@ -126,15 +151,14 @@ if [ ! -f "$ROOTTAR" ]; then
     --setup-hook='mkdir -p "$1"/var/cache/apt/archives/ "$1"/etc/initramfs-tools/conf.d "$1"/usr/share/initramfs-tools/modules.d "$1"/etc/apt/preferences.d' \
     --setup-hook="upload '$HERE/rootfs/apt-preferences' /etc/apt/preferences.d/pincer" \
     --setup-hook="sync-in '$CACHE/debs' /var/cache/apt/archives/" \
+    --setup-hook='chown -R 0:0 "$1"/var/cache/apt/archives' \
     --setup-hook="copy-in '$HERE/rootfs/initramfs.conf' /etc/initramfs-tools/conf.d/" \
     --setup-hook="copy-in '$HERE/rootfs/initramfs.modules' /usr/share/initramfs-tools/modules.d/" \
     --customize-hook="sync-out /var/cache/apt/archives '$CACHE/debs'" \
     --customize-hook='rm -f "$1"/var/cache/apt/archives/*.deb' \
-    "$SUITE" "$WORK/mm/root" "$SOURCES" >&2
-  log "caching the root file system as $ROOTTAR"
-  tar -C "$WORK/mm/root" --numeric-owner --xattrs --xattrs-include='*' -cf "$ROOTTAR.part" .
+    "$SUITE" "$ROOTTAR.part" "$SOURCES" >&2
   mv "$ROOTTAR.part" "$ROOTTAR"
-  rm -rf "$WORK/mm"
+  log "cached the root file system as $ROOTTAR"
   # keep the newest two roots
   ls -t "$CACHE"/rootfs-*.tar | tail -n +3 | xargs -r rm -f
 else
@@ -154,10 +178,22 @@ fi
 
 
 # --- stage 2: pincer, first boot, settings (every run) ----------------------------------------
+# Runs as root of its own mount namespace: as root, or - for an ordinary user - in a user
+# namespace where the user is root and their subordinate ids are everybody else, so the
+# unpacked files keep their owners and `mkfs.ext4 -d` writes them into the image. It leaves
+# boot.vfat, root.ext4 and root.mb (the root partition's size) in $WORK; the unpacked root is
+# removed inside the namespace (outside, its subordinate-id files could not be).
+stage2() {
+set -euo pipefail
 R=$WORK/root
 mkdir -p "$R"
+trap 'umount "$R/dev/null" 2>/dev/null || true; rm -rf "$R" "$WORK/boot"' EXIT
 log "unpacking the root file system"
-tar -C "$R" --numeric-owner --xattrs --xattrs-include='*' -xf "$ROOTTAR"
+# /dev stays empty (the kernel's devtmpfs is mounted over it on boot; device nodes cannot be made
+# in a user namespace); the chroot gets /dev/null bound in for the package scripts
+tar -C "$R" --numeric-owner --xattrs --xattrs-include='*' --exclude='./dev/*' -xf "$ROOTTAR"
+touch "$R/dev/null"
+mount --bind /dev/null "$R/dev/null"
 in_root() { chroot "$R" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin LC_ALL=C.UTF-8 "$@"; }
 
 log "installing $(basename "$DEB")"
@@ -209,9 +245,10 @@ mkdir -p "$R/var/lib/apt/lists/partial"
 echo "pincer $PINCER_VERSION, image built $(date -u +%Y-%m-%d) from Debian $SUITE (rootfs $KEY)" >"$R/etc/pincer/image-version"
 cp "$WORK/versions" "$R/usr/share/pincer/image-packages.txt"
 
-# --- partitions and image ---------------------------------------------------------------------
+# the two file systems
 log "boot partition (FAT32) and root file system (ext4)"
-BOOT_MB=256
+umount "$R/dev/null"
+rm -f "$R/dev/null"
 mkdir -p "$WORK/boot"
 cp -a "$R/boot/firmware/." "$WORK/boot/"
 rm -rf "${R:?}"/boot/firmware/*
@@ -223,6 +260,18 @@ ROOT_KB=$(du -sxk --apparent-size "$R" | cut -f1)
 ROOT_MB=$(( (ROOT_KB * 115 / 100 + 64 * 1024) / 1024 ))  # +15 % +64 MiB: ext4 metadata, first logs
 rm -f "$WORK/root.ext4"
 mkfs.ext4 -q -F -L pincer-root -d "$R" -m 2 "$WORK/root.ext4" "${ROOT_MB}M" >&2
+echo "$ROOT_MB $((ROOT_KB / 1024))" >"$WORK/root.mb"
+}
+BOOT_MB=256
+export WORK ROOTTAR DEB HERE KEY SUITE T0 BOOT_MB
+if [ "$MODE" = root ]; then
+  unshare --mount --propagation private bash -c "$(declare -f stage2 log); stage2"
+else
+  unshare --map-auto --map-root-user --mount bash -c "$(declare -f stage2 log); stage2"
+fi
+read -r ROOT_MB ROOT_FILES_MB <"$WORK/root.mb"
+
+# --- partitions and image ---------------------------------------------------------------------
 IMG=$OUT/$NAME.img
 START_MB=4
 TOTAL_MB=$((START_MB + BOOT_MB + ROOT_MB))
@@ -236,7 +285,7 @@ start=$((START_MB + BOOT_MB))MiB, type=83
 SFDISK
 dd if="$WORK/boot.vfat" of="$IMG" bs=1M seek=$START_MB conv=notrunc,sparse status=none
 dd if="$WORK/root.ext4" of="$IMG" bs=1M seek=$((START_MB + BOOT_MB)) conv=notrunc,sparse status=none
-log "image $IMG: $TOTAL_MB MiB (boot $BOOT_MB MiB, root $ROOT_MB MiB with $((ROOT_KB / 1024)) MiB of files)"
+log "image $IMG: $TOTAL_MB MiB (boot $BOOT_MB MiB, root $ROOT_MB MiB with $ROOT_FILES_MB MiB of files)"
 [ "$TOTAL_MB" -le 1024 ] || die "image is $TOTAL_MB MiB, over the 1 GiB budget"
 
 log "compressing (xz ${PINCER_IMAGE_XZ:--6}, all cores)"

@@ -10,6 +10,8 @@
 #    an SSH key), and - test-only, in the copy's root with debugfs, never in the shipped image -
 #    loads vivid + snd-aloop, points gpsd at a TCP NMEA feed on the host, forwards the journal
 #    to the serial console and masks systemd-timesyncd (the guest talks to 10.0.2.2 only);
+#    before that, images/check-owners: every inode of the root is owned by an account of the
+#    image (the unprivileged build's id mapping left no host ids behind);
 # 3. starts pincer-gateway on the host's 127.0.0.1 (the guest reaches it as 10.0.2.2; the Host
 #    header makes it a remote client, so the setup code is what admits it) and a TCP feed of
 #    tests/nmea/berlin.nmea;
@@ -61,9 +63,86 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 
 # --- the image and the host gateway -------------------------------------------------------
+# The image is built unprivileged, as the README promises: run as root, this test hands the
+# build to an ordinary user (PINCER_BUILD_USER, default pincer-build, made here with a
+# subordinate id range) and falls back to a root build, loudly, only where this kernel refuses
+# that user a user namespace.
+build_image() {
+  local cache=${PINCER_CACHE:-$HOME/.cache/pincer} out=$TARGET_DIR/image
+  local version deb u src
+  version=$(sed -n '/^\[workspace.package\]/,/^\[/s/^version *= *"\(.*\)"/\1/p' Cargo.toml)
+  deb=$TARGET_DIR/deb/pincer_${version}_arm64.deb
+  if [ ! -f "$deb" ]; then
+    log "building $deb (cross/deb.sh aarch64-unknown-linux-gnu)"
+    CARGO_TARGET_DIR=$TARGET_DIR ./cross/deb.sh aarch64-unknown-linux-gnu >&2
+  fi
+  if [ "$(id -u)" -ne 0 ]; then
+    env CARGO_TARGET_DIR="$TARGET_DIR" PINCER_CACHE="$cache" "$HERE/build.sh" --deb "$deb" --out "$out"
+    return
+  fi
+  "$HERE/build.sh" --prerequisites >&2
+  u=${PINCER_BUILD_USER:-pincer-build}
+  if ! id -u "$u" >/dev/null 2>&1; then
+    log "adding the unprivileged build user $u"
+    useradd --system --home-dir "/var/lib/$u" --create-home --shell /usr/sbin/nologin "$u"
+  fi
+  local f
+  touch /etc/subuid /etc/subgid  # usermod refuses to add ranges to a file that does not exist
+  for f in subuid subgid; do
+    if ! grep -q "^$u:" "/etc/$f"; then
+      # the next free 65536 ids above every range already given out
+      local start
+      start=$(awk -F: 'BEGIN {m = 100000} {e = $2 + $3; if (e > m) m = e} END {print m}' /etc/subuid /etc/subgid)
+      usermod --add-subuids "$start-$((start + 65535))" --add-subgids "$start-$((start + 65535))" "$u"
+    fi
+  done
+  if ! runuser -u "$u" -- unshare --map-auto --map-root-user true 2>/dev/null; then
+    log "WARNING: this kernel gives $u no user namespace; building the image as root instead"
+    env CARGO_TARGET_DIR="$TARGET_DIR" PINCER_CACHE="$cache" "$HERE/build.sh" --deb "$deb" --out "$out"
+    return
+  fi
+  # the download cache: where it is when $u can reach it, else in $u's home (root's home is
+  # closed to others); a cache from an earlier root build is moved there once
+  if ! runuser -u "$u" -- test -x "$cache"; then
+    local own=/var/lib/$u/cache
+    if [ ! -d "$own/image" ] && [ -d "$cache/image" ]; then
+      log "moving the image cache $cache/image to $own/image (readable by $u)"
+      mkdir -p "$own"
+      mv "$cache/image" "$own/image"
+    fi
+    cache=$own
+  fi
+  mkdir -p "$cache/image" "$out"
+  chown -R "$u:" "$cache/image" "$out"
+  # the build reads images/, Cargo.toml and the .deb: a copy where the checkout is not
+  # readable by others (a home directory)
+  src=$PWD
+  if ! runuser -u "$u" -- test -r "$HERE/build.sh" -a -r "$PWD/Cargo.toml" -a -r "$deb"; then
+    src=$(mktemp -d "${TMPDIR:-/tmp}/pincer-image-src.XXXXXX")
+    cp -a "$HERE" Cargo.toml "$deb" "$src/"
+    deb=$src/$(basename "$deb")
+    chmod -R a+rX "$src"
+  fi
+  log "building the image as the unprivileged user $u (images/build.sh, cache $cache)"
+  local rc=0
+  (cd / && runuser -u "$u" -- env PINCER_CACHE="$cache" HOME="/var/lib/$u" TMPDIR=/tmp \
+    "$src/images/build.sh" --deb "$deb" --out "$out") || rc=$?
+  [ "$src" = "$PWD" ] || rm -rf "$src"
+  return "$rc"
+}
+if [ -z "$IMG" ] && [ "$(id -u)" -eq 0 ]; then
+  # a user without subordinate ids is told what to do, before anything is downloaded
+  "$HERE/build.sh" --prerequisites >&2
+  SRC=$(mktemp -d "${TMPDIR:-/tmp}/pincer-image-src.XXXXXX")
+  cp -a "$HERE" Cargo.toml "$SRC/"
+  chmod -R a+rX "$SRC"
+  MSG=$(cd / && runuser -u nobody -- "$SRC/images/build.sh" --out /nonexistent 2>&1 >/dev/null) && MSG=
+  rm -rf "$SRC"
+  check "build.sh as a user without subordinate ids: refused, and told the fix" \
+    grep -q "no /etc/subuid range for nobody.*usermod --add-subuids" <<<"$MSG"
+fi
 if [ -z "$IMG" ]; then
-  log "building the image (images/build.sh)"
-  XZ=$($SUDO env CARGO_TARGET_DIR="$TARGET_DIR" PINCER_CACHE="${PINCER_CACHE:-$HOME/.cache/pincer}" "$HERE/build.sh" | tail -1)
+  XZ=$(build_image | tail -1)
   IMG=${XZ%.xz}
 fi
 [ -f "$IMG" ] || { echo "test.sh: no image at $IMG" >&2; exit 1; }
@@ -99,6 +178,8 @@ log "kernel $KERNEL, initrd $INITRD ($(stat -c %s "$W/initrd") bytes) from the i
 # test-only changes to the copy's root file system (debugfs on the extracted partition)
 NMEA_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 dd if="$W/sd.img" of="$W/root.ext4" bs=4M iflag=skip_bytes,count_bytes skip=$((ROOT_START * 512)) count=$((ROOT_SECTORS * 512)) status=none
+check "every file of the image is owned by one of its accounts (no builder's host ids)" \
+  "$HERE/check-owners" "$W/root.ext4"
 mkdir -p "$W/t"
 printf 'vivid\nsnd-aloop\n' >"$W/t/modules"
 printf 'options vivid n_devs=1 node_types=0x1\noptions snd-aloop index=0\n' >"$W/t/modprobe"
