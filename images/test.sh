@@ -67,6 +67,14 @@ fi
 # build to an ordinary user (PINCER_BUILD_USER, default pincer-build, made here with a
 # subordinate id range) and falls back to a root build, loudly, only where this kernel refuses
 # that user a user namespace.
+# a copy of images/, Cargo.toml and FILES that every user can read; prints its directory
+readable_copy() {
+  local d
+  d=$(mktemp -d "${TMPDIR:-/tmp}/pincer-image-src.XXXXXX")
+  cp -a "$HERE" Cargo.toml "$@" "$d/"
+  chmod -R a+rX "$d"
+  echo "$d"
+}
 build_image() {
   local cache=${PINCER_CACHE:-$HOME/.cache/pincer} out=$TARGET_DIR/image
   local version deb u src
@@ -118,10 +126,8 @@ build_image() {
   # readable by others (a home directory)
   src=$PWD
   if ! runuser -u "$u" -- test -r "$HERE/build.sh" -a -r "$PWD/Cargo.toml" -a -r "$deb"; then
-    src=$(mktemp -d "${TMPDIR:-/tmp}/pincer-image-src.XXXXXX")
-    cp -a "$HERE" Cargo.toml "$deb" "$src/"
+    src=$(readable_copy "$deb")
     deb=$src/$(basename "$deb")
-    chmod -R a+rX "$src"
   fi
   log "building the image as the unprivileged user $u (images/build.sh, cache $cache)"
   local rc=0
@@ -133,9 +139,7 @@ build_image() {
 if [ -z "$IMG" ] && [ "$(id -u)" -eq 0 ]; then
   # a user without subordinate ids is told what to do, before anything is downloaded
   "$HERE/build.sh" --prerequisites >&2
-  SRC=$(mktemp -d "${TMPDIR:-/tmp}/pincer-image-src.XXXXXX")
-  cp -a "$HERE" Cargo.toml "$SRC/"
-  chmod -R a+rX "$SRC"
+  SRC=$(readable_copy)
   MSG=$(cd / && runuser -u nobody -- "$SRC/images/build.sh" --out /nonexistent 2>&1 >/dev/null) && MSG=
   rm -rf "$SRC"
   check "build.sh as a user without subordinate ids: refused, and told the fix" \
