@@ -116,39 +116,21 @@ pub async fn run(gateway: &Path, vm_node: Option<PathBuf>) -> Result<()> {
         .next()
         .and_then(|p| p.parse::<u16>().ok())
         .ok_or_else(|| anyhow!("no port in {}", server.url))?;
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    let mut qemu = Command::new("qemu-system-x86_64")
-        .args([
-            "-accel",
-            "tcg",
-            "-m",
-            "512",
-            "-smp",
-            "1",
-            "-nographic",
-            "-no-reboot",
-        ])
-        .args(["-vga", "none", "-device", "bochs-display"])
-        .arg("-kernel")
-        .arg(vm.join("vmlinuz"))
-        .arg("-initrd")
-        .arg(vm.join("initrd.gz"))
-        .arg("-append")
-        .arg(format!(
-            "console=ttyS0 quiet pincer.time={now} pincer.novfb -- run --gateway \
-             ws://10.0.2.2:{port} --token {TOKEN} --caps camera,system --name bench-board \
-             --state-dir /state/node"
-        ))
-        .args(["-netdev", "user,id=n", "-device", "virtio-net-pci,netdev=n"])
+    let node_args = format!(
+        "run --gateway ws://10.0.2.2:{port} --token {TOKEN} --caps camera,system \
+         --name bench-board --state-dir /state/node"
+    );
+    let mut qemu = Command::new("bash")
+        .arg(workspace_root().join("tests/vm/boot.sh"))
+        .arg(&vm)
+        .args(["--cmdline", "pincer.novfb", "--"])
+        .args(node_args.split_whitespace())
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .kill_on_drop(true)
         .spawn()
-        .context("qemu-system-x86_64 (tests/vm/build.sh installs it)")?;
+        .context("tests/vm/boot.sh (tests/vm/build.sh installs qemu)")?;
     let result = figures(gateway, &server.url, &work).await;
     let _ = qemu.start_kill();
     let _ = qemu.wait().await;

@@ -74,35 +74,17 @@ fn build_vm(out: &Path, node: &Path) {
 
 /// Boots the VM; `node_args` is the guest node's command line (no spaces inside arguments).
 fn boot(out: &Path, node_args: &str) -> Qemu {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    let append = format!("console=ttyS0 quiet pincer.time={now} pincer.novfb -- {node_args}");
-    let mut child = Command::new("qemu-system-x86_64")
-        .args([
-            "-accel",
-            "tcg",
-            "-m",
-            "512",
-            "-smp",
-            "1",
-            "-nographic",
-            "-no-reboot",
-        ])
-        .args(["-vga", "none", "-device"])
-        .arg(format!("bochs-display,xres={},yres={}", SCREEN.0, SCREEN.1))
-        .arg("-kernel")
-        .arg(out.join("vmlinuz"))
-        .arg("-initrd")
-        .arg(out.join("initrd.gz"))
-        .args(["-append", &append])
-        .args(["-netdev", "user,id=n", "-device", "virtio-net-pci,netdev=n"])
+    let mut child = Command::new("bash")
+        .arg(repo().join("tests/vm/boot.sh"))
+        .arg(out)
+        .args(["--screen", &format!("{}x{}", SCREEN.0, SCREEN.1)])
+        .args(["--cmdline", "pincer.novfb", "--"])
+        .args(node_args.split_whitespace())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("spawn qemu-system-x86_64");
+        .expect("run tests/vm/boot.sh");
     let console = Arc::new(Mutex::new(Vec::new()));
     for stream in [
         child

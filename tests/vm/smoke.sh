@@ -39,10 +39,9 @@ done
 [ -n "$PORT" ] || { echo "http.server did not start"; exit 1; }
 
 t2=$(date +%s.%N)
-timeout 300 qemu-system-x86_64 -accel tcg -m 512 -nographic -no-reboot -vga none -device bochs-display \
-  -kernel "$W/out/vmlinuz" -initrd "$W/out/initrd.gz" \
-  -append "console=ttyS0 quiet pincer.time=$(date +%s) pincer.debug pincer.probe=10.0.2.2:$PORT -- run --gateway ws://10.0.2.2:18789 --token T --caps camera,screen,audio --state-dir /tmp/node" \
-  -netdev user,id=n -device virtio-net-pci,netdev=n < /dev/null 2>&1 | tr -d '\r' > "$W/console.log"
+timeout 300 "$HERE/boot.sh" "$W/out" --cmdline "pincer.debug pincer.probe=10.0.2.2:$PORT" -- \
+  run --gateway ws://10.0.2.2:18789 --token T --caps camera,screen,audio --state-dir /tmp/node \
+  2>&1 | tr -d '\r' > "$W/console.log"
 t3=$(date +%s.%N)
 grep -a 'PINCER-VM\|fake-node' "$W/console.log"
 
