@@ -7,10 +7,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use pincer_gateway::client::{call, CallOptions, ClientError};
-use pincer_gateway::config::{Config, Overrides};
-use pincer_gateway::Gateway;
+use pincer_gateway::config::Overrides;
 use serde_json::{json, Value};
-use tokio::sync::oneshot;
+
+mod support;
+use support::gateway::Gw;
 
 const TOKEN: &str = "node-e2e-token";
 const NODE_BIN: &str = env!("CARGO_BIN_EXE_pincer-node");
@@ -22,55 +23,15 @@ fn tmp(tag: &str) -> PathBuf {
     d
 }
 
-/// The gateway, in this process, on `port` (0 = any). Stops when the handle is dropped.
-struct Gw {
-    port: u16,
-    stop: Option<oneshot::Sender<()>>,
-    task: Option<tokio::task::JoinHandle<()>>,
-}
-
-impl Gw {
-    async fn start(port: u16, state: &Path, bind: &str) -> Gw {
-        Gw::start_with(port, state, bind, |_| {}).await
-    }
-
-    /// With the resolved configuration adjusted by `tweak` first.
-    async fn start_with(
-        port: u16,
-        state: &Path,
-        bind: &str,
-        tweak: impl FnOnce(&mut Config),
-    ) -> Gw {
-        let mut cfg = Config::resolve(Overrides {
-            bind: Some(bind.into()),
-            port: Some(port),
-            state_dir: Some(state.to_path_buf()),
-            token: Some(TOKEN.into()),
-            tick_interval_ms: Some(500),
-            ..Default::default()
-        })
-        .expect("config");
-        tweak(&mut cfg);
-        let gw = Gateway::bind(cfg).await.expect("bind");
-        let port = gw.local_addr().expect("addr").port();
-        let (tx, rx) = oneshot::channel::<()>();
-        let task = tokio::spawn(gw.run(async move {
-            let _ = rx.await;
-        }));
-        Gw {
-            port,
-            stop: Some(tx),
-            task: Some(task),
-        }
-    }
-
-    async fn stop(mut self) {
-        if let Some(s) = self.stop.take() {
-            let _ = s.send(());
-        }
-        if let Some(t) = self.task.take() {
-            let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
-        }
+/// The gateway's settings for these tests: `port` (0 = any), token auth, 500 ms ticks.
+fn gw_settings(port: u16, state: &Path, bind: &str) -> Overrides {
+    Overrides {
+        bind: Some(bind.into()),
+        port: Some(port),
+        state_dir: Some(state.to_path_buf()),
+        token: Some(TOKEN.into()),
+        tick_interval_ms: Some(500),
+        ..Default::default()
     }
 }
 
@@ -151,7 +112,7 @@ async fn invoke(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn invokes_errors_node_loss_and_gateway_restart() {
     let dir = tmp("main");
-    let gw = Gw::start(0, &dir.join("gw"), "loopback").await;
+    let gw = Gw::start(gw_settings(0, &dir.join("gw"), "loopback")).await;
     let port = gw.port;
     let op = operator(port, &dir);
     let node_state = dir.join("node");
@@ -243,7 +204,7 @@ async fn invokes_errors_node_loss_and_gateway_restart() {
     gw.stop().await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let restarted = Instant::now();
-    let gw = Gw::start(port, &dir.join("gw"), "loopback").await;
+    let gw = Gw::start(gw_settings(port, &dir.join("gw"), "loopback")).await;
     let nodes = connected_nodes(&op, 1, Duration::from_secs(35)).await;
     assert_eq!(
         nodes[0]["nodeId"],
@@ -281,7 +242,7 @@ async fn two_hundred_nodes_connected_and_invoked_in_parallel() {
     // gateway, the 200 nodes and this test share two cores in one debug-built process: with the
     // 500 ms tick of the other tests, a busy CI machine turns CPU starvation into tick-watchdog
     // reconnect storms (the watchdog has its own tests), so ticks here are 5 s.
-    let gw = Gw::start_with(0, &dir.join("gw"), "loopback", |cfg| {
+    let gw = Gw::start_with(gw_settings(0, &dir.join("gw"), "loopback"), |cfg| {
         cfg.limits.max_preauth_per_ip = N + 16;
         cfg.limits.tick_interval_ms = 5_000;
     })

@@ -11,14 +11,16 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use pincer_gateway::client::{call, CallOptions, ClientError};
-use pincer_gateway::config::{Config, Overrides};
-use pincer_gateway::Gateway;
+use pincer_gateway::config::Overrides;
+
+mod support;
 use pincer_node::commands::{Registry, AVAILABLE_CAPS};
 use pincer_node::config::NodeConfig;
 use pincer_node::identity::Identity;
 use pincer_node::invoke::Dispatcher;
 use pincer_node::link::Node;
 use serde_json::{json, Value};
+use support::gateway::Gw;
 
 const TOKEN: &str = "location-test-token";
 // The log's position: 5231.2005 N, 01324.2972 E.
@@ -104,19 +106,14 @@ async fn location_from_gpsd_through_the_gateway() {
     let gps = gpsfake(gps_port);
 
     // Gateway in-process, node as a library instance with `--caps location`.
-    let cfg = Config::resolve(Overrides {
+    let gw = Gw::start(Overrides {
         port: Some(0),
         state_dir: Some(dir.join("gw")),
         token: Some(TOKEN.into()),
         ..Default::default()
     })
-    .expect("config");
-    let gw = Gateway::bind(cfg).await.expect("bind");
-    let port = gw.local_addr().expect("addr").port();
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(gw.run(async move {
-        let _ = stop_rx.await;
-    }));
+    .await;
+    let port = gw.port;
     let node_cfg = NodeConfig::resolve(
         pincer_node::config::Overrides {
             gateway: Some(format!("ws://127.0.0.1:{port}")),
@@ -255,7 +252,6 @@ async fn location_from_gpsd_through_the_gateway() {
 
     let _ = node_stop.send(());
     let _ = tokio::time::timeout(Duration::from_secs(5), node_task).await;
-    let _ = stop_tx.send(());
-    let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
+    gw.stop().await;
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -6,13 +6,14 @@
 
 #[path = "../../gateway/tests/support/netns.rs"]
 mod netns;
+mod support;
+use support::gateway::Gw;
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use pincer_gateway::client::{call, CallOptions};
-use pincer_gateway::config::{Config, Overrides};
-use pincer_gateway::Gateway;
+use pincer_gateway::config::Overrides;
 use serde_json::{json, Value};
 
 const TOKEN: &str = "node-netns-token";
@@ -66,7 +67,7 @@ async fn remote_node_pairs_after_approval_and_survives_a_link_drop() {
     };
     let dir = std::env::temp_dir().join(format!("pincer-node-netns-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    let cfg = Config::resolve(Overrides {
+    let gw = Gw::start(Overrides {
         bind: Some("lan".into()),
         port: Some(0),
         state_dir: Some(dir.join("gw")),
@@ -74,13 +75,8 @@ async fn remote_node_pairs_after_approval_and_survives_a_link_drop() {
         tick_interval_ms: Some(500),
         ..Default::default()
     })
-    .expect("config");
-    let gw = Gateway::bind(cfg).await.expect("bind");
-    let port = gw.local_addr().expect("addr").port();
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(gw.run(async move {
-        let _ = stop_rx.await;
-    }));
+    .await;
+    let port = gw.port;
     let mut op = CallOptions::new(format!("ws://127.0.0.1:{port}"), dir.join("operator"));
     op.token = Some(TOKEN.into());
 
@@ -216,7 +212,6 @@ async fn remote_node_pairs_after_approval_and_survives_a_link_drop() {
         .expect("invoke after the flap");
     assert!(v["payload"]["bins"]["sh"].is_string());
 
-    let _ = stop_tx.send(());
-    let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
+    gw.stop().await;
     let _ = std::fs::remove_dir_all(&dir);
 }

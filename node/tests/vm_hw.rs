@@ -17,6 +17,8 @@
 
 #[path = "../../gateway/tests/support/openclaw.rs"]
 mod openclaw;
+mod support;
+use support::gateway::Gw;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -25,8 +27,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use pincer_gateway::client::{call, CallOptions, ClientError};
-use pincer_gateway::config::{Config, Overrides};
-use pincer_gateway::Gateway;
+use pincer_gateway::config::Overrides;
 use serde_json::{json, Value};
 
 const TOKEN: &str = "vm-hardware-token";
@@ -281,19 +282,14 @@ async fn camera_screen_audio_on_real_drivers() {
     let _ = std::fs::remove_dir_all(&dir);
     build_vm(&dir.join("vm"), &node_bin);
 
-    let cfg = Config::resolve(Overrides {
+    let gw = Gw::start(Overrides {
         port: Some(0),
         state_dir: Some(dir.join("gw")),
         token: Some(TOKEN.into()),
         ..Default::default()
     })
-    .expect("config");
-    let gw = Gateway::bind(cfg).await.expect("bind");
-    let port = gw.local_addr().expect("addr").port();
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(gw.run(async move {
-        let _ = stop_rx.await;
-    }));
+    .await;
+    let port = gw.port;
     let mut op = CallOptions::new(format!("ws://127.0.0.1:{port}"), dir.join("operator"));
     op.token = Some(TOKEN.into());
     op.timeout = Duration::from_secs(90);
@@ -636,8 +632,7 @@ async fn camera_screen_audio_on_real_drivers() {
     let console = vm.console();
     assert!(!console.contains("panicked"), "node panicked:\n{console}");
     drop(vm);
-    let _ = stop_tx.send(());
-    let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
+    gw.stop().await;
     let _ = std::fs::remove_dir_all(&dir);
 }
 
