@@ -74,6 +74,8 @@ enum Cmd {
 }
 
 mod camera;
+#[path = "../../gateway/tests/support/openclaw_headless.rs"]
+mod openclaw_headless;
 
 fn main() -> Result<()> {
     let cli = Cli::parse();
@@ -259,30 +261,14 @@ async fn spawn(spec: &Spec) -> Result<(Server, Instant)> {
 async fn spawn_openclaw(spec: &Spec, tls: bool) -> Result<(Server, Instant)> {
     let dir = temp_dir("openclaw");
     let port = free_port()?;
-    let mut config = serde_json::json!({
-        "gateway": { "mode": "local", "port": port, "bind": "loopback",
-                     "auth": { "mode": "token", "token": TOKEN }, "tailscale": { "mode": "off" } },
-        "update": { "checkOnStart": false },
-        "telemetry": { "enabled": false },
-        "discovery": { "mdns": { "mode": "off" } }
-    });
-    if tls {
-        config["gateway"]["tls"] = serde_json::json!({ "enabled": true, "autoGenerate": true });
-    }
+    let config = openclaw_headless::config(port, TOKEN, tls);
     std::fs::write(dir.join("openclaw.json"), config.to_string())?;
     let node = spec.node.clone().ok_or_else(|| anyhow!("no node binary"))?;
     let t0 = Instant::now();
     let child = Command::new(node)
         .arg(&spec.bin)
         .args(["gateway", "run"])
-        .env("HOME", &dir)
-        .env("OPENCLAW_STATE_DIR", dir.join("state"))
-        .env("OPENCLAW_CONFIG_PATH", dir.join("openclaw.json"))
-        .env("OPENCLAW_DISABLE_BONJOUR", "1")
-        .env("OPENCLAW_NO_RESPAWN", "1")
-        .env("OPENCLAW_SKIP_CHANNELS", "1")
-        .env("OPENCLAW_NO_AUTO_UPDATE", "1")
-        .env("DO_NOT_TRACK", "1")
+        .envs(openclaw_headless::env(&dir))
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .process_group(0)

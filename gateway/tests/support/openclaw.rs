@@ -9,6 +9,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+#[path = "openclaw_headless.rs"]
+mod headless;
+
 /// The shared token the interop tests give pincer-gateway and pass to the OpenClaw CLI.
 pub const TOKEN: &str = "openclaw-interop-token";
 
@@ -45,16 +48,7 @@ impl Drop for Proc {
 impl Reference {
     pub fn command(&self, home: &Path) -> Command {
         let mut c = Command::new(&self.node);
-        c.arg(&self.mjs)
-            .env("HOME", home)
-            .env("OPENCLAW_STATE_DIR", home.join("state"))
-            .env("OPENCLAW_CONFIG_PATH", home.join("openclaw.json"))
-            .env("OPENCLAW_DISABLE_BONJOUR", "1")
-            .env("OPENCLAW_NO_RESPAWN", "1")
-            .env("OPENCLAW_SKIP_CHANNELS", "1")
-            .env("OPENCLAW_NO_AUTO_UPDATE", "1")
-            .env("DO_NOT_TRACK", "1")
-            .env("NO_COLOR", "1");
+        c.arg(&self.mjs).envs(headless::env(home));
         c
     }
 
@@ -126,18 +120,9 @@ impl Reference {
         nodes: Value,
     ) -> Proc {
         std::fs::create_dir_all(home).expect("mkdir");
-        let mut config = serde_json::json!({
-            "gateway": { "mode": "local", "port": port, "bind": "loopback",
-                         "auth": { "mode": "token", "token": TOKEN }, "tailscale": { "mode": "off" } },
-            "update": { "checkOnStart": false },
-            "telemetry": { "enabled": false },
-            "discovery": { "mdns": { "mode": "off" } }
-        });
+        let mut config = headless::config(port, TOKEN, tls);
         if nodes.as_object().is_some_and(|o| !o.is_empty()) {
             config["gateway"]["nodes"] = nodes;
-        }
-        if tls {
-            config["gateway"]["tls"] = serde_json::json!({ "enabled": true, "autoGenerate": true });
         }
         std::fs::write(home.join("openclaw.json"), config.to_string()).expect("config");
         let child = self
