@@ -144,16 +144,29 @@ fn host_is_local(host: &str) -> bool {
         || name.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
-/// Serves one accepted TCP connection until it closes. The caller took a pre-auth slot for
-/// `ip`; it is returned here once the handshake ends either way.
-#[allow(clippy::result_large_err)] // the upgrade callback's signature is tungstenite's
-/// Serves one connection: the handshake (boxed, so its larger state is freed once the client
-/// is in), then the request/event loop, whose state is all an idle connection keeps.
+/// Serves one accepted TCP connection until it closes: the handshake (boxed, so its larger
+/// state is freed once the client is in), then the request/event loop, whose state is all an
+/// idle connection keeps. The caller took a pre-auth slot for `ip`; it is returned when the
+/// handshake ends, whichever way (or when the task is dropped).
 pub async fn serve(hub: Arc<Hub>, tcp: TcpStream, ip: IpAddr) {
-    let Some(est) = Box::pin(establish(&hub, tcp, ip)).await else {
-        return;
-    };
-    run(hub, est).await
+    let slot = PreauthSlot { hub: &hub, ip };
+    let est = Box::pin(establish(&hub, tcp, ip)).await;
+    drop(slot);
+    if let Some(est) = est {
+        run(hub, est).await
+    }
+}
+
+/// A pre-auth slot of `ip`, given back to the hub when dropped.
+struct PreauthSlot<'a> {
+    hub: &'a Hub,
+    ip: IpAddr,
+}
+
+impl Drop for PreauthSlot<'_> {
+    fn drop(&mut self) {
+        self.hub.preauth_release(self.ip);
+    }
 }
 
 /// A connection that completed its handshake.
@@ -177,13 +190,6 @@ async fn establish(hub: &Arc<Hub>, tcp: TcpStream, ip: IpAddr) -> Option<Establi
     ));
     let _ = tcp.set_nodelay(true);
     let deadline = Instant::now() + Duration::from_millis(limits.handshake_timeout_ms);
-    let mut released = false;
-    let release = |released: &mut bool| {
-        if !*released {
-            *released = true;
-            hub.preauth_release(ip);
-        }
-    };
 
     let trusted = hub.config.trusted_proxies.contains(&ip);
     let peer = Arc::new(Mutex::new(Peer {
@@ -229,11 +235,9 @@ async fn establish(hub: &Arc<Hub>, tcp: TcpStream, ip: IpAddr) -> Option<Establi
         Ok(Ok(ws)) => ws,
         Ok(Err(e)) => {
             tracing::debug!(%ip, error = %e, "websocket upgrade failed");
-            release(&mut released);
             return None;
         }
         Err(_) => {
-            release(&mut released);
             return None;
         }
     };
@@ -249,7 +253,6 @@ async fn establish(hub: &Arc<Hub>, tcp: TcpStream, ip: IpAddr) -> Option<Establi
         None,
     );
     if sink.send(Message::text(challenge)).await.is_err() {
-        release(&mut released);
         return None;
     }
 
@@ -261,11 +264,9 @@ async fn establish(hub: &Arc<Hub>, tcp: TcpStream, ip: IpAddr) -> Option<Establi
                 let _ = sink
                     .send(close_msg(close::NORMAL, "handshake timeout"))
                     .await;
-                release(&mut released);
                 return None;
             }
             Ok(None) | Ok(Some(Ok(Message::Close(_)))) => {
-                release(&mut released);
                 return None;
             }
             Ok(Some(Err(e))) => {
@@ -274,13 +275,11 @@ async fn establish(hub: &Arc<Hub>, tcp: TcpStream, ip: IpAddr) -> Option<Establi
                         .send(close_msg(close::TOO_BIG, close::reason::PREAUTH_TOO_LARGE))
                         .await;
                 }
-                release(&mut released);
                 return None;
             }
             Ok(Some(Ok(Message::Text(t)))) => break t,
             Ok(Some(Ok(Message::Binary(_)))) => {
                 let _ = sink.send(close_msg(close::NORMAL, "")).await;
-                release(&mut released);
                 return None;
             }
             Ok(Some(Ok(_))) => continue,
@@ -290,7 +289,6 @@ async fn establish(hub: &Arc<Hub>, tcp: TcpStream, ip: IpAddr) -> Option<Establi
         let _ = sink
             .send(close_msg(close::TOO_BIG, close::reason::PREAUTH_TOO_LARGE))
             .await;
-        release(&mut released);
         return None;
     }
     let refuse = |id: &str, err: ErrorShape, code: u16, reason: String| {
@@ -299,7 +297,6 @@ async fn establish(hub: &Arc<Hub>, tcp: TcpStream, ip: IpAddr) -> Option<Establi
     let (req_id, params) = match decode_request(first.as_str()) {
         Err(DecodeError::NotJson(_)) => {
             let _ = sink.send(close_msg(close::NORMAL, "")).await;
-            release(&mut released);
             return None;
         }
         Ok(r) => match r.params {
@@ -314,7 +311,6 @@ async fn establish(hub: &Arc<Hub>, tcp: TcpStream, ip: IpAddr) -> Option<Establi
                 );
                 let _ = sink.send(Message::text(res)).await;
                 let _ = sink.send(c).await;
-                release(&mut released);
                 return None;
             }
         },
@@ -340,7 +336,6 @@ async fn establish(hub: &Arc<Hub>, tcp: TcpStream, ip: IpAddr) -> Option<Establi
             );
             let _ = sink.send(Message::text(res)).await;
             let _ = sink.send(c).await;
-            release(&mut released);
             return None;
         }
     };
@@ -354,7 +349,6 @@ async fn establish(hub: &Arc<Hub>, tcp: TcpStream, ip: IpAddr) -> Option<Establi
                 close::reason::SERVICE_RESTART,
             ))
             .await;
-        release(&mut released);
         return None;
     }
 
@@ -377,7 +371,6 @@ async fn establish(hub: &Arc<Hub>, tcp: TcpStream, ip: IpAddr) -> Option<Establi
                 "unauthorized: rate limited",
             ))
             .await;
-        release(&mut released);
         return None;
     }
     let generation = hub.devices.generation();
@@ -403,7 +396,6 @@ async fn establish(hub: &Arc<Hub>, tcp: TcpStream, ip: IpAddr) -> Option<Establi
                 .send(Message::text(encode_res_err(&req_id, &r.error)))
                 .await;
             let _ = sink.send(close_msg(r.close_code, &r.close_reason)).await;
-            release(&mut released);
             return None;
         }
     };
@@ -472,7 +464,6 @@ async fn establish(hub: &Arc<Hub>, tcp: TcpStream, ip: IpAddr) -> Option<Establi
         },
     };
     limit.store(usize::MAX, Ordering::Relaxed);
-    release(&mut released);
     tracing::info!(
         %ip, conn = %conn_id, client = params.client.id.as_str(), mode = params.client.mode.as_str(),
         role = accepted.role.as_str(), protocol = accepted.protocol, auth = accepted.method.as_str(), "connected"

@@ -8,7 +8,7 @@ use pincer_gateway::client::{call, CallOptions, ClientError};
 use serde_json::json;
 
 mod support;
-use support::{Gateway, TOKEN};
+use support::{Connect, Gateway, TOKEN};
 
 fn start(name: &str, config: &str) -> Gateway {
     let dir = std::env::temp_dir().join(format!("pincer-limits-{name}-{}", std::process::id()));
@@ -202,4 +202,28 @@ async fn unauthenticated_sockets_per_ip_are_capped_with_503() {
     .await
     .expect("no hang")
     .expect("slot freed after a socket closed");
+}
+
+#[tokio::test]
+async fn authenticated_connections_hold_no_pre_auth_slot() {
+    let gw = start(
+        "preauth-done",
+        "[limits]\nmax_preauth_per_ip = 4\nhandshake_timeout_ms = 20000\n",
+    );
+    // Twice the cap, all signed in and kept open: each gave its slot back at hello-ok.
+    let mut held = Vec::new();
+    for i in 0..8 {
+        let (c, res) = Connect::default().run(&gw).await;
+        assert_eq!(res["ok"], true, "connection {i}: {res}");
+        held.push(c);
+    }
+    let (ws, _) = tokio::time::timeout(
+        Duration::from_secs(5),
+        tokio_tungstenite::connect_async(format!("ws://127.0.0.1:{}", gw.port)),
+    )
+    .await
+    .expect("no hang")
+    .expect("an unauthenticated socket still gets in");
+    drop(ws);
+    drop(held);
 }
