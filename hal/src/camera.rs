@@ -160,20 +160,12 @@ impl Cameras for V4l2 {
             cam.frame()?;
             dropped += 1;
         }
-        match cam.frame_rgb()? {
-            Some(rgb) => {
-                let (jpeg, width, height) = rgb
-                    .fit_width(req.max_width)
-                    .to_jpeg_within(req.quality, req.max_base64)
-                    .map_err(|e| CameraError::Frame(path.clone(), e))?;
-                Ok(Photo {
-                    jpeg,
-                    width,
-                    height,
-                    source_format: String::from_utf8_lossy(&cam.fourcc).into_owned(),
-                    device: path,
-                })
-            }
+        let (jpeg, width, height) = match cam.frame_rgb()? {
+            Some(rgb) => rgb
+                .fit_width(req.max_width)
+                .to_jpeg_within(req.quality, req.max_base64)
+                .map_err(|e| CameraError::Frame(path.clone(), e))?,
+            // The camera's own JPEG, passed through as it came.
             None => {
                 let (width, height) = cam.size();
                 let jpeg = cam.frame()?.to_vec();
@@ -192,15 +184,16 @@ impl Cameras for V4l2 {
                         )),
                     ));
                 }
-                Ok(Photo {
-                    jpeg,
-                    width,
-                    height,
-                    source_format: String::from_utf8_lossy(&cam.fourcc).into_owned(),
-                    device: path,
-                })
+                (jpeg, width, height)
             }
-        }
+        };
+        Ok(Photo {
+            jpeg,
+            width,
+            height,
+            source_format: String::from_utf8_lossy(&cam.fourcc).into_owned(),
+            device: path,
+        })
     }
 }
 
