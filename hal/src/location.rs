@@ -100,16 +100,6 @@ pub trait Locator: Send + Sync {
     ) -> impl std::future::Future<Output = Result<Fix, LocationError>> + Send;
 }
 
-impl Locator for Gpsd {
-    fn fix(
-        &self,
-        timeout: Duration,
-        max_age: Option<Duration>,
-    ) -> impl std::future::Future<Output = Result<Fix, LocationError>> + Send {
-        Gpsd::fix(self, timeout, max_age)
-    }
-}
-
 impl Gpsd {
     /// A client for gpsd at `addr` (`host:port`).
     pub fn new(addr: impl Into<String>) -> Gpsd {
@@ -126,23 +116,6 @@ impl Gpsd {
     fn cached(&self, max_age: Duration) -> Option<Fix> {
         let last = self.last.lock().unwrap_or_else(|p| p.into_inner());
         last.as_ref().filter(|f| f.age() <= max_age).cloned()
-    }
-
-    /// A fix: the cached one when it is no older than `max_age`, else a fresh one from gpsd
-    /// within `timeout`.
-    pub async fn fix(
-        &self,
-        timeout: Duration,
-        max_age: Option<Duration>,
-    ) -> Result<Fix, LocationError> {
-        if let Some(f) = max_age.and_then(|a| self.cached(a)) {
-            return Ok(f);
-        }
-        let fix = tokio::time::timeout(timeout, self.read_fix())
-            .await
-            .map_err(|_| LocationError::Timeout(timeout))??;
-        *self.last.lock().unwrap_or_else(|p| p.into_inner()) = Some(fix.clone());
-        Ok(fix)
     }
 
     async fn read_fix(&self) -> Result<Fix, LocationError> {
@@ -180,6 +153,25 @@ impl Gpsd {
                 }
             }
         }
+    }
+}
+
+impl Locator for Gpsd {
+    /// The cached fix when it is no older than `max_age`, else a fresh one from gpsd within
+    /// `timeout`.
+    async fn fix(
+        &self,
+        timeout: Duration,
+        max_age: Option<Duration>,
+    ) -> Result<Fix, LocationError> {
+        if let Some(f) = max_age.and_then(|a| self.cached(a)) {
+            return Ok(f);
+        }
+        let fix = tokio::time::timeout(timeout, self.read_fix())
+            .await
+            .map_err(|_| LocationError::Timeout(timeout))??;
+        *self.last.lock().unwrap_or_else(|p| p.into_inner()) = Some(fix.clone());
+        Ok(fix)
     }
 }
 

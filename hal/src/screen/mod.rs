@@ -122,12 +122,7 @@ impl Default for Framebuffers {
 
 fn layout_of(v: &VarScreenInfo, name: &str) -> Result<PixelFormat, ScreenError> {
     match v.bits_per_pixel {
-        32 | 24
-            if v.red.length == 8
-                && v.green.length == 8
-                && v.blue.length == 8
-                && v.bits_per_pixel == 32 =>
-        {
+        32 if v.red.length == 8 && v.green.length == 8 && v.blue.length == 8 => {
             Ok(PixelFormat::Rgb32 {
                 r: v.red.offset as u8,
                 g: v.green.offset as u8,

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use pincer_hal::location::Gpsd;
+use pincer_hal::location::{Gpsd, Locator};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
