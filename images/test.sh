@@ -254,8 +254,9 @@ EOF
 mcopy -o -i "$FAT" "$W/pincer.toml" ::/pincer.toml
 
 # --- boot -------------------------------------------------------------------------------------
-QEMU_PID=
-boot() { # boot LOGFILE
+QEMU_PID= T_ON=
+boot() { # boot LOGFILE: power on (T_ON is the moment)
+  T_ON=$(date +%s)
   qemu-system-aarch64 -M virt -cpu cortex-a72 -smp 2 -m 1024 -nographic -no-reboot \
     -kernel "$W/vmlinuz" -initrd "$W/initrd" -append "root=/dev/vda2 console=ttyAMA0" \
     -drive "file=$W/sd.img,if=virtio,format=raw" \
@@ -264,29 +265,27 @@ boot() { # boot LOGFILE
   QEMU_PID=$!
   PIDS+=("$QEMU_PID")
 }
+on_for() { echo $(( $(date +%s) - T_ON )); }  # seconds since power-on
+up() { [ "$(on_for)" -le "$DEADLINE" ] && kill -0 "$QEMU_PID" 2>/dev/null; }  # qemu running, in time
 power_cut() { kill "$QEMU_PID" 2>/dev/null || true; wait "$QEMU_PID" 2>/dev/null || true; }
 node_json() { gwc nodes list --json 2>/dev/null | python3 -c '
 import json,sys
 for n in json.load(sys.stdin).get("nodes", []):
     if n.get("displayName") == "pincer-image-test" and n.get("connected"):
         print(n["nodeId"]); break' 2>/dev/null || true; }
+wait_node() { local n=; while [ -z "$n" ] && up; do sleep 2; n=$(node_json); done; echo "$n"; }
+wait_console() { while ! grep -q "$1" "$2" 2>/dev/null && up; do sleep 2; done; }  # PATTERN FILE
 
 log "booting (deadline ${DEADLINE}s for the node to be listed; console: $W/console1.log)"
-T_ON=$(date +%s)
 boot "$W/console1.log"
-NODE=
-while [ -z "$NODE" ]; do
-  if [ $(( $(date +%s) - T_ON )) -gt "$DEADLINE" ]; then break; fi
-  kill -0 "$QEMU_PID" 2>/dev/null || { log "qemu exited"; break; }
-  sleep 2
-  NODE=$(node_json)
-done
+NODE=$(wait_node)
 if [ -z "$NODE" ]; then
+  kill -0 "$QEMU_PID" 2>/dev/null || log "qemu exited"
   bad "node listed within ${DEADLINE}s"
   tail -60 "$W/console1.log" >&2; tail -20 "$W/gw.log" >&2
   exit 1
 fi
-T_PAIRED=$(( $(date +%s) - T_ON ))
+T_PAIRED=$(on_for)
 ok "node $NODE paired by itself with the setup code and listed as connected, $T_PAIRED s after power-on"
 check "the setup code admitted it as a remote device (gateway log: locality=Remote, bootstrap=true)" \
   grep -q 'paired silently.*locality=Remote.*bootstrap=true' "$W/gw.log"
@@ -323,7 +322,7 @@ else bad "audio.record"; fi
 
 # give sshd's key generation and the journal a moment, then cut the power
 sleep 5
-T_UP=$(( $(date +%s) - T_ON ))
+T_UP=$(on_for)
 power_cut
 log "power cut after ${T_UP}s"
 
@@ -342,13 +341,9 @@ check "hostname, timezone, Wi-Fi and SSH applied" bash -c "grep -q 'hostname: pi
 # --- second boot: nothing re-applied, same identity, no new pairing ---------------------------
 log "second boot (console: $W/console2.log)"
 PAIRED_BEFORE=$(gwc devices list --json 2>/dev/null | python3 -c 'import json,sys; v=json.load(sys.stdin); print(len(v.get("paired", [])), len(v.get("pending", [])))')
-T_ON2=$(date +%s)
 boot "$W/console2.log"
-NODE2=
-while [ -z "$NODE2" ] && [ $(( $(date +%s) - T_ON2 )) -le "$DEADLINE" ] && kill -0 "$QEMU_PID" 2>/dev/null; do
-  sleep 2; NODE2=$(node_json)
-done
-T_RECONNECT=$(( $(date +%s) - T_ON2 ))
+NODE2=$(wait_node)
+T_RECONNECT=$(on_for)
 check "second boot: the node reconnected as $NODE (${T_RECONNECT}s after power-on)" test "$NODE2" = "$NODE"
 PAIRED_AFTER=$(gwc devices list --json 2>/dev/null | python3 -c 'import json,sys; v=json.load(sys.stdin); print(len(v.get("paired", [])), len(v.get("pending", [])))')
 check "second boot: no new pairing (paired/pending $PAIRED_BEFORE -> $PAIRED_AFTER)" test "$PAIRED_BEFORE" = "$PAIRED_AFTER"
@@ -359,13 +354,9 @@ power_cut
 printf 'gateway = "ws://10.0.2.2:%s"\ntimezone = "UTC"\nwifi_ssid = "unterminated\n' "$PORT" >"$W/bad.toml"
 mcopy -o -i "$FAT" "$W/bad.toml" ::/pincer.toml
 log "third boot, malformed pincer.toml (console: $W/console3.log)"
-T_ON3=$(date +%s)
 boot "$W/console3.log"
-NODE3=
-while [ -z "$NODE3" ] && [ $(( $(date +%s) - T_ON3 )) -le "$DEADLINE" ] && kill -0 "$QEMU_PID" 2>/dev/null; do
-  sleep 2; NODE3=$(node_json)
-done
-check "malformed pincer.toml: the node still comes up with its previous settings ($(( $(date +%s) - T_ON3 ))s)" test "$NODE3" = "$NODE"
+NODE3=$(wait_node)
+check "malformed pincer.toml: the node still comes up with its previous settings ($(on_for)s)" test "$NODE3" = "$NODE"
 power_cut
 mcopy -n -i "$FAT" ::/pincer-error.txt "$W/error.txt" 2>/dev/null || true
 check "malformed pincer.toml: pincer-error.txt on the FAT partition names the line" grep -q "line 3: 'wifi_ssid': unterminated" "$W/error.txt"
@@ -375,13 +366,9 @@ sed 's/^/image-test:   | /' "$W/error.txt" >&2 || true
 printf 'gateway = "ws://10.0.2.2:%s"\nname = "pincer-image-test"\ntimezone = "UTC"\n' "$PORT" >"$W/fixed.toml"
 mcopy -o -i "$FAT" "$W/fixed.toml" ::/pincer.toml
 log "fourth boot, pincer.toml fixed (console: $W/console4.log)"
-T_ON4=$(date +%s)
 boot "$W/console4.log"
-NODE4=
-while [ -z "$NODE4" ] && [ $(( $(date +%s) - T_ON4 )) -le "$DEADLINE" ] && kill -0 "$QEMU_PID" 2>/dev/null; do
-  sleep 2; NODE4=$(node_json)
-done
-check "fixed pincer.toml: the node reconnects with its saved identity and the kept setup code/token ($(( $(date +%s) - T_ON4 ))s)" test "$NODE4" = "$NODE"
+NODE4=$(wait_node)
+check "fixed pincer.toml: the node reconnects with its saved identity and the kept setup code/token ($(on_for)s)" test "$NODE4" = "$NODE"
 sleep 3
 power_cut
 mcopy -n -i "$FAT" ::/pincer-applied.txt "$W/applied4.txt" 2>/dev/null || true
@@ -392,17 +379,13 @@ check "fixed pincer.toml: applied (timezone UTC), pincer-error.txt removed" bash
 printf 'gateway = "ws://10.0.2.2:1"\nname = "pincer-image-test"\n' >"$W/unreachable.toml"
 mcopy -o -i "$FAT" "$W/unreachable.toml" ::/pincer.toml
 log "fifth boot, unreachable gateway (console: $W/console5.log)"
-T_ON5=$(date +%s)
 boot "$W/console5.log"
-while ! grep -q "pincer-report: node not connected" "$W/console5.log" 2>/dev/null \
-  && [ $(( $(date +%s) - T_ON5 )) -le "$DEADLINE" ] && kill -0 "$QEMU_PID" 2>/dev/null; do
-  sleep 2
-done
+wait_console "pincer-report: node not connected" "$W/console5.log"
 sleep 2
 check "unreachable gateway: the node keeps retrying" test "$(grep -c 'reconnecting' "$W/console5.log")" -ge 2
 power_cut
 mcopy -n -i "$FAT" ::/pincer-error.txt "$W/error5.txt" 2>/dev/null || true
-check "unreachable gateway: pincer-error.txt says the node cannot reach ws://10.0.2.2:1 ($(( $(date +%s) - T_ON5 ))s)" \
+check "unreachable gateway: pincer-error.txt says the node cannot reach ws://10.0.2.2:1 ($(on_for)s)" \
   bash -c "grep -q 'not connected to its gateway' '$W/error5.txt' && grep -q 'ws://10.0.2.2:1' '$W/error5.txt'"
 sed 's/^/image-test:   | /' "$W/error5.txt" >&2 || true
 
@@ -410,19 +393,12 @@ sed 's/^/image-test:   | /' "$W/error5.txt" >&2 || true
 printf 'gateway = "ws://10.0.2.2:%s"\nname = "pincer-image-test"\ntimezone = "UTC"\n' "$PORT" >"$W/fixed6.toml"
 mcopy -o -i "$FAT" "$W/fixed6.toml" ::/pincer.toml
 log "sixth boot, gateway fixed (console: $W/console6.log)"
-T_ON6=$(date +%s)
 boot "$W/console6.log"
-NODE6=
-while [ -z "$NODE6" ] && [ $(( $(date +%s) - T_ON6 )) -le "$DEADLINE" ] && kill -0 "$QEMU_PID" 2>/dev/null; do
-  sleep 2; NODE6=$(node_json)
-done
-check "gateway fixed: the node reconnects with its device token, same identity ($(( $(date +%s) - T_ON6 ))s)" test "$NODE6" = "$NODE"
+NODE6=$(wait_node)
+check "gateway fixed: the node reconnects with its device token, same identity ($(on_for)s)" test "$NODE6" = "$NODE"
 # (pincer-firstboot already removed the report when it applied the fixed file; the report
 # service must not bring it back once it has run)
-while ! grep -q "Finished pincer-report.service" "$W/console6.log" 2>/dev/null \
-  && [ $(( $(date +%s) - T_ON6 )) -le "$DEADLINE" ] && kill -0 "$QEMU_PID" 2>/dev/null; do
-  sleep 2
-done
+wait_console "Finished pincer-report.service" "$W/console6.log"
 sleep 2
 power_cut
 check "gateway fixed: the report is removed from the FAT partition" bash -c "! mdir -b -i '$FAT' ::/ | grep -q pincer-error.txt"
