@@ -24,9 +24,9 @@ TARGET_DIR=${CARGO_TARGET_DIR:-target}
 ARMV6=arm-unknown-linux-musleabihf
 NODE_BUDGET=$((2500 * 1024))
 GATEWAY_BUDGET=$((4000 * 1024))
-SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo
 
-need() { command -v "$1" >/dev/null 2>&1 || { $SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq; $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${@:2}" >/dev/null; }; }
+# shellcheck source=../scripts/need.sh
+. scripts/need.sh
 need aarch64-linux-gnu-gcc gcc-aarch64-linux-gnu libc6-dev-arm64-cross
 need arm-linux-gnueabihf-gcc gcc-arm-linux-gnueabihf libc6-dev-armhf-cross
 need qemu-aarch64-static qemu-user-static

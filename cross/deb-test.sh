@@ -8,8 +8,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 TARGET_DIR=${CARGO_TARGET_DIR:-target}
-SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo
-need() { command -v "$1" >/dev/null 2>&1 || { $SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq; $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${@:2}" >/dev/null; }; }
+# shellcheck source=../scripts/need.sh
+. scripts/need.sh
 need dpkg-deb dpkg
 need systemd-analyze systemd
 need deb-systemd-helper init-system-helpers

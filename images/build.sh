@@ -59,23 +59,16 @@ log() { echo "image-build [$(( $(date +%s) - T0 ))s]: $*" >&2; }
 die() { echo "image-build: $*" >&2; exit 1; }
 
 export DEBIAN_FRONTEND=noninteractive LC_ALL=C.UTF-8
-if [ "$(id -u)" -eq 0 ]; then MODE=root SUDO=; else MODE=unshare SUDO=sudo; fi
+if [ "$(id -u)" -eq 0 ]; then MODE=root; else MODE=unshare; fi
 
 # --- host prerequisites ---------------------------------------------------------------------
-need=()
+# shellcheck source=../scripts/need.sh
+. "$HERE/../scripts/need.sh"
 for p in mmdebstrap:mmdebstrap qemu-aarch64-static:qemu-user-static update-binfmts:binfmt-support \
          mkfs.vfat:dosfstools mcopy:mtools mkfs.ext4:e2fsprogs sfdisk:fdisk xz:xz-utils \
          dpkg-deb:dpkg unshare:util-linux newuidmap:uidmap; do
-  command -v "${p%%:*}" >/dev/null || need+=("${p#*:}")
+  need "${p%%:*}" "${p#*:}" || exit 1
 done
-if [ ${#need[@]} -gt 0 ]; then
-  if [ "$MODE" = unshare ] && ! sudo -n true 2>/dev/null; then
-    die "missing programs; install them first: sudo apt-get install ${need[*]}"
-  fi
-  log "installing ${need[*]}"
-  $SUDO apt-get update -qq >&2 || true
-  $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >&2
-fi
 # qemu-user through binfmt_misc, so the arm64 maintainer scripts run in the chroot. The F flag
 # (interpreter opened at registration) makes it work inside user namespaces and chroots.
 BINFMT=/proc/sys/fs/binfmt_misc/qemu-aarch64

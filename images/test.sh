@@ -49,29 +49,27 @@ PASS=0 FAIL=0
 ok() { PASS=$((PASS + 1)); echo "image-test: ok   $*" >&2; }
 bad() { FAIL=$((FAIL + 1)); echo "image-test: FAIL $*" >&2; }
 check() { local what=$1; shift; if "$@"; then ok "$what"; else bad "$what"; fi; }
-SUDO=; [ "$(id -u)" -eq 0 ] || SUDO=sudo
 export DEBIAN_FRONTEND=noninteractive
 
-need=()
+# shellcheck source=../scripts/need.sh
+. scripts/need.sh
 for p in qemu-system-aarch64:qemu-system-arm mcopy:mtools debugfs:e2fsprogs sfdisk:fdisk xz:xz-utils python3:python3; do
-  command -v "${p%%:*}" >/dev/null || need+=("${p#*:}")
+  need "${p%%:*}" "${p#*:}"
 done
-if [ ${#need[@]} -gt 0 ]; then
-  log "installing ${need[*]}"
-  $SUDO apt-get update -qq >&2 || true
-  $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >&2
-fi
 
 # --- the image and the host gateway -------------------------------------------------------
 # The image is built unprivileged, as the README promises: run as root, this test hands the
 # build to an ordinary user (PINCER_BUILD_USER, default pincer-build, made here with a
 # subordinate id range) and falls back to a root build, loudly, only where this kernel refuses
 # that user a user namespace.
-# a copy of images/, Cargo.toml and FILES that every user can read; prints its directory
+# a copy of what build.sh reads (images/, scripts/need.sh, Cargo.toml) and FILES that every
+# user can read; prints its directory
 readable_copy() {
   local d
   d=$(mktemp -d "${TMPDIR:-/tmp}/pincer-image-src.XXXXXX")
   cp -a "$HERE" Cargo.toml "$@" "$d/"
+  mkdir "$d/scripts"
+  cp scripts/need.sh "$d/scripts/"
   chmod -R a+rX "$d"
   echo "$d"
 }
@@ -122,8 +120,8 @@ build_image() {
   fi
   mkdir -p "$cache/image" "$out"
   chown -R "$u:" "$cache/image" "$out"
-  # the build reads images/, Cargo.toml and the .deb: a copy where the checkout is not
-  # readable by others (a home directory)
+  # the build reads images/, scripts/need.sh, Cargo.toml and the .deb: a copy where the
+  # checkout is not readable by others (a home directory)
   src=$PWD
   if ! runuser -u "$u" -- test -r "$HERE/build.sh" -a -r "$PWD/Cargo.toml" -a -r "$deb"; then
     src=$(readable_copy "$deb")

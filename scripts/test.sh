@@ -12,27 +12,21 @@ QUICK=0
 
 step() { printf '\n==> %s\n' "$*"; STEP_START=$(date +%s); }
 done_step() { printf '    (%ss)\n' "$(( $(date +%s) - STEP_START ))"; }
-SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo
-APT_UPDATED=0
-need_pkg() { # need_pkg COMMAND PACKAGE...
-  command -v "$1" >/dev/null 2>&1 && return 0
-  shift
-  if [ "$APT_UPDATED" = 0 ]; then $SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq; APT_UPDATED=1; fi
-  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
-}
+# shellcheck source=need.sh
+. scripts/need.sh
 
 step "toolchain: rustfmt, clippy, riscv32imc target"
 rustup component add rustfmt clippy >/dev/null 2>&1 || true
 rustup target add riscv32imc-unknown-none-elf >/dev/null
-need_pkg ip iproute2
-need_pkg pkill procps     # kill/pkill in the shutdown and gpsd tests
-need_pkg openssl openssl   # the reference gateway makes its self-signed TLS certificate with it
-need_pkg gpsfake gpsd gpsd-clients   # a real gpsd fed by NMEA logs for location.get
+need ip iproute2
+need pkill procps     # kill/pkill in the shutdown and gpsd tests
+need openssl openssl   # the reference gateway makes its self-signed TLS certificate with it
+need gpsfake gpsd gpsd-clients   # a real gpsd fed by NMEA logs for location.get
 # The v4l crate generates its V4L2 bindings with bindgen (libclang) at build time.
 [ -n "$(ls /usr/lib/llvm-*/lib/libclang.so* /usr/lib/x86_64-linux-gnu/libclang*.so* 2>/dev/null | head -1)" ] \
-  || need_pkg __libclang__ libclang-dev
+  || need __libclang__ libclang-dev
 export PINCER_REQUIRE_GPSD=1
-need_pkg Xvfb xvfb x11-xserver-utils xauth   # a real X server for screen.snapshot over X11
+need Xvfb xvfb x11-xserver-utils xauth   # a real X server for screen.snapshot over X11
 export PINCER_REQUIRE_XVFB=1
 done_step
 

@@ -24,18 +24,14 @@ export DEBIAN_FRONTEND=noninteractive
 # --- host prerequisites -------------------------------------------------------------------
 APT_UPDATED=
 apt_update() { [ -n "$APT_UPDATED" ] || { log "apt-get update"; $SUDO apt-get update -qq >&2; APT_UPDATED=1; }; }
-need=()
-command -v qemu-system-x86_64 >/dev/null || need+=(qemu-system-x86)
-command -v cpio   >/dev/null || need+=(cpio)
-command -v xz     >/dev/null || need+=(xz-utils)
-command -v zstd   >/dev/null || need+=(zstd)
-command -v gzip   >/dev/null || need+=(gzip)
-command -v dpkg-deb >/dev/null || need+=(dpkg)
-if [ ${#need[@]} -gt 0 ]; then
-  log "installing ${need[*]}"
-  apt_update
-  $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >&2
-fi
+# shellcheck source=../../scripts/need.sh
+. "$HERE/../../scripts/need.sh"
+need qemu-system-x86_64 qemu-system-x86
+need cpio cpio
+need xz xz-utils
+need zstd zstd
+need gzip gzip
+need dpkg-deb dpkg
 
 # --- package resolution + cached download -------------------------------------------------
 # candidate version of a package from the local apt lists ('' when unknown)

@@ -12,7 +12,9 @@ HTTP_PID=
 cleanup() { [ -z "$HTTP_PID" ] || kill "$HTTP_PID" 2>/dev/null; }
 trap cleanup EXIT
 
-command -v gcc >/dev/null || { SUDO=; [ "$(id -u)" -eq 0 ] || SUDO=sudo; $SUDO apt-get install -y -qq gcc libc6-dev >&2; }
+# shellcheck source=../../scripts/need.sh
+. "$HERE/../../scripts/need.sh"
+need gcc gcc libc6-dev
 cat > "$W/fake-node.c" <<'C'
 #include <stdio.h>
 #include <stdlib.h>
