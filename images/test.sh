@@ -20,11 +20,14 @@
 # 5. checks, within the deadline: the node pairs by itself and is listed; after
 #    `nodes approve`: location.get (Berlin), camera.snap (vivid) and audio.record (snd-aloop);
 # 6. cuts the power (kills qemu), reads the FAT partition back: pincer-applied.txt present,
-#    pincer-error.txt absent, secrets gone from pincer.toml, root grown;
+#    pincer-error.txt absent, secrets gone from pincer.toml, root grown; and the root with
+#    debugfs: a machine-id and SSH host keys made on the board (on disk despite the power cut),
+#    pincer-gateway not enabled, no journal on the card;
 # 7. boots again: first-boot work is not repeated and the node reconnects with its saved
 #    identity (no new pairing);
 # 8. a malformed pincer.toml: the board boots with its previous settings, pincer-error.txt names
-#    the bad line; fixed: applied on the next boot, the error file is gone;
+#    the bad line; fixed (and gateway_service = true): applied on the next boot, the error file
+#    is gone, pincer-gateway enabled;
 # 9. an unreachable gateway: the board boots, the node keeps retrying, pincer-report writes
 #    pincer-error.txt naming the gateway; the gateway fixed: the node is back with its device
 #    token and the report is removed.
@@ -334,6 +337,18 @@ check "secrets moved off the FAT partition (setup_code, wifi_password)" bash -c 
   ! grep -q '$CODE' '$W/pincer.toml.after' && ! grep -q 'not-a-real-password' '$W/pincer.toml.after' \
   && grep -q '^# setup_code = (applied' '$W/pincer.toml.after'"
 check "root file system grown to the 2 GiB card" grep -q "root file system grown" "$W/applied.txt"
+# the card's root file system, read back with debugfs (the image shipped no machine-id, no
+# SSH host keys, the gateway disabled and the journal in RAM)
+on_card() { debugfs -R "$1" "$W/sd.img?offset=$((ROOT_START * 512))" 2>/dev/null; }
+machine_id_made() { grep -qE '^[0-9a-f]{32}$' <<<"$(on_card 'cat /etc/machine-id')"; }
+host_keys_made() { grep -q 'ssh_host_ed25519_key.pub' <<<"$(on_card 'ls /etc/ssh')"; }
+gateway_on() { grep -q 'pincer-gateway' <<<"$(on_card 'ls /etc/systemd/system/multi-user.target.wants')"; }
+gateway_off() { grep -q 'pincer-gateway.service' <<<"$(on_card 'ls /lib/systemd/system')" && ! gateway_on; }
+journal_in_ram() { ! grep -qE '[0-9a-f]{32}' <<<"$(on_card 'ls /var/log/journal')"; }
+check "a machine-id of its own, made on first boot" machine_id_made
+check "SSH host keys made on the board (sshd on: pincer.toml has a key)" host_keys_made
+check "pincer-gateway installed but not enabled (pincer.toml did not ask for it)" gateway_off
+check "the journal stayed in RAM (nothing under /var/log/journal on the card)" journal_in_ram
 check "hostname, timezone, Wi-Fi and SSH applied" bash -c "grep -q 'hostname: pincer-test' '$W/applied.txt' && grep -q 'timezone: Europe/Berlin' '$W/applied.txt' && grep -q \"wifi: 'pincer test net' in DE\" '$W/applied.txt' && grep -q 'ssh: key for root installed' '$W/applied.txt'"
 
 # --- second boot: nothing re-applied, same identity, no new pairing ---------------------------
@@ -361,7 +376,7 @@ check "malformed pincer.toml: pincer-error.txt on the FAT partition names the li
 sed 's/^/image-test:   | /' "$W/error.txt" >&2 || true
 
 # --- fixed: applied on the next boot, the error file goes away ------------------------------
-printf 'gateway = "ws://10.0.2.2:%s"\nname = "pincer-image-test"\ntimezone = "UTC"\n' "$PORT" >"$W/fixed.toml"
+printf 'gateway = "ws://10.0.2.2:%s"\nname = "pincer-image-test"\ntimezone = "UTC"\ngateway_service = true\n' "$PORT" >"$W/fixed.toml"
 mcopy -o -i "$FAT" "$W/fixed.toml" ::/pincer.toml
 log "fourth boot, pincer.toml fixed (console: $W/console4.log)"
 boot "$W/console4.log"
@@ -372,6 +387,7 @@ power_cut
 mcopy -n -i "$FAT" ::/pincer-applied.txt "$W/applied4.txt" 2>/dev/null || true
 check "fixed pincer.toml: applied (timezone UTC), pincer-error.txt removed" bash -c "
   grep -q 'timezone: UTC' '$W/applied4.txt' && ! mdir -b -i '$FAT' ::/ | grep -q pincer-error.txt"
+check "gateway_service = true: pincer-gateway enabled on the board" gateway_on
 
 # --- an unreachable gateway: the board boots, the node keeps retrying, the report is on the card --
 printf 'gateway = "ws://10.0.2.2:1"\nname = "pincer-image-test"\n' >"$W/unreachable.toml"
