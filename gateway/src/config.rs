@@ -134,6 +134,8 @@ pub struct Limits {
     pub tick_interval_ms: u64,
     /// Unauthenticated sockets allowed per client IP.
     pub max_preauth_per_ip: usize,
+    /// Unauthenticated sockets allowed from all addresses together.
+    pub max_preauth_total: usize,
     /// Failed authentications per client IP within `auth_window_ms` before a lockout.
     pub auth_max_attempts: usize,
     pub auth_window_ms: u64,
@@ -150,6 +152,7 @@ impl Default for Limits {
             handshake_timeout_ms: 10_000,
             tick_interval_ms: 30_000,
             max_preauth_per_ip: 32,
+            max_preauth_total: 256,
             auth_max_attempts: 10,
             auth_window_ms: 60_000,
             auth_lockout_ms: 300_000,
@@ -219,6 +222,7 @@ pub struct FileLimits {
     pub max_buffered_bytes: Option<usize>,
     pub outbound_queue: Option<usize>,
     pub max_preauth_per_ip: Option<usize>,
+    pub max_preauth_total: Option<usize>,
     pub auth_max_attempts: Option<usize>,
     pub auth_window_ms: Option<u64>,
     pub auth_lockout_ms: Option<u64>,
@@ -317,6 +321,10 @@ impl Config {
             .max_preauth_per_ip
             .unwrap_or(limits.max_preauth_per_ip)
             .max(1);
+        limits.max_preauth_total = fl
+            .max_preauth_total
+            .unwrap_or(limits.max_preauth_total)
+            .max(limits.max_preauth_per_ip);
         limits.auth_max_attempts = fl
             .auth_max_attempts
             .unwrap_or(limits.auth_max_attempts)

@@ -111,6 +111,11 @@ pub struct Rejected {
 }
 
 impl Rejected {
+    /// Refused with `error`, then closed with `close_code` / `reason`.
+    pub fn new(error: ErrorShape, close_code: u16, reason: &str) -> Rejected {
+        reject(error, close_code, reason)
+    }
+
     /// Refused for a server-side failure (as a device store error is).
     pub fn unavailable(message: String) -> Rejected {
         tracing::error!(%message, "connect refused");

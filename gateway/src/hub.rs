@@ -1,121 +1,44 @@
-//! The shared state of a running gateway: connection registry, event fan-out with a `seq` per
-//! connection, presence, health, queued system events and the pre-auth budget.
+//! The shared state of a running gateway and its registry of live connections: who is
+//! connected, event fan-out with a `seq` per connection, and the pieces every connection
+//! consults ([`presence`](crate::presence), [`health`](crate::health), the admission
+//! [`limits`](crate::limits), queued system events).
 //!
-//! Every connection has a bounded outbound queue (`limits.outbound_queue` frames). Broadcasts
-//! never wait: when a queue is full, a droppable event (`presence`, `health` refresh…) is
-//! skipped for that connection (its `seq` is still consumed, so the client sees a gap), and a
-//! non-droppable one (`tick`, `shutdown`) closes that connection with 1008 "slow consumer".
-//! Memory per connection is therefore bounded whatever a client does.
+//! Broadcasts never wait: each connection has a bounded [`Outbox`](pincer_os::outbox::Outbox).
+//! When it is full, a droppable event (`presence`, `health` refresh…) is skipped for that
+//! connection (its `seq` is still consumed, so the client sees a gap), and a non-droppable one
+//! (`tick`, `shutdown`) closes that connection with 1008 "slow consumer". Memory per connection
+//! is therefore bounded whatever a client does.
 
 use std::collections::{HashMap, VecDeque};
-use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use pincer_protocol::close;
 use pincer_protocol::connect::PresenceEntry;
 use pincer_protocol::frames::{encode_event_raw, StateVersion};
-use pincer_protocol::methods::{GatewayHealth, HealthSummary, SessionsHealth};
 use pincer_protocol::scopes::Role;
-use tokio::sync::{mpsc, Notify};
 
 use crate::config::Config;
+use crate::conn::{ConnHandle, Registration};
 use crate::dedupe::Dedupe;
 use crate::devices::DeviceStore;
-use crate::{now_ms, IMPLEMENTATION, VERSION};
+use crate::health::{self, Health};
+use crate::limits::{AuthLockout, PreauthBudget};
+use crate::now_ms;
+use crate::presence::Presence;
+use pincer_os::outbox::{Full, Outbox};
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// Something to write on a connection.
-#[derive(Debug)]
-pub enum Outbound {
-    /// A complete text frame.
-    Frame(String),
-}
-
-/// A registered (authenticated) connection as the hub sees it.
-#[derive(Debug)]
-pub struct ConnHandle {
-    pub id: u64,
-    pub conn_id: String,
-    pub device_id: Option<String>,
-    pub role: Role,
-    pub scopes: Vec<String>,
-    pub protocol: u32,
-    /// Presence key when the connection is listed in presence.
-    pub presence_key: Option<String>,
-    tx: mpsc::Sender<Outbound>,
-    seq: AtomicU64,
-    close: Mutex<Option<(u16, String)>>,
-    /// Woken when the connection must close.
-    pub closing: Notify,
-    /// Events skipped because the queue was full.
-    pub dropped: AtomicU64,
-    /// Set for `role: "node"` connections.
-    pub node: Option<crate::nodes::NodeSession>,
-}
-
-impl ConnHandle {
-    /// Queues a frame without waiting; false when the queue is full or closed.
-    pub fn try_send(&self, o: Outbound) -> bool {
-        self.tx.try_send(o).is_ok()
-    }
-
-    /// Queues a frame, waiting for room (used for responses, which must not be dropped).
-    pub async fn send(&self, o: Outbound) -> bool {
-        self.tx.send(o).await.is_ok()
-    }
-
-    /// Asks the link to close with `code`/`reason` (first request wins).
-    pub fn kill(&self, code: u16, reason: &str) {
-        let mut c = lock(&self.close);
-        if c.is_none() {
-            *c = Some((code, reason.to_owned()));
-        }
-        drop(c);
-        self.closing.notify_one();
-    }
-
-    /// The pending close request, if any.
-    pub fn close_request(&self) -> Option<(u16, String)> {
-        lock(&self.close).clone()
-    }
-
-    /// Whether an operator connection holds `scope` (admin holds all).
-    pub fn has_scope(&self, scope: &str) -> bool {
-        pincer_protocol::scopes::satisfies(&self.scopes, scope)
-    }
-}
-
-/// Details of a new connection for [`Hub::register`].
-#[derive(Debug)]
-pub struct Registration {
-    pub conn_id: String,
-    pub device_id: Option<String>,
-    pub role: Role,
-    pub scopes: Vec<String>,
-    pub protocol: u32,
-    pub presence: Option<(String, PresenceEntry)>,
-    pub node: Option<crate::nodes::NodeSession>,
-}
-
-struct HealthCache {
-    summary: HealthSummary,
-    json: Arc<str>,
-    at: Instant,
-}
-
-/// Health snapshots younger than this are served from cache unless `probe` is set.
-const HEALTH_CACHE: Duration = Duration::from_secs(60);
-/// Presence beacons (from `system-event`) expire after this.
-const PRESENCE_TTL_MS: u64 = 5 * 60 * 1000;
-/// At most this many presence entries.
-const PRESENCE_MAX: usize = 200;
-/// Queued system events kept for `status`.
-const SYSTEM_EVENTS_MAX: usize = 100;
+/// Queued system events kept for `status`: at most this many…
+pub const SYSTEM_EVENTS_MAX: usize = 100;
+/// …and this many bytes of text together (oldest dropped first).
+pub const SYSTEM_EVENTS_BYTES: usize = 64 * 1024;
+/// One system event's text is cut to this many bytes.
+pub const SYSTEM_EVENT_TEXT_MAX: usize = 4 * 1024;
 
 /// The gateway's shared state.
 pub struct Hub {
@@ -123,18 +46,17 @@ pub struct Hub {
     pub devices: DeviceStore,
     pub dedupe: Mutex<Dedupe>,
     pub nodes: crate::nodes::NodeRegistry,
+    pub presence: Presence,
+    pub preauth: PreauthBudget,
+    pub lockout: AuthLockout,
+    health: Health,
     started: Instant,
     pub instance_id: String,
     next_id: AtomicU64,
     conns: Mutex<HashMap<u64, Arc<ConnHandle>>>,
-    presence: Mutex<Vec<(String, PresenceEntry, bool)>>,
     state_version: Mutex<StateVersion>,
-    health: Mutex<Option<HealthCache>>,
-    system_events: Mutex<VecDeque<String>>,
-    preauth: Mutex<HashMap<IpAddr, usize>>,
-    auth_failures: Mutex<HashMap<IpAddr, (VecDeque<u64>, u64)>>,
+    system_events: Mutex<(VecDeque<String>, usize)>,
     shutting_down: AtomicBool,
-    host: String,
 }
 
 impl Hub {
@@ -142,26 +64,27 @@ impl Hub {
         let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
             .map(|h| h.trim().to_owned())
             .unwrap_or_else(|_| "localhost".into());
+        let instance_id = crate::secret::uuid_v4();
+        let l = config.limits;
         Hub {
+            preauth: PreauthBudget::new(l.max_preauth_per_ip, l.max_preauth_total),
+            lockout: AuthLockout::new(&l),
+            presence: Presence::new(host, instance_id.clone()),
+            health: Health::default(),
             config,
             devices,
             dedupe: Mutex::new(Dedupe::default()),
             nodes: Default::default(),
             started: Instant::now(),
-            instance_id: crate::secret::uuid_v4(),
+            instance_id,
             next_id: AtomicU64::new(1),
             conns: Mutex::new(HashMap::new()),
-            presence: Mutex::new(Vec::new()),
             state_version: Mutex::new(StateVersion {
                 presence: 1,
                 health: 1,
             }),
-            health: Mutex::new(None),
-            system_events: Mutex::new(VecDeque::new()),
-            preauth: Mutex::new(HashMap::new()),
-            auth_failures: Mutex::new(HashMap::new()),
+            system_events: Mutex::new((VecDeque::new(), 0)),
             shutting_down: AtomicBool::new(false),
-            host,
         }
     }
 
@@ -188,101 +111,27 @@ impl Hub {
         self.shutting_down.load(Ordering::Acquire)
     }
 
-    // ---- pre-auth budget -------------------------------------------------------------------
-
-    /// Takes one unauthenticated slot for `ip`; `false` when the budget is spent.
-    pub fn preauth_acquire(&self, ip: IpAddr) -> bool {
-        let mut m = lock(&self.preauth);
-        let n = m.entry(ip).or_insert(0);
-        if *n >= self.config.limits.max_preauth_per_ip {
-            return false;
-        }
-        *n += 1;
-        true
-    }
-
-    /// Returns the slot taken by [`Self::preauth_acquire`].
-    pub fn preauth_release(&self, ip: IpAddr) {
-        let mut m = lock(&self.preauth);
-        if let Some(n) = m.get_mut(&ip) {
-            *n = n.saturating_sub(1);
-            if *n == 0 {
-                m.remove(&ip);
-            }
-        }
-    }
-
-    // ---- auth failure rate limit --------------------------------------------------------------
-
-    /// Milliseconds until `ip` may try again, when it is locked out. Loopback is exempt.
-    pub fn auth_locked(&self, ip: IpAddr, now_ms: u64) -> Option<u64> {
-        if ip.is_loopback() {
-            return None;
-        }
-        let m = lock(&self.auth_failures);
-        let (_, until) = m.get(&ip)?;
-        (*until > now_ms).then(|| until - now_ms)
-    }
-
-    /// Records a failed authentication from `ip`; returns true when this locks it out.
-    pub fn auth_failed(&self, ip: IpAddr, now_ms: u64) -> bool {
-        if ip.is_loopback() {
-            return false;
-        }
-        let l = self.config.limits;
-        let mut m = lock(&self.auth_failures);
-        if m.len() > 10_000 {
-            m.retain(|_, (f, until)| {
-                *until > now_ms || f.back().is_some_and(|t| now_ms - t < l.auth_window_ms)
-            });
-        }
-        let (fails, until) = m.entry(ip).or_default();
-        while fails
-            .front()
-            .is_some_and(|t| now_ms.saturating_sub(*t) >= l.auth_window_ms)
-        {
-            fails.pop_front();
-        }
-        fails.push_back(now_ms);
-        if fails.len() >= l.auth_max_attempts {
-            fails.clear();
-            *until = now_ms + l.auth_lockout_ms;
-            tracing::warn!(%ip, lockout_ms = l.auth_lockout_ms, "too many failed authentications; locked out");
-            return true;
-        }
-        false
-    }
-
     // ---- registry --------------------------------------------------------------------------
 
-    /// Registers an authenticated connection; returns its handle and outbound queue.
-    pub fn register(&self, r: Registration) -> (Arc<ConnHandle>, mpsc::Receiver<Outbound>) {
-        let (tx, rx) = mpsc::channel(self.config.limits.outbound_queue);
+    /// Registers an authenticated connection; the link drains its outbox.
+    pub fn register(&self, r: Registration) -> Arc<ConnHandle> {
+        let l = self.config.limits;
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let handle = Arc::new(ConnHandle {
+        let presence = r.presence.clone();
+        let handle = Arc::new(ConnHandle::new(
             id,
-            conn_id: r.conn_id,
-            device_id: r.device_id,
-            role: r.role,
-            scopes: r.scopes,
-            protocol: r.protocol,
-            presence_key: r.presence.as_ref().map(|(k, _)| k.clone()),
-            tx,
-            seq: AtomicU64::new(0),
-            close: Mutex::new(None),
-            closing: Notify::new(),
-            dropped: AtomicU64::new(0),
-            node: r.node,
-        });
+            r,
+            Outbox::new(l.outbound_queue, l.max_buffered_bytes),
+        ));
         lock(&self.conns).insert(id, handle.clone());
         self.nodes.attach(&handle);
-        if let Some((key, entry)) = r.presence {
+        if let Some((key, entry)) = presence {
             self.presence_upsert(key, entry, true);
         }
         if handle.role == Role::Node {
             self.refresh_health(false);
         }
-        (handle, rx)
+        handle
     }
 
     /// Removes a connection (on close).
@@ -293,16 +142,8 @@ impl Hub {
             let still_connected = lock(&self.conns)
                 .values()
                 .any(|c| c.presence_key.as_deref() == Some(key));
-            if !still_connected {
-                let removed = {
-                    let mut p = lock(&self.presence);
-                    let before = p.len();
-                    p.retain(|(k, _, _)| k != key);
-                    before != p.len()
-                };
-                if removed {
-                    self.bump_presence();
-                }
+            if !still_connected && self.presence.remove(key) {
+                self.bump_presence();
             }
         }
         if handle.role == Role::Node {
@@ -323,18 +164,17 @@ impl Hub {
     ) {
         let conns: Vec<Arc<ConnHandle>> = lock(&self.conns).values().cloned().collect();
         for c in conns.iter().filter(|c| filter(c)) {
-            let seq = c.seq.fetch_add(1, Ordering::Relaxed) + 1;
+            let seq = c.next_seq();
             let frame = encode_event_raw(event, payload_json, Some(seq), state_version);
-            match c.tx.try_send(Outbound::Frame(frame)) {
-                Ok(()) => {}
-                Err(mpsc::error::TrySendError::Full(_)) if droppable => {
+            if !droppable {
+                c.send_or_close(frame);
+                continue;
+            }
+            match c.outbox.push(frame) {
+                Ok(()) | Err(Full::Closed) => {}
+                Err(_) => {
                     c.dropped.fetch_add(1, Ordering::Relaxed);
                 }
-                Err(mpsc::error::TrySendError::Full(_)) => {
-                    tracing::warn!(conn = %c.conn_id, event, "outbound queue full; closing slow consumer");
-                    c.kill(close::POLICY_VIOLATION, close::reason::SLOW_CONSUMER);
-                }
-                Err(mpsc::error::TrySendError::Closed(_)) => {}
             }
         }
     }
@@ -394,50 +234,14 @@ impl Hub {
 
     // ---- presence --------------------------------------------------------------------------
 
-    fn self_entry(&self) -> PresenceEntry {
-        let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
-            .map(|s| s.trim().to_owned())
-            .unwrap_or_default();
-        PresenceEntry {
-            host: Some(self.host.clone()),
-            version: Some(VERSION.into()),
-            platform: Some(format!("linux {kernel}").trim().to_owned()),
-            device_family: Some("Linux".into()),
-            mode: Some("gateway".into()),
-            reason: Some("self".into()),
-            instance_id: Some(self.instance_id.clone()),
-            text: Some(format!(
-                "Gateway: {} · {IMPLEMENTATION} {VERSION} · mode gateway · reason self",
-                self.host
-            )),
-            ts: now_ms(),
-            ..Default::default()
-        }
-    }
-
     /// Current presence list, the gateway's own entry first.
     pub fn presence(&self) -> Vec<PresenceEntry> {
-        let now = now_ms();
-        let mut p = lock(&self.presence);
-        p.retain(|(_, e, connected)| *connected || now.saturating_sub(e.ts) < PRESENCE_TTL_MS);
-        let mut out = vec![self.self_entry()];
-        out.extend(p.iter().map(|(_, e, _)| e.clone()));
-        out
+        self.presence.list()
     }
 
-    /// Adds or replaces the presence entry `key`; `connected` entries do not expire.
+    /// Adds or replaces the presence entry `key` and tells everyone.
     pub fn presence_upsert(&self, key: String, entry: PresenceEntry, connected: bool) {
-        {
-            let mut p = lock(&self.presence);
-            p.retain(|(k, _, _)| *k != key);
-            if p.len() >= PRESENCE_MAX {
-                // Evict the oldest beacon (never a connected entry if avoidable).
-                if let Some(i) = p.iter().position(|(_, _, c)| !c).or(Some(0)) {
-                    p.remove(i);
-                }
-            }
-            p.push((key, entry, connected));
-        }
+        self.presence.upsert(key, entry, connected);
         self.bump_presence();
     }
 
@@ -453,55 +257,14 @@ impl Hub {
 
     // ---- health ----------------------------------------------------------------------------
 
-    fn compute_health(&self) -> HealthSummary {
-        let started = Instant::now();
-        let sessions = SessionsHealth {
-            path: self.config.state_dir.join("sessions").display().to_string(),
-            count: 0,
-            recent: vec![],
-        };
-        HealthSummary {
-            ok: true,
-            ts: now_ms(),
-            duration_ms: started.elapsed().as_millis() as u64,
-            channels: Default::default(),
-            channel_order: vec![],
-            channel_labels: Default::default(),
-            heartbeat_seconds: 0,
-            default_agent_id: "main".into(),
-            agents: vec![],
-            sessions,
-            gateway: Some(GatewayHealth {
-                implementation: IMPLEMENTATION.into(),
-                version: VERSION.into(),
-                nodes: self.node_count() as u64,
-            }),
-        }
-    }
-
     /// Recomputes health; broadcasts a `health` event when it changed (ignoring timestamps).
     /// Returns the summary JSON.
     pub fn refresh_health(&self, force_event: bool) -> Arc<str> {
-        let summary = self.compute_health();
-        let json: Arc<str> = serde_json::to_string(&summary).unwrap_or_default().into();
-        let changed = {
-            let mut h = lock(&self.health);
-            let changed = match h.as_ref() {
-                None => true,
-                Some(old) => {
-                    let mut a = old.summary.clone();
-                    a.ts = summary.ts;
-                    a.duration_ms = summary.duration_ms;
-                    a != summary
-                }
-            };
-            *h = Some(HealthCache {
-                summary,
-                json: json.clone(),
-                at: Instant::now(),
-            });
-            changed
-        };
+        let sessions = self.config.state_dir.join("sessions");
+        let (json, changed) = self.health.refresh(&health::Inputs {
+            sessions_path: &sessions,
+            nodes: self.node_count() as u64,
+        });
         if changed || force_event {
             let sv = {
                 let mut sv = lock(&self.state_version);
@@ -516,10 +279,8 @@ impl Hub {
     /// The health summary JSON: cached when younger than 60 s, unless `probe`.
     pub fn health_json(&self, probe: bool) -> Arc<str> {
         if !probe {
-            if let Some(h) = lock(&self.health).as_ref() {
-                if h.at.elapsed() < HEALTH_CACHE {
-                    return h.json.clone();
-                }
+            if let Some(json) = self.health.fresh() {
+                return json;
             }
         }
         self.refresh_health(false)
@@ -527,18 +288,32 @@ impl Hub {
 
     // ---- system events ---------------------------------------------------------------------
 
-    /// Queues a system event text; returns its 1-based position counter.
-    pub fn queue_system_event(&self, text: String) -> u64 {
-        let mut q = lock(&self.system_events);
-        if q.len() >= SYSTEM_EVENTS_MAX {
-            q.pop_front();
+    /// Queues a system event text (cut to [`SYSTEM_EVENT_TEXT_MAX`] bytes); returns how many
+    /// are queued. The oldest go first past [`SYSTEM_EVENTS_MAX`] / [`SYSTEM_EVENTS_BYTES`].
+    pub fn queue_system_event(&self, mut text: String) -> u64 {
+        if text.len() > SYSTEM_EVENT_TEXT_MAX {
+            let mut end = SYSTEM_EVENT_TEXT_MAX;
+            while !text.is_char_boundary(end) {
+                end -= 1;
+            }
+            text.truncate(end);
         }
+        let mut g = lock(&self.system_events);
+        let (q, bytes) = &mut *g;
+        while !q.is_empty()
+            && (q.len() >= SYSTEM_EVENTS_MAX || *bytes + text.len() > SYSTEM_EVENTS_BYTES)
+        {
+            if let Some(old) = q.pop_front() {
+                *bytes -= old.len();
+            }
+        }
+        *bytes += text.len();
         q.push_back(text);
         q.len() as u64
     }
 
     pub fn system_events(&self) -> Vec<String> {
-        lock(&self.system_events).iter().cloned().collect()
+        lock(&self.system_events).0.iter().cloned().collect()
     }
 }
 
@@ -557,6 +332,7 @@ mod tests {
             token_generated: false,
             limits: Limits {
                 outbound_queue: queue,
+                max_buffered_bytes: 1 << 20,
                 ..Limits::default()
             },
             trusted_proxies: vec![],
@@ -583,7 +359,7 @@ mod tests {
     #[test]
     fn full_queue_drops_droppable_events_with_a_seq_gap_then_closes_on_ticks() {
         let (hub, dir) = hub(4);
-        let (conn, mut rx) = hub.register(reg());
+        let conn = hub.register(reg());
         for _ in 0..10 {
             hub.broadcast("presence", "{}", None, true, |_| true);
         }
@@ -591,16 +367,16 @@ mod tests {
         assert_eq!(conn.dropped.load(Ordering::Relaxed), 6);
         assert!(conn.close_request().is_none());
         let mut seqs = vec![];
-        while let Ok(Outbound::Frame(f)) = rx.try_recv() {
+        while let Some(f) = conn.outbox.try_next() {
+            conn.outbox.sent();
             let v: serde_json::Value = serde_json::from_str(&f).unwrap();
             seqs.push(v["seq"].as_u64().unwrap());
         }
         assert_eq!(seqs, vec![1, 2, 3, 4]);
         // The next event shows the gap to the client.
         hub.broadcast("presence", "{}", None, true, |_| true);
-        let Ok(Outbound::Frame(f)) = rx.try_recv() else {
-            panic!("no frame")
-        };
+        let f = conn.outbox.try_next().expect("a frame");
+        conn.outbox.sent();
         assert!(f.contains(r#""seq":11"#), "{f}");
         // A non-droppable event on a full queue closes the slow consumer with 1008.
         for _ in 0..5 {
@@ -625,7 +401,7 @@ mod tests {
             ts: now_ms(),
             ..Default::default()
         };
-        let (conn, _rx) = hub.register(Registration {
+        let conn = hub.register(Registration {
             presence: Some(("i-1".into(), entry)),
             ..reg()
         });

@@ -30,19 +30,25 @@
 //! * [`client`]: a small operator client (`pincer-gateway call`).
 //! * [`secret`]: random tokens and ids (crash-safe files come from `pincer-os`).
 
+pub mod admit;
 pub mod auth;
 pub mod client;
 pub mod config;
+pub mod conn;
 pub mod dedupe;
 pub mod devices;
 pub mod handshake;
+pub mod health;
 pub mod hub;
+pub mod limits;
 pub mod link;
 pub mod methods;
 pub mod nodes;
 pub mod pairing;
+pub mod presence;
 pub mod secret;
 pub mod server;
+pub mod upgrade;
 
 pub use config::Config;
 pub use server::{Gateway, GatewayError};

@@ -1,114 +1,65 @@
-//! One connection's life: upgrade, `connect.challenge`, the first frame, `hello-ok`, then the
-//! request/event loop with its bounded outbound queue.
+//! One connection's life, as bytes: upgrade, `connect.challenge`, the first frame, the answer
+//! [`admit`] decided on, then a reader and a writer that proceed independently.
 //!
-//! Frame limits: before `hello-ok` the socket is read through [`Limited`], which refuses more
-//! than 64 KiB (plus room for the HTTP upgrade), so a stranger cannot make the gateway buffer a
-//! large frame; after `hello-ok` frames up to `policy.maxPayload` are accepted.
+//! * Before `hello-ok` every read and write is under the handshake deadline, and reads are
+//!   capped at 64 KiB (plus the upgrade) by [`Limited`](crate::upgrade::Limited).
+//! * After it, the **reader** decodes requests and queues replies into the connection's
+//!   [`Outbox`](pincer_os::outbox::Outbox); the **writer** drains the outbox onto the socket. They
+//!   are two futures polled side by side, so a peer that stops reading stalls only the writer:
+//!   reading, ticks and close requests go on, the outbox fills to its byte budget and the
+//!   connection is closed as a slow consumer. A write that makes no progress for
+//!   [`write_deadline`] closes it too.
+//! * Every close (ours or the peer's) gets [`CLOSE_GRACE`] to flush, then the socket is dropped.
 
-use std::io;
 use std::net::IpAddr;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use pincer_protocol::close;
-use pincer_protocol::connect::{Features, HelloAuth, HelloOk, Policy, ServerInfo, Snapshot};
 use pincer_protocol::decode::{decode_request, DecodeError, Params};
 use pincer_protocol::error::ErrorShape;
 use pincer_protocol::frames::{encode_event_raw, encode_res_err, encode_res_ok};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
-use tokio::sync::mpsc;
-use tokio::time::{timeout_at, Instant};
-use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
+use tokio::time::{timeout, timeout_at, Instant};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
-use tokio_tungstenite::tungstenite::{Error as WsError, Message};
-use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::Message;
 
-use crate::handshake::{handshake, presence_entry, Peer};
-use crate::hub::{ConnHandle, Hub, Outbound, Registration};
+use crate::admit::admit;
+use crate::conn::ConnHandle;
+use crate::handshake::Rejected;
+use crate::hub::Hub;
 use crate::methods::{self, Dispatch, Refusal};
-use crate::{now_ms, secret, VERSION};
+use crate::upgrade::{self, is_over_limit, Ws, UPGRADE_ALLOWANCE};
+use crate::{now_ms, secret};
 
-/// Bytes allowed for the HTTP upgrade request on top of the pre-auth frame cap.
-const UPGRADE_ALLOWANCE: usize = 16 * 1024;
 /// Deferred requests (node invokes) one connection may have open at once.
 const MAX_IN_FLIGHT: usize = 64;
+/// Consecutive role violations before the socket is closed.
+const MAX_ROLE_VIOLATIONS: u32 = 10;
+/// Time a closing connection gets to flush its queued frames and the close frame.
+pub const CLOSE_GRACE: Duration = Duration::from_secs(2);
+/// A write's deadline: this much…
+const WRITE_BASE: Duration = Duration::from_secs(30);
+/// …plus a second per this many bytes of the frame (a 25 MiB frame gets ~7 min: a slow
+/// Wi-Fi link still delivers it, a peer that stopped reading is found out).
+const WRITE_BYTES_PER_SEC: usize = 64 * 1024;
+
+/// How long a frame of `len` bytes may take to write.
+pub fn write_deadline(len: usize) -> Duration {
+    WRITE_BASE + Duration::from_secs((len / WRITE_BYTES_PER_SEC) as u64)
+}
+
+type Sink = SplitSink<Ws, Message>;
+type Stream = SplitStream<Ws>;
 
 fn encode_reply(id: &str, r: methods::Reply) -> String {
     match r {
         Ok(payload) => pincer_protocol::frames::encode_res_ok_raw(id, &payload),
         Err(e) => encode_res_err(id, &e),
-    }
-}
-
-/// Consecutive role violations before the socket is closed.
-const MAX_ROLE_VIOLATIONS: u32 = 10;
-
-/// A stream that fails reads once more than `limit` bytes were read in total.
-pub struct Limited<S> {
-    inner: S,
-    read: usize,
-    limit: Arc<AtomicUsize>,
-}
-
-impl<S> Limited<S> {
-    pub fn new(inner: S, limit: Arc<AtomicUsize>) -> Self {
-        Limited {
-            inner,
-            read: 0,
-            limit,
-        }
-    }
-}
-
-/// Marker text of the error [`Limited`] returns.
-const OVER_LIMIT: &str = "preauth payload too large";
-
-impl<S: AsyncRead + Unpin> AsyncRead for Limited<S> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let before = buf.filled().len();
-        let r = Pin::new(&mut self.inner).poll_read(cx, buf);
-        if let Poll::Ready(Ok(())) = r {
-            self.read += buf.filled().len() - before;
-            if self.read > self.limit.load(Ordering::Relaxed) {
-                return Poll::Ready(Err(io::Error::new(io::ErrorKind::InvalidData, OVER_LIMIT)));
-            }
-        }
-        r
-    }
-}
-
-impl<S: AsyncWrite + Unpin> AsyncWrite for Limited<S> {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, buf)
-    }
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
-    }
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
-    }
-}
-
-fn is_over_limit(e: &WsError) -> bool {
-    match e {
-        WsError::Io(io) => io.to_string().contains(OVER_LIMIT),
-        WsError::Capacity(_) => true,
-        _ => false,
     }
 }
 
@@ -119,41 +70,18 @@ fn close_msg(code: u16, reason: &str) -> Message {
     }))
 }
 
-const FORWARD_HEADERS: [&str; 5] = [
-    "forwarded",
-    "x-forwarded-for",
-    "x-forwarded-proto",
-    "x-real-ip",
-    "x-forwarded-host",
-];
-
-fn host_is_local(host: &str) -> bool {
-    let h = host.trim();
-    let name = if let Some(rest) = h.strip_prefix('[') {
-        rest.split(']').next().unwrap_or("")
-    } else {
-        h.rsplit_once(':').map_or(h, |(n, p)| {
-            if p.chars().all(|c| c.is_ascii_digit()) {
-                n
-            } else {
-                h
-            }
-        })
-    };
-    name.eq_ignore_ascii_case("localhost")
-        || name.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
-}
-
 /// Serves one accepted TCP connection until it closes: the handshake (boxed, so its larger
-/// state is freed once the client is in), then the request/event loop, whose state is all an
+/// state is freed once the client is in), then the reader and writer, whose state is all an
 /// idle connection keeps. The caller took a pre-auth slot for `ip`; it is returned when the
 /// handshake ends, whichever way (or when the task is dropped).
 pub async fn serve(hub: Arc<Hub>, tcp: TcpStream, ip: IpAddr) {
     let slot = PreauthSlot { hub: &hub, ip };
     let est = Box::pin(establish(&hub, tcp, ip)).await;
     drop(slot);
-    if let Some(est) = est {
-        run(hub, est).await
+    if let Some((conn, ws)) = est {
+        run(&hub, &conn, ws).await;
+        hub.unregister(&conn);
+        tracing::info!(conn = %conn.conn_id, "disconnected");
     }
 }
 
@@ -165,86 +93,93 @@ struct PreauthSlot<'a> {
 
 impl Drop for PreauthSlot<'_> {
     fn drop(&mut self) {
-        self.hub.preauth_release(self.ip);
+        self.hub.preauth.release(self.ip);
     }
 }
 
-/// A connection that completed its handshake.
-struct Established {
-    conn: Arc<ConnHandle>,
-    rx: mpsc::Receiver<Outbound>,
-    sink: SplitSink<WebSocketStream<Limited<TcpStream>>, Message>,
-    stream: SplitStream<WebSocketStream<Limited<TcpStream>>>,
-    conn_id: String,
-    open: bool,
+/// The pre-auth side of a socket: everything bounded by one deadline.
+struct Preauth {
+    ws: Ws,
+    deadline: Instant,
 }
 
-/// Upgrade, challenge, `connect`, authentication and `hello-ok`; `None` when the client did
-/// not get in (it has been answered and closed).
-// The upgrade callback's error type is tungstenite's (an HTTP response).
-#[allow(clippy::result_large_err)]
-async fn establish(hub: &Arc<Hub>, tcp: TcpStream, ip: IpAddr) -> Option<Established> {
+impl Preauth {
+    /// Sends `msg` before the deadline; false when it could not.
+    async fn send(&mut self, msg: Message) -> bool {
+        matches!(
+            timeout_at(self.deadline, self.ws.send(msg)).await,
+            Ok(Ok(()))
+        )
+    }
+
+    /// Sends an error response (when there is a request id to answer) and the close.
+    async fn refuse(&mut self, res: Option<String>, code: u16, reason: &str) {
+        if let Some(res) = res {
+            if !self.send(Message::text(res)).await {
+                return;
+            }
+        }
+        self.send(close_msg(code, reason)).await;
+    }
+
+    /// The first text frame; `None` when the client left, stalled or broke a limit (it has
+    /// been told, where it can be).
+    async fn first_text(&mut self, ip: IpAddr, max: usize) -> Option<String> {
+        loop {
+            match timeout_at(self.deadline, self.ws.next()).await {
+                Err(_) => {
+                    tracing::debug!(%ip, "handshake timeout");
+                    self.refuse(None, close::NORMAL, "handshake timeout").await;
+                    return None;
+                }
+                Ok(None) | Ok(Some(Ok(Message::Close(_)))) => return None,
+                Ok(Some(Err(e))) => {
+                    if is_over_limit(&e) {
+                        self.refuse(None, close::TOO_BIG, close::reason::PREAUTH_TOO_LARGE)
+                            .await;
+                    }
+                    return None;
+                }
+                Ok(Some(Ok(Message::Text(t)))) if t.len() > max => {
+                    self.refuse(None, close::TOO_BIG, close::reason::PREAUTH_TOO_LARGE)
+                        .await;
+                    return None;
+                }
+                Ok(Some(Ok(Message::Text(t)))) => return Some(t.as_str().to_owned()),
+                Ok(Some(Ok(Message::Binary(_)))) => {
+                    self.refuse(None, close::NORMAL, "").await;
+                    return None;
+                }
+                Ok(Some(Ok(_))) => continue,
+            }
+        }
+    }
+}
+
+/// Upgrade, challenge, `connect`, admission and `hello-ok`; `None` when the client did not get
+/// in (it has been answered and closed, as far as it reads within the deadline).
+async fn establish(hub: &Arc<Hub>, tcp: TcpStream, ip: IpAddr) -> Option<(Arc<ConnHandle>, Ws)> {
     let limits = hub.config.limits;
     let limit = Arc::new(AtomicUsize::new(
         limits.preauth_max_payload + UPGRADE_ALLOWANCE,
     ));
-    let _ = tcp.set_nodelay(true);
     let deadline = Instant::now() + Duration::from_millis(limits.handshake_timeout_ms);
-
     let trusted = hub.config.trusted_proxies.contains(&ip);
-    let peer = Arc::new(Mutex::new(Peer {
-        client_ip: ip,
-        ip,
-        forwarded: false,
-        host_is_local: true,
-    }));
-    let peer_cb = peer.clone();
-    let callback = move |req: &Request, resp: Response| -> Result<Response, ErrorResponse> {
-        let h = req.headers();
-        let mut p = peer_cb.lock().unwrap_or_else(|e| e.into_inner());
-        p.forwarded = FORWARD_HEADERS.iter().any(|n| h.contains_key(*n));
-        if trusted {
-            // The proxy appends the address it saw last: that is the client as far as we trust.
-            let header = |n: &str| h.get(n).and_then(|v| v.to_str().ok());
-            let claimed = header("x-forwarded-for")
-                .and_then(|v| v.rsplit(',').next())
-                .or_else(|| header("x-real-ip"))
-                .and_then(|v| v.trim().parse::<IpAddr>().ok());
-            if let Some(c) = claimed {
-                p.client_ip = c;
-            }
-        }
-        p.host_is_local = h
-            .get("host")
-            .and_then(|v| v.to_str().ok())
-            .is_none_or(host_is_local);
-        Ok(resp)
-    };
-    let mut cfg = WebSocketConfig::default();
-    cfg.read_buffer_size = 1024;
-    cfg.write_buffer_size = 0;
-    cfg.max_message_size = Some(limits.max_payload);
-    cfg.max_frame_size = Some(limits.max_payload);
-    let stream = Limited::new(tcp, limit.clone());
-    let ws = match timeout_at(
+    let (ws, peer) = match timeout_at(
         deadline,
-        tokio_tungstenite::accept_hdr_async_with_config(stream, callback, Some(cfg)),
+        upgrade::accept(tcp, ip, trusted, &limits, limit.clone()),
     )
     .await
     {
-        Ok(Ok(ws)) => ws,
+        Ok(Ok(up)) => up,
         Ok(Err(e)) => {
             tracing::debug!(%ip, error = %e, "websocket upgrade failed");
             return None;
         }
-        Err(_) => {
-            return None;
-        }
+        Err(_) => return None,
     };
-    let peer = peer.lock().unwrap_or_else(|e| e.into_inner()).clone();
-    let (mut sink, mut stream) = ws.split();
+    let mut pre = Preauth { ws, deadline };
 
-    // Challenge, at once.
     let nonce = secret::uuid_v4();
     let challenge = encode_event_raw(
         "connect.challenge",
@@ -252,355 +187,254 @@ async fn establish(hub: &Arc<Hub>, tcp: TcpStream, ip: IpAddr) -> Option<Establi
         None,
         None,
     );
-    if sink.send(Message::text(challenge)).await.is_err() {
+    if !pre.send(Message::text(challenge)).await {
         return None;
     }
-
-    // First frame.
-    let first = loop {
-        match timeout_at(deadline, stream.next()).await {
-            Err(_) => {
-                tracing::debug!(%ip, "handshake timeout");
-                let _ = sink
-                    .send(close_msg(close::NORMAL, "handshake timeout"))
-                    .await;
-                return None;
-            }
-            Ok(None) | Ok(Some(Ok(Message::Close(_)))) => {
-                return None;
-            }
-            Ok(Some(Err(e))) => {
-                if is_over_limit(&e) {
-                    let _ = sink
-                        .send(close_msg(close::TOO_BIG, close::reason::PREAUTH_TOO_LARGE))
-                        .await;
-                }
-                return None;
-            }
-            Ok(Some(Ok(Message::Text(t)))) => break t,
-            Ok(Some(Ok(Message::Binary(_)))) => {
-                let _ = sink.send(close_msg(close::NORMAL, "")).await;
-                return None;
-            }
-            Ok(Some(Ok(_))) => continue,
-        }
-    };
-    if first.len() > limits.preauth_max_payload {
-        let _ = sink
-            .send(close_msg(close::TOO_BIG, close::reason::PREAUTH_TOO_LARGE))
-            .await;
-        return None;
-    }
-    let refuse = |id: &str, err: ErrorShape, code: u16, reason: String| {
-        (encode_res_err(id, &err), close_msg(code, &reason))
-    };
-    let (req_id, params) = match decode_request(first.as_str()) {
-        Err(DecodeError::NotJson(_)) => {
-            let _ = sink.send(close_msg(close::NORMAL, "")).await;
+    let first = pre.first_text(ip, limits.preauth_max_payload).await?;
+    let (req_id, params) = match decode_connect(&first) {
+        Ok(c) => c,
+        Err((res, code, reason)) => {
+            pre.refuse(res, code, &reason).await;
             return None;
         }
+    };
+    match admit(hub, &params, &nonce, &peer).await {
+        Ok(a) => {
+            limit.store(usize::MAX, Ordering::Relaxed);
+            if pre
+                .send(Message::text(encode_res_ok(&req_id, &a.hello)))
+                .await
+            {
+                Some((a.conn, pre.ws))
+            } else {
+                hub.unregister(&a.conn);
+                None
+            }
+        }
+        Err(Rejected {
+            error,
+            close_code,
+            close_reason,
+            ..
+        }) => {
+            let res = encode_res_err(&req_id, &error);
+            pre.refuse(Some(res), close_code, &close_reason).await;
+            None
+        }
+    }
+}
+
+/// A refusal of the first frame: the response to send (if any), the close code and reason.
+type FirstFrameRefusal = (Option<String>, u16, String);
+
+/// The first frame as a `connect` request: its id and params, or what to answer.
+fn decode_connect(
+    first: &str,
+) -> Result<(String, pincer_protocol::connect::ConnectParams), FirstFrameRefusal> {
+    let policy = |id: &str, message: &str, reason: &str| {
+        (
+            Some(encode_res_err(id, &ErrorShape::invalid(message))),
+            close::POLICY_VIOLATION,
+            reason.to_owned(),
+        )
+    };
+    match decode_request(first) {
+        Err(DecodeError::NotJson(_)) => Err((None, close::NORMAL, String::new())),
         Ok(r) => match r.params {
-            Params::Connect(p) => (r.id, p),
+            Params::Connect(p) => Ok((r.id, *p)),
             _ => {
                 let m = close::reason::FIRST_MUST_BE_CONNECT;
-                let (res, c) = refuse(
-                    &r.id,
-                    ErrorShape::invalid(m),
-                    close::POLICY_VIOLATION,
-                    m.into(),
-                );
-                let _ = sink.send(Message::text(res)).await;
-                let _ = sink.send(c).await;
-                return None;
+                Err(policy(&r.id, m, m))
             }
         },
-        Err(e) => {
-            let (msg, reason) = match &e {
-                DecodeError::InvalidParams {
-                    method, message, ..
-                } if method == "connect" => {
-                    let m = format!("invalid connect params: {message}");
-                    (m.clone(), m)
-                }
-                DecodeError::InvalidParams { .. } => (
-                    close::reason::FIRST_MUST_BE_CONNECT.to_owned(),
-                    close::reason::FIRST_MUST_BE_CONNECT.to_owned(),
-                ),
-                _ => (e.message(), close::reason::INVALID_FRAME.to_owned()),
-            };
-            let (res, c) = refuse(
-                e.reply_id(),
-                ErrorShape::invalid(msg),
-                close::POLICY_VIOLATION,
-                reason,
-            );
-            let _ = sink.send(Message::text(res)).await;
-            let _ = sink.send(c).await;
-            return None;
-        }
-    };
-
-    if hub.is_shutting_down() {
-        let e = ErrorShape::unavailable("gateway is shutting down").retry_after(1000);
-        let _ = sink.send(Message::text(encode_res_err(&req_id, &e))).await;
-        let _ = sink
-            .send(close_msg(
-                close::SERVICE_RESTART,
-                close::reason::SERVICE_RESTART,
-            ))
-            .await;
-        return None;
-    }
-
-    // Handshake.
-    let now = now_ms();
-    if let Some(wait) = hub.auth_locked(peer.client_ip, now) {
-        let e = ErrorShape::invalid(
-            "unauthorized: too many failed authentication attempts (retry later)",
-        )
-        .with_details(serde_json::json!({
-            "code": pincer_protocol::error::detail::AUTH_RATE_LIMITED,
-            "authReason": "rate_limited",
-            "recommendedNextStep": "wait_then_retry",
-        }))
-        .retry_after(wait);
-        let _ = sink.send(Message::text(encode_res_err(&req_id, &e))).await;
-        let _ = sink
-            .send(close_msg(
-                close::POLICY_VIOLATION,
-                "unauthorized: rate limited",
-            ))
-            .await;
-        return None;
-    }
-    let generation = hub.devices.generation();
-    let mut accepted = handshake(hub, &params, &nonce, &peer, now);
-    // Pairing, a new device token, a pending request: on disk before the client hears of it.
-    if hub.devices.generation() != generation {
-        if let Err(e) = hub.devices.durable().await {
-            if accepted.is_ok() {
-                accepted = Err(crate::handshake::Rejected::unavailable(format!(
-                    "pairing state not saved: {e}"
-                )));
+        Err(e) => Err(match &e {
+            DecodeError::InvalidParams {
+                method, message, ..
+            } if method == "connect" => {
+                let m = format!("invalid connect params: {message}");
+                policy(e.reply_id(), &m, &m)
             }
-        }
-    }
-    let accepted = match accepted {
-        Ok(a) => a,
-        Err(r) => {
-            if r.auth_failure {
-                hub.auth_failed(peer.client_ip, now);
+            DecodeError::InvalidParams { .. } => {
+                let m = close::reason::FIRST_MUST_BE_CONNECT;
+                policy(e.reply_id(), m, m)
             }
-            tracing::info!(%ip, client_ip = %peer.client_ip, auth_failure = r.auth_failure, client = params.client.id.as_str(), reason = %r.close_reason, "connect refused");
-            let _ = sink
-                .send(Message::text(encode_res_err(&req_id, &r.error)))
-                .await;
-            let _ = sink.send(close_msg(r.close_code, &r.close_reason)).await;
-            return None;
-        }
-    };
-    let conn_id = secret::uuid_v4();
-    let presence = presence_entry(&params, &accepted, &peer, &conn_id, now);
-    let node = match (accepted.role, &accepted.device_id) {
-        (pincer_protocol::scopes::Role::Node, Some(id)) => Some(crate::nodes::admit(
-            hub,
-            &params,
-            id,
-            &peer.client_ip.to_string(),
-            now,
-        )),
-        _ => None,
-    };
-    let (conn, rx) = hub.register(Registration {
-        node,
-        conn_id: conn_id.clone(),
-        device_id: accepted.device_id.clone(),
-        role: accepted.role,
-        scopes: accepted.scopes.clone(),
-        protocol: accepted.protocol,
-        presence,
-    });
-    let admin = conn.has_scope(pincer_protocol::scopes::ADMIN);
-    let hello = HelloOk {
-        kind: Default::default(),
-        protocol: accepted.protocol,
-        server: ServerInfo {
-            version: VERSION.into(),
-            conn_id: conn_id.clone(),
-        },
-        features: Features {
-            methods: methods::METHODS.iter().map(|s| s.to_string()).collect(),
-            events: methods::EVENTS.iter().map(|s| s.to_string()).collect(),
-        },
-        snapshot: Snapshot {
-            presence: hub.presence(),
-            health: serde_json::from_str(&hub.health_json(false))
-                .unwrap_or(serde_json::Value::Null),
-            state_version: hub.state_version(),
-            uptime_ms: hub.uptime_ms(),
-            config_path: admin
-                .then(|| {
-                    hub.config
-                        .config_path
-                        .as_ref()
-                        .map(|p| p.display().to_string())
-                })
-                .flatten(),
-            state_dir: admin.then(|| hub.config.state_dir.display().to_string()),
-            auth_mode: admin.then(|| hub.config.auth.name().to_owned()),
-            session_defaults: None,
-        },
-        auth: Some(HelloAuth {
-            device_token: accepted.device_token.as_ref().map(|(t, _)| t.clone()),
-            role: accepted.role.as_str().into(),
-            scopes: accepted.scopes.clone(),
-            issued_at_ms: accepted.device_token.as_ref().map(|(_, at)| *at),
-            method: Some(accepted.method.as_str().into()),
+            _ => policy(e.reply_id(), &e.message(), close::reason::INVALID_FRAME),
         }),
-        policy: Policy {
-            max_payload: limits.max_payload as u64,
-            max_buffered_bytes: limits.max_buffered_bytes as u64,
-            tick_interval_ms: limits.tick_interval_ms,
-        },
-    };
-    limit.store(usize::MAX, Ordering::Relaxed);
-    tracing::info!(
-        %ip, conn = %conn_id, client = params.client.id.as_str(), mode = params.client.mode.as_str(),
-        role = accepted.role.as_str(), protocol = accepted.protocol, auth = accepted.method.as_str(), "connected"
-    );
-    let open = sink
-        .send(Message::text(encode_res_ok(&req_id, &hello)))
-        .await
-        .is_ok();
-
-    Some(Established {
-        conn,
-        rx,
-        sink,
-        stream,
-        conn_id,
-        open,
-    })
+    }
 }
 
-/// The request / event loop of an established connection.
-async fn run(hub: Arc<Hub>, est: Established) {
-    let Established {
-        conn,
-        mut rx,
-        mut sink,
-        mut stream,
-        conn_id,
-        mut open,
-    } = est;
+/// How the reader stopped.
+enum ReadEnd {
+    /// The peer sent a close frame (tungstenite queued the reply).
+    PeerClosed,
+    /// The socket is gone (EOF, reset, protocol error): nothing more can be sent.
+    Gone,
+    /// We close: `ConnHandle::kill` was called with the code and reason.
+    Closing,
+}
+
+/// The established connection: reader and writer side by side until either ends, then the
+/// close, bounded by [`CLOSE_GRACE`].
+async fn run(hub: &Arc<Hub>, conn: &Arc<ConnHandle>, ws: Ws) {
+    let (mut sink, mut stream) = ws.split();
+    let ended = {
+        let reader = read_frames(hub, conn, &mut stream);
+        let writer = write_frames(conn, &mut sink);
+        tokio::pin!(reader, writer);
+        tokio::select! {
+            end = &mut reader => Some(end),
+            alive = &mut writer => alive.then_some(ReadEnd::Closing),
+        }
+    };
+    match ended {
+        // The writer failed or timed out: the socket is of no more use.
+        None | Some(ReadEnd::Gone) => {}
+        Some(ReadEnd::PeerClosed) => {
+            let _ = timeout(CLOSE_GRACE, sink.close()).await;
+        }
+        Some(ReadEnd::Closing) => {
+            let (code, reason) = conn
+                .close_request()
+                .unwrap_or((close::NORMAL, String::new()));
+            let _ = timeout(CLOSE_GRACE, async {
+                // Flush what was queued before the close request (e.g. `shutdown`).
+                while let Some(f) = conn.outbox.try_next() {
+                    sink.send(Message::text(f)).await?;
+                    conn.outbox.sent();
+                }
+                sink.send(close_msg(code, &reason)).await
+            })
+            .await;
+        }
+    }
+    conn.outbox.close();
+}
+
+/// Drains the outbox onto the socket until the connection is killed (`true`) or a write fails
+/// or misses its deadline (`false`).
+async fn write_frames(conn: &ConnHandle, sink: &mut Sink) -> bool {
+    loop {
+        let frame = tokio::select! {
+            biased;
+            _ = conn.killed() => return true,
+            f = conn.outbox.next() => match f {
+                Some(f) => f,
+                None => return true,
+            },
+        };
+        let deadline = write_deadline(frame.len());
+        let written = tokio::select! {
+            biased;
+            _ = conn.killed() => return true,
+            r = timeout(deadline, sink.send(Message::text(frame))) => r,
+        };
+        conn.outbox.sent();
+        match written {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::debug!(conn = %conn.conn_id, error = %e, "write failed");
+                return false;
+            }
+            Err(_) => {
+                tracing::warn!(conn = %conn.conn_id, "peer stopped reading (write deadline); closing");
+                return false;
+            }
+        }
+    }
+}
+
+/// Reads and answers requests until the peer leaves or the connection must close.
+async fn read_frames(hub: &Arc<Hub>, conn: &Arc<ConnHandle>, stream: &mut Stream) -> ReadEnd {
     let mut role_violations = 0u32;
     let in_flight = Arc::new(tokio::sync::Semaphore::new(MAX_IN_FLIGHT));
-    while open {
-        tokio::select! {
+    loop {
+        let msg = tokio::select! {
             biased;
-            _ = conn.closing.notified() => {
-                // Flush what was queued before the close request (e.g. `shutdown`).
-                while let Ok(Outbound::Frame(f)) = rx.try_recv() {
-                    if sink.send(Message::text(f)).await.is_err() {
-                        break;
-                    }
+            _ = conn.killed() => return ReadEnd::Closing,
+            m = stream.next() => m,
+        };
+        let text = match msg {
+            None => return ReadEnd::Gone,
+            Some(Ok(Message::Close(_))) => return ReadEnd::PeerClosed,
+            Some(Err(e)) => {
+                if is_over_limit(&e) {
+                    conn.kill(close::TOO_BIG, "max payload size exceeded");
+                    return ReadEnd::Closing;
                 }
-                let (code, reason) = conn.close_request().unwrap_or((close::NORMAL, String::new()));
-                let _ = sink.send(close_msg(code, &reason)).await;
-                open = false;
+                return ReadEnd::Gone;
             }
-            out = rx.recv() => match out {
-                Some(Outbound::Frame(f)) => open = sink.send(Message::text(f)).await.is_ok(),
-                None => open = false,
-            },
-            msg = stream.next() => match msg {
-                None => open = false,
-                Some(Ok(Message::Close(_))) => {
-                    // Complete the close handshake: tungstenite queued our reply, flush it.
-                    let _ = sink.close().await;
-                    open = false;
+            Some(Ok(Message::Text(t))) => t,
+            Some(Ok(_)) => continue,
+        };
+        // The reply's place comes before any event that handling the request causes.
+        let slot = conn.outbox.reserve();
+        let reply = match decode_request(text.as_str()) {
+            Err(DecodeError::NotJson(_)) => {
+                tracing::debug!(conn = %conn.conn_id, "ignoring non-JSON frame");
+                conn.outbox.cancel(slot);
+                continue;
+            }
+            Err(DecodeError::InvalidParams { id, method, .. }) if method == "connect" => {
+                encode_res_err(
+                    &id,
+                    &ErrorShape::invalid("connect is only valid as the first request"),
+                )
+            }
+            Err(e) => encode_res_err(e.reply_id(), &ErrorShape::invalid(e.message())),
+            Ok(req) => {
+                let id = req.id.clone();
+                let generation = hub.devices.generation();
+                let (dispatch, refusal) = methods::dispatch(hub, conn, req);
+                if refusal == Refusal::Role {
+                    role_violations += 1;
+                } else {
+                    role_violations = 0;
                 }
-                Some(Err(e)) => {
-                    if is_over_limit(&e) {
-                        let _ = sink.send(close_msg(close::TOO_BIG, "max payload size exceeded")).await;
+                match dispatch {
+                    Dispatch::Now(r) => {
+                        // A reply about a trust change goes out once it is on disk.
+                        let r = if hub.devices.generation() != generation {
+                            match hub.devices.durable().await {
+                                Ok(()) => r,
+                                Err(e) => Err(ErrorShape::unavailable(format!("not saved: {e}"))),
+                            }
+                        } else {
+                            r
+                        };
+                        encode_reply(&id, r)
                     }
-                    open = false;
-                }
-                Some(Ok(Message::Text(t))) => {
-                    let res = match decode_request(t.as_str()) {
-                        Err(DecodeError::NotJson(_)) => {
-                            tracing::debug!(conn = %conn_id, "ignoring non-JSON frame");
+                    Dispatch::Later(fut) => match in_flight.clone().try_acquire_owned() {
+                        Ok(permit) => {
+                            conn.outbox.cancel(slot);
+                            // Answered when ready, through the outbox.
+                            let conn = conn.clone();
+                            tokio::spawn(async move {
+                                let frame = encode_reply(&id, fut.await);
+                                conn.send_or_close(frame);
+                                drop(permit);
+                            });
                             continue;
                         }
-                        Err(DecodeError::InvalidParams { id, method, .. }) if method == "connect" => {
-                            encode_res_err(&id, &ErrorShape::invalid("connect is only valid as the first request"))
-                        }
-                        Err(e) => encode_res_err(e.reply_id(), &ErrorShape::invalid(e.message())),
-                        Ok(req) => {
-                            let id = req.id.clone();
-                            let generation = hub.devices.generation();
-                            let (reply, refusal) = methods::dispatch(&hub, &conn, req);
-                            if refusal == Refusal::Role {
-                                role_violations += 1;
-                            } else {
-                                role_violations = 0;
-                            }
-                            match reply {
-                                Dispatch::Now(r) => {
-                                    // A reply about a trust change goes out once it is on disk.
-                                    let r = if hub.devices.generation() != generation {
-                                        match hub.devices.durable().await {
-                                            Ok(()) => r,
-                                            Err(e) => Err(ErrorShape::unavailable(format!("not saved: {e}"))),
-                                        }
-                                    } else {
-                                        r
-                                    };
-                                    encode_reply(&id, r)
-                                }
-                                Dispatch::Later(fut) => match in_flight.clone().try_acquire_owned() {
-                                    Ok(permit) => {
-                                        // Answered when ready, through the outbound queue.
-                                        let conn = conn.clone();
-                                        tokio::spawn(async move {
-                                            let frame = encode_reply(&id, fut.await);
-                                            conn.send(Outbound::Frame(frame)).await;
-                                            drop(permit);
-                                        });
-                                        continue;
-                                    }
-                                    Err(_) => encode_res_err(
-                                        &id,
-                                        &ErrorShape::unavailable("too many requests in flight on this connection").retry_after(500),
-                                    ),
-                                },
-                            }
-                        }
-                    };
-                    open = sink.send(Message::text(res)).await.is_ok();
-                    if role_violations >= MAX_ROLE_VIOLATIONS {
-                        let _ = sink.send(close_msg(close::POLICY_VIOLATION, close::reason::REPEATED_UNAUTHORIZED)).await;
-                        open = false;
-                    }
+                        Err(_) => encode_res_err(
+                            &id,
+                            &ErrorShape::unavailable(
+                                "too many requests in flight on this connection",
+                            )
+                            .retry_after(500),
+                        ),
+                    },
                 }
-                Some(Ok(_)) => {}
-            },
+            }
+        };
+        if !conn.reply(slot, reply) {
+            return ReadEnd::Closing;
         }
-    }
-    hub.unregister(&conn);
-    tracing::info!(conn = %conn_id, "disconnected");
-}
-
-#[cfg(test)]
-mod tests {
-    use super::host_is_local;
-
-    #[test]
-    fn host_header_locality() {
-        assert!(host_is_local("127.0.0.1:18789"));
-        assert!(host_is_local("localhost"));
-        assert!(host_is_local("[::1]:18789"));
-        assert!(!host_is_local("gateway.example:18789"));
-        assert!(!host_is_local("192.168.1.4:18789"));
+        if role_violations >= MAX_ROLE_VIOLATIONS {
+            conn.kill(
+                close::POLICY_VIOLATION,
+                close::reason::REPEATED_UNAUTHORIZED,
+            );
+            return ReadEnd::Closing;
+        }
     }
 }

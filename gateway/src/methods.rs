@@ -17,7 +17,8 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 
 use crate::config::AuthMode;
-use crate::hub::{ConnHandle, Hub};
+use crate::conn::ConnHandle;
+use crate::hub::Hub;
 use crate::{now_ms, IMPLEMENTATION, VERSION};
 
 /// Methods this gateway implements (advertised in `hello-ok.features.methods`).

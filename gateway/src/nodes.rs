@@ -16,8 +16,8 @@ use pincer_protocol::methods::{NodeInvokeResult, NodeInvokeResultParams, NodeLis
 use serde_json::{json, Value};
 use tokio::sync::oneshot;
 
+use crate::conn::ConnHandle;
 use crate::devices::NodePending;
-use crate::hub::{ConnHandle, Outbound};
 use pincer_protocol::connect::ConnectParams;
 use pincer_protocol::scopes;
 
@@ -411,7 +411,7 @@ impl NodeRegistry {
             },
         );
         let frame = encode_event_raw("node.invoke.request", &payload.to_string(), None, None);
-        if !conn.try_send(Outbound::Frame(frame)) {
+        if !conn.try_send(frame) {
             lock(&self.invokes).remove(&id);
             return Err(
                 ErrorShape::unavailable("node is not keeping up (outbound queue full)")
@@ -427,12 +427,12 @@ impl NodeRegistry {
                 lock(&self.invokes).remove(&id);
                 // Tell the node to stop working on it.
                 let cancel = json!({ "invokeId": id, "nodeId": node_id });
-                let _ = conn.try_send(Outbound::Frame(encode_event_raw(
+                let _ = conn.try_send(encode_event_raw(
                     "node.invoke.cancel",
                     &cancel.to_string(),
                     None,
                     None,
-                )));
+                ));
                 Err(ErrorShape::unavailable("TIMEOUT: node invoke timed out").with_details(json!({
                     "nodeError": { "code": "TIMEOUT", "message": format!("no result within {timeout} ms") }
                 })))

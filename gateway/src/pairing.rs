@@ -11,8 +11,9 @@ use pincer_protocol::methods::{
 use pincer_protocol::scopes::{self, Role};
 use serde_json::json;
 
+use crate::conn::ConnHandle;
 use crate::devices::DeviceStoreError;
-use crate::hub::{ConnHandle, Hub};
+use crate::hub::Hub;
 use crate::methods::{to_json, Reply};
 use crate::now_ms;
 
@@ -249,13 +250,11 @@ pub fn node_approve(hub: &Hub, caller: &ConnHandle, id_or_code: &str) -> Reply {
         }
         // The node learns at once that its surface changed.
         let ev = json!({ "requestId": req.request_id, "nodeId": req.node_id, "decision": "approved", "ts": now });
-        let _ = conn.try_send(crate::hub::Outbound::Frame(
-            pincer_protocol::frames::encode_event_raw(
-                "node.pair.resolved",
-                &ev.to_string(),
-                None,
-                None,
-            ),
+        let _ = conn.try_send(pincer_protocol::frames::encode_event_raw(
+            "node.pair.resolved",
+            &ev.to_string(),
+            None,
+            None,
         ));
     }
     tracing::info!(node_id = %req.node_id, commands = ?approval.commands, "node surface approved");

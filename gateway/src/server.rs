@@ -104,7 +104,7 @@ impl Gateway {
                 accepted = self.listener.accept() => match accepted {
                     Ok((tcp, addr)) => {
                         let ip = addr.ip();
-                        if hub.preauth_acquire(ip) {
+                        if hub.preauth.acquire(ip) {
                             tokio::spawn(link::serve(hub.clone(), tcp, ip));
                         } else {
                             tracing::warn!(%ip, "too many unauthenticated sockets; answering 503");

@@ -3,11 +3,13 @@
 //! Small pieces of operating-system plumbing that both binaries need, written once:
 //! crash-safe state files ([`write_atomic`], [`ensure_private_dir`]), logging setup
 //! ([`init_logging`]), environment lookups ([`env_first`]) and systemd readiness and watchdog
-//! notifications ([`notify`]).
+//! notifications ([`notify`]), and the byte-bounded outbound queue of a WebSocket link
+//! ([`outbox`]).
 //!
 //! **Must not touch:** the protocol, sockets or hardware.
 
 pub mod notify;
+pub mod outbox;
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};

@@ -1,0 +1,150 @@
+//! An authenticated connection as the rest of the gateway sees it: who it is (role, scopes,
+//! device), its bounded [`Outbox`], its event `seq`, and the close request that ends it.
+//!
+//! Nothing here touches the socket: the link's writer drains the outbox, and [`ConnHandle::kill`]
+//! asks the link to close. Every producer pushes without waiting, so a peer that stops reading
+//! can only fill its own outbox — and then it is closed as a slow consumer.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Mutex;
+
+use pincer_protocol::close;
+use pincer_protocol::connect::PresenceEntry;
+use pincer_protocol::scopes::Role;
+use tokio::sync::Notify;
+
+use pincer_os::outbox::{Full, Outbox};
+
+/// A registered (authenticated) connection.
+#[derive(Debug)]
+pub struct ConnHandle {
+    /// Registry key (process-local, never reused).
+    pub id: u64,
+    /// `hello-ok.server.connId`.
+    pub conn_id: String,
+    pub device_id: Option<String>,
+    pub role: Role,
+    pub scopes: Vec<String>,
+    pub protocol: u32,
+    /// Presence key when the connection is listed in presence.
+    pub presence_key: Option<String>,
+    /// Frames waiting for the link's writer.
+    pub outbox: Outbox,
+    seq: AtomicU64,
+    close: Mutex<Option<(u16, String)>>,
+    killed: AtomicBool,
+    closing: Notify,
+    /// Events skipped because the outbox was full.
+    pub dropped: AtomicU64,
+    /// Set for `role: "node"` connections.
+    pub node: Option<crate::nodes::NodeSession>,
+}
+
+/// Details of a new connection for [`crate::hub::Hub::register`].
+#[derive(Debug)]
+pub struct Registration {
+    pub conn_id: String,
+    pub device_id: Option<String>,
+    pub role: Role,
+    pub scopes: Vec<String>,
+    pub protocol: u32,
+    pub presence: Option<(String, PresenceEntry)>,
+    pub node: Option<crate::nodes::NodeSession>,
+}
+
+impl ConnHandle {
+    pub(crate) fn new(id: u64, r: Registration, outbox: Outbox) -> ConnHandle {
+        ConnHandle {
+            id,
+            conn_id: r.conn_id,
+            device_id: r.device_id,
+            role: r.role,
+            scopes: r.scopes,
+            protocol: r.protocol,
+            presence_key: r.presence.as_ref().map(|(k, _)| k.clone()),
+            outbox,
+            seq: AtomicU64::new(0),
+            close: Mutex::new(None),
+            killed: AtomicBool::new(false),
+            closing: Notify::new(),
+            dropped: AtomicU64::new(0),
+            node: r.node,
+        }
+    }
+
+    /// The next event `seq` of this connection.
+    pub(crate) fn next_seq(&self) -> u64 {
+        self.seq.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    /// Queues a frame that may be skipped when the outbox is full; false when it was.
+    pub fn try_send(&self, frame: String) -> bool {
+        self.outbox.push(frame).is_ok()
+    }
+
+    /// Queues a frame that must not be lost (a response, `tick`, `shutdown`): when the outbox
+    /// is full the connection is closed with 1008 "slow consumer" instead. False when the frame
+    /// was not queued.
+    pub fn send_or_close(&self, frame: String) -> bool {
+        match self.outbox.push(frame) {
+            Ok(()) => true,
+            Err(Full::Closed) => false,
+            Err(full) => {
+                tracing::warn!(conn = %self.conn_id, %full, "closing slow consumer");
+                self.kill(close::POLICY_VIOLATION, close::reason::SLOW_CONSUMER);
+                false
+            }
+        }
+    }
+
+    /// Puts a response in the place reserved for it; like [`ConnHandle::send_or_close`] when
+    /// the outbox is over budget.
+    pub fn reply(&self, slot: pincer_os::outbox::Slot, frame: String) -> bool {
+        match self.outbox.fill(slot, frame) {
+            Ok(()) => true,
+            Err(Full::Closed) => false,
+            Err(full) => {
+                tracing::warn!(conn = %self.conn_id, %full, "closing slow consumer");
+                self.kill(close::POLICY_VIOLATION, close::reason::SLOW_CONSUMER);
+                false
+            }
+        }
+    }
+
+    /// Asks the link to close with `code`/`reason` (the first request wins). Frames queued
+    /// before it are still flushed (within the link's close grace), later ones are refused.
+    pub fn kill(&self, code: u16, reason: &str) {
+        {
+            let mut c = self.close.lock().unwrap_or_else(|p| p.into_inner());
+            if c.is_none() {
+                *c = Some((code, reason.to_owned()));
+            }
+        }
+        self.outbox.close();
+        self.killed.store(true, Ordering::Release);
+        self.closing.notify_waiters();
+    }
+
+    /// The pending close request, if any.
+    pub fn close_request(&self) -> Option<(u16, String)> {
+        self.close.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Resolves once [`ConnHandle::kill`] was called (at once if it already was).
+    pub async fn killed(&self) {
+        loop {
+            let notified = self.closing.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.killed.load(Ordering::Acquire) {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    /// Whether an operator connection holds `scope` (admin holds all).
+    pub fn has_scope(&self, scope: &str) -> bool {
+        pincer_protocol::scopes::satisfies(&self.scopes, scope)
+    }
+}
