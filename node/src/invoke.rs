@@ -4,16 +4,20 @@
 //! * unknown command → `UNAVAILABLE` "command not supported"; bad params → `INVALID_REQUEST`;
 //! * at most [`MAX_CONCURRENT`] run at once; beyond that → `UNAVAILABLE` "node busy";
 //! * `timeoutMs` is honoured (`TIMEOUT`); `node.invoke.cancel` aborts a running command;
-//! * a result larger than the gateway's `policy.maxPayload` → `PAYLOAD_TOO_LARGE`.
+//! * a result larger than the gateway's `policy.maxPayload` → `PAYLOAD_TOO_LARGE`;
+//! * results go into the link's byte-bounded [`Out`] without waiting; when it is full the
+//!   gateway is not reading, the outbox is closed and the link reconnects (the gateway fails
+//!   the connection's invokes itself).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use pincer_os::outbox::{Outbox, Weighed};
 use pincer_protocol::methods::NodeInvokeRequest;
 use serde_json::{json, Value};
-use tokio::sync::{mpsc, Semaphore};
+use tokio::sync::Semaphore;
 use tokio::task::AbortHandle;
 
 use crate::commands::{CommandError, Registry};
@@ -42,6 +46,24 @@ pub struct Outbound {
     pub text: String,
 }
 
+impl Weighed for Outbound {
+    fn bytes(&self) -> usize {
+        self.text.len()
+    }
+}
+
+/// The link's outbound queue, shared with the commands that answer into it.
+pub type Out = Arc<Outbox<Outbound>>;
+
+/// Queues `frame`; when the outbox is over budget the gateway has stopped reading: the outbox
+/// is closed, which ends the link.
+pub fn send(out: &Out, frame: Outbound) {
+    if let Err(full) = out.push(frame) {
+        tracing::warn!(%full, "the gateway is not reading; closing the link");
+        out.close();
+    }
+}
+
 /// The `node.invoke.result` request for `invoke_id`.
 pub fn result_frame(
     invoke_id: &str,
@@ -64,14 +86,6 @@ pub fn result_frame(
         method: "node.invoke.result",
         text,
     }
-}
-
-/// Queues `frame` without waiting for room in the link's queue.
-fn send_later(out: &mpsc::Sender<Outbound>, frame: Outbound) {
-    let out = out.clone();
-    tokio::spawn(async move {
-        let _ = out.send(frame).await;
-    });
 }
 
 /// A fresh request id.
@@ -112,9 +126,9 @@ impl Dispatcher {
     }
 
     /// Starts serving `req`; its one `node.invoke.result` goes to `out`.
-    pub fn dispatch(&self, req: NodeInvokeRequest, node_id: &str, out: mpsc::Sender<Outbound>) {
+    pub fn dispatch(&self, req: NodeInvokeRequest, node_id: &str, out: &Out) {
         let reply_now = |outcome: Result<String, CommandError>| {
-            send_later(&out, result_frame(&req.id, node_id, outcome));
+            send(out, result_frame(&req.id, node_id, outcome));
         };
         let Some(cmd) = self.registry.get(&req.command) else {
             reply_now(Err(CommandError::unavailable("command not supported")));
@@ -143,6 +157,7 @@ impl Dispatcher {
         let (invoke_id, node_id, command) =
             (req.id.clone(), node_id.to_owned(), req.command.clone());
         let registry = self.running.clone();
+        let out = out.clone();
         let task = tokio::spawn(async move {
             let outcome = match tokio::time::timeout(timeout, cmd.run(params)).await {
                 Err(_) => Err(CommandError::new(
@@ -176,7 +191,7 @@ impl Dispatcher {
                 .is_some();
             drop(permit);
             if mine {
-                let _ = out.send(frame).await;
+                send(&out, frame);
             }
         });
         running.insert(req.id.clone(), task.abort_handle());
@@ -184,14 +199,8 @@ impl Dispatcher {
 
     /// A `node.invoke.request` that does not decode but names its id: answer
     /// `INVALID_REQUEST` rather than leave the operator waiting for the timeout.
-    pub fn reject(
-        &self,
-        invoke_id: &str,
-        node_id: &str,
-        message: String,
-        out: &mpsc::Sender<Outbound>,
-    ) {
-        send_later(
+    pub fn reject(&self, invoke_id: &str, node_id: &str, message: String, out: &Out) {
+        send(
             out,
             result_frame(invoke_id, node_id, Err(CommandError::invalid(message))),
         );
@@ -199,7 +208,7 @@ impl Dispatcher {
 
     /// `node.invoke.cancel`: stops the command (its child processes are killed on drop) and
     /// reports `CANCELLED`. False when it is not running (finished, or never started).
-    pub fn cancel(&self, invoke_id: &str, node_id: &str, out: &mpsc::Sender<Outbound>) -> bool {
+    pub fn cancel(&self, invoke_id: &str, node_id: &str, out: &Out) -> bool {
         let handle = self
             .running
             .lock()
@@ -209,7 +218,7 @@ impl Dispatcher {
             Some(h) => {
                 // The aborted task drops its permit and its child process.
                 h.abort();
-                send_later(
+                send(
                     out,
                     result_frame(
                         invoke_id,
@@ -285,11 +294,16 @@ mod tests {
         }
     }
 
-    async fn result(rx: &mut mpsc::Receiver<Outbound>) -> Value {
-        let f = tokio::time::timeout(Duration::from_secs(3), rx.recv())
+    fn outbox() -> Out {
+        Arc::new(Outbox::new(16, 1 << 20))
+    }
+
+    async fn result(rx: &mut Out) -> Value {
+        let f = tokio::time::timeout(Duration::from_secs(3), rx.next())
             .await
             .expect("a result")
             .expect("open");
+        rx.sent();
         let v: Value = serde_json::from_str(&f.text).expect("json");
         assert_eq!(v["method"], "node.invoke.result");
         v["params"].clone()
@@ -306,22 +320,19 @@ mod tests {
     #[tokio::test]
     async fn every_invoke_gets_exactly_one_fitting_result() {
         let d = dispatcher();
-        let (tx, mut rx) = mpsc::channel(16);
+        let mut rx = outbox();
+        let tx = rx.clone();
         // paramsJSON as string, null, or absent.
-        d.dispatch(
-            req("1", "t.echo", Some(r#"{"a":1}"#), None),
-            "n",
-            tx.clone(),
-        );
+        d.dispatch(req("1", "t.echo", Some(r#"{"a":1}"#), None), "n", &tx);
         assert_eq!(result(&mut rx).await["payloadJSON"], r#"{"a":1}"#);
-        d.dispatch(req("2", "t.echo", None, None), "n", tx.clone());
+        d.dispatch(req("2", "t.echo", None, None), "n", &tx);
         assert_eq!(result(&mut rx).await["payloadJSON"], "{}");
-        d.dispatch(req("3", "t.echo", Some("null"), None), "n", tx.clone());
+        d.dispatch(req("3", "t.echo", Some("null"), None), "n", &tx);
         assert_eq!(result(&mut rx).await["payloadJSON"], "{}");
-        d.dispatch(req("4", "t.echo", Some("{not json"), None), "n", tx.clone());
+        d.dispatch(req("4", "t.echo", Some("{not json"), None), "n", &tx);
         assert_eq!(result(&mut rx).await["error"]["code"], "INVALID_REQUEST");
         // Unknown command.
-        d.dispatch(req("5", "camera.snap", None, None), "n", tx.clone());
+        d.dispatch(req("5", "camera.snap", None, None), "n", &tx);
         let r = result(&mut rx).await;
         assert_eq!(
             (
@@ -336,7 +347,7 @@ mod tests {
             )
         );
         // Timeout.
-        d.dispatch(req("6", "t.sleep", None, Some(100)), "n", tx.clone());
+        d.dispatch(req("6", "t.sleep", None, Some(100)), "n", &tx);
         let r = result(&mut rx).await;
         assert_eq!(
             (r["id"].as_str(), r["error"]["code"].as_str()),
@@ -344,23 +355,20 @@ mod tests {
         );
         // Too large for the gateway.
         d.set_max_payload(2048);
-        d.dispatch(req("7", "t.big", None, None), "n", tx.clone());
+        d.dispatch(req("7", "t.big", None, None), "n", &tx);
         assert_eq!(result(&mut rx).await["error"]["code"], "PAYLOAD_TOO_LARGE");
     }
 
     #[tokio::test]
     async fn busy_and_cancel() {
         let d = dispatcher();
-        let (tx, mut rx) = mpsc::channel(16);
+        let mut rx = outbox();
+        let tx = rx.clone();
         for i in 0..MAX_CONCURRENT {
-            d.dispatch(
-                req(&format!("s{i}"), "t.sleep", None, None),
-                "n",
-                tx.clone(),
-            );
+            d.dispatch(req(&format!("s{i}"), "t.sleep", None, None), "n", &tx);
         }
         tokio::task::yield_now().await;
-        d.dispatch(req("extra", "t.sleep", None, None), "n", tx.clone());
+        d.dispatch(req("extra", "t.sleep", None, None), "n", &tx);
         let r = result(&mut rx).await;
         assert_eq!(r["id"], "extra");
         assert!(
@@ -379,7 +387,7 @@ mod tests {
         assert_eq!(d.running(), MAX_CONCURRENT - 1);
         // The cancelled one's slot is free again.
         tokio::task::yield_now().await;
-        d.dispatch(req("again", "t.echo", None, None), "n", tx.clone());
+        d.dispatch(req("again", "t.echo", None, None), "n", &tx);
         assert_eq!(result(&mut rx).await["id"], "again");
         assert!(!d.cancel("nope", "n", &tx));
     }

@@ -5,17 +5,18 @@
 
 use std::collections::VecDeque;
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
+use pincer_os::outbox::Outbox;
 use pincer_protocol::connect::HelloOk;
 use pincer_protocol::error::ErrorShape;
 use pincer_protocol::frames::Frame;
 use pincer_protocol::identity::{signature_token, SignedFields};
 use pincer_protocol::methods::NodeInvokeRequest;
 use serde_json::{json, Value};
-use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::Message;
@@ -23,17 +24,28 @@ use tokio_tungstenite::tungstenite::Message;
 use crate::backoff::Backoff;
 use crate::config::{Credential, NodeConfig};
 use crate::identity::Identity;
-use crate::invoke::{Dispatcher, Outbound};
+use crate::invoke::{Dispatcher, Out};
 use crate::watchdog::Watchdog;
 
 /// How long the gateway has to send `connect.challenge`, then to answer `connect`.
 const HANDSHAKE_STEP: Duration = Duration::from_secs(10);
 /// A connection that stayed up this long (after hello-ok) resets the backoff.
 const STABLE: Duration = Duration::from_secs(10);
-/// Outbound frames queued for the socket.
-const OUTBOUND_QUEUE: usize = 64;
+/// Frames queued for the socket…
+const OUTBOUND_FRAMES: usize = 64;
+/// …and their bytes: a few results of the largest size the gateway accepts. Past it the
+/// gateway is not reading and the link is closed.
+const OUTBOUND_BYTES: usize = 64 * 1024 * 1024;
+/// Time the close frame gets when the node ends a connection.
+const CLOSE_GRACE: Duration = Duration::from_secs(2);
+/// A write's deadline: this much plus a second per [`WRITE_BYTES_PER_SEC`] of the frame.
+const WRITE_BASE: Duration = Duration::from_secs(30);
+const WRITE_BYTES_PER_SEC: usize = 64 * 1024;
 /// The node's own requests remembered for matching their `res` (oldest forgotten first).
 const PENDING_REQUESTS: usize = 256;
+
+/// The node's own requests in flight: id and method, to match the gateway's `res`.
+type Pending = Mutex<VecDeque<(String, &'static str)>>;
 
 /// How one connection ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -351,10 +363,9 @@ impl Node {
         tick_ms: u64,
         shutdown: &mut (impl Future<Output = ()> + Unpin),
     ) -> Ended {
-        let (out_tx, out_rx) = mpsc::channel::<Outbound>(OUTBOUND_QUEUE);
-        let ended = self
-            .serve_frames(ws, tick_ms, out_tx, out_rx, shutdown)
-            .await;
+        let out: Out = Arc::new(Outbox::new(OUTBOUND_FRAMES, OUTBOUND_BYTES));
+        let ended = self.serve_frames(ws, tick_ms, &out, shutdown).await;
+        out.close();
         // The gateway fails this connection's invokes itself; stop their commands too.
         let aborted = self.dispatcher.abort_all();
         if aborted > 0 {
@@ -363,91 +374,113 @@ impl Node {
         ended
     }
 
+    /// The reader, the writer and the watchdog side by side: none waits for another, so a
+    /// gateway that stops reading cannot stop the node from reading, noticing a dead link or
+    /// shutting down. Whatever ends it, the close frame gets [`CLOSE_GRACE`].
     async fn serve_frames(
         &self,
         ws: Ws,
         tick_ms: u64,
-        out_tx: mpsc::Sender<Outbound>,
-        mut out_rx: mpsc::Receiver<Outbound>,
+        out: &Out,
         shutdown: &mut (impl Future<Output = ()> + Unpin),
     ) -> Ended {
         let (mut tx, mut rx) = ws.split();
-        let mut watchdog = Watchdog::new(tick_ms);
-        let mut pending: VecDeque<(String, &'static str)> = VecDeque::new();
+        let last_frame = Mutex::new(tokio::time::Instant::now());
+        let pending: Pending = Mutex::new(VecDeque::new());
         let node_id = self.identity.device_id.clone();
-        loop {
+        let (ended, close) = {
+            let reader = self.read_frames(&mut rx, &node_id, out, &pending, &last_frame);
+            let writer = write_frames(&mut tx, out, &pending);
+            let watchdog = async {
+                let mut dog = Watchdog::new(tick_ms);
+                loop {
+                    dog.fed_at(*last_frame.lock().unwrap_or_else(|p| p.into_inner()));
+                    if dog.expired() {
+                        return;
+                    }
+                    tokio::time::sleep_until(dog.deadline()).await;
+                }
+            };
+            tokio::pin!(reader, writer, watchdog);
             tokio::select! {
-                _ = &mut *shutdown => {
-                    let _ = tx.send(close_frame(1000, "node stopping")).await;
-                    return Ended::Shutdown;
+                _ = &mut *shutdown => (Ended::Shutdown, Some((1000, "node stopping"))),
+                _ = &mut watchdog => (
+                    Ended::Lost("tick timeout: no frame from the gateway for two tick intervals".into()),
+                    Some((4000, "tick timeout")),
+                ),
+                e = &mut writer => (e, None),
+                e = &mut reader => (e, None),
+            }
+        };
+        if let Some((code, reason)) = close {
+            let _ = tokio::time::timeout(CLOSE_GRACE, tx.send(close_frame(code, reason))).await;
+        }
+        ended
+    }
+
+    /// Reads frames until the gateway closes or the socket breaks; `last_frame` is fed by every
+    /// frame.
+    async fn read_frames(
+        &self,
+        rx: &mut SplitStream<Ws>,
+        node_id: &str,
+        out: &Out,
+        pending: &Pending,
+        last_frame: &Mutex<tokio::time::Instant>,
+    ) -> Ended {
+        loop {
+            let msg = rx.next().await;
+            *last_frame.lock().unwrap_or_else(|p| p.into_inner()) = tokio::time::Instant::now();
+            let text = match msg {
+                None => return Ended::Lost("connection closed".into()),
+                Some(Err(e)) => return Ended::Lost(e.to_string()),
+                Some(Ok(Message::Close(c))) => {
+                    return Ended::Lost(format!(
+                        "closed: {}",
+                        c.map(|c| format!("{} {}", u16::from(c.code), c.reason))
+                            .unwrap_or_default()
+                    ))
                 }
-                _ = tokio::time::sleep_until(watchdog.deadline()) => {
-                    if watchdog.expired() {
-                        let _ = tx.send(close_frame(4000, "tick timeout")).await;
-                        return Ended::Lost("tick timeout: no frame from the gateway for two tick intervals".into());
-                    }
-                }
-                Some(frame) = out_rx.recv() => {
-                    if pending.len() >= PENDING_REQUESTS {
-                        pending.pop_front();
-                    }
-                    pending.push_back((frame.id, frame.method));
-                    if let Err(e) = tx.send(Message::text(frame.text)).await {
-                        return Ended::Lost(e.to_string());
-                    }
-                }
-                msg = rx.next() => {
-                    watchdog.feed();
-                    let text = match msg {
-                        None => return Ended::Lost("connection closed".into()),
-                        Some(Err(e)) => return Ended::Lost(e.to_string()),
-                        Some(Ok(Message::Close(c))) => {
-                            return Ended::Lost(format!("closed: {}", c.map(|c| format!("{} {}", u16::from(c.code), c.reason)).unwrap_or_default()))
-                        }
-                        Some(Ok(Message::Text(t))) => t,
-                        Some(Ok(_)) => continue,
+                Some(Ok(Message::Text(t))) => t,
+                Some(Ok(_)) => continue,
+            };
+            match Frame::decode(text.as_str()) {
+                Ok(Frame::Event(e)) => self.on_event(e.event.as_str(), e.payload, node_id, out),
+                Ok(Frame::Res(r)) => {
+                    let method = {
+                        let mut p = pending.lock().unwrap_or_else(|p| p.into_inner());
+                        p.iter()
+                            .position(|(id, _)| id.as_str() == r.id.as_str())
+                            .and_then(|i| p.remove(i))
+                            .map(|(_, m)| m)
                     };
-                    match Frame::decode(text.as_str()) {
-                        Ok(Frame::Event(e)) => self.on_event(e.event.as_str(), e.payload, &node_id, &out_tx),
-                        Ok(Frame::Res(r)) => {
-                            let method = pending
-                                .iter()
-                                .position(|(id, _)| id.as_str() == r.id.as_str())
-                                .and_then(|i| pending.remove(i))
-                                .map(|(_, m)| m);
-                            match (method, r.ok) {
-                                (Some(_), true) => {}
-                                (Some(method), false) => tracing::warn!(
-                                    id = %r.id.as_str(), %method,
-                                    "gateway refused the node's request: {}",
-                                    r.error.map(|e| format!("{} {}", e.code, e.message)).unwrap_or_default()
-                                ),
-                                (None, _) => tracing::debug!(id = %r.id.as_str(), "response to no request of ours"),
-                            }
+                    match (method, r.ok) {
+                        (Some(_), true) => {}
+                        (Some(method), false) => tracing::warn!(
+                            id = %r.id.as_str(), %method,
+                            "gateway refused the node's request: {}",
+                            r.error.map(|e| format!("{} {}", e.code, e.message)).unwrap_or_default()
+                        ),
+                        (None, _) => {
+                            tracing::debug!(id = %r.id.as_str(), "response to no request of ours")
                         }
-                        Ok(_) => {}
-                        Err(e) => tracing::debug!(error = %e, "ignoring a frame that does not decode"),
                     }
                 }
+                Ok(_) => {}
+                Err(e) => tracing::debug!(error = %e, "ignoring a frame that does not decode"),
             }
         }
     }
 
     /// Gateway events: invokes and cancels; everything else (tick, presence, health,
     /// voicewake.changed, …) only feeds the watchdog.
-    fn on_event(
-        &self,
-        event: &str,
-        payload: Option<Value>,
-        node_id: &str,
-        out: &mpsc::Sender<Outbound>,
-    ) {
+    fn on_event(&self, event: &str, payload: Option<Value>, node_id: &str, out: &Out) {
         match event {
             "node.invoke.request" => {
                 let payload = payload.unwrap_or(Value::Null);
                 let invoke_id = payload["id"].as_str().map(str::to_owned);
                 match serde_json::from_value::<NodeInvokeRequest>(payload) {
-                    Ok(req) => self.dispatcher.dispatch(req, node_id, out.clone()),
+                    Ok(req) => self.dispatcher.dispatch(req, node_id, out),
                     Err(err) => {
                         tracing::warn!(error = %err, "malformed node.invoke.request");
                         if let Some(id) = invoke_id {
@@ -471,4 +504,28 @@ impl Node {
             _ => {}
         }
     }
+}
+
+/// Drains the outbox onto the socket; ends when a write fails or stalls past its deadline, or
+/// when the outbox was closed (over budget: the gateway is not reading).
+async fn write_frames(tx: &mut SplitSink<Ws, Message>, out: &Out, pending: &Pending) -> Ended {
+    while let Some(frame) = out.next().await {
+        {
+            let mut p = pending.lock().unwrap_or_else(|p| p.into_inner());
+            if p.len() >= PENDING_REQUESTS {
+                p.pop_front();
+            }
+            p.push_back((frame.id, frame.method));
+        }
+        let deadline =
+            WRITE_BASE + Duration::from_secs((frame.text.len() / WRITE_BYTES_PER_SEC) as u64);
+        let written = tokio::time::timeout(deadline, tx.send(Message::text(frame.text))).await;
+        out.sent();
+        match written {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Ended::Lost(e.to_string()),
+            Err(_) => return Ended::Lost("the gateway stopped reading (write deadline)".into()),
+        }
+    }
+    Ended::Lost("the gateway stopped reading (outbound queue over budget)".into())
 }

@@ -25,6 +25,11 @@ impl Watchdog {
         self.last = Instant::now();
     }
 
+    /// The last frame arrived at `at`.
+    pub fn fed_at(&mut self, at: Instant) {
+        self.last = self.last.max(at);
+    }
+
     /// When it trips if nothing arrives.
     pub fn deadline(&self) -> Instant {
         self.last + self.limit
