@@ -1,0 +1,126 @@
+//! Heavy traffic both ways on one link: invoke params of several megabytes from the gateway to
+//! the node while results of several megabytes go the other way. When either side wrote inside
+//! the loop that also reads, both TCP send queues filled and the link was dead for good.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use pincer_gateway::client::{call, CallOptions};
+use pincer_gateway::config::Overrides;
+use pincer_node::commands::{Command, CommandFuture, Registry};
+use pincer_node::config::NodeConfig;
+use pincer_node::identity::Identity;
+use pincer_node::invoke::Dispatcher;
+use pincer_node::link::Node;
+use serde_json::{json, Value};
+
+mod support;
+use support::gateway::Gw;
+
+const TOKEN: &str = "backpressure-token";
+/// Bytes of each invoke's params, and of each result.
+const BIG: usize = 7_500_000;
+const INVOKES: usize = 6;
+
+/// Answers with a result as large as its params.
+struct Mirror;
+impl Command for Mirror {
+    fn run(&self, params: Value) -> CommandFuture {
+        Box::pin(async move {
+            let n = params["data"].as_str().map_or(0, str::len);
+            Ok(json!({ "data": "r".repeat(n) }))
+        })
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn multi_megabyte_frames_both_ways_at_once_complete() {
+    let dir = std::env::temp_dir().join(format!("pincer-backpressure-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let gw = Gw::start_with(
+        Overrides {
+            port: Some(0),
+            state_dir: Some(dir.join("gw")),
+            token: Some(TOKEN.into()),
+            ..Default::default()
+        },
+        |cfg| cfg.node_allow.push("test.mirror".into()),
+    )
+    .await;
+    let url = format!("ws://127.0.0.1:{}", gw.port);
+    let state = dir.join("node");
+    let cfg = NodeConfig::resolve(
+        pincer_node::config::Overrides {
+            gateway: Some(url.clone()),
+            token: Some(TOKEN.into()),
+            caps: Some(String::new()),
+            name: Some("mirror".into()),
+            state_dir: Some(state.clone()),
+            ..Default::default()
+        },
+        pincer_node::commands::AVAILABLE_CAPS,
+    )
+    .expect("node config");
+    let mut registry = Registry::default();
+    registry.add("test.mirror", Arc::new(Mirror));
+    let node = Node::new(
+        cfg,
+        Identity::load_or_create(&state).expect("identity"),
+        Arc::new(Dispatcher::new(registry)),
+    );
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let node_task = tokio::spawn(async move {
+        node.run(async move {
+            let _ = stop_rx.await;
+        })
+        .await
+    });
+
+    let mut op = CallOptions::new(url, dir.join("operator"));
+    op.token = Some(TOKEN.into());
+    op.timeout = Duration::from_secs(120);
+    let node_id = loop {
+        let v = call(&op, "node.list", json!({})).await.expect("node.list");
+        if let Some(id) = v["nodes"][0]["nodeId"]
+            .as_str()
+            .filter(|_| v["nodes"][0]["connected"] == true)
+        {
+            break id.to_owned();
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+
+    let data = "p".repeat(BIG);
+    let calls: Vec<_> = (0..INVOKES)
+        .map(|i| {
+            let (op, node_id, data) = (op.clone(), node_id.clone(), data.clone());
+            tokio::spawn(async move {
+                call(
+                    &op,
+                    "node.invoke",
+                    json!({ "nodeId": node_id, "command": "test.mirror", "params": { "data": data },
+                            "timeoutMs": 110_000, "idempotencyKey": format!("big-{i}") }),
+                )
+                .await
+            })
+        })
+        .collect();
+    for c in calls {
+        let v = c.await.expect("task").expect("invoke answered");
+        assert_eq!(v["payload"]["data"].as_str().map(str::len), Some(BIG));
+    }
+    // The link is still alive afterwards.
+    let v = call(
+        &op,
+        "node.invoke",
+        json!({ "nodeId": node_id, "command": "test.mirror", "params": { "data": "x" }, "idempotencyKey": "small" }),
+    )
+    .await
+    .expect("small invoke after the big ones");
+    assert_eq!(v["payload"]["data"], "r");
+
+    let _ = stop_tx.send(());
+    let _ = tokio::time::timeout(Duration::from_secs(5), node_task).await;
+    gw.stop().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
