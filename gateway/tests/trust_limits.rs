@@ -227,3 +227,45 @@ async fn authenticated_connections_hold_no_pre_auth_slot() {
     drop(ws);
     drop(held);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_stops_reading_is_closed_by_its_byte_budget_while_others_go_on() {
+    use futures_util::SinkExt;
+    use tokio_tungstenite::tungstenite::Message;
+    let gw = start("slow-reader", "[limits]\nmax_buffered_bytes = 262144\n");
+    let (mut slow, hello) = Connect::default().run(&gw).await;
+    assert_eq!(hello["ok"], true, "{hello}");
+    assert_eq!(hello["payload"]["policy"]["maxBufferedBytes"], 262144);
+    // 30,000 `health` requests (~36 MB of answers), none of them read: far more than the
+    // socket buffers and the 256 KiB budget hold.
+    const SENT: usize = 30_000;
+    for i in 0..SENT {
+        let req = json!({ "type": "req", "id": format!("h{i}"), "method": "health", "params": {} });
+        if slow.ws.send(Message::text(req.to_string())).await.is_err() {
+            break; // already closed by the gateway
+        }
+    }
+    // Meanwhile everyone else is served.
+    let v = call(&operator(&gw), "health", json!({}))
+        .await
+        .expect("another client gets health while one is stalled");
+    assert_eq!(v["ok"], true);
+    // The slow client finds the socket closed once it reads what was already on its way.
+    let mut answered = 0;
+    let closed = loop {
+        match slow.next_within(30.0).await {
+            Some(support::Next::Frame(_)) => answered += 1,
+            Some(support::Next::Closed(code, reason)) => break (code, reason),
+            None => panic!("not closed: {answered} answers read, then nothing for 30 s"),
+        }
+    };
+    assert!(
+        answered < SENT,
+        "all {SENT} answered: the budget did not apply"
+    );
+    assert!(
+        closed.0 == 1008 || closed.0 == 1006,
+        "closed with {closed:?} after {answered} answers"
+    );
+    eprintln!("slow reader closed with {closed:?} after {answered} of {SENT} answers");
+}
