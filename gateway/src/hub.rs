@@ -33,6 +33,11 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// A presence change goes out at once, unless one went out less than this long ago: then the
+/// changes of the window go out together at its end (a storm of connects — 200 boards after a
+/// power cut — would otherwise send every connection one full presence list per connect).
+pub const PRESENCE_COALESCE: std::time::Duration = std::time::Duration::from_millis(100);
+
 /// Queued system events kept for `status`: at most this many…
 pub const SYSTEM_EVENTS_MAX: usize = 100;
 /// …and this many bytes of text together (oldest dropped first).
@@ -57,6 +62,11 @@ pub struct Hub {
     state_version: Mutex<StateVersion>,
     system_events: Mutex<(VecDeque<String>, usize)>,
     shutting_down: AtomicBool,
+    /// Set while [`Hub::flush_presence`] runs: presence events are then coalesced.
+    presence_flusher: AtomicBool,
+    presence_dirty: tokio::sync::Notify,
+    /// When the last presence event went out, and whether changes wait for the flusher.
+    presence_sent: Mutex<(Option<Instant>, bool)>,
 }
 
 impl Hub {
@@ -85,6 +95,9 @@ impl Hub {
             }),
             system_events: Mutex::new((VecDeque::new(), 0)),
             shutting_down: AtomicBool::new(false),
+            presence_flusher: AtomicBool::new(false),
+            presence_dirty: tokio::sync::Notify::new(),
+            presence_sent: Mutex::new((None, false)),
         }
     }
 
@@ -246,13 +259,49 @@ impl Hub {
     }
 
     fn bump_presence(&self) {
-        let sv = {
-            let mut sv = lock(&self.state_version);
-            sv.presence += 1;
-            *sv
-        };
+        lock(&self.state_version).presence += 1;
+        if self.presence_flusher.load(Ordering::Acquire) {
+            let mut sent = lock(&self.presence_sent);
+            if sent.1 {
+                return; // the flusher sends it
+            }
+            if sent.0.is_some_and(|t| t.elapsed() < PRESENCE_COALESCE) {
+                sent.1 = true;
+                drop(sent);
+                self.presence_dirty.notify_one();
+                return;
+            }
+            sent.0 = Some(Instant::now());
+        }
+        self.broadcast_presence();
+    }
+
+    fn broadcast_presence(&self) {
+        let sv = self.state_version();
         let payload = serde_json::json!({ "presence": self.presence() }).to_string();
         self.broadcast("presence", &payload, Some(sv), true, |_| true);
+    }
+
+    /// Sends one `presence` event per [`PRESENCE_COALESCE`] window with changes, for as long
+    /// as it runs (the server runs it beside the accept loop).
+    pub async fn flush_presence(&self) {
+        self.presence_flusher.store(true, Ordering::Release);
+        struct Off<'a>(&'a AtomicBool);
+        impl Drop for Off<'_> {
+            fn drop(&mut self) {
+                self.0.store(false, Ordering::Release);
+            }
+        }
+        let _off = Off(&self.presence_flusher);
+        loop {
+            self.presence_dirty.notified().await;
+            let last = lock(&self.presence_sent).0;
+            if let Some(t) = last {
+                tokio::time::sleep_until((t + PRESENCE_COALESCE).into()).await;
+            }
+            *lock(&self.presence_sent) = (Some(Instant::now()), false);
+            self.broadcast_presence();
+        }
     }
 
     // ---- health ----------------------------------------------------------------------------
@@ -410,6 +459,27 @@ mod tests {
         hub.unregister(&conn);
         assert_eq!(hub.presence().len(), 1);
         assert_eq!(hub.state_version().presence, before + 2);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn system_events_are_bounded_in_count_and_bytes() {
+        let (hub, dir) = hub(16);
+        for i in 0..150 {
+            hub.queue_system_event(format!("event {i}"));
+        }
+        let q = hub.system_events();
+        assert_eq!(q.len(), SYSTEM_EVENTS_MAX);
+        assert_eq!(q[0], "event 50", "oldest dropped first");
+        hub.queue_system_event("é".repeat(10_000));
+        let q = hub.system_events();
+        let last = q.last().expect("queued");
+        assert!(last.len() <= SYSTEM_EVENT_TEXT_MAX && last.starts_with('é'));
+        for _ in 0..40 {
+            hub.queue_system_event("x".repeat(SYSTEM_EVENT_TEXT_MAX));
+        }
+        let bytes: usize = hub.system_events().iter().map(String::len).sum();
+        assert!(bytes <= SYSTEM_EVENTS_BYTES, "{bytes}");
         let _ = std::fs::remove_dir_all(dir);
     }
 }

@@ -96,6 +96,8 @@ impl Gateway {
                 }
             }
         });
+        let presence_hub = hub.clone();
+        let presence = tokio::spawn(async move { presence_hub.flush_presence().await });
         hub.refresh_health(false);
         tokio::pin!(shutdown);
         loop {
@@ -121,6 +123,7 @@ impl Gateway {
         }
         drop(self.listener);
         ticker.abort();
+        presence.abort();
         tracing::info!(connections = hub.connection_count(), "shutting down");
         hub.shutdown("gateway stopping", None);
         let deadline = tokio::time::Instant::now() + SHUTDOWN_GRACE;
