@@ -174,7 +174,7 @@ fn run(hub: &Arc<Hub>, conn: &Arc<ConnHandle>, method: &str, params: Params) -> 
                     .invoke(
                         &p.node_id,
                         &p.command,
-                        p.params.as_ref(),
+                        p.params.as_deref(),
                         p.timeout_ms,
                         &p.idempotency_key,
                     )

@@ -352,7 +352,7 @@ impl NodeRegistry {
         &self,
         node_id: &str,
         command: &str,
-        params: Option<&Value>,
+        params: Option<&serde_json::value::RawValue>,
         timeout_ms: Option<u64>,
         idempotency_key: &str,
     ) -> Result<NodeInvokeResult, ErrorShape> {
@@ -394,7 +394,7 @@ impl NodeRegistry {
             "id": id,
             "nodeId": node_id,
             "command": command,
-            "paramsJSON": params.map(|p| p.to_string()),
+            "paramsJSON": params.map(|p| p.get()),
             "idempotencyKey": idempotency_key,
         });
         if let Some(t) = timeout_ms {

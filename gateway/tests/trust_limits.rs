@@ -269,3 +269,43 @@ async fn a_client_that_stops_reading_is_closed_by_its_byte_budget_while_others_g
     );
     eprintln!("slow reader closed with {closed:?} after {answered} of {SENT} answers");
 }
+
+/// Peak resident memory of a process, from `/proc/<pid>/status`.
+fn peak_rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmHWM")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_invoke_params_are_refused_without_a_parsed_tree() {
+    use futures_util::SinkExt;
+    use tokio_tungstenite::tungstenite::Message;
+    let gw = start("parse-before-authorise", "");
+    let (mut c, hello) = Connect::default().run(&gw).await;
+    assert_eq!(hello["ok"], true, "{hello}");
+    let before = peak_rss_kib(gw.child.id());
+    // 20 MB of `[0,0,0,…]` from a client with no scopes: as a serde_json::Value tree that is
+    // ~18× its size; kept as text it is about its size.
+    let zeros = vec!["0"; 10_000_000].join(",");
+    let frame = format!(
+        r#"{{"type":"req","id":"big","method":"node.invoke","params":{{"nodeId":"n","command":"system.run","idempotencyKey":"k","params":[{zeros}]}}}}"#
+    );
+    drop(zeros);
+    c.ws.send(Message::text(frame)).await.expect("send");
+    let r = c.response("big").await;
+    assert_eq!(r["ok"], false);
+    assert_eq!(
+        r["error"]["message"], "missing scope: operator.write",
+        "{r}"
+    );
+    let grew_mb = (peak_rss_kib(gw.child.id()) - before) / 1024;
+    eprintln!("peak RSS grew {grew_mb} MB for a 20 MB frame");
+    assert!(
+        grew_mb < 120,
+        "a refused 20 MB request took {grew_mb} MB at peak"
+    );
+}

@@ -329,8 +329,11 @@ pub struct NodeIdParams {
 pub struct NodeInvokeParams {
     pub node_id: NonEmpty,
     pub command: NonEmpty,
+    /// Kept as the JSON text the operator sent: it is forwarded as `paramsJSON` and never
+    /// needs a parsed tree (a 25 MB array would take ~18× its size as a `Value`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub params: Option<Value>,
+    #[cfg_attr(feature = "schema", schemars(with = "Option<Value>"))]
+    pub params: Option<Box<serde_json::value::RawValue>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout_ms: Option<u64>,
     pub idempotency_key: NonEmpty,
