@@ -16,9 +16,11 @@ use pincer_protocol::error::ErrorShape;
 use pincer_protocol::frames::Frame;
 use pincer_protocol::identity::{signature_token, SignedFields};
 use pincer_protocol::methods::NodeInvokeRequest;
+use serde::Deserialize;
+use serde_json::value::RawValue;
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::backoff::Backoff;
@@ -103,6 +105,17 @@ async fn next_frame(ws: &mut Ws, within: Duration) -> Result<Frame, Ended> {
     }
 }
 
+/// Largest frame the node accepts from whatever it dialled: the gateway's own cap on frames
+/// (25 MiB by default) plus the JSON around an invoke's params. tungstenite would take 64 MiB.
+pub const MAX_FRAME: usize = 26 * 1024 * 1024 + 64 * 1024;
+
+fn ws_config() -> WebSocketConfig {
+    let mut c = WebSocketConfig::default();
+    c.max_message_size = Some(MAX_FRAME);
+    c.max_frame_size = Some(MAX_FRAME);
+    c
+}
+
 /// Dials `url`: TLS for `wss://` (trusting only the certificate with SHA-256 `pin` when one is
 /// given), plain TCP for `ws://`.
 pub async fn dial(url: &str, pin: Option<&str>) -> Result<Ws, String> {
@@ -113,7 +126,7 @@ pub async fn dial(url: &str, pin: Option<&str>) -> Result<Ws, String> {
         } else {
             None
         };
-        tokio_tungstenite::connect_async_tls_with_config(url, None, true, connector)
+        tokio_tungstenite::connect_async_tls_with_config(url, Some(ws_config()), true, connector)
             .await
             .map(|(ws, _)| ws)
             .map_err(|e| e.to_string())
@@ -124,7 +137,7 @@ pub async fn dial(url: &str, pin: Option<&str>) -> Result<Ws, String> {
         if url.starts_with("wss://") {
             return Err("this build has no TLS support (feature `tls`)".into());
         }
-        tokio_tungstenite::connect_async(url)
+        tokio_tungstenite::connect_async_with_config(url, Some(ws_config()), true)
             .await
             .map(|(ws, _)| ws)
             .map_err(|e| e.to_string())
@@ -444,26 +457,31 @@ impl Node {
                 Some(Ok(Message::Text(t))) => t,
                 Some(Ok(_)) => continue,
             };
-            match Frame::decode(text.as_str()) {
-                Ok(Frame::Event(e)) => self.on_event(e.event.as_str(), e.payload, node_id, out),
-                Ok(Frame::Res(r)) => {
+            // Only the envelope is decoded; a payload stays raw text unless it is an invoke.
+            match serde_json::from_str::<Inbound>(text.as_str()) {
+                Ok(f) if f.kind == "event" => self.on_event(
+                    f.event.as_deref().unwrap_or(""),
+                    f.payload.as_deref(),
+                    node_id,
+                    out,
+                ),
+                Ok(f) if f.kind == "res" => {
+                    let id = f.id.unwrap_or_default();
                     let method = {
                         let mut p = pending.lock().unwrap_or_else(|p| p.into_inner());
                         p.iter()
-                            .position(|(id, _)| id.as_str() == r.id.as_str())
+                            .position(|(pid, _)| *pid == id)
                             .and_then(|i| p.remove(i))
                             .map(|(_, m)| m)
                     };
-                    match (method, r.ok) {
+                    match (method, f.ok == Some(true)) {
                         (Some(_), true) => {}
                         (Some(method), false) => tracing::warn!(
-                            id = %r.id.as_str(), %method,
+                            %id, %method,
                             "gateway refused the node's request: {}",
-                            r.error.map(|e| format!("{} {}", e.code, e.message)).unwrap_or_default()
+                            f.error.map(|e| format!("{} {}", e.code, e.message)).unwrap_or_default()
                         ),
-                        (None, _) => {
-                            tracing::debug!(id = %r.id.as_str(), "response to no request of ours")
-                        }
+                        (None, _) => tracing::debug!(%id, "response to no request of ours"),
                     }
                 }
                 Ok(_) => {}
@@ -474,29 +492,28 @@ impl Node {
 
     /// Gateway events: invokes and cancels; everything else (tick, presence, health,
     /// voicewake.changed, …) only feeds the watchdog.
-    fn on_event(&self, event: &str, payload: Option<Value>, node_id: &str, out: &Out) {
+    fn on_event(&self, event: &str, payload: Option<&RawValue>, node_id: &str, out: &Out) {
+        let raw = payload.map_or("null", RawValue::get);
         match event {
-            "node.invoke.request" => {
-                let payload = payload.unwrap_or(Value::Null);
-                let invoke_id = payload["id"].as_str().map(str::to_owned);
-                match serde_json::from_value::<NodeInvokeRequest>(payload) {
-                    Ok(req) => self.dispatcher.dispatch(req, node_id, out),
-                    Err(err) => {
-                        tracing::warn!(error = %err, "malformed node.invoke.request");
-                        if let Some(id) = invoke_id {
-                            self.dispatcher.reject(
-                                &id,
-                                node_id,
-                                format!("malformed node.invoke.request: {err}"),
-                                out,
-                            );
-                        }
+            "node.invoke.request" => match serde_json::from_str::<NodeInvokeRequest>(raw) {
+                Ok(req) => self.dispatcher.dispatch(req, node_id, out),
+                Err(err) => {
+                    tracing::warn!(error = %err, "malformed node.invoke.request");
+                    let invoke_id = serde_json::from_str::<IdOf>(raw).ok().and_then(|i| i.id);
+                    if let Some(id) = invoke_id {
+                        self.dispatcher.reject(
+                            &id,
+                            node_id,
+                            format!("malformed node.invoke.request: {err}"),
+                            out,
+                        );
                     }
                 }
-            }
+            },
             "node.invoke.cancel" => {
-                if let Some(id) = payload.as_ref().and_then(|p| p["invokeId"].as_str()) {
-                    if !self.dispatcher.cancel(id, node_id, out) {
+                let cancel = serde_json::from_str::<CancelOf>(raw).ok();
+                if let Some(id) = cancel.and_then(|c| c.invoke_id) {
+                    if !self.dispatcher.cancel(&id, node_id, out) {
                         tracing::debug!(invoke_id = %id, "cancel for an invoke that is not running");
                     }
                 }
@@ -504,6 +521,37 @@ impl Node {
             _ => {}
         }
     }
+}
+
+/// A frame from the gateway as far as the node reads it: the envelope, the payload as raw text
+/// (decoded only for the events the node acts on), the error of a refused request.
+#[derive(Deserialize)]
+struct Inbound {
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(default)]
+    event: Option<String>,
+    #[serde(default)]
+    id: Option<String>,
+    #[serde(default)]
+    ok: Option<bool>,
+    #[serde(default)]
+    payload: Option<Box<RawValue>>,
+    #[serde(default)]
+    error: Option<ErrorShape>,
+}
+
+/// The id of a `node.invoke.request` that does not decode as a whole.
+#[derive(Deserialize)]
+struct IdOf {
+    id: Option<String>,
+}
+
+/// `node.invoke.cancel`'s payload.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct CancelOf {
+    invoke_id: Option<String>,
 }
 
 /// Drains the outbox onto the socket; ends when a write fails or stalls past its deadline, or

@@ -622,3 +622,62 @@ async fn pairing_watchdog_and_stored_credentials() {
     drop(node);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Peak resident memory of a process, from `/proc/<pid>/status`.
+fn peak_rss_mib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        })
+        .map_or(0, |kib| kib / 1024)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rogue_gateway_cannot_make_the_node_balloon_or_crash() {
+    let dir = tmp("rogue");
+    let gw = MockGateway::bind().await;
+    let mut node = NodeProc::spawn(
+        &["--gateway", &gw.url, "--token", "t", "--caps", "system"],
+        &dir.join("state"),
+        dir.join("node.log"),
+    );
+    let mut conn = gw.accept().await;
+    conn.hello(60_000, None).await;
+    // 20 MB of `[0,0,…]` in an event the node does not act on: never decoded into a tree.
+    let zeros = vec!["0"; 10_000_000].join(",");
+    conn.ws
+        .send(Message::text(format!(
+            r#"{{"type":"event","event":"presence","payload":{{"presence":[{zeros}]}}}}"#
+        )))
+        .await
+        .expect("send");
+    drop(zeros);
+    // The node still answers on the same link.
+    let r = conn
+        .invoke(json!({ "id": "after-big", "nodeId": "n", "command": "system.which", "paramsJSON": "{\"bins\":[\"sh\"]}" }))
+        .await;
+    assert_eq!(r["ok"], true, "{r}");
+    let peak = peak_rss_mib(node.child.id());
+    assert!(peak < 120, "a 20 MB event took the node to {peak} MB");
+    // A frame over the node's cap (40 MB): the node drops the link instead of taking it in.
+    let huge = "x".repeat(40 * 1024 * 1024);
+    let _ = tokio::time::timeout(
+        STEP,
+        conn.ws.send(Message::text(format!(
+            r#"{{"type":"event","event":"tick","payload":{{"x":"{huge}"}}}}"#
+        ))),
+    )
+    .await;
+    drop(huge);
+    // …and comes back by itself.
+    let mut again = gw.accept().await;
+    again.hello(60_000, None).await;
+    assert!(node.alive(), "the node exited:\n{}", node.log());
+    let peak = peak_rss_mib(node.child.id());
+    assert!(peak < 120, "a 40 MB frame took the node to {peak} MB");
+    eprintln!("node peak RSS {peak} MB");
+    let _ = std::fs::remove_dir_all(&dir);
+}
