@@ -168,9 +168,26 @@ impl core::fmt::Display for DecodeError {
 
 impl std::error::Error for DecodeError {}
 
+/// Longest decoder message echoed back: serde quotes offending field names and values, and a
+/// client must not be able to make a refusal as large as its request.
+pub const MAX_ECHO: usize = 512;
+
+/// `message` cut to [`MAX_ECHO`] bytes at a character boundary, marked with `…`.
+pub fn clip_echo(mut message: String) -> String {
+    if message.len() > MAX_ECHO {
+        let mut end = MAX_ECHO;
+        while !message.is_char_boundary(end) {
+            end -= 1;
+        }
+        message.truncate(end);
+        message.push('…');
+    }
+    message
+}
+
 fn typed<T: DeserializeOwned>(raw: Option<&RawValue>) -> Result<T, String> {
     let text = raw.map_or("{}", RawValue::get);
-    serde_json::from_str(text).map_err(|e| e.to_string())
+    serde_json::from_str(text).map_err(|e| clip_echo(e.to_string()))
 }
 
 /// Decodes params of `method` (absent params count as `{}`).
@@ -184,8 +201,11 @@ pub fn decode_params(method: &str, raw: Option<Box<RawValue>>) -> Result<Params,
 /// Decodes one inbound text frame.
 pub fn decode_request(text: &str) -> Result<Request, DecodeError> {
     let frame: RequestFrame = serde_json::from_str(text).map_err(|e| match classify(&e, text) {
-        FrameError::NotJson(m) => DecodeError::NotJson(m),
-        FrameError::Invalid { id, message } => DecodeError::InvalidFrame { id, message },
+        FrameError::NotJson(m) => DecodeError::NotJson(clip_echo(m)),
+        FrameError::Invalid { id, message } => DecodeError::InvalidFrame {
+            id,
+            message: clip_echo(message),
+        },
     })?;
     let id = frame.id.into_string();
     let method = frame.method.into_string();
@@ -239,6 +259,23 @@ mod tests {
             decode_request(r#"{"type":"event","event":"x"}"#),
             Err(DecodeError::InvalidFrame { .. })
         ));
+    }
+
+    #[test]
+    fn refusals_do_not_echo_large_values_in_full() {
+        let key = "k".repeat(100_000);
+        let frame =
+            format!(r#"{{"type":"req","id":"1","method":"health","params":{{"{key}":1}}}}"#);
+        let e = decode_request(&frame).unwrap_err();
+        assert!(e.message().len() < MAX_ECHO + 64, "{}", e.message().len());
+        assert!(e
+            .message()
+            .starts_with("invalid health params: unknown field `kkk"));
+        let frame = format!(
+            r#"{{"type":"req","id":"1","method":{}}}"#,
+            "7".repeat(100_000)
+        );
+        assert!(decode_request(&frame).unwrap_err().message().len() < MAX_ECHO + 64);
     }
 
     #[test]
