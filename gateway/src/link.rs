@@ -33,7 +33,7 @@ use crate::conn::ConnHandle;
 use crate::handshake::Rejected;
 use crate::hub::Hub;
 use crate::methods::{self, Dispatch, Refusal};
-use crate::upgrade::{self, is_over_limit, Ws, UPGRADE_ALLOWANCE};
+use crate::upgrade::{self, is_bad_utf8, is_over_limit, Ws, UPGRADE_ALLOWANCE};
 use crate::{now_ms, secret};
 
 /// Deferred requests (node invokes) one connection may have open at once.
@@ -136,6 +136,9 @@ impl Preauth {
                 Ok(Some(Err(e))) => {
                     if is_over_limit(&e) {
                         self.refuse(None, close::TOO_BIG, close::reason::PREAUTH_TOO_LARGE)
+                            .await;
+                    } else if is_bad_utf8(&e) {
+                        self.refuse(None, close::INVALID_PAYLOAD, "invalid UTF-8")
                             .await;
                     }
                     return None;
@@ -359,6 +362,10 @@ async fn read_frames(hub: &Arc<Hub>, conn: &Arc<ConnHandle>, stream: &mut Stream
             Some(Err(e)) => {
                 if is_over_limit(&e) {
                     conn.kill(close::TOO_BIG, "max payload size exceeded");
+                    return ReadEnd::Closing;
+                }
+                if is_bad_utf8(&e) {
+                    conn.kill(close::INVALID_PAYLOAD, "invalid UTF-8");
                     return ReadEnd::Closing;
                 }
                 return ReadEnd::Gone;

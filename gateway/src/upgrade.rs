@@ -79,6 +79,11 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Limited<S> {
     }
 }
 
+/// Whether a read failed on a text frame that is not UTF-8.
+pub fn is_bad_utf8(e: &WsError) -> bool {
+    matches!(e, WsError::Utf8(_))
+}
+
 /// Whether a read failed because a frame or the pre-auth byte cap was exceeded.
 pub fn is_over_limit(e: &WsError) -> bool {
     match e {

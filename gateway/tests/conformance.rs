@@ -1335,3 +1335,32 @@ fn call_prints_the_result_payload_and_fails_with_the_error() {
     assert!(!o.status.success(), "{}", text(&o));
     let _ = std::fs::remove_dir_all(&state);
 }
+
+#[tokio::test]
+async fn a_text_frame_that_is_not_utf8_is_closed_1007() {
+    use futures_util::SinkExt;
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
+    use tokio_tungstenite::tungstenite::protocol::frame::Frame;
+    use tokio_tungstenite::tungstenite::Message;
+    let gw = Gateway::start(&[]);
+    let bad = || {
+        Message::Frame(Frame::message(
+            vec![0x7b, 0xff, 0xfe, 0x7d],
+            OpCode::Data(Data::Text),
+            true,
+        ))
+    };
+    // Before hello-ok…
+    let mut c = gw.open().await;
+    c.challenge().await;
+    c.ws.send(bad()).await.expect("send");
+    match c.next_within(5.0).await {
+        Some(Next::Closed(code, _)) => assert_eq!(code, 1007),
+        other => panic!("pre-auth: expected close 1007, got {other:?}"),
+    }
+    // …and after it.
+    let (mut c, res) = Connect::default().run(&gw).await;
+    assert_eq!(res["ok"], true);
+    c.ws.send(bad()).await.expect("send");
+    assert_eq!(c.closed().await.0, 1007);
+}

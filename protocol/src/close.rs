@@ -6,6 +6,8 @@ pub const NORMAL: u16 = 1000;
 pub const PROTOCOL_ERROR: u16 = 1002;
 /// Policy violation: bad first frame, failed auth, pairing required, slow consumer.
 pub const POLICY_VIOLATION: u16 = 1008;
+/// A text frame that is not UTF-8 (RFC 6455 §7.4.1).
+pub const INVALID_PAYLOAD: u16 = 1007;
 /// A frame exceeded the size allowed at this stage.
 pub const TOO_BIG: u16 = 1009;
 /// Gateway is restarting or stopping (sent after a `shutdown` event).
