@@ -210,6 +210,8 @@ async fn establish(hub: &Arc<Hub>, tcp: TcpStream, ip: IpAddr) -> Option<(Arc<Co
             {
                 Some((a.conn, pre.ws))
             } else {
+                // Closed before detaching: a racing invoke is refused, never left waiting.
+                a.conn.outbox.close();
                 hub.unregister(&a.conn);
                 None
             }

@@ -411,12 +411,24 @@ impl NodeRegistry {
             },
         );
         let frame = encode_event_raw("node.invoke.request", &payload.to_string(), None, None);
-        if !conn.try_send(frame) {
-            lock(&self.invokes).remove(&id);
-            return Err(
-                ErrorShape::unavailable("node is not keeping up (outbound queue full)")
-                    .retry_after(1000),
-            );
+        // The node's link closes its outbox before it is detached, so an invoke that races a
+        // disconnect is refused here instead of waiting for its timeout.
+        match conn.outbox.push(frame) {
+            Ok(()) => {}
+            Err(pincer_os::outbox::Full::Closed) => {
+                lock(&self.invokes).remove(&id);
+                return Err(
+                    ErrorShape::unavailable(format!("node disconnected ({command})"))
+                        .with_details(json!({ "code": "NODE_DISCONNECTED", "nodeId": node_id })),
+                );
+            }
+            Err(_) => {
+                lock(&self.invokes).remove(&id);
+                return Err(ErrorShape::unavailable(
+                    "node is not keeping up (outbound queue full)",
+                )
+                .retry_after(1000));
+            }
         }
         match tokio::time::timeout(Duration::from_millis(timeout), rx).await {
             Ok(Ok(r)) => r,
