@@ -290,7 +290,7 @@ fn serve(a: RunArgs) -> anyhow::Result<()> {
             pincer_os::notify::spawn_watchdog(n.clone());
         }
         gw.run(async {
-            shutdown_signal().await;
+            pincer_os::shutdown_signal().await;
             if let Some(n) = &systemd {
                 n.stopping();
             }
@@ -298,22 +298,6 @@ fn serve(a: RunArgs) -> anyhow::Result<()> {
         .await;
         Ok(())
     })
-}
-
-async fn shutdown_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    match (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) {
-        (Ok(mut term), Ok(mut int)) => {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = int.recv() => {}
-            }
-        }
-        _ => std::future::pending().await,
-    }
 }
 
 fn call(a: CallArgs) -> anyhow::Result<()> {
@@ -620,7 +604,8 @@ fn nodes(cmd: NodesCmd) -> anyhow::Result<()> {
                 let b64 = v["payload"]["base64"]
                     .as_str()
                     .context("the result has no base64 media to write")?;
-                let bytes = decode_base64(b64).context("the result's base64 does not decode")?;
+                let bytes = pincer_protocol::base64url::decode(b64)
+                    .context("the result's base64 does not decode")?;
                 std::fs::write(&path, &bytes)
                     .with_context(|| format!("cannot write {}", path.display()))?;
                 eprintln!("wrote {} bytes to {}", bytes.len(), path.display());
@@ -631,15 +616,6 @@ fn nodes(cmd: NodesCmd) -> anyhow::Result<()> {
             print_json(&v["payload"], client.json)
         }
     }
-}
-
-/// Standard or URL-safe base64, padding optional.
-fn decode_base64(text: &str) -> Option<Vec<u8>> {
-    let clean: String = text.chars().filter(|c| !c.is_whitespace()).collect();
-    let mut out = vec![0u8; clean.len() * 3 / 4 + 3];
-    let n = pincer_protocol::base64url::decode_into(&clean, &mut out).ok()?;
-    out.truncate(n);
-    Some(out)
 }
 
 fn events(c: ClientArgs) -> anyhow::Result<()> {

@@ -22,7 +22,6 @@
 //! * [`link`]: one connection's life and the reconnect loop; [`backoff`], [`watchdog`].
 //! * [`invoke`]: dispatch of invokes to [`commands`].
 
-pub mod b64;
 pub mod backoff;
 pub mod board;
 pub mod commands;

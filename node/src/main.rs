@@ -127,7 +127,7 @@ fn main() -> anyhow::Result<()> {
                     pincer_os::notify::spawn_watchdog(n.clone());
                 }
                 node.run(async {
-                    shutdown_signal().await;
+                    pincer_os::shutdown_signal().await;
                     if let Some(n) = &systemd {
                         n.stopping();
                     }
@@ -137,22 +137,6 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Cmd::Doctor(a) => rt.block_on(doctor(a)),
-    }
-}
-
-async fn shutdown_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    match (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) {
-        (Ok(mut t), Ok(mut i)) => {
-            tokio::select! {
-                _ = t.recv() => {}
-                _ = i.recv() => {}
-            }
-        }
-        _ => std::future::pending().await,
     }
 }
 

@@ -138,7 +138,7 @@ fn rand_suffix() -> u64 {
 }
 
 fn b64(v: &Value) -> Vec<u8> {
-    pincer_node::b64::decode(v["base64"].as_str().expect("base64")).expect("valid base64")
+    pincer_protocol::base64url::decode(v["base64"].as_str().expect("base64")).expect("valid base64")
 }
 
 /// Decoded JPEG as (width, height, RGB bytes).
@@ -534,7 +534,7 @@ async fn camera_screen_audio_on_real_drivers() {
         &op,
         &node_id,
         "audio.play",
-        json!({ "deviceId": "hw:0,0", "base64": pincer_node::b64::encode(&wav) }),
+        json!({ "deviceId": "hw:0,0", "base64": pincer_protocol::base64url::encode_standard(&wav) }),
     )
     .await
     .expect("audio.play");

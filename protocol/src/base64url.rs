@@ -1,9 +1,13 @@
-//! Base64url without padding (RFC 4648 §5), the encoding of public keys, signatures and tokens.
+//! The one base64 codec of the workspace: base64url without padding (RFC 4648 §5) for public
+//! keys, signatures and tokens, and standard padded base64 (§4) for media payloads (photos,
+//! screenshots, WAVs).
 //!
-//! The decoder is tolerant the way the reference verifier is: it accepts trailing `=` padding
-//! and the standard alphabet (`+`, `/`) as well.
+//! The decoders are tolerant the way the reference verifier is: either alphabet (`-_` or
+//! `+/`), with or without trailing `=` padding.
 
 const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+#[cfg(feature = "std")]
+const STANDARD: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
 /// Error from [`decode_into`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -16,6 +20,19 @@ pub enum DecodeError {
     BufferTooSmall,
 }
 
+impl core::fmt::Display for DecodeError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            DecodeError::InvalidByte(b) => write!(f, "invalid base64 byte 0x{b:02x}"),
+            DecodeError::InvalidLength => f.write_str("base64 length cannot come from whole bytes"),
+            DecodeError::BufferTooSmall => f.write_str("base64 output buffer too small"),
+        }
+    }
+}
+
+#[cfg(feature = "std")]
+impl std::error::Error for DecodeError {}
+
 /// Length of the unpadded encoding of `n` bytes.
 pub const fn encoded_len(n: usize) -> usize {
     (n * 4).div_ceil(3)
@@ -25,10 +42,21 @@ pub const fn encoded_len(n: usize) -> usize {
 ///
 /// Returns `None` if `out` is shorter than [`encoded_len`]`(input.len())`.
 pub fn encode_into<'a>(input: &[u8], out: &'a mut [u8]) -> Option<&'a str> {
-    let need = encoded_len(input.len());
-    if out.len() < need {
+    if out.len() < encoded_len(input.len()) {
         return None;
     }
+    let o = encode_with(input, out, ALPHABET, false);
+    core::str::from_utf8(&out[..o]).ok()
+}
+
+/// Length of the padded standard encoding of `n` bytes.
+pub const fn padded_len(n: usize) -> usize {
+    n.div_ceil(3) * 4
+}
+
+/// Writes the encoding of `input` with `alphabet` (and `=` padding when `pad`) into `out`,
+/// which the caller sized; returns the bytes written.
+fn encode_with(input: &[u8], out: &mut [u8], alphabet: &[u8; 64], pad: bool) -> usize {
     let mut o = 0;
     for chunk in input.chunks(3) {
         let b = [
@@ -38,12 +66,41 @@ pub fn encode_into<'a>(input: &[u8], out: &'a mut [u8]) -> Option<&'a str> {
         ];
         let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
         let chars = chunk.len() + 1;
-        for i in 0..chars {
-            out[o] = ALPHABET[((n >> (18 - 6 * i)) & 63) as usize];
+        for i in 0..4 {
+            if i < chars {
+                out[o] = alphabet[((n >> (18 - 6 * i)) & 63) as usize];
+            } else if pad {
+                out[o] = b'=';
+            } else {
+                break;
+            }
             o += 1;
         }
     }
-    core::str::from_utf8(&out[..o]).ok()
+    o
+}
+
+#[cfg(feature = "std")]
+/// Standard padded base64 (media payloads: `camera.snap`, `screen.snapshot`, `audio.*`).
+pub fn encode_standard(input: &[u8]) -> String {
+    let mut buf = vec![0u8; padded_len(input.len())];
+    let n = encode_with(input, &mut buf, STANDARD, true);
+    buf.truncate(n);
+    String::from_utf8(buf).unwrap_or_default()
+}
+
+#[cfg(feature = "std")]
+/// Decodes either alphabet, padded or not, skipping whitespace (as `base64` tools wrap lines).
+pub fn decode(text: &str) -> Result<Vec<u8>, DecodeError> {
+    let clean: String = text.chars().filter(|c| !c.is_ascii_whitespace()).collect();
+    let trimmed = clean.trim_end_matches('=');
+    if trimmed.contains('=') {
+        return Err(DecodeError::InvalidByte(b'='));
+    }
+    let mut out = vec![0u8; trimmed.len() * 3 / 4 + 1];
+    let n = decode_into(trimmed, &mut out)?;
+    out.truncate(n);
+    Ok(out)
 }
 
 #[cfg(feature = "std")]
@@ -121,6 +178,28 @@ mod tests {
             let n = decode_into(s, &mut dec).unwrap();
             assert_eq!(&dec[..n], &data[..len]);
         }
+    }
+
+    #[cfg(feature = "std")]
+    #[test]
+    fn standard_padded_rfc4648_vectors() {
+        for (plain, enc) in [
+            ("", ""),
+            ("f", "Zg=="),
+            ("fo", "Zm8="),
+            ("foo", "Zm9v"),
+            ("foob", "Zm9vYg=="),
+            ("fooba", "Zm9vYmE="),
+            ("foobar", "Zm9vYmFy"),
+        ] {
+            assert_eq!(encode_standard(plain.as_bytes()), enc);
+            assert_eq!(decode(enc).unwrap(), plain.as_bytes());
+        }
+        assert_eq!(encode_standard(b"\xfb\xff"), "+/8=");
+        assert_eq!(decode("Zm9v\nYmFy").unwrap(), b"foobar");
+        assert!(decode("Zm9v!").is_err());
+        assert!(decode("Zg==Zg").is_err());
+        assert!(decode("Z").is_err());
     }
 
     #[test]

@@ -90,7 +90,7 @@ impl Command for Record {
             .await?;
             Ok(json!({
                 "format": "wav",
-                "base64": crate::b64::encode(&rec.wav),
+                "base64": pincer_protocol::base64url::encode_standard(&rec.wav),
                 "durationMs": rec.duration_ms,
                 "sampleRate": rec.sample_rate,
                 "channels": rec.channels,
@@ -117,7 +117,7 @@ impl Command for Play {
         Box::pin(async move {
             let p: PlayParams = serde_json::from_value(params)
                 .map_err(|e| CommandError::invalid(format!("audio.play: {e}")))?;
-            let wav = crate::b64::decode(&p.base64)
+            let wav = pincer_protocol::base64url::decode(&p.base64)
                 .map_err(|e| CommandError::invalid(format!("audio.play: base64: {e}")))?;
             let (device, ms) = blocking(move || {
                 alsa.play(p.device_id.as_deref().filter(|d| !d.is_empty()), &wav)

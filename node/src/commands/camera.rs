@@ -117,7 +117,7 @@ impl Command for Snap {
             );
             Ok(json!({
                 "format": "jpg",
-                "base64": crate::b64::encode(&photo.jpeg),
+                "base64": pincer_protocol::base64url::encode_standard(&photo.jpeg),
                 "width": photo.width,
                 "height": photo.height,
             }))

@@ -71,7 +71,7 @@ impl Command for Snapshot {
             .await?;
             Ok(json!({
                 "format": if jpg { "jpg" } else { "png" },
-                "base64": crate::b64::encode(&bytes),
+                "base64": pincer_protocol::base64url::encode_standard(&bytes),
                 "width": width,
                 "height": height,
                 "screenIndex": index,
