@@ -31,8 +31,6 @@ need aarch64-linux-gnu-gcc gcc-aarch64-linux-gnu libc6-dev-arm64-cross
 need arm-linux-gnueabihf-gcc gcc-arm-linux-gnueabihf libc6-dev-armhf-cross
 need qemu-aarch64-static qemu-user-static
 need readelf binutils
-# bindgen (the v4l crate's V4L2 bindings) needs libclang.
-[ -n "$(ls /usr/lib/llvm-*/lib/libclang*.so* 2>/dev/null | head -1)" ] || need __libclang__ libclang-dev
 if [[ " ${TARGETS[*]} " == *" $ARMV6 "* ]]; then
   need arm-linux-gnueabihf-g++ g++-arm-linux-gnueabihf   # LLVM libunwind has C++ sources
   need make make
@@ -56,10 +54,6 @@ export CARGO_TARGET_ARM_UNKNOWN_LINUX_MUSLEABIHF_LINKER="$PWD/cross/armv6-musl-c
 export CARGO_TARGET_ARM_UNKNOWN_LINUX_MUSLEABIHF_RUSTFLAGS="-C link-self-contained=no -C target-feature=+crt-static -C target-cpu=arm1176jzf-s"
 export CC_arm_unknown_linux_musleabihf=arm-linux-gnueabihf-gcc AR_arm_unknown_linux_musleabihf=arm-linux-gnueabihf-ar
 export CFLAGS_arm_unknown_linux_musleabihf="$ARMV6_CFLAGS -nostdinc -isystem $PINCER_ARMV6_SYSROOT/include -isystem $(arm-linux-gnueabihf-gcc -print-file-name=include)"
-# bindgen (the v4l crate's V4L2 bindings) parses videodev2.h for the target: musl's headers
-# (64-bit time_t, as the binary uses) first, the kernel's linux/ and asm/ from the armhf cross
-# headers after them.
-export BINDGEN_EXTRA_CLANG_ARGS_arm_unknown_linux_musleabihf="--sysroot=$PINCER_ARMV6_SYSROOT -isystem $PINCER_ARMV6_SYSROOT/include -idirafter /usr/arm-linux-gnueabihf/include"
 
 # musl and LLVM libunwind for the ARM1176 into $PINCER_ARMV6_SYSROOT, once per musl / rustc
 # version (about 40 s). musl's source is Debian's: fetched by apt-get from deb-src entries of

@@ -22,12 +22,25 @@ need ip iproute2
 need pkill procps     # kill/pkill in the shutdown and gpsd tests
 need openssl openssl   # the reference gateway makes its self-signed TLS certificate with it
 need gpsfake gpsd gpsd-clients   # a real gpsd fed by NMEA logs for location.get
-# The v4l crate generates its V4L2 bindings with bindgen (libclang) at build time.
-[ -n "$(ls /usr/lib/llvm-*/lib/libclang.so* /usr/lib/x86_64-linux-gnu/libclang*.so* 2>/dev/null | head -1)" ] \
-  || need __libclang__ libclang-dev
 export PINCER_REQUIRE_GPSD=1
 need Xvfb xvfb x11-xserver-utils xauth   # a real X server for screen.snapshot over X11
 export PINCER_REQUIRE_XVFB=1
+done_step
+
+# Nothing may need libclang to build: a fresh Debian machine has none, and the static musl
+# targets have no C headers for bindgen to parse (pincer-hal hand-writes the V4L2 and ALSA
+# ABIs). The whole graph: every target, normal, build and dev edges. Listing it (not
+# `cargo tree -i`, which exits 101 for a crate missing from Cargo.lock and prints only a
+# warning for one outside the graph) so a cargo failure fails the step instead of passing it.
+step "no bindgen / clang-sys in the dependency graph"
+deps=$(cargo tree --workspace --all-features --target all -e normal,build,dev --prefix none -f '{p}')
+[ -n "$deps" ] || { echo "cargo tree listed nothing" >&2; exit 1; }
+bad=$(grep -oE '^(bindgen|clang-sys) v[^ ]+' <<<"$deps" | sort -u | sed 's/ v/@/' || true)
+if [ -n "$bad" ]; then
+  for c in $bad; do cargo tree --workspace --all-features --target all -e normal,build,dev -i "$c" >&2; done
+  echo "these need libclang at build time: $(tr '\n' ' ' <<<"$bad")" >&2
+  exit 1
+fi
 done_step
 
 if [ "$QUICK" = 0 ]; then

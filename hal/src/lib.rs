@@ -11,7 +11,7 @@
 //! | class | feature | backend | status |
 //! |---|---|---|---|
 //! | location | `location` | gpsd (TCP JSON, `gpsd_proto` types) | done |
-//! | camera | `camera` | V4L2 single-planar capture (`v4l` crate), JPEG (`jpeg-encoder`) | stills |
+//! | camera | `camera` | V4L2 single-planar capture (kernel ioctls, mmap streaming), JPEG (`jpeg-encoder`) | stills |
 //! | screen | `screen` | X11 `GetImage` when `DISPLAY` answers, else fbdev (`/dev/fbN`, incl. KMS fbdev emulation); PNG/JPEG | done |
 //! | audio | `audio` | ALSA kernel PCM ioctls on `hw:` devices, 16-bit WAV | done |
 //!

@@ -1,4 +1,5 @@
-//! Cameras through V4L2 (the `v4l` crate): which capture nodes exist, and one still photo.
+//! Cameras through V4L2 (`v4l2`: the kernel interface, spoken with ioctls): which capture
+//! nodes exist, and one still photo.
 //!
 //! A [`Camera`] is a capture session on one device: [`Camera::open`] negotiates a format,
 //! [`Camera::frame`] hands out frames. `snap` is one session that throws away warm-up frames
@@ -14,12 +15,13 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use v4l::buffer::Type;
-use v4l::format::FourCC;
-use v4l::io::traits::CaptureStream;
-use v4l::video::Capture;
-
 use crate::image::{ImageError, PixelFormat, Rgb};
+
+mod v4l2;
+use v4l2::{
+    Device, Fract, FrameSize, Stream, CAP_STREAMING, CAP_VIDEO_CAPTURE, CAP_VIDEO_M2M,
+    CAP_VIDEO_M2M_MPLANE,
+};
 
 /// A camera's failure, mapped to the reference's error codes by [`CameraError::code`].
 #[derive(Debug, thiserror::Error)]
@@ -197,29 +199,14 @@ impl Cameras for V4l2 {
     }
 }
 
-/// Capability bits from `VIDIOC_QUERYCAP` (`device_caps`).
-const CAP_VIDEO_CAPTURE: u32 = 0x0000_0001;
-const CAP_VIDEO_M2M: u32 = 0x0000_8000;
-const CAP_VIDEO_M2M_MPLANE: u32 = 0x0000_4000;
-const CAP_STREAMING: u32 = 0x0400_0000;
-
 fn c_string(bytes: &[u8]) -> String {
     let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
     String::from_utf8_lossy(&bytes[..end]).trim().to_owned()
 }
 
 /// `VIDIOC_QUERYCAP`, read without trusting the driver's strings to be UTF-8.
-fn query(dev: &v4l::Device) -> io::Result<(String, String, String, u32)> {
-    // SAFETY: v4l2_capability is plain old data; the ioctl fills it or fails.
-    let mut caps: v4l::v4l_sys::v4l2_capability = unsafe { std::mem::zeroed() };
-    // SAFETY: the pointer is to a live, correctly sized v4l2_capability.
-    unsafe {
-        v4l::v4l2::ioctl(
-            dev.handle().fd(),
-            v4l::v4l2::vidioc::VIDIOC_QUERYCAP,
-            &mut caps as *mut _ as *mut std::os::raw::c_void,
-        )?;
-    }
+fn query(dev: &Device) -> io::Result<(String, String, String, u32)> {
+    let caps = dev.capability()?;
     Ok((
         c_string(&caps.card),
         c_string(&caps.driver),
@@ -308,12 +295,14 @@ const FORMATS: &[(&[u8; 4], Option<PixelFormat>)] = &[
     (b"GREY", Some(PixelFormat::Grey)),
 ];
 
+/// Capture buffers asked for: one with the application, one being filled, one queued.
+const BUFFERS: u32 = 3;
+
 /// An open capture session on one device.
 pub struct Camera {
     path: String,
-    // Field order matters: the stream (buffers, streaming) must go before the device.
-    stream: v4l::io::mmap::Stream<'static>,
-    _dev: v4l::Device,
+    /// Owns the device: dropping it stops streaming, frees the buffers and closes the node.
+    stream: Stream,
     width: u32,
     height: u32,
     stride: u32,
@@ -327,7 +316,7 @@ impl Camera {
     /// (largest such size; else its smallest), and starts streaming.
     pub fn open(path: &str, max_width: u32, timeout: Duration) -> Result<Camera, CameraError> {
         let err = |e| CameraError::from_io(path, e);
-        let dev = v4l::Device::with_path(path).map_err(err)?;
+        let dev = Device::open(Path::new(path)).map_err(err)?;
         let (_, _, _, caps) = query(&dev).map_err(err)?;
         if !is_still_capture(caps) {
             return Err(CameraError::NotCapture(path.into()));
@@ -336,17 +325,17 @@ impl Camera {
         let mut chosen = None;
         let mut offered = Vec::new();
         for (code, layout) in FORMATS {
-            let fourcc = FourCC::new(code);
+            let fourcc = u32::from_le_bytes(**code);
             let Some((w, h)) = pick_size(&dev, fourcc, want) else {
                 continue;
             };
             let mut fmt = dev.format().map_err(err)?;
-            fmt.fourcc = fourcc;
+            fmt.pixelformat = fourcc;
             fmt.width = w;
             fmt.height = h;
             let got = dev.set_format(&fmt).map_err(err)?;
-            if got.fourcc != fourcc {
-                offered.push(String::from_utf8_lossy(&got.fourcc.repr).into_owned());
+            if got.pixelformat != fourcc {
+                offered.push(String::from_utf8_lossy(&got.pixelformat.to_le_bytes()).into_owned());
                 continue;
             }
             // Compressed frames only pass through when they already fit.
@@ -363,14 +352,14 @@ impl Camera {
         // Warm-up frames come at the frame rate: ask for 30 fps (drivers clamp to what the
         // mode allows; some webcams default to 5 fps, a second of warm-up). Not every
         // driver supports it; a failure only means the default rate.
-        if let Err(e) = dev.set_params(&v4l::video::capture::Parameters::with_fps(30)) {
+        let fps30 = Fract {
+            numerator: 1,
+            denominator: 30,
+        };
+        if let Err(e) = dev.set_frame_interval(fps30) {
             tracing::debug!(path, error = %e, "cannot set the frame rate");
         }
-        // The stream borrows nothing from the device but its handle (an Arc), so the
-        // 'static lifetime holds; the device is kept alongside it.
-        let mut stream =
-            v4l::io::mmap::Stream::with_buffers(&dev, Type::VideoCapture, 3).map_err(err)?;
-        stream.set_timeout(timeout);
+        let stream = Stream::new(dev, BUFFERS).map_err(err)?;
         tracing::debug!(
             path,
             width = fmt.width,
@@ -381,10 +370,9 @@ impl Camera {
         Ok(Camera {
             path: path.into(),
             stream,
-            _dev: dev,
             width: fmt.width,
             height: fmt.height,
-            stride: fmt.stride,
+            stride: fmt.bytesperline,
             fourcc,
             layout,
             timeout,
@@ -400,11 +388,8 @@ impl Camera {
     pub fn frame(&mut self) -> Result<&[u8], CameraError> {
         let path = self.path.clone();
         let ms = self.timeout.as_millis() as u64;
-        match self.stream.next() {
-            Ok((buf, meta)) => {
-                let used = (meta.bytesused as usize).min(buf.len());
-                Ok(&buf[..used])
-            }
+        match self.stream.next(self.timeout) {
+            Ok(data) => Ok(data),
             Err(e) if e.kind() == io::ErrorKind::TimedOut => Err(CameraError::NoFrame(path, ms)),
             Err(e) => Err(CameraError::from_io(&path, e)),
         }
@@ -428,8 +413,8 @@ impl Camera {
 /// The size to ask for: the largest the camera lists with width ≤ `want`, else its smallest;
 /// `None` when it does not offer `fourcc` at all. Drivers that cannot enumerate get `want`
 /// (capped at 4K) and answer with what they can do.
-fn pick_size(dev: &v4l::Device, fourcc: FourCC, want: u32) -> Option<(u32, u32)> {
-    let sizes = match dev.enum_framesizes(fourcc) {
+fn pick_size(dev: &Device, fourcc: u32, want: u32) -> Option<(u32, u32)> {
+    let sizes = match dev.frame_sizes(fourcc) {
         Ok(s) => s,
         Err(e) if e.raw_os_error() == Some(libc::EINVAL) => return None,
         Err(_) => {
@@ -439,14 +424,20 @@ fn pick_size(dev: &v4l::Device, fourcc: FourCC, want: u32) -> Option<(u32, u32)>
     };
     let mut all = Vec::new();
     for s in sizes {
-        match s.size {
-            v4l::framesize::FrameSizeEnum::Discrete(d) => all.push((d.width, d.height)),
-            v4l::framesize::FrameSizeEnum::Stepwise(s) => {
-                all.push((s.min_width, s.min_height));
-                let w = want.clamp(s.min_width, s.max_width);
-                let h =
-                    (u64::from(w) * u64::from(s.max_height) / u64::from(s.max_width.max(1))) as u32;
-                all.push((w, h.clamp(s.min_height, s.max_height)));
+        match s {
+            FrameSize::Discrete { width, height } => all.push((width, height)),
+            FrameSize::Stepwise {
+                min_width,
+                max_width,
+                min_height,
+                max_height,
+                ..
+            } => {
+                all.push((min_width, min_height));
+                // max/min rather than clamp: a driver's min above its max must not panic.
+                let w = want.max(min_width).min(max_width);
+                let h = (u64::from(w) * u64::from(max_height) / u64::from(max_width.max(1))) as u32;
+                all.push((w, h.max(min_height).min(max_height)));
             }
         }
     }
@@ -473,7 +464,7 @@ impl V4l2 {
 
 /// A device node that is a usable still-capture camera.
 fn probe(path: &Path) -> Option<CameraInfo> {
-    let dev = match v4l::Device::with_path(path) {
+    let dev = match Device::open(path) {
         Ok(d) => d,
         Err(e) => {
             tracing::debug!(path = %path.display(), error = %e, "cannot open video node");
