@@ -53,7 +53,8 @@ export PINCER_ARMV6_SYSROOT="$PWD/$TARGET_DIR/armv6-sysroot"
 export CARGO_TARGET_ARM_UNKNOWN_LINUX_MUSLEABIHF_LINKER="$PWD/cross/armv6-musl-cc"
 export CARGO_TARGET_ARM_UNKNOWN_LINUX_MUSLEABIHF_RUSTFLAGS="-C link-self-contained=no -C target-feature=+crt-static -C target-cpu=arm1176jzf-s"
 export CC_arm_unknown_linux_musleabihf=arm-linux-gnueabihf-gcc AR_arm_unknown_linux_musleabihf=arm-linux-gnueabihf-ar
-export CFLAGS_arm_unknown_linux_musleabihf="$ARMV6_CFLAGS -nostdinc -isystem $PINCER_ARMV6_SYSROOT/include -isystem $(arm-linux-gnueabihf-gcc -print-file-name=include)"
+ARMV6_GCC_INCLUDE=$(arm-linux-gnueabihf-gcc -print-file-name=include)
+export CFLAGS_arm_unknown_linux_musleabihf="$ARMV6_CFLAGS -nostdinc -isystem $PINCER_ARMV6_SYSROOT/include -isystem $ARMV6_GCC_INCLUDE"
 
 # musl and LLVM libunwind for the ARM1176 into $PINCER_ARMV6_SYSROOT, once per musl / rustc
 # version (about 40 s). musl's source is Debian's: fetched by apt-get from deb-src entries of
@@ -80,7 +81,9 @@ armv6_sysroot() {
   # -lunwind statically); the file list and flags are those of Rust's bootstrap.
   unwind="$(rustc --print sysroot)/lib/rustlib/src/rust/src/llvm-project/libunwind"
   gccinc=$(arm-linux-gnueabihf-gcc -print-file-name=include)
-  local flags=($ARMV6_CFLAGS -Os -nostdinc -isystem "$sysroot/include" -isystem "$gccinc" -I"$unwind/include"
+  local cpu_flags
+  read -ra cpu_flags <<<"$ARMV6_CFLAGS"
+  local flags=("${cpu_flags[@]}" -Os -nostdinc -isystem "$sysroot/include" -isystem "$gccinc" -I"$unwind/include"
     -fstrict-aliasing -funwind-tables -fvisibility=hidden -D_LIBUNWIND_DISABLE_VISIBILITY_ANNOTATIONS
     -D_LIBUNWIND_IS_NATIVE_ONLY -DNDEBUG)
   mkdir -p "$work/unwind"
@@ -133,6 +136,7 @@ for t in "${TARGETS[@]}"; do
   build=(cargo build --release --target "$t" -p pincer-node -p pincer-gateway)
   if [ "$t" = "$ARMV6" ]; then
     armv6_sysroot
+    # shellcheck disable=SC2054 # the comma belongs to the -Zbuild-std value
     build=(env RUSTC_BOOTSTRAP=1 cargo build -Zbuild-std=std,panic_abort --release --target "$t" -p pincer-node -p pincer-gateway)
   else
     rustup target add "$t" >/dev/null 2>&1

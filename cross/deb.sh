@@ -70,14 +70,14 @@ for t in "${TARGETS[@]}"; do
   install -m 0644 cross/debian/copyright README.md "$stage/usr/share/doc/pincer/"
   install -m 0755 cross/debian/postinst cross/debian/prerm cross/debian/postrm "$stage/DEBIAN/"
   printf '/etc/pincer/node.toml\n/etc/pincer/gateway.toml\n' >"$stage/DEBIAN/conffiles"
-  deps=$(depends_of "$bin/pincer-node" "$bin/pincer-gateway")
+  depends=$(depends_of "$bin/pincer-node" "$bin/pincer-gateway")
   {
     echo "Package: pincer"
     echo "Version: $VERSION"
     echo "Architecture: $arch"
     echo "Maintainer: Pincer developers <pincer@example.invalid>"
     echo "Installed-Size: $(du -sk --exclude=DEBIAN "$stage" | cut -f1)"
-    echo "Depends: passwd${deps:+, $deps}"
+    echo "Depends: passwd${depends:+, $depends}"
     echo "Section: net"
     echo "Priority: optional"
     echo "Description: OpenClaw-compatible gateway and headless node for small boards"

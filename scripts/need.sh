@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Sourced by the build and test scripts: host prerequisites from Debian packages.
 #
 #   . scripts/need.sh

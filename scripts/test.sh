@@ -61,6 +61,14 @@ fi
 # Network-namespace tests need root; CI runs as root.
 if [ "$(id -u)" -eq 0 ]; then export PINCER_REQUIRE_NETNS=1; fi
 
+step "shellcheck (warnings and errors) over every shell script"
+need shellcheck shellcheck
+mapfile -t shell_scripts < <(grep -rlE '^#!(/usr/bin/env (ba)?sh|/bin/(ba)?sh|/bin/busybox sh)' \
+  scripts cross images tests/vm 2>/dev/null | grep -vE '\.(service|timer|md|toml)$' | sort)
+shellcheck -x -S warning "${shell_scripts[@]}" scripts/need.sh
+echo "    ${#shell_scripts[@]} scripts clean"
+done_step
+
 step "cargo fmt --check"
 cargo fmt --all -- --check
 done_step
