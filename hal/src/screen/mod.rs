@@ -108,6 +108,8 @@ pub struct Framebuffers {
     dev_dir: PathBuf,
     sys_dir: PathBuf,
     display: Option<String>,
+    /// The X authority file (`$XAUTHORITY`, else `~/.Xauthority`).
+    xauthority: Option<PathBuf>,
 }
 
 impl Default for Framebuffers {
@@ -116,6 +118,7 @@ impl Default for Framebuffers {
             dev_dir: "/dev".into(),
             sys_dir: "/sys/class/graphics".into(),
             display: std::env::var("DISPLAY").ok().filter(|d| !d.is_empty()),
+            xauthority: x11::default_xauthority(),
         }
     }
 }
@@ -144,12 +147,19 @@ impl Framebuffers {
             dev_dir: dev_dir.into(),
             sys_dir: sys_dir.into(),
             display: None,
+            xauthority: x11::default_xauthority(),
         }
     }
 
     /// Captures from X display `display` first (e.g. `:0`).
     pub fn with_display(mut self, display: Option<String>) -> Framebuffers {
         self.display = display;
+        self
+    }
+
+    /// Authenticates to the X display with the cookie in `path` (none: without a cookie).
+    pub fn with_xauthority(mut self, path: Option<PathBuf>) -> Framebuffers {
+        self.xauthority = path;
         self
     }
 
@@ -248,7 +258,7 @@ impl Screens for Framebuffers {
     /// else framebuffer `index`.
     fn capture(&self, index: u32) -> Result<Rgb, ScreenError> {
         if let Some(d) = &self.display {
-            match x11::capture(d, Some(index)) {
+            match x11::capture_with(d, Some(index), self.xauthority.as_deref()) {
                 Ok(img) => return Ok(img),
                 Err(e @ x11::X11Error::Connect(..)) => {
                     tracing::debug!(error = %e, "no X server; trying the framebuffer");

@@ -112,13 +112,17 @@ pub fn cookie_for(xauth: &[u8], number: u32, hostname: &str) -> Option<Vec<u8>> 
     None
 }
 
-fn local_cookie(number: u32) -> Option<Vec<u8>> {
-    let path = std::env::var_os("XAUTHORITY")
+/// The authority file X clients use: `$XAUTHORITY`, else `~/.Xauthority`.
+pub fn default_xauthority() -> Option<std::path::PathBuf> {
+    std::env::var_os("XAUTHORITY")
         .map(std::path::PathBuf::from)
         .or_else(|| {
             std::env::var_os("HOME").map(|h| std::path::PathBuf::from(h).join(".Xauthority"))
-        })?;
-    let bytes = std::fs::read(path).ok()?;
+        })
+}
+
+fn local_cookie(xauthority: Option<&std::path::Path>, number: u32) -> Option<Vec<u8>> {
+    let bytes = std::fs::read(xauthority?).ok()?;
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
     cookie_for(&bytes, number, host.trim())
 }
@@ -220,12 +224,21 @@ fn read_exact_n(s: &mut dyn Stream, n: usize) -> Result<Vec<u8>, X11Error> {
 /// Captures the whole root window of screen `screen` of `display` (default: the display
 /// name's own screen).
 pub fn capture(display: &str, screen: Option<u32>) -> Result<Rgb, X11Error> {
+    capture_with(display, screen, default_xauthority().as_deref())
+}
+
+/// [`capture`] with the cookie from `xauthority` (none: connect without authentication).
+pub fn capture_with(
+    display: &str,
+    screen: Option<u32>,
+    xauthority: Option<&std::path::Path>,
+) -> Result<Rgb, X11Error> {
     let mut d = Display::parse(display)?;
     if let Some(n) = screen {
         d.screen = n;
     }
     let mut s = connect(&d, Duration::from_secs(5))?;
-    let cookie = local_cookie(d.number);
+    let cookie = local_cookie(xauthority, d.number);
     let (auth_name, auth_data): (&[u8], &[u8]) = match &cookie {
         Some(c) => (b"MIT-MAGIC-COOKIE-1", c),
         None => (b"", b""),
