@@ -23,6 +23,7 @@ use pincer_os::{ensure_private_dir, write_atomic};
 
 /// Errors of the operator client.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ClientError {
     #[error("cannot connect to {url}: {message}")]
     Connect { url: String, message: String },

@@ -7,6 +7,7 @@ use serde::Deserialize;
 
 /// Errors loading or resolving the configuration.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ConfigError {
     #[error("cannot read config {path}: {source}")]
     Read {

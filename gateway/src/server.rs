@@ -16,6 +16,7 @@ use crate::link;
 
 /// Errors starting or running the gateway.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum GatewayError {
     #[error(transparent)]
     Config(#[from] ConfigError),

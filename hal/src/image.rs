@@ -37,6 +37,7 @@ pub enum PixelFormat {
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum ImageError {
     #[error("frame is {got} bytes; {width}x{height} needs {need}")]
     Short {

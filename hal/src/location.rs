@@ -15,6 +15,7 @@ const MAX_LINE: usize = 64 * 1024;
 
 /// Why there is no position.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
 pub enum LocationError {
     #[error("gpsd unavailable at {addr}: {reason}")]
     Unavailable { addr: String, reason: String },

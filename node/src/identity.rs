@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use pincer_os::write_atomic;
 
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum IdentityError {
     #[error("cannot read {path}: {source}")]
     Read {

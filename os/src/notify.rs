@@ -12,6 +12,7 @@ use std::time::Duration;
 
 /// A `$NOTIFY_SOCKET` that cannot be used.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum NotifyError {
     #[error("NOTIFY_SOCKET {0:?} is neither an absolute path nor an abstract @name")]
     BadAddress(String),

@@ -125,6 +125,7 @@ pub struct Request {
 
 /// Why a request frame was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum DecodeError {
     /// Not JSON at all.
     NotJson(String),

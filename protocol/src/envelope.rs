@@ -35,6 +35,7 @@ pub struct Header<'a> {
 
 /// Errors from envelope encoding and decoding.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum EnvelopeError {
     /// Not a JSON object with a known `type` (or a string field uses escapes, which the
     /// borrowing decoder cannot represent).

@@ -85,6 +85,7 @@ pub enum Frame {
 
 /// Why a frame could not be decoded.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum FrameError {
     /// The text is not JSON.
     NotJson(String),

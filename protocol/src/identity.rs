@@ -14,6 +14,7 @@ use crate::base64url;
 
 /// Errors from identity operations.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum IdentityError {
     /// The public key is not base64url of 32 bytes (or not a valid curve point).
     PublicKeyInvalid,

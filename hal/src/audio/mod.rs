@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use pcm::{Direction, Pcm};
 
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum AudioError {
     #[error("no {0} device")]
     NoDevice(&'static str),

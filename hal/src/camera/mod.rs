@@ -25,6 +25,7 @@ use v4l2::{
 
 /// A camera's failure, mapped to the reference's error codes by [`CameraError::code`].
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum CameraError {
     #[error("no camera at {0}")]
     NotFound(String),

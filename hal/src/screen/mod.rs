@@ -18,6 +18,7 @@ use crate::image::{ImageError, PixelFormat, Rgb};
 pub mod x11;
 
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ScreenError {
     #[error("no screen {0} (no {1})")]
     NoScreen(u32, String),
