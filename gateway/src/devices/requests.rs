@@ -1,0 +1,190 @@
+//! Pending pairing requests: one per device, created or refreshed by the handshake, found by
+//! id or short code, approved (the device becomes paired) or rejected by an operator.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::paired::PairedDevice;
+use super::{DeviceStore, DeviceStoreError, StoreFile};
+
+/// A pairing request waiting for an operator (reference §3.2 `pending.json` entry).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct PendingRequest {
+    pub request_id: String,
+    pub device_id: String,
+    pub public_key: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub display_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub platform: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device_family: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_mode: Option<String>,
+    pub role: String,
+    pub roles: Vec<String>,
+    pub scopes: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remote_ip: Option<String>,
+    pub silent: bool,
+    pub is_repair: bool,
+    pub ts: u64,
+}
+
+impl PendingRequest {
+    /// The short code shown in logs and accepted by `devices approve`: the first 8 hex digits
+    /// of the request id.
+    pub fn short_code(&self) -> String {
+        short_code(&self.request_id)
+    }
+}
+
+/// First 8 hex digits of a request id, upper-cased for reading aloud.
+pub fn short_code(request_id: &str) -> String {
+    request_id
+        .chars()
+        .filter(|c| c.is_ascii_hexdigit())
+        .take(8)
+        .collect::<String>()
+        .to_ascii_uppercase()
+}
+
+/// Pending requests expire after this.
+pub const PENDING_TTL_MS: u64 = 5 * 60 * 1000;
+
+/// What [`DeviceStore::request`] did.
+#[derive(Debug, Clone)]
+pub struct Requested {
+    pub request: PendingRequest,
+    /// False when an identical pending request was refreshed.
+    pub created: bool,
+}
+
+impl DeviceStore {
+    /// Creates or refreshes the pending request of `req.device_id` (one per device). An
+    /// identical request keeps its id and `ts`; a different one replaces it with merged roles
+    /// and scopes under a new id.
+    pub fn request(
+        &self,
+        mut req: PendingRequest,
+        now_ms: u64,
+    ) -> Result<Requested, DeviceStoreError> {
+        let mut file = self.lock();
+        Self::prune(&mut file, now_ms);
+        let existing = file
+            .pending
+            .values()
+            .find(|p| p.device_id == req.device_id)
+            .cloned();
+        if let Some(old) = existing {
+            let same = old.public_key == req.public_key
+                && old.role == req.role
+                && old.scopes == req.scopes;
+            if same {
+                return Ok(Requested {
+                    request: old,
+                    created: false,
+                });
+            }
+            file.pending.remove(&old.request_id);
+            if old.public_key == req.public_key {
+                for r in old.roles {
+                    if !req.roles.contains(&r) {
+                        req.roles.push(r);
+                    }
+                }
+                for s in old.scopes {
+                    if !req.scopes.contains(&s) {
+                        req.scopes.push(s);
+                    }
+                }
+                req.roles.sort();
+                req.scopes.sort();
+            }
+        }
+        req.ts = now_ms;
+        file.pending.insert(req.request_id.clone(), req.clone());
+        self.persist(&file)?;
+        Ok(Requested {
+            request: req,
+            created: true,
+        })
+    }
+
+    /// Finds a pending request by full id or by a unique prefix / short code (≥ 6 characters).
+    fn find_pending(file: &StoreFile, id_or_code: &str) -> Result<String, DeviceStoreError> {
+        Self::find_key(file.pending.keys(), id_or_code)
+    }
+
+    /// Approves a pending request (by id or short code): the device is paired for the requested
+    /// roles and scopes. Returns the request and the paired record.
+    pub fn approve_request(
+        &self,
+        id_or_code: &str,
+        now_ms: u64,
+    ) -> Result<(PendingRequest, PairedDevice), DeviceStoreError> {
+        let req = {
+            let mut file = self.lock();
+            Self::prune(&mut file, now_ms);
+            let id = Self::find_pending(&file, id_or_code)?;
+            file.pending
+                .get(&id)
+                .cloned()
+                .ok_or(DeviceStoreError::UnknownRequest)?
+        };
+        let record = PairedDevice {
+            device_id: req.device_id.clone(),
+            public_key: req.public_key.clone(),
+            display_name: req.display_name.clone(),
+            platform: req.platform.clone(),
+            device_family: req.device_family.clone(),
+            client_id: req.client_id.clone(),
+            client_mode: req.client_mode.clone(),
+            roles: req.roles.clone(),
+            scopes: vec![],
+            created_at_ms: now_ms,
+            approved_at_ms: now_ms,
+            tokens: BTreeMap::new(),
+        };
+        // approve() persists the paired record and the removal of the request together.
+        let mut file = self.lock();
+        file.pending.remove(&req.request_id);
+        drop(file);
+        self.approve(record, &req.role, &req.scopes)?;
+        let paired = self
+            .get(&req.device_id)
+            .ok_or(DeviceStoreError::UnknownDevice)?;
+        Ok((req, paired))
+    }
+
+    /// Rejects (drops) a pending request.
+    pub fn reject_request(
+        &self,
+        id_or_code: &str,
+        now_ms: u64,
+    ) -> Result<PendingRequest, DeviceStoreError> {
+        let mut file = self.lock();
+        Self::prune(&mut file, now_ms);
+        let id = Self::find_pending(&file, id_or_code)?;
+        let req = file
+            .pending
+            .remove(&id)
+            .ok_or(DeviceStoreError::UnknownRequest)?;
+        self.persist(&file)?;
+        Ok(req)
+    }
+
+    /// Pending requests and paired devices (without token hashes), for `device.pair.list`.
+    pub fn list(&self, now_ms: u64) -> (Vec<PendingRequest>, Vec<PairedDevice>) {
+        let mut file = self.lock();
+        Self::prune(&mut file, now_ms);
+        (
+            file.pending.values().cloned().collect(),
+            file.devices.values().cloned().collect(),
+        )
+    }
+}

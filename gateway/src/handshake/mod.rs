@@ -1,0 +1,208 @@
+//! The `connect` pipeline (reference §2.5), as a pure function of the request, the challenge
+//! nonce, where the socket comes from, and the gateway's state:
+//!
+//! 1. protocol range;
+//! 2. role;
+//! 3. shared secret;
+//! 4. device proof (id, freshness, nonce, signature v3 then v2) — `proof`;
+//! 5. device token, when the shared secret did not authenticate — `credentials`;
+//! 6. scopes — `grant`;
+//! 7. pairing (silent only for this very host: a direct loopback socket, or a socket from the
+//!    host's own tailnet address; or with a valid setup code) — `pair`;
+//! 8. device token issue.
+//!
+//! This module owns the pipeline's order ([`handshake`]) and its outcome ([`Accepted`]);
+//! each step that takes more than a few lines is a submodule. [`Peer`] (where the socket
+//! comes from) is in `peer`, [`Rejected`] and its constructors in `rejected`.
+
+mod credentials;
+mod grant;
+mod pair;
+mod peer;
+mod proof;
+mod rejected;
+
+use pincer_protocol::close;
+use pincer_protocol::connect::{ClientMode, ConnectParams, PresenceEntry};
+use pincer_protocol::error::{code, detail, ErrorShape};
+use pincer_protocol::scopes::Role;
+use pincer_protocol::version;
+use serde_json::json;
+
+use crate::auth::{self, AuthMethod};
+use crate::hub::Hub;
+use rejected::{reject, store_error};
+
+pub use peer::{is_own_address, Locality, Peer};
+pub use proof::SIGNATURE_SKEW_MS;
+pub use rejected::Rejected;
+
+/// A successful handshake.
+#[derive(Debug, Clone)]
+pub struct Accepted {
+    pub protocol: u32,
+    pub role: Role,
+    pub scopes: Vec<String>,
+    pub method: AuthMethod,
+    pub device_id: Option<String>,
+    /// A freshly minted device token and when it was issued.
+    pub device_token: Option<(String, u64)>,
+}
+
+/// What every step may look at: the request, the challenge nonce, where the socket comes
+/// from, the gateway's state, and the time.
+struct Inputs<'a> {
+    hub: &'a Hub,
+    p: &'a ConnectParams,
+    nonce: &'a str,
+    peer: &'a Peer,
+    now_ms: u64,
+}
+
+/// Runs the pipeline.
+pub fn handshake(
+    hub: &Hub,
+    p: &ConnectParams,
+    nonce: &str,
+    peer: &Peer,
+    now_ms: u64,
+) -> Result<Accepted, Rejected> {
+    let cx = Inputs {
+        hub,
+        p,
+        nonce,
+        peer,
+        now_ms,
+    };
+    // 1. Protocol range.
+    let protocol = negotiate_protocol(p)?;
+
+    // 2. Role.
+    let Some(role) = Role::parse(p.role()) else {
+        return Err(reject(
+            ErrorShape::invalid("invalid role"),
+            close::POLICY_VIOLATION,
+            close::reason::INVALID_ROLE,
+        ));
+    };
+
+    // 3. Shared secret.
+    let a = p.auth.clone().unwrap_or_default();
+    let shared = auth::check_shared(&hub.config.auth, a.token.as_deref(), a.password.as_deref());
+
+    // 4. Device proof.
+    let device = proof::verify(&cx, role, &a)?;
+
+    // 5. A setup code (bootstrap token) wins when valid; otherwise, when the shared secret did
+    // not authenticate, the device token.
+    let creds = credentials::authenticate(&cx, role, &a, shared, device.as_ref())?;
+    let method = creds.method;
+
+    // 6. Scopes.
+    let granted = grant::grant(&cx, role, &creds, device.is_some())?;
+
+    // Nodes must bring a device identity.
+    let Some(device) = device else {
+        if role == Role::Node {
+            let e = ErrorShape::new(code::NOT_PAIRED, "device identity required")
+                .with_details(json!({ "code": detail::DEVICE_IDENTITY_REQUIRED }));
+            return Err(reject(
+                e,
+                close::POLICY_VIOLATION,
+                close::reason::DEVICE_IDENTITY_REQUIRED,
+            ));
+        }
+        return Ok(Accepted {
+            protocol,
+            role,
+            scopes: granted,
+            method,
+            device_id: None,
+            device_token: None,
+        });
+    };
+
+    // 7. Pairing.
+    pair::pair(&cx, role, &creds, &device, &granted)?;
+
+    // 8. Device token: minted when the client authenticated with the shared secret; a client
+    // that used its device token already holds one.
+    let device_token = if method == AuthMethod::DeviceToken {
+        None
+    } else {
+        hub.devices
+            .issue_token(&device.id, role.as_str(), &granted, now_ms)
+            .map_err(store_error)?
+            .map(|t| (t, now_ms))
+    };
+    Ok(Accepted {
+        protocol,
+        role,
+        scopes: granted,
+        method,
+        device_id: Some(device.id),
+        device_token,
+    })
+}
+
+/// Step 1: the protocol version both sides speak, or `protocol mismatch`.
+fn negotiate_protocol(p: &ConnectParams) -> Result<u32, Rejected> {
+    version::negotiate(p.min_protocol.0, p.max_protocol.0).ok_or_else(|| {
+        let e = ErrorShape::invalid("protocol mismatch").with_details(json!({
+            "code": detail::PROTOCOL_MISMATCH,
+            "clientMinProtocol": p.min_protocol.0,
+            "clientMaxProtocol": p.max_protocol.0,
+            "expectedProtocol": version::MAX_PROTOCOL,
+            "minimumProbeProtocol": version::MIN_PROTOCOL,
+        }));
+        reject(e, close::PROTOCOL_ERROR, close::reason::PROTOCOL_MISMATCH)
+    })
+}
+
+/// The presence entry of a connection, or `None` for clients that are not tracked
+/// (`client.mode: "cli"` and probes).
+pub fn presence_entry(
+    p: &ConnectParams,
+    a: &Accepted,
+    peer: &Peer,
+    conn_id: &str,
+    now_ms: u64,
+) -> Option<(String, PresenceEntry)> {
+    if matches!(p.client.mode, ClientMode::Cli | ClientMode::Probe) {
+        return None;
+    }
+    let key = a
+        .device_id
+        .clone()
+        .or_else(|| p.client.instance_id.as_ref().map(|s| s.to_string()))
+        .unwrap_or_else(|| conn_id.to_owned());
+    let name = p.client.display_name.as_ref().map(|s| s.to_string());
+    let entry = PresenceEntry {
+        host: name.clone(),
+        ip: Some(peer.client_ip.to_string()),
+        version: Some(p.client.version.to_string()),
+        platform: Some(p.client.platform.to_string()),
+        device_family: p.client.device_family.as_ref().map(|s| s.to_string()),
+        model_identifier: p.client.model_identifier.as_ref().map(|s| s.to_string()),
+        mode: Some(p.client.mode.as_str().into()),
+        reason: Some("connect".into()),
+        text: Some(format!(
+            "{}: {} · {} · mode {}",
+            if a.role == Role::Node {
+                "Node"
+            } else {
+                "Client"
+            },
+            name.as_deref().unwrap_or(p.client.id.as_str()),
+            p.client.version,
+            p.client.mode.as_str()
+        )),
+        ts: now_ms,
+        device_id: a.device_id.clone(),
+        roles: Some(vec![a.role.as_str().into()]),
+        scopes: Some(a.scopes.clone()),
+        instance_id: p.client.instance_id.as_ref().map(|s| s.to_string()),
+        ..Default::default()
+    };
+    Some((key, entry))
+}
