@@ -15,6 +15,22 @@ pub const PRESENCE_TTL_MS: u64 = 5 * 60 * 1000;
 /// At most this many presence entries (besides the gateway's own).
 pub const PRESENCE_MAX: usize = 200;
 
+/// Client metadata in a presence entry (`displayName`, `version`, `platform`, …) is cut to
+/// this many bytes: every presence event carries every entry to every connection.
+pub const PRESENCE_FIELD_MAX: usize = 256;
+
+/// `s` cut to [`PRESENCE_FIELD_MAX`] bytes at a character boundary.
+pub fn clip_field(s: &str) -> &str {
+    if s.len() <= PRESENCE_FIELD_MAX {
+        return s;
+    }
+    let mut end = PRESENCE_FIELD_MAX;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }

@@ -309,3 +309,76 @@ async fn large_invoke_params_are_refused_without_a_parsed_tree() {
         "a refused 20 MB request took {grew_mb} MB at peak"
     );
 }
+
+#[tokio::test]
+async fn pending_pairing_requests_are_capped_per_source_and_overall() {
+    // Behind a trusted proxy each stranger has its own address; untrusted, they all share one.
+    let gw = start("pending-cap", "trusted_proxies = [\"127.0.0.1\"]\n");
+    let ask = |who: String, ip: &str| {
+        let mut o = remote(&gw, &who, ip);
+        o.token = Some(TOKEN.into());
+        o
+    };
+    // One address: 8 pending requests, then refused until some are handled.
+    for i in 0..8 {
+        let o = ask(format!("same-{i}"), "198.51.100.1");
+        assert_eq!(
+            detail_code(&call(&o, "health", json!({})).await),
+            "PAIRING_REQUIRED",
+            "{i}"
+        );
+    }
+    let o = ask("same-8".into(), "198.51.100.1");
+    match call(&o, "health", json!({})).await {
+        Err(ClientError::Refused(e)) => {
+            assert_eq!(e.code, "UNAVAILABLE", "{e:?}");
+            assert!(
+                e.message.contains("too many pending pairing requests"),
+                "{e:?}"
+            );
+            assert!(e.retry_after_ms.is_some(), "{e:?}");
+        }
+        other => panic!("expected the per-source cap, got {other:?}"),
+    }
+    // Many addresses: 64 in all.
+    let mut refused = 0;
+    for i in 0..70 {
+        let o = ask(format!("many-{i}"), &format!("198.51.101.{}", i + 1));
+        if let Err(ClientError::Refused(e)) = call(&o, "health", json!({})).await {
+            if e.message.contains("too many pending pairing requests") {
+                refused += 1;
+            }
+        }
+    }
+    assert_eq!(refused, 70 - (64 - 8), "overall cap");
+    let list = call(&operator(&gw), "device.pair.list", json!({}))
+        .await
+        .expect("the owner still gets in and sees the list");
+    assert_eq!(list["pending"].as_array().map(Vec::len), Some(64));
+}
+
+#[tokio::test]
+async fn client_metadata_in_presence_is_bounded() {
+    let gw = start("presence-fields", "");
+    let mut c = gw.open().await;
+    let nonce = c.challenge().await;
+    let mut params = Connect::default().params(&nonce);
+    params["client"]["displayName"] = json!("n".repeat(30_000));
+    params["client"]["version"] = json!("v".repeat(20_000));
+    let res = c.connect(params).await;
+    assert_eq!(res["ok"], true, "{res}");
+    let presence = call(&operator(&gw), "system-presence", json!({}))
+        .await
+        .expect("system-presence");
+    let entry = presence
+        .as_array()
+        .and_then(|a| a.iter().find(|e| e["mode"] == "test"))
+        .expect("the client's entry");
+    assert_eq!(entry["host"].as_str().map(str::len), Some(256));
+    assert_eq!(entry["version"].as_str().map(str::len), Some(256));
+    assert!(
+        entry.to_string().len() < 2_000,
+        "{} bytes",
+        entry.to_string().len()
+    );
+}

@@ -52,6 +52,7 @@ use writer::Writer;
 
 /// Errors of the device store.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum DeviceStoreError {
     #[error("device store {path}: {source}")]
     Io {
@@ -68,6 +69,9 @@ pub enum DeviceStoreError {
     Ambiguous(String),
     #[error("device store {path}: not written: {message}")]
     NotWritten { path: PathBuf, message: String },
+    /// The bound on pending pairing requests is reached (per source address or overall).
+    #[error("too many pending pairing requests {0}; approve or reject some first")]
+    PendingFull(&'static str),
 }
 
 /// The store file's content (`store.json`).

@@ -55,6 +55,25 @@ pub fn short_code(request_id: &str) -> String {
 
 /// Pending requests expire after this.
 pub const PENDING_TTL_MS: u64 = 5 * 60 * 1000;
+/// Pending requests from one source address at once…
+pub const MAX_PENDING_PER_SOURCE: usize = 8;
+/// …and from everyone together (each one is a store rewrite and an entry in
+/// `device.pair.list`).
+pub const MAX_PENDING: usize = 64;
+/// Client metadata kept in a request (`displayName`, `platform`, …) is cut to this many bytes.
+pub const PENDING_FIELD_MAX: usize = 128;
+
+fn clip(field: &mut Option<String>) {
+    if let Some(s) = field {
+        if s.len() > PENDING_FIELD_MAX {
+            let mut end = PENDING_FIELD_MAX;
+            while !s.is_char_boundary(end) {
+                end -= 1;
+            }
+            s.truncate(end);
+        }
+    }
+}
 
 /// What [`DeviceStore::request`] did.
 #[derive(Debug, Clone)]
@@ -73,6 +92,15 @@ impl DeviceStore {
         mut req: PendingRequest,
         now_ms: u64,
     ) -> Result<Requested, DeviceStoreError> {
+        for f in [
+            &mut req.display_name,
+            &mut req.platform,
+            &mut req.device_family,
+            &mut req.client_id,
+            &mut req.client_mode,
+        ] {
+            clip(f);
+        }
         let mut file = self.lock();
         Self::prune(&mut file, now_ms);
         let existing = file
@@ -80,6 +108,7 @@ impl DeviceStore {
             .values()
             .find(|p| p.device_id == req.device_id)
             .cloned();
+        let replaces = existing.is_some();
         if let Some(old) = existing {
             let same = old.public_key == req.public_key
                 && old.role == req.role
@@ -104,6 +133,19 @@ impl DeviceStore {
                 }
                 req.roles.sort();
                 req.scopes.sort();
+            }
+        }
+        if !replaces {
+            let from_source = file
+                .pending
+                .values()
+                .filter(|p| p.remote_ip.is_some() && p.remote_ip == req.remote_ip)
+                .count();
+            if from_source >= MAX_PENDING_PER_SOURCE {
+                return Err(DeviceStoreError::PendingFull("from this address"));
+            }
+            if file.pending.len() >= MAX_PENDING {
+                return Err(DeviceStoreError::PendingFull("in all"));
             }
         }
         req.ts = now_ms;

@@ -176,14 +176,15 @@ pub fn presence_entry(
         .clone()
         .or_else(|| p.client.instance_id.as_ref().map(|s| s.to_string()))
         .unwrap_or_else(|| conn_id.to_owned());
-    let name = p.client.display_name.as_ref().map(|s| s.to_string());
+    let clip = |s: &str| crate::presence::clip_field(s).to_owned();
+    let name = p.client.display_name.as_ref().map(|s| clip(s));
     let entry = PresenceEntry {
         host: name.clone(),
         ip: Some(peer.client_ip.to_string()),
-        version: Some(p.client.version.to_string()),
-        platform: Some(p.client.platform.to_string()),
-        device_family: p.client.device_family.as_ref().map(|s| s.to_string()),
-        model_identifier: p.client.model_identifier.as_ref().map(|s| s.to_string()),
+        version: Some(clip(p.client.version.as_str())),
+        platform: Some(clip(p.client.platform.as_str())),
+        device_family: p.client.device_family.as_ref().map(|s| clip(s)),
+        model_identifier: p.client.model_identifier.as_ref().map(|s| clip(s)),
         mode: Some(p.client.mode.as_str().into()),
         reason: Some("connect".into()),
         text: Some(format!(
@@ -194,14 +195,14 @@ pub fn presence_entry(
                 "Client"
             },
             name.as_deref().unwrap_or(p.client.id.as_str()),
-            p.client.version,
+            clip(p.client.version.as_str()),
             p.client.mode.as_str()
         )),
         ts: now_ms,
         device_id: a.device_id.clone(),
         roles: Some(vec![a.role.as_str().into()]),
         scopes: Some(a.scopes.clone()),
-        instance_id: p.client.instance_id.as_ref().map(|s| s.to_string()),
+        instance_id: p.client.instance_id.as_ref().map(|s| clip(s)),
         ..Default::default()
     };
     Some((key, entry))

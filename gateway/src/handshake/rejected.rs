@@ -52,6 +52,14 @@ pub(super) fn auth_reject(error: ErrorShape, close_code: u16, reason: &str) -> R
 
 /// Refused because the device store failed.
 pub(super) fn store_error(e: crate::devices::DeviceStoreError) -> Rejected {
+    if let crate::devices::DeviceStoreError::PendingFull(_) = e {
+        tracing::warn!(error = %e, "pairing request refused");
+        return reject(
+            ErrorShape::unavailable(e.to_string()).retry_after(60_000),
+            close::POLICY_VIOLATION,
+            "too many pending pairing requests",
+        );
+    }
     tracing::error!(error = %e, "device store");
     reject(
         ErrorShape::unavailable(e.to_string()),
