@@ -255,7 +255,7 @@ EOF
 mcopy -o -i "$FAT" "$W/pincer.toml" ::/pincer.toml
 
 # --- boot -------------------------------------------------------------------------------------
-QEMU_PID= T_ON=
+QEMU_PID='' T_ON=''
 boot() { # boot LOGFILE: power on (T_ON is the moment)
   T_ON=$(date +%s)
   qemu-system-aarch64 -M virt -cpu cortex-a72 -smp 2 -m 1024 -nographic -no-reboot \
@@ -293,8 +293,8 @@ check "the setup code admitted it as a remote device (gateway log: locality=Remo
 
 gwc nodes approve "$NODE" >"$W/approve.out" 2>&1 || gwc nodes approve pincer-image-test >>"$W/approve.out" 2>&1 || true
 invoke() { # invoke COMMAND PARAMS OUT: retried while the node settles (approval, gpsd start)
-  local i
-  for i in $(seq 1 20); do
+  local _try
+  for _try in $(seq 1 20); do
     if gwc nodes invoke "$NODE" "$1" --params "$2" --invoke-timeout-ms 60000 --json >"$3" 2>"$3.err"; then return 0; fi
     sleep 3
   done
