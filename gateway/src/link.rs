@@ -286,7 +286,10 @@ async fn run(hub: &Arc<Hub>, conn: &Arc<ConnHandle>, ws: Ws) {
         let reader = read_frames(hub, conn, &mut stream);
         let writer = write_frames(conn, &mut sink);
         tokio::pin!(reader, writer);
+        // Reader first: a reply it queues is taken by the writer in the same pass, without
+        // another trip through the scheduler.
         tokio::select! {
+            biased;
             end = &mut reader => Some(end),
             alive = &mut writer => alive.then_some(ReadEnd::Closing),
         }
