@@ -81,6 +81,20 @@ step "cargo test (workspace, all features)"
 cargo test --workspace --all-features
 done_step
 
+# Each hardware class and node feature must build on its own: a board owner builds only what
+# the board has (cargo check: type and borrow errors, no codegen).
+step "feature matrix: pincer-hal and pincer-node with no features, each alone, all"
+for f in "" location camera screen audio; do
+  cargo check -q -p pincer-hal --no-default-features ${f:+--features "$f"}
+done
+cargo check -q -p pincer-hal --all-features
+for f in "" system tls location camera screen audio; do
+  cargo check -q -p pincer-node --no-default-features ${f:+--features "$f"}
+done
+cargo check -q -p pincer-node --all-features
+echo "    13 combinations build"
+done_step
+
 step "no_std core for riscv32imc-unknown-none-elf"
 cargo build -p pincer-protocol --no-default-features --target riscv32imc-unknown-none-elf
 done_step
