@@ -225,7 +225,7 @@ cat >"$R/etc/fstab" <<'FSTAB'
 # Pincer image. noatime: reading never writes to the card; commit=30: ext4's journal commits
 # every 30 s at most (the default 5 s writes more often, the data is as safe on power loss).
 LABEL=pincer-root  /              ext4  defaults,noatime,commit=30,errors=remount-ro  0 1
-LABEL=PINCER       /boot/firmware vfat  defaults,noatime,fmask=0077,dmask=0077,flush,nofail,x-systemd.device-timeout=20s  0 2
+LABEL=PINCER       /boot/firmware vfat  defaults,noatime,fmask=0077,dmask=0077,flush,nofail,x-systemd.device-timeout=5min  0 2
 FSTAB
 # the Pi firmware's kernel command line: root by label; the same for future kernel updates
 sed -i 's/^#\?ROOTPART=.*/ROOTPART=LABEL=pincer-root/' "$R/etc/default/raspi-firmware"
