@@ -321,8 +321,11 @@ import json,sys,base64; v=json.load(open(sys.argv[1])); v=v.get("payload", v)
 b=base64.b64decode(v["base64"]); assert v["format"]=="wav" and b[:4]==b"RIFF", v.get("format")' "$W/rec.json"
 else bad "audio.record"; fi
 
-# give sshd's key generation and the journal a moment, then cut the power
-sleep 5
+# sshd makes (and syncs) its host keys in ExecStartPre and then says so on the kernel log: wait
+# for that (a fixed 5 s was not enough on a loaded emulator: ssh-keygen -A alone took longer),
+# give the journal a moment, then cut the power
+wait_console "ssh host keys on disk" "$W/console1.log"
+sleep 2
 T_UP=$(on_for)
 power_cut
 log "power cut after ${T_UP}s"
