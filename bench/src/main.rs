@@ -4,6 +4,7 @@
 //!
 //! These are figures, not tests: nothing here asserts a target.
 
+use pincer_protocol::clip;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -303,15 +304,6 @@ const CONNECT: &str = r#"{"type":"req","id":"c1","method":"connect","params":{"m
 
 /// Every await on a server is bounded by this.
 const IO_TIMEOUT: Duration = Duration::from_secs(20);
-
-/// At most `n` bytes of `t`, cut on a character boundary (frames are quoted in errors).
-fn clip(t: &str, n: usize) -> &str {
-    let mut end = t.len().min(n);
-    while !t.is_char_boundary(end) {
-        end -= 1;
-    }
-    &t[..end]
-}
 
 async fn send_text(ws: &mut Ws, text: String) -> Result<()> {
     tokio::time::timeout(IO_TIMEOUT, ws.send(Message::text(text)))

@@ -340,13 +340,7 @@ impl Hub {
     /// Queues a system event text (cut to [`SYSTEM_EVENT_TEXT_MAX`] bytes); returns how many
     /// are queued. The oldest go first past [`SYSTEM_EVENTS_MAX`] / [`SYSTEM_EVENTS_BYTES`].
     pub fn queue_system_event(&self, mut text: String) -> u64 {
-        if text.len() > SYSTEM_EVENT_TEXT_MAX {
-            let mut end = SYSTEM_EVENT_TEXT_MAX;
-            while !text.is_char_boundary(end) {
-                end -= 1;
-            }
-            text.truncate(end);
-        }
+        pincer_protocol::clip_in_place(&mut text, SYSTEM_EVENT_TEXT_MAX);
         let mut g = lock(&self.system_events);
         let (q, bytes) = &mut *g;
         while !q.is_empty()

@@ -21,14 +21,7 @@ pub const PRESENCE_FIELD_MAX: usize = 256;
 
 /// `s` cut to [`PRESENCE_FIELD_MAX`] bytes at a character boundary.
 pub fn clip_field(s: &str) -> &str {
-    if s.len() <= PRESENCE_FIELD_MAX {
-        return s;
-    }
-    let mut end = PRESENCE_FIELD_MAX;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    &s[..end]
+    pincer_protocol::clip(s, PRESENCE_FIELD_MAX)
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {

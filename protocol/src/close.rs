@@ -37,14 +37,7 @@ pub const MAX_REASON_BYTES: usize = 120;
 
 /// Truncates `reason` to at most [`MAX_REASON_BYTES`] on a character boundary.
 pub fn truncate_reason(reason: &str) -> &str {
-    if reason.len() <= MAX_REASON_BYTES {
-        return reason;
-    }
-    let mut end = MAX_REASON_BYTES;
-    while !reason.is_char_boundary(end) {
-        end -= 1;
-    }
-    &reason[..end]
+    crate::clip(reason, MAX_REASON_BYTES)
 }
 
 #[cfg(test)]

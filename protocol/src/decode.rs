@@ -175,12 +175,7 @@ pub const MAX_ECHO: usize = 512;
 
 /// `message` cut to [`MAX_ECHO`] bytes at a character boundary, marked with `…`.
 pub fn clip_echo(mut message: String) -> String {
-    if message.len() > MAX_ECHO {
-        let mut end = MAX_ECHO;
-        while !message.is_char_boundary(end) {
-            end -= 1;
-        }
-        message.truncate(end);
+    if crate::clip_in_place(&mut message, MAX_ECHO) {
         message.push('…');
     }
     message

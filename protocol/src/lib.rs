@@ -44,3 +44,25 @@ pub mod text;
 
 #[cfg(feature = "schema")]
 pub mod schema;
+
+/// At most `max` bytes of `s`, cut on a character boundary: how every value a peer sent is
+/// bounded before it is echoed, kept or logged (close reasons, refusals, client metadata).
+pub fn clip(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+/// [`clip`] in place; true when `s` was cut.
+#[cfg(feature = "std")]
+pub fn clip_in_place(s: &mut String, max: usize) -> bool {
+    let len = clip(s, max).len();
+    let cut = len < s.len();
+    s.truncate(len);
+    cut
+}

@@ -65,13 +65,7 @@ pub const PENDING_FIELD_MAX: usize = 128;
 
 fn clip(field: &mut Option<String>) {
     if let Some(s) = field {
-        if s.len() > PENDING_FIELD_MAX {
-            let mut end = PENDING_FIELD_MAX;
-            while !s.is_char_boundary(end) {
-                end -= 1;
-            }
-            s.truncate(end);
-        }
+        pincer_protocol::clip_in_place(s, PENDING_FIELD_MAX);
     }
 }
 
