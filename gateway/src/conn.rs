@@ -86,21 +86,19 @@ impl ConnHandle {
     /// is full the connection is closed with 1008 "slow consumer" instead. False when the frame
     /// was not queued.
     pub fn send_or_close(&self, frame: String) -> bool {
-        match self.outbox.push(frame) {
-            Ok(()) => true,
-            Err(Full::Closed) => false,
-            Err(full) => {
-                tracing::warn!(conn = %self.conn_id, %full, "closing slow consumer");
-                self.kill(close::POLICY_VIOLATION, close::reason::SLOW_CONSUMER);
-                false
-            }
-        }
+        self.queued_or_close(self.outbox.push(frame))
     }
 
     /// Puts a response in the place reserved for it; like [`ConnHandle::send_or_close`] when
     /// the outbox is over budget.
     pub fn reply(&self, slot: pincer_os::outbox::Slot, frame: String) -> bool {
-        match self.outbox.fill(slot, frame) {
+        self.queued_or_close(self.outbox.fill(slot, frame))
+    }
+
+    /// A frame that must not be lost was queued, or the connection is closed as a slow
+    /// consumer (nothing to do when it is closing anyway).
+    fn queued_or_close(&self, pushed: Result<(), Full>) -> bool {
+        match pushed {
             Ok(()) => true,
             Err(Full::Closed) => false,
             Err(full) => {

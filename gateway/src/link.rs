@@ -8,7 +8,7 @@
 //!   are two futures polled side by side, so a peer that stops reading stalls only the writer:
 //!   reading, ticks and close requests go on, the outbox fills to its byte budget and the
 //!   connection is closed as a slow consumer. A write that makes no progress for
-//!   [`write_deadline`] closes it too.
+//!   [`write_deadline`](pincer_os::outbox::write_deadline) closes it too.
 //! * Every close (ours or the peer's) gets [`CLOSE_GRACE`] to flush, then the socket is dropped.
 
 use std::net::IpAddr;
@@ -35,6 +35,7 @@ use crate::hub::Hub;
 use crate::methods::{self, Dispatch, Refusal};
 use crate::upgrade::{self, is_bad_utf8, is_over_limit, Ws, UPGRADE_ALLOWANCE};
 use crate::{now_ms, secret};
+use pincer_os::outbox::write_deadline;
 
 /// Deferred requests (node invokes) one connection may have open at once.
 const MAX_IN_FLIGHT: usize = 64;
@@ -42,17 +43,6 @@ const MAX_IN_FLIGHT: usize = 64;
 const MAX_ROLE_VIOLATIONS: u32 = 10;
 /// Time a closing connection gets to flush its queued frames and the close frame.
 pub const CLOSE_GRACE: Duration = Duration::from_secs(2);
-/// A write's deadline: this much…
-const WRITE_BASE: Duration = Duration::from_secs(30);
-/// …plus a second per this many bytes of the frame (a 25 MiB frame gets ~7 min: a slow
-/// Wi-Fi link still delivers it, a peer that stopped reading is found out).
-const WRITE_BYTES_PER_SEC: usize = 64 * 1024;
-
-/// How long a frame of `len` bytes may take to write.
-pub fn write_deadline(len: usize) -> Duration {
-    WRITE_BASE + Duration::from_secs((len / WRITE_BYTES_PER_SEC) as u64)
-}
-
 type Sink = SplitSink<Ws, Message>;
 type Stream = SplitStream<Ws>;
 

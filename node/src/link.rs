@@ -40,9 +40,6 @@ const OUTBOUND_FRAMES: usize = 64;
 const OUTBOUND_BYTES: usize = 64 * 1024 * 1024;
 /// Time the close frame gets when the node ends a connection.
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
-/// A write's deadline: this much plus a second per [`WRITE_BYTES_PER_SEC`] of the frame.
-const WRITE_BASE: Duration = Duration::from_secs(30);
-const WRITE_BYTES_PER_SEC: usize = 64 * 1024;
 /// The node's own requests remembered for matching their `res` (oldest forgotten first).
 const PENDING_REQUESTS: usize = 256;
 
@@ -565,8 +562,7 @@ async fn write_frames(tx: &mut SplitSink<Ws, Message>, out: &Out, pending: &Pend
             }
             p.push_back((frame.id, frame.method));
         }
-        let deadline =
-            WRITE_BASE + Duration::from_secs((frame.text.len() / WRITE_BYTES_PER_SEC) as u64);
+        let deadline = pincer_os::outbox::write_deadline(frame.text.len());
         let written = tokio::time::timeout(deadline, tx.send(Message::text(frame.text))).await;
         out.sent();
         match written {

@@ -16,6 +16,7 @@
 
 use std::collections::VecDeque;
 use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
 
 use tokio::sync::Notify;
 
@@ -52,6 +53,18 @@ struct State<T> {
     /// Bytes of the frame the writer holds.
     in_flight: usize,
     closed: bool,
+}
+
+/// A write's deadline: this much…
+pub const WRITE_BASE: Duration = Duration::from_secs(30);
+/// …plus a second per this many bytes of the frame (a 25 MiB frame gets ~7 min: a slow Wi-Fi
+/// link still delivers it, a peer that stopped reading is found out).
+pub const WRITE_BYTES_PER_SEC: usize = 64 * 1024;
+
+/// How long the writer draining an outbox may take to write a frame of `len` bytes before the
+/// peer counts as no longer reading (both the gateway's and the node's links use it).
+pub fn write_deadline(len: usize) -> Duration {
+    WRITE_BASE + Duration::from_secs((len / WRITE_BYTES_PER_SEC) as u64)
 }
 
 /// What the byte budget counts of an item.
@@ -116,21 +129,27 @@ impl<T: Weighed> Outbox<T> {
         if s.frames.len() >= self.max_frames {
             return Err(Full::Frames(s.frames.len()));
         }
-        // One frame larger than the whole budget still goes out when nothing else is waiting:
-        // otherwise a result the peer may receive (≤ maxPayload) could never be sent.
-        if s.bytes > 0 && s.bytes + frame.bytes() > self.max_bytes {
-            return Err(Full::Bytes {
-                buffered: s.bytes,
-                frame: frame.bytes(),
-                max: self.max_bytes,
-            });
-        }
+        self.fits(&s, frame.bytes())?;
         s.bytes += frame.bytes();
         let id = s.next_id;
         s.next_id += 1;
         s.frames.push_back((id, Some(frame)));
         drop(s);
         self.ready.notify_one();
+        Ok(())
+    }
+
+    /// Whether `len` more bytes fit the budget. One frame larger than the whole budget still
+    /// goes out when nothing else is buffered: otherwise a result the peer may receive
+    /// (≤ maxPayload) could never be sent.
+    fn fits(&self, s: &State<T>, len: usize) -> Result<(), Full> {
+        if s.bytes > 0 && s.bytes + len > self.max_bytes {
+            return Err(Full::Bytes {
+                buffered: s.bytes,
+                frame: len,
+                max: self.max_bytes,
+            });
+        }
         Ok(())
     }
 
@@ -155,15 +174,11 @@ impl<T: Weighed> Outbox<T> {
             s.frames.remove(i);
             return Err(Full::Closed);
         }
-        if s.bytes > 0 && s.bytes + frame.bytes() > self.max_bytes {
+        if let Err(full) = self.fits(&s, frame.bytes()) {
             s.frames.remove(i);
             drop(s);
             self.ready.notify_one();
-            return Err(Full::Bytes {
-                buffered: self.buffered_bytes(),
-                frame: frame.bytes(),
-                max: self.max_bytes,
-            });
+            return Err(full);
         }
         s.bytes += frame.bytes();
         s.frames[i].1 = Some(frame);
