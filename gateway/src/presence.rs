@@ -33,26 +33,29 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 pub struct Presence {
     host: String,
     instance_id: String,
+    /// `linux <kernel release>`, read once (every presence list and hello-ok carries it).
+    platform: String,
     entries: Mutex<Vec<(String, PresenceEntry, bool)>>,
 }
 
 impl Presence {
     pub fn new(host: String, instance_id: String) -> Presence {
+        let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
+            .map(|s| s.trim().to_owned())
+            .unwrap_or_default();
         Presence {
             host,
             instance_id,
+            platform: format!("linux {kernel}").trim().to_owned(),
             entries: Mutex::new(Vec::new()),
         }
     }
 
     fn self_entry(&self) -> PresenceEntry {
-        let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
-            .map(|s| s.trim().to_owned())
-            .unwrap_or_default();
         PresenceEntry {
             host: Some(self.host.clone()),
             version: Some(VERSION.into()),
-            platform: Some(format!("linux {kernel}").trim().to_owned()),
+            platform: Some(self.platform.clone()),
             device_family: Some("Linux".into()),
             mode: Some("gateway".into()),
             reason: Some("self".into()),
