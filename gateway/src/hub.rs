@@ -476,4 +476,46 @@ mod tests {
         assert!(bytes <= SYSTEM_EVENTS_BYTES, "{bytes}");
         let _ = std::fs::remove_dir_all(dir);
     }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_burst_of_presence_changes_goes_out_as_two_events() {
+        let (hub, dir) = hub(1024);
+        let hub = Arc::new(hub);
+        let watcher = hub.register(reg());
+        let h = hub.clone();
+        let flusher = tokio::spawn(async move { h.flush_presence().await });
+        while !hub.presence_flusher.load(Ordering::Acquire) {
+            tokio::task::yield_now().await;
+        }
+        let before = hub.state_version().presence;
+        for i in 0..50 {
+            let entry = PresenceEntry {
+                instance_id: Some(format!("i-{i}")),
+                ts: now_ms(),
+                ..Default::default()
+            };
+            hub.presence_upsert(format!("i-{i}"), entry, true);
+        }
+        // The clock is paused: it moves only while everything waits, so "within the window"
+        // does not depend on how fast this machine is.
+        tokio::time::sleep(PRESENCE_COALESCE * 3).await;
+        let mut events = vec![];
+        while let Some(f) = watcher.outbox.try_next() {
+            watcher.outbox.sent();
+            let v: serde_json::Value = serde_json::from_str(&f).unwrap();
+            if v["event"] == "presence" {
+                events.push(v);
+            }
+        }
+        // The first change at once, the other 49 together at the end of the window.
+        assert_eq!(events.len(), 2, "{events:?}");
+        let last = &events[1];
+        assert_eq!(
+            last["payload"]["presence"].as_array().map(Vec::len),
+            Some(51)
+        );
+        assert_eq!(last["stateVersion"]["presence"], before + 50);
+        flusher.abort();
+        let _ = std::fs::remove_dir_all(dir);
+    }
 }
