@@ -79,7 +79,14 @@ async fn multi_megabyte_frames_both_ways_at_once_complete() {
     let mut op = CallOptions::new(url, dir.join("operator"));
     op.token = Some(TOKEN.into());
     op.timeout = Duration::from_secs(120);
+    // Waits for the node to be listed; the bound only turns a node that never connects into a
+    // failure instead of a hang.
+    let listed_by = std::time::Instant::now() + Duration::from_secs(60);
     let node_id = loop {
+        assert!(
+            std::time::Instant::now() < listed_by,
+            "the node was not listed within 60 s"
+        );
         let v = call(&op, "node.list", json!({})).await.expect("node.list");
         if let Some(id) = v["nodes"][0]["nodeId"]
             .as_str()
