@@ -64,9 +64,16 @@ if [ "$(id -u)" -eq 0 ]; then MODE=root; else MODE=unshare; fi
 # --- host prerequisites ---------------------------------------------------------------------
 # shellcheck source=../scripts/need.sh
 . "$HERE/../scripts/need.sh"
-for p in mmdebstrap:mmdebstrap qemu-aarch64-static:qemu-user-static update-binfmts:binfmt-support \
-         mkfs.vfat:dosfstools mcopy:mtools mkfs.ext4:e2fsprogs sfdisk:fdisk xz:xz-utils \
-         dpkg-deb:dpkg unshare:util-linux newuidmap:uidmap; do
+# need installs without Recommends, so what a tool only recommends but this build uses is a
+# need of its own: mmdebstrap refuses a foreign architecture without arch-test, and
+# binfmt-support registers qemu-user-static where systemd-binfmt does not run (containers, CI).
+# mmdebstrap's other Recommends are not used here: fakechroot/fakeroot (other modes), gpg (only
+# to infer a signed-by; the host's Debian keyring is used), libdpkg-perl and
+# libdistro-info-perl (keyrings of other vendors and old suites); mount (Priority: required)
+# and uidmap are needs below.
+for p in mmdebstrap:mmdebstrap arch-test:arch-test qemu-aarch64-static:qemu-user-static \
+         update-binfmts:binfmt-support mkfs.vfat:dosfstools mcopy:mtools mkfs.ext4:e2fsprogs \
+         sfdisk:fdisk xz:xz-utils dpkg-deb:dpkg unshare:util-linux mount:mount newuidmap:uidmap; do
   need "${p%%:*}" "${p#*:}" || exit 1
 done
 # qemu-user through binfmt_misc, so the arm64 maintainer scripts run in the chroot. The F flag
