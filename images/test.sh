@@ -372,7 +372,7 @@ NODE3=$(wait_node)
 check "malformed pincer.toml: the node still comes up with its previous settings ($(on_for)s)" test "$NODE3" = "$NODE"
 power_cut
 mcopy -n -i "$FAT" ::/pincer-error.txt "$W/error.txt" 2>/dev/null || true
-check "malformed pincer.toml: pincer-error.txt on the FAT partition names the line" grep -q "line 3: 'wifi_ssid': unterminated" "$W/error.txt"
+check "malformed pincer.toml: pincer-error.txt on the FAT partition names the line" grep -q "line 3: 'wifi_ssid': invalid basic string" "$W/error.txt"
 sed 's/^/image-test:   | /' "$W/error.txt" >&2 || true
 
 # --- fixed: applied on the next boot, the error file goes away ------------------------------
