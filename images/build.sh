@@ -214,6 +214,9 @@ cp -a --no-preserve=ownership "$HERE/overlay/." "$R/"
 install -m 0644 "$R/usr/share/systemd/tmp.mount" "$R/etc/systemd/system/tmp.mount"
 in_root systemctl enable pincer-firstboot.service systemd-networkd.service systemd-resolved.service \
   systemd-timesyncd.service tmp.mount pincer-node.service pincer-report.timer >&2 2>&1
+# (pincer-firstboot is wanted by the boot partition's device, not by a target)
+[ -L "$R/etc/systemd/system/dev-disk-by\x2dlabel-PINCER.device.wants/pincer-firstboot.service" ] \
+  || { echo "image-build: pincer-firstboot.service is not wanted by the boot partition's device" >&2; exit 1; }
 for u in ssh.service ssh.socket wpa_supplicant.service pincer-gateway.service apt-daily.timer \
          apt-daily-upgrade.timer dpkg-db-backup.timer e2scrub_all.timer e2scrub_reap.service; do
   [ ! -e "$R/lib/systemd/system/$u" ] || in_root systemctl disable "$u" >/dev/null 2>&1
@@ -225,8 +228,14 @@ cat >"$R/etc/fstab" <<'FSTAB'
 # Pincer image. noatime: reading never writes to the card; commit=30: ext4's journal commits
 # every 30 s at most (the default 5 s writes more often, the data is as safe on power loss).
 LABEL=pincer-root  /              ext4  defaults,noatime,commit=30,errors=remount-ro  0 1
-LABEL=PINCER       /boot/firmware vfat  defaults,noatime,fmask=0077,dmask=0077,flush,nofail,x-systemd.device-timeout=5min  0 2
+# The boot partition: noauto, so nothing at boot waits for it; it is mounted by
+# pincer-firstboot.service, which the partition's device starts whenever it appears (with the
+# root, or late on a slow card).
+LABEL=PINCER       /boot/firmware vfat  defaults,noatime,fmask=0077,dmask=0077,flush,noauto  0 2
 FSTAB
+# no node.toml until pincer.toml is applied: the node does not start on the package's default
+# gateway (ConditionPathExists in overlay/.../pincer-node.service.d/pincer-image.conf)
+rm -f "$R/etc/pincer/node.toml"
 # the Pi firmware's kernel command line: root by label; the same for future kernel updates
 sed -i 's/^#\?ROOTPART=.*/ROOTPART=LABEL=pincer-root/' "$R/etc/default/raspi-firmware"
 grep -q '^ROOTPART=' "$R/etc/default/raspi-firmware" || echo 'ROOTPART=LABEL=pincer-root' >>"$R/etc/default/raspi-firmware"

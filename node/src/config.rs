@@ -21,10 +21,14 @@ pub enum ConfigError {
     Url(String),
     #[error("setup code is not valid: {0}")]
     SetupCode(String),
+    #[error("a TLS fingerprint needs a wss:// gateway URL (not {0})")]
+    PinNeedsWss(String),
+    #[error("TLS fingerprint {0:?} is not a SHA-256 (64 hex digits)")]
+    Pin(String),
 }
 
 /// `node.toml`.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileConfig {
     pub gateway: Option<String>,
@@ -127,11 +131,22 @@ pub fn parse_setup_code(code: &str) -> (Option<String>, String) {
 }
 
 impl NodeConfig {
+    /// Loads `o.config` (when set) and resolves it with the flags: [`NodeConfig::from_file`].
     pub fn resolve(o: Overrides, available_caps: &[&str]) -> Result<NodeConfig, ConfigError> {
         let file = match &o.config {
             Some(p) => FileConfig::load(p)?,
             None => FileConfig::default(),
         };
+        NodeConfig::from_file(file, o, available_caps)
+    }
+
+    /// Defaults, then `file`, then environment, then flags; every check the node makes before
+    /// it starts (gateway URL, setup code, caps against `available_caps`, the TLS pin).
+    pub fn from_file(
+        file: FileConfig,
+        o: Overrides,
+        available_caps: &[&str],
+    ) -> Result<NodeConfig, ConfigError> {
         let state_dir = o
             .state_dir
             .or(file.state_dir)
@@ -181,13 +196,23 @@ impl NodeConfig {
                 ));
             }
         }
+        let tls_fingerprint = o.tls_fingerprint.or(file.tls_fingerprint);
+        if let Some(pin) = &tls_fingerprint {
+            if !gateway.starts_with("wss://") {
+                return Err(ConfigError::PinNeedsWss(gateway));
+            }
+            #[cfg(feature = "tls")]
+            if crate::tls::normalize_pin(pin).is_none() {
+                return Err(ConfigError::Pin(pin.clone()));
+            }
+        }
         Ok(NodeConfig {
             gateway,
             credential,
             caps,
             name: o.name.or(file.name).unwrap_or_else(crate::board::hostname),
             state_dir,
-            tls_fingerprint: o.tls_fingerprint.or(file.tls_fingerprint),
+            tls_fingerprint,
             gpsd: o
                 .gpsd
                 .or(file.gpsd)
@@ -225,6 +250,33 @@ mod tests {
         assert!(matches!(
             NodeConfig::resolve(o, &[]),
             Err(ConfigError::UnknownCap(..))
+        ));
+    }
+}
+
+#[cfg(test)]
+mod pin {
+    use super::*;
+
+    #[test]
+    fn a_pin_needs_wss_and_a_sha256() {
+        let file = |gateway: &str, pin: &str| FileConfig {
+            gateway: Some(gateway.into()),
+            tls_fingerprint: Some(pin.into()),
+            state_dir: Some("/tmp/x".into()),
+            ..Default::default()
+        };
+        let good = format!("sha256:{}", "ab".repeat(32));
+        let r = |f| NodeConfig::from_file(f, Overrides::default(), &[]);
+        assert!(r(file("wss://gw:1", &good)).is_ok());
+        assert!(matches!(
+            r(file("ws://gw:1", &good)),
+            Err(ConfigError::PinNeedsWss(_))
+        ));
+        #[cfg(feature = "tls")]
+        assert!(matches!(
+            r(file("wss://gw:1", "sha256:abcd")),
+            Err(ConfigError::Pin(_))
         ));
     }
 }

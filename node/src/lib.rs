@@ -21,6 +21,8 @@
 //! * [`identity`]: Ed25519 key, instance id and device tokens in the state dir.
 //! * [`link`]: one connection's life and the reconnect loop; [`backoff`], [`watchdog`].
 //! * [`invoke`]: dispatch of invokes to [`commands`].
+//! * [`provision`]: a board's `pincer.toml` (the SD image's first boot) checked and turned into
+//!   `node.toml`, plus what the OS steps still do.
 
 pub mod backoff;
 pub mod board;
@@ -29,6 +31,7 @@ pub mod config;
 pub mod identity;
 pub mod invoke;
 pub mod link;
+pub mod provision;
 #[cfg(feature = "tls")]
 pub mod tls;
 pub mod watchdog;

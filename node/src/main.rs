@@ -30,6 +30,57 @@ enum Cmd {
     Identity(StateArgs),
     /// Check identity, capabilities and the gateway, and say what works.
     Doctor(RunArgs),
+    /// Apply a board's pincer.toml (the SD image's first boot runs this): check all of it,
+    /// write node.toml and the stored secrets, and print what the OS steps still do as
+    /// key=value lines (nothing is written when the file has an error).
+    Provision(ProvisionArgs),
+}
+
+#[derive(Args)]
+struct ProvisionArgs {
+    /// The pincer.toml to apply.
+    file: PathBuf,
+    /// Where secrets for the OS steps are stored (the Tailscale auth key), 0700.
+    #[arg(long, default_value = "/var/lib/pincer-firstboot")]
+    state_dir: PathBuf,
+    /// The node.toml to write (mode 0640).
+    #[arg(long, default_value = "/etc/pincer/node.toml")]
+    config_out: PathBuf,
+    /// The group that may read node.toml (the node's), when it exists.
+    #[arg(long, default_value = "pincer")]
+    config_group: String,
+    /// Also write pincer.toml without its secrets here (for the boot partition).
+    #[arg(long)]
+    scrubbed_out: Option<PathBuf>,
+    /// Time zones for the `timezone` check.
+    #[arg(long, default_value = "/usr/share/zoneinfo")]
+    zoneinfo: PathBuf,
+}
+
+/// `provision`: the errors are for pincer-error.txt, so only the message, on stderr.
+fn provision(a: ProvisionArgs) -> std::process::ExitCode {
+    use pincer_node::provision::{provision, Checks, Options};
+    let opts = Options {
+        checks: Checks {
+            available_caps: AVAILABLE_CAPS,
+            zoneinfo: a.zoneinfo,
+        },
+        config_out: a.config_out,
+        config_gid: pincer_os::group_id(&a.config_group),
+        state_dir: a.state_dir,
+        scrubbed_out: a.scrubbed_out,
+        now_unix: pincer_node::now_ms() / 1000,
+    };
+    match provision(&a.file, &opts) {
+        Ok(p) => {
+            print!("{}", p.os_env());
+            std::process::ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
 }
 
 #[derive(Args, Clone, Default)]
@@ -84,7 +135,7 @@ fn resolve(a: &RunArgs) -> anyhow::Result<NodeConfig> {
     )?)
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<std::process::ExitCode> {
     let cli = Cli::parse();
     pincer_os::init_logging();
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -98,22 +149,10 @@ fn main() -> anyhow::Result<()> {
             })?;
             let id = Identity::load_or_create(&cfg.state_dir)?;
             println!("{}", id.device_id);
-            Ok(())
+            Ok(std::process::ExitCode::SUCCESS)
         }
         Cmd::Run(a) => {
             let cfg = resolve(&a)?;
-            if let Some(pin) = &cfg.tls_fingerprint {
-                if !cfg.gateway.starts_with("wss://") {
-                    anyhow::bail!("--tls-fingerprint needs a wss:// gateway URL");
-                }
-                #[cfg(not(feature = "tls"))]
-                let _ = pin;
-                #[cfg(feature = "tls")]
-                if pincer_node::tls::normalize_pin(pin).is_none() {
-                    anyhow::bail!("--tls-fingerprint {pin:?} is not a SHA-256 (64 hex digits)");
-                }
-            }
-
             let identity = Identity::load_or_create(&cfg.state_dir).context("node identity")?;
             let registry = Registry::for_caps(&cfg.caps, &cfg.setup());
             tracing::info!(device_id = %identity.device_id, gateway = %cfg.gateway, caps = ?cfg.caps, "starting");
@@ -134,9 +173,12 @@ fn main() -> anyhow::Result<()> {
                 })
                 .await
             });
-            Ok(())
+            Ok(std::process::ExitCode::SUCCESS)
         }
-        Cmd::Doctor(a) => rt.block_on(doctor(a)),
+        Cmd::Doctor(a) => rt
+            .block_on(doctor(a))
+            .map(|()| std::process::ExitCode::SUCCESS),
+        Cmd::Provision(a) => Ok(provision(a)),
     }
 }
 

@@ -38,8 +38,14 @@ use std::path::Path;
 /// folder. A reader — or a power cut at any instant — sees the old content or the new, never a
 /// torn file. Creates the folder (0700) if needed.
 pub fn write_atomic(path: &Path, data: &[u8]) -> io::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    ensure_private_dir(dir)?;
+    ensure_private_dir(folder(path))?;
+    write_atomic_as(path, data, 0o600, None)
+}
+
+/// [`write_atomic`] into an existing folder, with `mode` and, when `gid` is set, that group
+/// (both set on the temporary file, before the rename: the file never exists with others).
+pub fn write_atomic_as(path: &Path, data: &[u8], mode: u32, gid: Option<u32>) -> io::Result<()> {
+    let dir = folder(path);
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -52,6 +58,11 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> io::Result<()> {
             .truncate(true)
             .mode(0o600)
             .open(&tmp)?;
+        if let Some(gid) = gid {
+            std::os::unix::fs::fchown(&f, None, Some(gid))?;
+        }
+        // (after the chown, which may clear set-id bits; the umask does not apply here)
+        f.set_permissions(fs::Permissions::from_mode(mode))?;
         f.write_all(data)?;
         f.sync_all()?;
         fs::rename(&tmp, path)?;
@@ -61,6 +72,28 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> io::Result<()> {
         let _ = fs::remove_file(&tmp);
     }
     result
+}
+
+/// The folder `path` is in (`.` for a bare file name).
+fn folder(path: &Path) -> &Path {
+    path.parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+}
+
+/// The id of group `name` in `/etc/group`, if there is one.
+pub fn group_id(name: &str) -> Option<u32> {
+    group_id_in(&fs::read_to_string("/etc/group").ok()?, name)
+}
+
+/// The id of group `name` in `group`-file text (`name:x:gid:members` lines).
+pub fn group_id_in(group: &str, name: &str) -> Option<u32> {
+    group.lines().find_map(|l| {
+        let mut f = l.split(':');
+        (f.next() == Some(name))
+            .then(|| f.nth(1)?.parse().ok())
+            .flatten()
+    })
 }
 
 /// Creates `dir` (and parents) with mode 0700 if missing.
@@ -129,5 +162,25 @@ mod tests {
             "no temp files left behind"
         );
         fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn modes_and_groups() {
+        let dir = std::env::temp_dir().join(format!("pincer-os-as-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("node.toml");
+        let own_gid = std::os::unix::fs::MetadataExt::gid(&fs::metadata(&dir).unwrap());
+        write_atomic_as(&p, b"a = 1\n", 0o640, Some(own_gid)).unwrap();
+        let m = fs::metadata(&p).unwrap();
+        assert_eq!(m.permissions().mode() & 0o777, 0o640);
+        assert_eq!(std::os::unix::fs::MetadataExt::gid(&m), own_gid);
+        assert!(write_atomic_as(&dir.join("none/x"), b"", 0o600, None).is_err());
+        fs::remove_dir_all(&dir).unwrap();
+
+        let g = "root:x:0:\npincer:x:998:\nbad:x:\nvideo:x:44:pincer\n";
+        assert_eq!(group_id_in(g, "pincer"), Some(998));
+        assert_eq!(group_id_in(g, "video"), Some(44));
+        assert_eq!(group_id_in(g, "bad"), None);
+        assert_eq!(group_id_in(g, "pinc"), None);
     }
 }
