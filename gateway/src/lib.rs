@@ -59,9 +59,4 @@ pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 pub const IMPLEMENTATION: &str = "pincer-gateway";
 
 /// Milliseconds since the Unix epoch.
-pub fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
+pub use pincer_os::now_ms;

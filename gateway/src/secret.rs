@@ -24,22 +24,9 @@ pub fn new_token() -> String {
     pincer_protocol::base64url::encode(&b)
 }
 
-/// A random UUIDv4 string (nonces, connection ids, request ids).
-pub fn uuid_v4() -> String {
-    let mut b = [0u8; 16];
-    fill(&mut b);
-    b[6] = (b[6] & 0x0f) | 0x40;
-    b[8] = (b[8] & 0x3f) | 0x80;
-    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
-    format!(
-        "{}-{}-{}-{}-{}",
-        &h[0..8],
-        &h[8..12],
-        &h[12..16],
-        &h[16..20],
-        &h[20..32]
-    )
-}
+/// A random UUIDv4 string (nonces, connection ids, request ids): one implementation, in
+/// pincer-os.
+pub use pincer_os::uuid_v4;
 
 /// Compares two secrets in time independent of where they differ.
 pub fn ct_eq(a: &[u8], b: &[u8]) -> bool {

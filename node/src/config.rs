@@ -201,8 +201,7 @@ impl NodeConfig {
             if !gateway.starts_with("wss://") {
                 return Err(ConfigError::PinNeedsWss(gateway));
             }
-            #[cfg(feature = "tls")]
-            if crate::tls::normalize_pin(pin).is_none() {
+            if pincer_client::pin::normalize_pin(pin).is_none() {
                 return Err(ConfigError::Pin(pin.clone()));
             }
         }

@@ -15,7 +15,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use pincer_os::outbox::{Outbox, Weighed};
-use pincer_protocol::methods::NodeInvokeRequest;
+use pincer_protocol::frames::encode_req;
+use pincer_protocol::methods::{NodeError, NodeInvokeRequest, NodeInvokeResultParams};
+use pincer_protocol::text::NonEmpty;
 use serde_json::{json, Value};
 use tokio::sync::Semaphore;
 use tokio::task::AbortHandle;
@@ -64,23 +66,38 @@ pub fn send(out: &Out, frame: Outbound) {
     }
 }
 
-/// The `node.invoke.result` request for `invoke_id`.
+/// The `node.invoke.result` request for `invoke_id`, encoded from the protocol's
+/// [`NodeInvokeResultParams`] (the payload's JSON text is moved in, not copied).
 pub fn result_frame(
     invoke_id: &str,
     node_id: &str,
     outcome: Result<String, CommandError>,
 ) -> Outbound {
-    let params = match outcome {
-        Ok(payload_json) => {
-            json!({ "id": invoke_id, "nodeId": node_id, "ok": true, "payloadJSON": payload_json })
-        }
-        Err(e) => {
-            json!({ "id": invoke_id, "nodeId": node_id, "ok": false, "error": { "code": e.code, "message": e.message } })
-        }
+    let (ok, payload_json, error) = match outcome {
+        Ok(json) => (true, Some(Value::String(json)), None),
+        Err(e) => (
+            false,
+            None,
+            Some(NodeError {
+                code: Some(e.code),
+                message: Some(e.message),
+            }),
+        ),
+    };
+    let params = NodeInvokeResultParams {
+        id: NonEmpty::from(invoke_id),
+        node_id: NonEmpty::from(node_id),
+        ok,
+        payload: None,
+        payload_json,
+        error,
     };
     let id = new_request_id();
-    let text = json!({ "type": "req", "id": id, "method": "node.invoke.result", "params": params })
-        .to_string();
+    let text = encode_req(&id, "node.invoke.result", &params).unwrap_or_else(|e| {
+        // Only a map with non-string keys fails to encode: not in these params.
+        tracing::error!(error = %e, "cannot encode node.invoke.result");
+        String::new()
+    });
     Outbound {
         id,
         method: "node.invoke.result",

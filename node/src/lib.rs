@@ -18,9 +18,11 @@
 //! ```
 //!
 //! * [`config`]: flags, `node.toml` and environment.
-//! * [`identity`]: Ed25519 key, instance id and device tokens in the state dir.
+//! * identity and device tokens, dialling and the handshake: [`pincer_client`], the one client
+//!   path (`IdentityFiles::node`: `identity.json`, `device-auth.json` in the state dir).
 //! * [`link`]: one connection's life and the reconnect loop; [`backoff`], [`watchdog`].
 //! * [`invoke`]: dispatch of invokes to [`commands`].
+//! * [`doctor`]: what works on this board, one check per line.
 //! * [`provision`]: a board's `pincer.toml` (the SD image's first boot) checked and turned into
 //!   `node.toml`, plus what the OS steps still do.
 
@@ -28,21 +30,14 @@ pub mod backoff;
 pub mod board;
 pub mod commands;
 pub mod config;
-pub mod identity;
+pub mod doctor;
 pub mod invoke;
 pub mod link;
 pub mod provision;
-#[cfg(feature = "tls")]
-pub mod tls;
 pub mod watchdog;
 
 /// Version reported in `client.version`.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// Milliseconds since the Unix epoch.
-pub fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
+pub use pincer_os::now_ms;

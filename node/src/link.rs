@@ -10,26 +10,28 @@ use std::time::Duration;
 
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
+use pincer_client::dial::Dial;
+use pincer_client::hello::{self, Hello};
+use pincer_client::identity::{Identity, IdentityError, IdentityFiles};
+use pincer_client::{ClientError, Ws};
 use pincer_os::outbox::Outbox;
-use pincer_protocol::connect::HelloOk;
 use pincer_protocol::error::ErrorShape;
-use pincer_protocol::frames::Frame;
-use pincer_protocol::identity::{signature_token, SignedFields};
 use pincer_protocol::methods::NodeInvokeRequest;
+use pincer_protocol::text::NonEmpty;
 use serde::Deserialize;
 use serde_json::value::RawValue;
-use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::backoff::Backoff;
+use crate::commands::Registry;
 use crate::config::{Credential, NodeConfig};
-use crate::identity::Identity;
 use crate::invoke::{Dispatcher, Out};
 use crate::watchdog::Watchdog;
 
-/// How long the gateway has to send `connect.challenge`, then to answer `connect`.
+/// How long the gateway has to open the socket, to send `connect.challenge`, then to answer
+/// `connect`.
 const HANDSHAKE_STEP: Duration = Duration::from_secs(10);
 /// A connection that stayed up this long (after hello-ok) resets the backoff.
 const STABLE: Duration = Duration::from_secs(10);
@@ -68,10 +70,6 @@ pub struct Node {
     model: Option<String>,
 }
 
-/// The socket to the gateway.
-pub type Ws =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
 fn close_frame(code: u16, reason: &str) -> Message {
     Message::Close(Some(CloseFrame {
         code: CloseCode::from(code),
@@ -79,87 +77,37 @@ fn close_frame(code: u16, reason: &str) -> Message {
     }))
 }
 
-async fn next_frame(ws: &mut Ws, within: Duration) -> Result<Frame, Ended> {
-    let deadline = tokio::time::Instant::now() + within;
-    loop {
-        match tokio::time::timeout_at(deadline, ws.next()).await {
-            Err(_) => return Err(Ended::Lost("gateway did not answer in time".into())),
-            Ok(None) => return Err(Ended::Lost("connection closed".into())),
-            Ok(Some(Err(e))) => return Err(Ended::Lost(e.to_string())),
-            Ok(Some(Ok(Message::Close(c)))) => {
-                return Err(Ended::Lost(format!(
-                    "closed: {}",
-                    c.map(|c| format!("{} {}", u16::from(c.code), c.reason))
-                        .unwrap_or_default()
-                )))
-            }
-            Ok(Some(Ok(Message::Text(t)))) => match Frame::decode(t.as_str()) {
-                Ok(f) => return Ok(f),
-                Err(e) => tracing::debug!(error = %e, "ignoring a frame that does not decode"),
-            },
-            Ok(Some(Ok(_))) => continue,
-        }
-    }
+/// How to dial `config`'s gateway: its URL, its certificate pin, the handshake step bound.
+pub fn dial_options(config: &NodeConfig) -> Dial {
+    let mut d = Dial::new(config.gateway.clone());
+    d.pin = config.tls_fingerprint.clone();
+    d.timeout = HANDSHAKE_STEP;
+    d
 }
 
-/// Largest frame the node accepts from whatever it dialled: the gateway's own cap on frames
-/// (25 MiB by default) plus the JSON around an invoke's params. tungstenite would take 64 MiB.
-pub const MAX_FRAME: usize = 26 * 1024 * 1024 + 64 * 1024;
-
-fn ws_config() -> WebSocketConfig {
-    let mut c = WebSocketConfig::default();
-    c.max_message_size = Some(MAX_FRAME);
-    c.max_frame_size = Some(MAX_FRAME);
-    c
-}
-
-/// Dials `url`: TLS for `wss://` (trusting only the certificate with SHA-256 `pin` when one is
-/// given), plain TCP for `ws://`.
-pub async fn dial(url: &str, pin: Option<&str>) -> Result<Ws, String> {
-    #[cfg(feature = "tls")]
-    {
-        let connector = if url.starts_with("wss://") {
-            Some(crate::tls::connector(pin)?)
-        } else {
-            None
-        };
-        tokio_tungstenite::connect_async_tls_with_config(url, Some(ws_config()), true, connector)
-            .await
-            .map(|(ws, _)| ws)
-            .map_err(|e| e.to_string())
-    }
-    #[cfg(not(feature = "tls"))]
-    {
-        let _ = pin;
-        if url.starts_with("wss://") {
-            return Err("this build has no TLS support (feature `tls`)".into());
-        }
-        tokio_tungstenite::connect_async_with_config(url, Some(ws_config()), true)
-            .await
-            .map(|(ws, _)| ws)
-            .map_err(|e| e.to_string())
-    }
-}
-
-/// Dials `url` and waits for `connect.challenge` (what `pincer-node doctor` checks): proves a
-/// gateway speaking this protocol answers, without connecting as the node.
-pub async fn probe(url: &str, pin: Option<&str>) -> Result<(), String> {
-    let mut ws = tokio::time::timeout(HANDSHAKE_STEP, dial(url, pin))
-        .await
-        .map_err(|_| "timed out".to_owned())??;
-    let result = loop {
-        match next_frame(&mut ws, HANDSHAKE_STEP).await {
-            Ok(Frame::Event(e)) if e.event.as_str() == "connect.challenge" => break Ok(()),
-            Ok(_) => continue,
-            Err(Ended::Lost(why)) => break Err(format!("no connect.challenge: {why}")),
-            Err(other) => break Err(format!("{other:?}")),
-        }
-    };
+/// Dials the gateway and waits for `connect.challenge` (what `pincer-node doctor` checks):
+/// proves a gateway speaking this protocol answers, without connecting as the node.
+pub async fn probe(config: &NodeConfig) -> Result<(), ClientError> {
+    let mut ws = pincer_client::dial::dial(&dial_options(config)).await?;
+    let result = hello::challenge(&mut ws, HANDSHAKE_STEP).await.map(|_| ());
     let _ = ws.close(None).await;
     result
 }
 
 impl Node {
+    /// The node `config` describes: its identity in the state dir (made on first use), the
+    /// commands of its enabled capability classes.
+    pub fn from_config(config: NodeConfig) -> Result<Node, IdentityError> {
+        let identity = Identity::load_or_create(IdentityFiles::node(&config.state_dir))?;
+        let registry = Registry::for_caps(&config.caps, &config.setup());
+        Ok(Node::new(
+            config,
+            identity,
+            Arc::new(Dispatcher::new(registry)),
+        ))
+    }
+
+    /// A node with the given parts (tests swap the dispatcher's registry).
     pub fn new(config: NodeConfig, identity: Identity, dispatcher: Arc<Dispatcher>) -> Node {
         let (device_family, model) = crate::board::identify();
         Node {
@@ -203,60 +151,26 @@ impl Node {
         }
     }
 
-    fn connect_params(&self, nonce: &str) -> (Value, bool) {
+    /// What the node says in `connect`, and with which credential; `true` when that is the
+    /// stored device token (forgotten if the gateway refuses it).
+    fn hello(&self) -> (Hello, hello::Credential, bool) {
+        use hello::Credential as C;
         let stored = self.identity.device_token("node");
-        let (token, bootstrap, using_stored) = match &self.config.credential {
-            Credential::Token(t) => (Some(t.clone()), None, false),
-            Credential::SetupCode(code) => match &stored {
-                Some(t) => (Some(t.clone()), None, true),
-                None => (None, Some(code.clone()), false),
-            },
-            Credential::None => (stored.clone(), None, stored.is_some()),
+        let (credential, using_stored) = match (&self.config.credential, stored) {
+            (Credential::Token(t), _) => (C::Token(t.clone()), false),
+            (Credential::SetupCode(_) | Credential::None, Some(t)) => (C::Token(t), true),
+            (Credential::SetupCode(code), None) => (C::Bootstrap(code.clone()), false),
+            (Credential::None, None) => (C::None, false),
         };
         let registry = self.dispatcher.registry();
-        let signed_at = crate::now_ms();
-        let scopes: [&str; 0] = [];
-        let fields = SignedFields {
-            device_id: &self.identity.device_id,
-            client_id: "node-host",
-            client_mode: "node",
-            role: "node",
-            scopes: &scopes,
-            signed_at_ms: signed_at,
-            token: signature_token(token.as_deref(), None, bootstrap.as_deref()),
-            nonce,
-            platform: "linux",
-            device_family: &self.device_family,
-        };
-        let mut auth = serde_json::Map::new();
-        if let Some(t) = &token {
-            auth.insert("token".into(), json!(t));
-        }
-        if let Some(b) = &bootstrap {
-            auth.insert("bootstrapToken".into(), json!(b));
-        }
-        let mut client = json!({
-            "id": "node-host", "displayName": self.config.name, "version": crate::VERSION,
-            "platform": "linux", "deviceFamily": self.device_family, "mode": "node",
-            "instanceId": self.identity.instance_id,
-        });
-        if let Some(m) = &self.model {
-            client["modelIdentifier"] = json!(m);
-        }
-        let params = json!({
-            "minProtocol": 3, "maxProtocol": 4,
-            "client": client,
-            "role": "node", "scopes": [],
-            "caps": registry.caps(), "commands": registry.names(),
-            "pathEnv": std::env::var("PATH").unwrap_or_else(|_| "/usr/local/bin:/usr/bin:/bin".into()),
-            "auth": auth,
-            "device": {
-                "id": self.identity.device_id, "publicKey": self.identity.public_key,
-                "signature": fields.sign_v3(&self.identity.key).as_str(),
-                "signedAt": signed_at, "nonce": nonce,
-            },
-        });
-        (params, using_stored)
+        let mut h = Hello::node(&self.config.name, registry.caps(), registry.names());
+        h.client.device_family = NonEmpty::new(self.device_family.clone());
+        h.client.model_identifier = self.model.clone().and_then(NonEmpty::new);
+        h.client.instance_id = NonEmpty::new(self.identity.instance_id.clone());
+        h.path_env =
+            Some(std::env::var("PATH").unwrap_or_else(|_| "/usr/local/bin:/usr/bin:/bin".into()));
+        h.step_timeout = HANDSHAKE_STEP;
+        (h, credential, using_stored)
     }
 
     /// What a refused `connect` means for the reconnect loop.
@@ -274,7 +188,9 @@ impl Node {
         }
         if using_stored && code.starts_with("AUTH_") {
             tracing::warn!("stored device token refused; forgetting it");
-            self.identity.clear_device_token("node");
+            if let Err(e) = self.identity.clear_device_token("node") {
+                tracing::error!(error = %e, "could not forget the device token");
+            }
         }
         Ended::Refused {
             code,
@@ -289,73 +205,23 @@ impl Node {
         connected_at: &mut Option<tokio::time::Instant>,
     ) -> Ended {
         let url = self.config.gateway.as_str();
-        let ws = tokio::select! {
-            r = tokio::time::timeout(HANDSHAKE_STEP, dial(url, self.config.tls_fingerprint.as_deref())) => r,
+        let (hello, credential, using_stored) = self.hello();
+        let handshake = async {
+            let ws = pincer_client::dial::dial(&dial_options(&self.config)).await?;
+            hello::connect(ws, &hello, &self.identity, &credential).await
+        };
+        let connected = tokio::select! {
+            r = handshake => r,
             _ = &mut *shutdown => return Ended::Shutdown,
         };
-        let mut ws = match ws {
-            Ok(Ok(ws)) => ws,
-            Ok(Err(e)) => return Ended::Lost(format!("cannot reach {url}: {e}")),
-            Err(_) => return Ended::Lost(format!("cannot reach {url}: timed out")),
-        };
-        let nonce = loop {
-            match next_frame(&mut ws, HANDSHAKE_STEP).await {
-                Err(e) => return e,
-                Ok(Frame::Event(e)) if e.event.as_str() == "connect.challenge" => {
-                    match e
-                        .payload
-                        .as_ref()
-                        .and_then(|p| p["nonce"].as_str())
-                        .filter(|n| !n.trim().is_empty())
-                    {
-                        Some(n) => break n.trim().to_owned(),
-                        None => {
-                            let _ = ws
-                                .send(close_frame(1008, "connect challenge missing nonce"))
-                                .await;
-                            return Ended::Lost("challenge without a nonce".into());
-                        }
-                    }
-                }
-                Ok(_) => continue,
+        let (ws, hello) = match connected {
+            Ok(c) => c,
+            Err(ClientError::Refused(e)) => return self.refusal(Some(e), using_stored),
+            Err(e @ (ClientError::Dial { .. } | ClientError::Config(_))) => {
+                return Ended::Lost(format!("cannot reach {url}: {e}"))
             }
+            Err(e) => return Ended::Lost(e.to_string()),
         };
-        let (params, using_stored) = self.connect_params(&nonce);
-        let connect =
-            json!({ "type": "req", "id": "connect", "method": "connect", "params": params });
-        if let Err(e) = ws.send(Message::text(connect.to_string())).await {
-            return Ended::Lost(e.to_string());
-        }
-        let hello: HelloOk = loop {
-            match next_frame(&mut ws, HANDSHAKE_STEP).await {
-                Err(e) => return e,
-                Ok(Frame::Res(r)) if r.id.as_str() == "connect" => {
-                    if r.ok {
-                        match serde_json::from_value(r.payload.unwrap_or(Value::Null)) {
-                            Ok(h) => break h,
-                            Err(e) => return Ended::Lost(format!("bad hello-ok: {e}")),
-                        }
-                    }
-                    let ended = self.refusal(r.error, using_stored);
-                    // Answer the gateway's close instead of dropping the socket.
-                    let _ = tokio::time::timeout(
-                        Duration::from_secs(1),
-                        ws.close(Some(CloseFrame {
-                            code: CloseCode::Normal,
-                            reason: "".into(),
-                        })),
-                    )
-                    .await;
-                    return ended;
-                }
-                Ok(_) => continue,
-            }
-        };
-        if let Some(token) = hello.auth.as_ref().and_then(|a| a.device_token.as_ref()) {
-            if let Err(e) = self.identity.save_device_token("node", token) {
-                tracing::error!(error = %e, "could not save the device token");
-            }
-        }
         *connected_at = Some(tokio::time::Instant::now());
         self.dispatcher
             .set_max_payload(hello.policy.max_payload as usize);

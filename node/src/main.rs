@@ -1,14 +1,12 @@
 //! `pincer-node`: thin binary over the library.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
-use pincer_node::commands::{Registry, AVAILABLE_CAPS};
+use pincer_client::identity::{Identity, IdentityFiles};
+use pincer_node::commands::AVAILABLE_CAPS;
 use pincer_node::config::{NodeConfig, Overrides};
-use pincer_node::identity::Identity;
-use pincer_node::invoke::Dispatcher;
 use pincer_node::link::Node;
 
 #[derive(Parser)]
@@ -147,16 +145,14 @@ fn main() -> anyhow::Result<std::process::ExitCode> {
                 state: s,
                 ..Default::default()
             })?;
-            let id = Identity::load_or_create(&cfg.state_dir)?;
+            let id = Identity::load_or_create(IdentityFiles::node(&cfg.state_dir))?;
             println!("{}", id.device_id);
             Ok(std::process::ExitCode::SUCCESS)
         }
         Cmd::Run(a) => {
             let cfg = resolve(&a)?;
-            let identity = Identity::load_or_create(&cfg.state_dir).context("node identity")?;
-            let registry = Registry::for_caps(&cfg.caps, &cfg.setup());
-            tracing::info!(device_id = %identity.device_id, gateway = %cfg.gateway, caps = ?cfg.caps, "starting");
-            let node = Node::new(cfg, identity, Arc::new(Dispatcher::new(registry)));
+            let node = Node::from_config(cfg).context("node identity")?;
+            tracing::info!(device_id = %node.identity.device_id, gateway = %node.config.gateway, caps = ?node.config.caps, "starting");
             let systemd = pincer_os::notify::systemd();
             rt.block_on(async {
                 // Ready once running: the node serves (and keeps reconnecting) by itself, so
@@ -182,116 +178,10 @@ fn main() -> anyhow::Result<std::process::ExitCode> {
     }
 }
 
-/// One line per hardware class compiled in: what is there, or why not.
-#[allow(unused_variables)]
-async fn doctor_hardware(gpsd: &str) {
-    #[cfg(feature = "camera")]
-    {
-        use pincer_hal::camera::Cameras as _;
-        let cams = pincer_hal::camera::V4l2::default().list();
-        if cams.is_empty() {
-            println!("camera        FAIL  no V4L2 capture device (plugged in? `video` group?)");
-        }
-        for c in cams {
-            println!("camera        ok  {} {} ({})", c.id, c.name, c.driver);
-        }
-    }
-    #[cfg(feature = "screen")]
-    {
-        use pincer_hal::screen::Screens as _;
-        let fbs = pincer_hal::screen::Framebuffers::default();
-        if let Some(d) = fbs.display() {
-            match pincer_hal::screen::x11::capture(d, None) {
-                Ok(img) => println!(
-                    "screen        ok  X display {d} {}x{}",
-                    img.width, img.height
-                ),
-                Err(e) => println!("screen        FAIL  X display {d}: {e}"),
-            }
-        }
-        let list = fbs.list();
-        if list.is_empty() {
-            println!("screen        FAIL  no framebuffer (/dev/fb*)");
-        }
-        for (i, name) in list {
-            match fbs.geometry(i) {
-                Ok(g) => println!(
-                    "screen        ok  fb{i} {name} {}x{} {} bpp",
-                    g.width, g.height, g.bits_per_pixel
-                ),
-                Err(e) => println!("screen        FAIL  fb{i} {name}: {e}"),
-            }
-        }
-    }
-    #[cfg(feature = "audio")]
-    {
-        use pincer_hal::audio::AudioDevices as _;
-        let devs = pincer_hal::audio::Alsa::default().list();
-        if devs.is_empty() {
-            println!("audio         FAIL  no ALSA PCM device (/proc/asound/pcm)");
-        }
-        for d in devs {
-            let dir = match (d.capture, d.playback) {
-                (true, true) => "in+out",
-                (true, false) => "in",
-                _ => "out",
-            };
-            println!("audio         ok  {} {} ({dir})", d.id, d.name);
-        }
-    }
-    #[cfg(feature = "location")]
-    match tokio::time::timeout(
-        std::time::Duration::from_secs(2),
-        tokio::net::TcpStream::connect(gpsd),
-    )
-    .await
-    {
-        Ok(Ok(_)) => println!("location      ok  gpsd answers at {gpsd}"),
-        Ok(Err(e)) => println!("location      FAIL  gpsd at {gpsd}: {e}"),
-        Err(_) => println!("location      FAIL  gpsd at {gpsd}: timed out"),
-    }
-}
-
 async fn doctor(a: RunArgs) -> anyhow::Result<()> {
     let cfg = resolve(&a)?;
-    println!("state dir     {}", cfg.state_dir.display());
-    match Identity::load_or_create(&cfg.state_dir) {
-        Ok(id) => {
-            println!("identity      ok  {}", id.device_id);
-            println!(
-                "device token  {}",
-                if id.device_token("node").is_some() {
-                    "stored"
-                } else {
-                    "none yet (first connect pairs)"
-                }
-            );
-        }
-        Err(e) => println!("identity      FAIL  {e}"),
-    }
-    println!("compiled caps {}", AVAILABLE_CAPS.join(", "));
-    println!(
-        "enabled caps  {}",
-        if cfg.caps.is_empty() {
-            "(none: --caps ...)".to_owned()
-        } else {
-            cfg.caps.join(", ")
-        }
-    );
-    let reg = Registry::for_caps(&cfg.caps, &cfg.setup());
-    println!("commands      {}", reg.names().join(", "));
-    let (family, model) = pincer_node::board::identify();
-    println!(
-        "board         {family}{}",
-        model.map(|m| format!(" ({m})")).unwrap_or_default()
-    );
-    doctor_hardware(&cfg.gpsd).await;
-    match pincer_node::link::probe(&cfg.gateway, cfg.tls_fingerprint.as_deref()).await {
-        Ok(()) => println!(
-            "gateway       ok  {} answers with connect.challenge",
-            cfg.gateway
-        ),
-        Err(e) => println!("gateway       FAIL  {}: {e}", cfg.gateway),
+    for check in pincer_node::doctor::report(&cfg).await {
+        println!("{check}");
     }
     Ok(())
 }

@@ -289,18 +289,12 @@ fn graphic_ascii(v: &str, what: &str, max: usize) -> Result<(), String> {
 }
 
 fn check_pin(pin: &str) -> Result<(), String> {
-    let p = pin.trim();
-    let p = p
-        .strip_prefix("sha256:")
-        .or_else(|| p.strip_prefix("SHA256:"))
-        .unwrap_or(p);
-    let hex: String = p.chars().filter(|&c| c != ':').collect();
-    if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return Err(format!(
+    match pincer_client::pin::normalize_pin(pin) {
+        Some(_) => Ok(()),
+        None => Err(format!(
             "must be a SHA-256: 64 hex digits, optionally with sha256: and colons: {pin}"
-        ));
+        )),
     }
-    Ok(())
 }
 
 fn check_hostname(h: &str) -> Result<(), String> {

@@ -5,11 +5,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use pincer_client::identity::{Identity, IdentityFiles};
 use pincer_gateway::client::{call, CallOptions};
 use pincer_gateway::config::Overrides;
 use pincer_node::commands::{Command, CommandFuture, Registry};
 use pincer_node::config::NodeConfig;
-use pincer_node::identity::Identity;
 use pincer_node::invoke::Dispatcher;
 use pincer_node::link::Node;
 use serde_json::{json, Value};
@@ -65,7 +65,7 @@ async fn multi_megabyte_frames_both_ways_at_once_complete() {
     registry.add("test.mirror", Arc::new(Mirror));
     let node = Node::new(
         cfg,
-        Identity::load_or_create(&state).expect("identity"),
+        Identity::load_or_create(IdentityFiles::node(&state)).expect("identity"),
         Arc::new(Dispatcher::new(registry)),
     );
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();

@@ -225,9 +225,9 @@ async fn invokes_errors_node_loss_and_gateway_restart() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_hundred_nodes_connected_and_invoked_in_parallel() {
+    use pincer_client::identity::{Identity, IdentityFiles};
     use pincer_node::commands::{Registry, AVAILABLE_CAPS};
     use pincer_node::config::NodeConfig;
-    use pincer_node::identity::Identity;
     use pincer_node::invoke::Dispatcher;
     use pincer_node::link::Node;
 
@@ -264,7 +264,7 @@ async fn two_hundred_nodes_connected_and_invoked_in_parallel() {
             AVAILABLE_CAPS,
         )
         .expect("node config");
-        let identity = Identity::load_or_create(&state).expect("identity");
+        let identity = Identity::load_or_create(IdentityFiles::node(&state)).expect("identity");
         let registry = Registry::for_caps(&["system".into()], &cfg.setup());
         let node = Node::new(cfg, identity, Arc::new(Dispatcher::new(registry)));
         let mut stop = stop_tx.subscribe();

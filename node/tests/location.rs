@@ -14,9 +14,9 @@ use pincer_gateway::client::{call, CallOptions, ClientError};
 use pincer_gateway::config::Overrides;
 
 mod support;
+use pincer_client::identity::{Identity, IdentityFiles};
 use pincer_node::commands::{Registry, AVAILABLE_CAPS};
 use pincer_node::config::NodeConfig;
-use pincer_node::identity::Identity;
 use pincer_node::invoke::Dispatcher;
 use pincer_node::link::Node;
 use serde_json::{json, Value};
@@ -126,7 +126,8 @@ async fn location_from_gpsd_through_the_gateway() {
         AVAILABLE_CAPS,
     )
     .expect("node config");
-    let identity = Identity::load_or_create(&dir.join("node")).expect("identity");
+    let identity =
+        Identity::load_or_create(IdentityFiles::node(&dir.join("node"))).expect("identity");
     let node_id = identity.device_id.clone();
     let registry = Registry::for_caps(&node_cfg.caps, &node_cfg.setup());
     let node = Node::new(node_cfg, identity, Arc::new(Dispatcher::new(registry)));

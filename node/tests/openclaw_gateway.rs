@@ -141,7 +141,7 @@ fn pinned_wss_to_the_real_openclaw_gateway() {
     let _gw = r.start_gateway_with(&home, port, true);
     let cert = std::fs::read_to_string(home.join("state/gateway/tls/gateway-cert.pem"))
         .expect("OpenClaw's generated certificate");
-    let pin = pincer_node::tls::fingerprint(&pem_to_der(&cert));
+    let pin = pincer_client::pin::fingerprint(&pem_to_der(&cert));
     let url = format!("wss://127.0.0.1:{port}");
     let run = |pin: Option<&str>, tag: &str| {
         let log = root.join(format!("{tag}.log"));

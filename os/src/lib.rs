@@ -3,13 +3,47 @@
 //! Small pieces of operating-system plumbing that both binaries need, written once:
 //! crash-safe state files ([`write_atomic`], [`ensure_private_dir`]), logging setup
 //! ([`init_logging`]), environment lookups ([`env_first`]) and systemd readiness and watchdog
-//! notifications ([`notify`]), and the byte-bounded outbound queue of a WebSocket link
-//! ([`outbox`]).
+//! notifications ([`notify`]), the byte-bounded outbound queue of a WebSocket link
+//! ([`outbox`]), the wall clock ([`now_ms`]) and random ids ([`uuid_v4`]).
 //!
 //! **Must not touch:** the protocol, sockets or hardware.
 
 pub mod notify;
 pub mod outbox;
+
+/// Milliseconds since the Unix epoch (0 if the clock is before it).
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// A random UUIDv4 string (nonces, connection ids, request and instance ids), from the OS's
+/// randomness; if the OS refused (never on Linux, where `getrandom(2)` waits until seeded), from
+/// the clock and the process id, which is unique enough for ids but no secret.
+pub fn uuid_v4() -> String {
+    let mut b = [0u8; 16];
+    if getrandom::fill(&mut b).is_err() {
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0)
+            ^ (u128::from(std::process::id()) << 64);
+        b = t.to_le_bytes();
+    }
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
+}
 
 /// Resolves on SIGTERM or SIGINT (never, if the handlers cannot be installed): how both
 /// daemons learn to stop.

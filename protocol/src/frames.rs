@@ -153,6 +153,26 @@ pub(crate) fn classify(e: &serde_json::Error, text: &str) -> FrameError {
     }
 }
 
+/// Serialises a request with typed params in one pass (client side: `connect`,
+/// `node.invoke.result`, operator calls). Fails only if `params` cannot be serialised.
+pub fn encode_req<T: Serialize + ?Sized>(
+    id: &str,
+    method: &str,
+    params: &T,
+) -> Result<String, serde_json::Error> {
+    let mut out = String::with_capacity(id.len() + method.len() + 64);
+    out.push_str(r#"{"type":"req","id":"#);
+    push_json_str(&mut out, id);
+    out.push_str(r#","method":"#);
+    push_json_str(&mut out, method);
+    out.push_str(r#","params":"#);
+    let mut bytes = out.into_bytes();
+    serde_json::to_writer(&mut bytes, params)?;
+    bytes.push(b'}');
+    // serde_json writes UTF-8 only, and the head was a String.
+    String::from_utf8(bytes).map_err(|e| serde::ser::Error::custom(e.to_string()))
+}
+
 /// Serialises a successful response whose payload is already JSON text.
 pub fn encode_res_ok_raw(id: &str, payload_json: &str) -> String {
     let mut out = String::with_capacity(payload_json.len() + id.len() + 40);
@@ -253,6 +273,20 @@ mod tests {
             panic!("not an event")
         };
         assert_eq!((e.seq, e.state_version.unwrap().health), (Some(3), 2));
+        let req = encode_req(
+            "r\"1",
+            "node.invoke.result",
+            &serde_json::json!({"ok": true}),
+        )
+        .unwrap();
+        let Frame::Req(r) = Frame::decode(&req).unwrap() else {
+            panic!("not a req")
+        };
+        assert_eq!(
+            (r.id.as_str(), r.method.as_str()),
+            ("r\"1", "node.invoke.result")
+        );
+        assert_eq!(r.params.unwrap().get(), r#"{"ok":true}"#);
     }
 
     #[test]

@@ -1,8 +1,7 @@
-//! `wss://`: rustls with the Mozilla root store, or — with `--tls-fingerprint` — trust in exactly
-//! one certificate, the gateway's, identified by the SHA-256 of its DER encoding (the form
-//! OpenClaw's `--tls-fingerprint` takes; `sha256:` prefixes and separators are ignored). A pin
-//! replaces CA validation, as in the reference client; the TLS handshake signature is still
-//! verified.
+//! `wss://`: rustls with the Mozilla root store, or — with a pin — trust in exactly one
+//! certificate, the gateway's, identified by the SHA-256 of its DER encoding ([`crate::pin`]).
+//! A pin replaces CA validation, as in the reference client; the TLS handshake signature is
+//! still verified.
 
 use std::sync::Arc;
 
@@ -11,34 +10,9 @@ use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvi
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{ClientConfig, DigitallySignedStruct, Error as TlsError, SignatureScheme};
 use sha2::{Digest, Sha256};
+
+use crate::pin::{fingerprint, normalize_pin};
 use tokio_tungstenite::Connector;
-
-/// Normalises a pin: drops a `sha256:` / `sha-256:` prefix and anything that is not hex.
-pub fn normalize_pin(pin: &str) -> Option<[u8; 32]> {
-    let p = pin.trim().to_ascii_lowercase();
-    let p = p
-        .strip_prefix("sha256:")
-        .or_else(|| p.strip_prefix("sha-256:"))
-        .unwrap_or(&p);
-    let hex: Vec<u8> = p.bytes().filter(u8::is_ascii_hexdigit).collect();
-    if hex.len() != 64 {
-        return None;
-    }
-    let mut out = [0u8; 32];
-    for (i, pair) in hex.chunks(2).enumerate() {
-        let s = std::str::from_utf8(pair).ok()?;
-        out[i] = u8::from_str_radix(s, 16).ok()?;
-    }
-    Some(out)
-}
-
-/// SHA-256 of a certificate, as lowercase hex.
-pub fn fingerprint(cert: &[u8]) -> String {
-    Sha256::digest(cert)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
 
 #[derive(Debug)]
 struct PinVerifier {
@@ -102,16 +76,15 @@ impl ServerCertVerifier for PinVerifier {
 }
 
 /// The connector for `wss://` URLs (pinned when `pin` is set).
-pub fn connector(pin: Option<&str>) -> Result<Connector, String> {
+pub(crate) fn connector(pin: Option<&str>) -> Result<Connector, String> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
         .map_err(|e| e.to_string())?;
     let config = match pin {
         Some(p) => {
-            let pin = normalize_pin(p).ok_or_else(|| {
-                format!("--tls-fingerprint {p:?} is not a SHA-256 (64 hex digits)")
-            })?;
+            let pin = normalize_pin(p)
+                .ok_or_else(|| format!("TLS pin {p:?} is not a SHA-256 (64 hex digits)"))?;
             builder
                 .dangerous()
                 .with_custom_certificate_verifier(Arc::new(PinVerifier { pin, provider }))
@@ -125,18 +98,4 @@ pub fn connector(pin: Option<&str>) -> Result<Connector, String> {
         }
     };
     Ok(Connector::Rustls(Arc::new(config)))
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn pins_are_normalised() {
-        let hex = "AB".repeat(32);
-        assert_eq!(super::normalize_pin(&hex), Some([0xab; 32]));
-        assert_eq!(
-            super::normalize_pin(&format!("sha256:{}", "ab:".repeat(32))),
-            Some([0xab; 32])
-        );
-        assert_eq!(super::normalize_pin("sha256:abcd"), None);
-    }
 }

@@ -1,0 +1,238 @@
+//! `pincer-node doctor`: what works on this board and what does not, one [`Check`] per line —
+//! the state dir and identity, the capability classes compiled in and enabled, each hardware
+//! class (what is there or why not) and whether the gateway answers with `connect.challenge`.
+//! It reads and probes; it never connects as the node or changes the state dir beyond making
+//! the identity on first use.
+
+use std::fmt;
+
+use pincer_client::identity::{Identity, IdentityFiles};
+
+use crate::commands::{Registry, AVAILABLE_CAPS};
+use crate::config::NodeConfig;
+
+/// How a check came out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    /// Works.
+    Ok,
+    /// Does not work; the text says why.
+    Fail,
+    /// A fact, neither good nor bad.
+    Info,
+}
+
+/// One line of the report.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Check {
+    /// What was checked (`identity`, `camera`, `gateway`, …).
+    pub area: &'static str,
+    /// How it came out.
+    pub status: Status,
+    /// What was found.
+    pub text: String,
+}
+
+impl Check {
+    fn new(area: &'static str, status: Status, text: impl Into<String>) -> Check {
+        Check {
+            area,
+            status,
+            text: text.into(),
+        }
+    }
+}
+
+impl fmt::Display for Check {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let status = match self.status {
+            Status::Ok => "ok  ",
+            Status::Fail => "FAIL  ",
+            Status::Info => "",
+        };
+        write!(f, "{:<13} {status}{}", self.area, self.text)
+    }
+}
+
+/// Runs every check for `cfg`.
+pub async fn report(cfg: &NodeConfig) -> Vec<Check> {
+    let mut out = vec![Check::new(
+        "state dir",
+        Status::Info,
+        cfg.state_dir.display().to_string(),
+    )];
+    match Identity::load_or_create(IdentityFiles::node(&cfg.state_dir)) {
+        Ok(id) => {
+            out.push(Check::new("identity", Status::Ok, id.device_id.clone()));
+            out.push(Check::new(
+                "device token",
+                Status::Info,
+                if id.device_token("node").is_some() {
+                    "stored"
+                } else {
+                    "none yet (first connect pairs)"
+                },
+            ));
+        }
+        Err(e) => out.push(Check::new("identity", Status::Fail, e.to_string())),
+    }
+    out.push(Check::new(
+        "compiled caps",
+        Status::Info,
+        AVAILABLE_CAPS.join(", "),
+    ));
+    out.push(Check::new(
+        "enabled caps",
+        Status::Info,
+        if cfg.caps.is_empty() {
+            "(none: --caps ...)".to_owned()
+        } else {
+            cfg.caps.join(", ")
+        },
+    ));
+    let reg = Registry::for_caps(&cfg.caps, &cfg.setup());
+    out.push(Check::new("commands", Status::Info, reg.names().join(", ")));
+    let (family, model) = crate::board::identify();
+    out.push(Check::new(
+        "board",
+        Status::Info,
+        format!(
+            "{family}{}",
+            model.map(|m| format!(" ({m})")).unwrap_or_default()
+        ),
+    ));
+    out.extend(hardware(&cfg.gpsd).await);
+    out.push(match crate::link::probe(cfg).await {
+        Ok(()) => Check::new(
+            "gateway",
+            Status::Ok,
+            format!("{} answers with connect.challenge", cfg.gateway),
+        ),
+        Err(e) => Check::new("gateway", Status::Fail, format!("{}: {e}", cfg.gateway)),
+    });
+    out
+}
+
+/// One check per hardware class compiled in: what is there, or why not.
+#[allow(unused_variables, unused_mut)] // (a build without hardware classes checks none)
+async fn hardware(gpsd: &str) -> Vec<Check> {
+    let mut out = Vec::new();
+    #[cfg(feature = "camera")]
+    {
+        use pincer_hal::camera::Cameras as _;
+        let cams = pincer_hal::camera::V4l2::default().list();
+        if cams.is_empty() {
+            out.push(Check::new(
+                "camera",
+                Status::Fail,
+                "no V4L2 capture device (plugged in? `video` group?)",
+            ));
+        }
+        for c in cams {
+            out.push(Check::new(
+                "camera",
+                Status::Ok,
+                format!("{} {} ({})", c.id, c.name, c.driver),
+            ));
+        }
+    }
+    #[cfg(feature = "screen")]
+    {
+        use pincer_hal::screen::Screens as _;
+        let fbs = pincer_hal::screen::Framebuffers::default();
+        if let Some(d) = fbs.display() {
+            out.push(match pincer_hal::screen::x11::capture(d, None) {
+                Ok(img) => Check::new(
+                    "screen",
+                    Status::Ok,
+                    format!("X display {d} {}x{}", img.width, img.height),
+                ),
+                Err(e) => Check::new("screen", Status::Fail, format!("X display {d}: {e}")),
+            });
+        }
+        let list = fbs.list();
+        if list.is_empty() {
+            out.push(Check::new(
+                "screen",
+                Status::Fail,
+                "no framebuffer (/dev/fb*)",
+            ));
+        }
+        for (i, name) in list {
+            out.push(match fbs.geometry(i) {
+                Ok(g) => Check::new(
+                    "screen",
+                    Status::Ok,
+                    format!(
+                        "fb{i} {name} {}x{} {} bpp",
+                        g.width, g.height, g.bits_per_pixel
+                    ),
+                ),
+                Err(e) => Check::new("screen", Status::Fail, format!("fb{i} {name}: {e}")),
+            });
+        }
+    }
+    #[cfg(feature = "audio")]
+    {
+        use pincer_hal::audio::AudioDevices as _;
+        let devs = pincer_hal::audio::Alsa::default().list();
+        if devs.is_empty() {
+            out.push(Check::new(
+                "audio",
+                Status::Fail,
+                "no ALSA PCM device (/proc/asound/pcm)",
+            ));
+        }
+        for d in devs {
+            let dir = match (d.capture, d.playback) {
+                (true, true) => "in+out",
+                (true, false) => "in",
+                _ => "out",
+            };
+            out.push(Check::new(
+                "audio",
+                Status::Ok,
+                format!("{} {} ({dir})", d.id, d.name),
+            ));
+        }
+    }
+    #[cfg(feature = "location")]
+    out.push(
+        match tokio::time::timeout(
+            std::time::Duration::from_secs(2),
+            tokio::net::TcpStream::connect(gpsd),
+        )
+        .await
+        {
+            Ok(Ok(_)) => Check::new("location", Status::Ok, format!("gpsd answers at {gpsd}")),
+            Ok(Err(e)) => Check::new("location", Status::Fail, format!("gpsd at {gpsd}: {e}")),
+            Err(_) => Check::new(
+                "location",
+                Status::Fail,
+                format!("gpsd at {gpsd}: timed out"),
+            ),
+        },
+    );
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_keep_the_columns_scripts_read() {
+        assert_eq!(
+            Check::new("gateway", Status::Ok, "ws://x answers").to_string(),
+            "gateway       ok  ws://x answers"
+        );
+        assert_eq!(
+            Check::new("identity", Status::Fail, "bad").to_string(),
+            "identity      FAIL  bad"
+        );
+        assert_eq!(
+            Check::new("state dir", Status::Info, "/s").to_string(),
+            "state dir     /s"
+        );
+    }
+}
