@@ -27,12 +27,12 @@
 //! * [`methods`]: method dispatch, scope enforcement, idempotency ([`dedupe`]).
 //! * [`nodes`]: node registry, command policy, invoke round trip; [`pairing`]: operator
 //!   methods over the trust store.
-//! * [`client`]: a small operator client (`pincer-gateway call`).
+//! * [`operator`]: the operator CLI (`pincer-gateway call|devices|nodes|events`): its commands,
+//!   its calls on `pincer-client`, its typed rendering.
 //! * [`secret`]: random tokens and ids (crash-safe files come from `pincer-os`).
 
 pub mod admit;
 pub mod auth;
-pub mod client;
 pub mod config;
 pub mod conn;
 pub mod dedupe;
@@ -44,6 +44,7 @@ pub mod limits;
 pub mod link;
 pub mod methods;
 pub mod nodes;
+pub mod operator;
 pub mod pairing;
 pub mod presence;
 pub mod secret;

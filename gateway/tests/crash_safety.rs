@@ -6,7 +6,8 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use pincer_gateway::client::{call, CallOptions, ClientError};
+use pincer_client::ClientError;
+use pincer_gateway::operator::call::{call, CallOptions};
 use serde_json::{json, Value};
 
 mod support;

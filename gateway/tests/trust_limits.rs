@@ -4,7 +4,8 @@
 
 use std::time::Duration;
 
-use pincer_gateway::client::{call, CallOptions, ClientError};
+use pincer_client::ClientError;
+use pincer_gateway::operator::call::{call, CallOptions};
 use serde_json::json;
 
 mod support;

@@ -648,13 +648,15 @@ async fn pairing_events_reach_only_operators_with_the_pairing_scope() {
     .run(&gw)
     .await;
     // A stranger behind an untrusted proxy asks to pair.
-    let mut o = pincer_gateway::client::CallOptions::new(gw.url(), gw.dir.join("stranger"));
+    let mut o = pincer_gateway::operator::call::CallOptions::new(gw.url(), gw.dir.join("stranger"));
     o.token = Some(TOKEN.into());
     o.headers = vec![("X-Forwarded-For".into(), "198.51.100.7".into())];
     o.scopes = Some(vec!["operator.read".into(), "operator.write".into()]);
-    assert!(pincer_gateway::client::call(&o, "health", json!({}))
-        .await
-        .is_err());
+    assert!(
+        pincer_gateway::operator::call::call(&o, "health", json!({}))
+            .await
+            .is_err()
+    );
     let ev = admin
         .event("device.pair.requested", 3.0)
         .await
@@ -693,9 +695,11 @@ async fn pairing_events_reach_only_operators_with_the_pairing_scope() {
         .expect("resolved event");
     assert_eq!(ev["payload"]["decision"], "rejected");
     o.scopes = Some(vec!["operator.read".into()]);
-    assert!(pincer_gateway::client::call(&o, "health", json!({}))
-        .await
-        .is_err());
+    assert!(
+        pincer_gateway::operator::call::call(&o, "health", json!({}))
+            .await
+            .is_err()
+    );
     let ev = admin
         .event("device.pair.requested", 3.0)
         .await

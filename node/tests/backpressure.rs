@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use pincer_client::identity::{Identity, IdentityFiles};
-use pincer_gateway::client::{call, CallOptions};
 use pincer_gateway::config::Overrides;
+use pincer_gateway::operator::call::{call, CallOptions};
 use pincer_node::commands::{Command, CommandFuture, Registry};
 use pincer_node::config::NodeConfig;
 use pincer_node::invoke::Dispatcher;

@@ -10,8 +10,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use pincer_gateway::client::{call, CallOptions, ClientError};
+use pincer_client::ClientError;
 use pincer_gateway::config::Overrides;
+use pincer_gateway::operator::call::{call, CallOptions};
 
 mod support;
 use pincer_client::identity::{Identity, IdentityFiles};

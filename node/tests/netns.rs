@@ -12,8 +12,8 @@ use support::gateway::Gw;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use pincer_gateway::client::{call, CallOptions};
 use pincer_gateway::config::Overrides;
+use pincer_gateway::operator::call::{call, CallOptions};
 use serde_json::{json, Value};
 
 const TOKEN: &str = "node-netns-token";

@@ -26,8 +26,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use pincer_gateway::client::{call, CallOptions, ClientError};
+use pincer_client::ClientError;
 use pincer_gateway::config::Overrides;
+use pincer_gateway::operator::call::{call, CallOptions};
 use serde_json::{json, Value};
 
 const TOKEN: &str = "vm-hardware-token";
