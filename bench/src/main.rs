@@ -18,9 +18,8 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::net::TcpStream;
 use tokio::process::{Child, Command};
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
-type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+use pincer_client::Ws;
 
 const TOKEN: &str = "bench-token-0123456789";
 
@@ -300,7 +299,13 @@ async fn read_url(child: &mut Child, prefix: &str) -> Result<String> {
 
 // ---- client side -----------------------------------------------------------------------------
 
-const CONNECT: &str = r#"{"type":"req","id":"c1","method":"connect","params":{"minProtocol":3,"maxProtocol":4,"client":{"id":"cli","version":"0.1.0","platform":"linux","mode":"cli"},"role":"operator","scopes":["operator.read"],"caps":[],"auth":{"token":"bench-token-0123456789"}}}"#;
+/// The operator the bench connects as: token only, no device identity (thousands of sockets
+/// must not pair thousands of devices), built and sent by pincer-client like every client.
+fn bench_hello(scopes: &[&str]) -> pincer_client::hello::Hello {
+    let mut h = pincer_client::hello::Hello::operator("pincer-bench", scopes);
+    h.step_timeout = IO_TIMEOUT;
+    h
+}
 
 /// Every await on a server is bounded by this.
 const IO_TIMEOUT: Duration = Duration::from_secs(20);
@@ -333,33 +338,34 @@ async fn connect(kind: Kind, url: &str) -> Result<Ws> {
 }
 
 async fn try_connect(kind: Kind, url: &str) -> Result<Ws, ConnectError> {
-    let (mut ws, _) = tokio::time::timeout(IO_TIMEOUT, tokio_tungstenite::connect_async(url))
+    let mut dial = pincer_client::dial::Dial::new(url);
+    dial.timeout = IO_TIMEOUT;
+    let ws = pincer_client::dial::dial(&dial)
         .await
-        .map_err(|_| ConnectError::Socket(anyhow!("websocket upgrade took over 20 s")))?
         .map_err(|e| ConnectError::Socket(e.into()))?;
-    let refused = ConnectError::Refused;
-    if kind != Kind::Echo {
-        // Wait for the challenge.
-        while !next_text(&mut ws)
+    if kind == Kind::Echo {
+        // The echo ceiling answers no handshake: one echoed frame of the same size stands in.
+        let mut ws = ws;
+        let hello = bench_hello(&["operator.read"]);
+        let params = hello.params(
+            None,
+            "echo",
+            &pincer_client::hello::Credential::Token(TOKEN.into()),
+        );
+        let text = pincer_protocol::frames::encode_req("c1", "connect", &params)
+            .map_err(|e| ConnectError::Refused(e.into()))?;
+        send_text(&mut ws, text)
             .await
-            .map_err(refused)?
-            .contains("connect.challenge")
-        {}
+            .map_err(ConnectError::Refused)?;
+        next_text(&mut ws).await.map_err(ConnectError::Refused)?;
+        return Ok(ws);
     }
-    send_text(&mut ws, CONNECT.to_owned())
+    let credential = pincer_client::hello::Credential::Token(TOKEN.into());
+    match pincer_client::hello::connect(ws, &bench_hello(&["operator.read"]), None, &credential)
         .await
-        .map_err(refused)?;
-    loop {
-        let t = next_text(&mut ws).await.map_err(refused)?;
-        if kind == Kind::Echo {
-            return Ok(ws);
-        }
-        if t.contains(r#""id":"c1""#) {
-            if t.contains("hello-ok") {
-                return Ok(ws);
-            }
-            return Err(refused(anyhow!("connect refused: {}", clip(&t, 300))));
-        }
+    {
+        Ok((ws, _)) => Ok(ws),
+        Err(e) => Err(ConnectError::Refused(anyhow!("connect refused: {e}"))),
     }
 }
 
@@ -918,25 +924,18 @@ async fn run(cli: Cli) -> Result<()> {
     Ok(())
 }
 
-/// A socket through the operator handshake (`c1` answered with hello-ok).
+/// A socket through the operator handshake, with read and write scopes.
 async fn operator_socket(url: &str) -> Result<Ws> {
-    let (mut ws, _) = tokio::time::timeout(IO_TIMEOUT, tokio_tungstenite::connect_async(url))
+    let mut dial = pincer_client::dial::Dial::new(url);
+    dial.timeout = IO_TIMEOUT;
+    let ws = pincer_client::dial::dial(&dial).await?;
+    let credential = pincer_client::hello::Credential::Token(TOKEN.into());
+    let hello = bench_hello(&["operator.read", "operator.write"]);
+    let (ws, _) = pincer_client::hello::connect(ws, &hello, None, &credential)
         .await
-        .context("websocket upgrade took over 20 s")??;
-    next_text(&mut ws).await?; // challenge
-    send_text(&mut ws, OPERATOR_CONNECT.to_owned()).await?;
-    loop {
-        let t = next_text(&mut ws).await?;
-        if t.contains(r#""id":"c1""#) {
-            if !t.contains("hello-ok") {
-                bail!("operator connect refused: {}", clip(&t, 300));
-            }
-            return Ok(ws);
-        }
-    }
+        .context("operator connect")?;
+    Ok(ws)
 }
-
-const OPERATOR_CONNECT: &str = r#"{"type":"req","id":"c1","method":"connect","params":{"minProtocol":3,"maxProtocol":4,"client":{"id":"cli","version":"0.1.0","platform":"linux","mode":"cli"},"role":"operator","scopes":["operator.read","operator.write"],"caps":[],"auth":{"token":"bench-token-0123456789"}}}"#;
 
 /// pincer-node connected to pincer-gateway: its idle RSS, and `node.invoke` round trips
 /// operator → gateway → node → gateway → operator for `system.which`.

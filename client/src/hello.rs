@@ -105,8 +105,32 @@ impl Hello {
         }
     }
 
-    /// The `connect` params for `nonce`, signed with `id`'s key.
-    pub fn params(&self, id: &Identity, nonce: &str, credential: &Credential) -> ConnectParams {
+    /// The `connect` params for `nonce`, with a device proof signed by `id`'s key when given
+    /// (without one the gateway grants what the shared secret alone allows).
+    pub fn params(
+        &self,
+        id: Option<&Identity>,
+        nonce: &str,
+        credential: &Credential,
+    ) -> ConnectParams {
+        ConnectParams {
+            min_protocol: Version(MIN_PROTOCOL),
+            max_protocol: Version(MAX_PROTOCOL),
+            client: self.client.clone(),
+            caps: Some(self.caps.clone()),
+            commands: self.commands.clone(),
+            permissions: None,
+            path_env: self.path_env.clone(),
+            role: NonEmpty::new(self.role.clone()),
+            scopes: Some(self.scopes.clone()),
+            device: id.map(|id| self.proof(id, nonce, credential)),
+            auth: Some(credential.auth()),
+            locale: None,
+            user_agent: None,
+        }
+    }
+
+    fn proof(&self, id: &Identity, nonce: &str, credential: &Credential) -> DeviceProof {
         let signed_at = pincer_os::now_ms();
         let fields = SignedFields {
             device_id: &id.device_id,
@@ -120,27 +144,12 @@ impl Hello {
             platform: self.client.platform.as_str(),
             device_family: self.client.device_family.as_deref().unwrap_or(""),
         };
-        let signature = fields.sign_v3(&id.key);
-        ConnectParams {
-            min_protocol: Version(MIN_PROTOCOL),
-            max_protocol: Version(MAX_PROTOCOL),
-            client: self.client.clone(),
-            caps: Some(self.caps.clone()),
-            commands: self.commands.clone(),
-            permissions: None,
-            path_env: self.path_env.clone(),
-            role: NonEmpty::new(self.role.clone()),
-            scopes: Some(self.scopes.clone()),
-            device: Some(DeviceProof {
-                id: NonEmpty::from(id.device_id.as_str()),
-                public_key: NonEmpty::from(id.public_key.as_str()),
-                signature: NonEmpty::from(signature.as_str()),
-                signed_at,
-                nonce: NonEmpty::from(nonce),
-            }),
-            auth: Some(credential.auth()),
-            locale: None,
-            user_agent: None,
+        DeviceProof {
+            id: NonEmpty::from(id.device_id.as_str()),
+            public_key: NonEmpty::from(id.public_key.as_str()),
+            signature: NonEmpty::from(fields.sign_v3(&id.key).as_str()),
+            signed_at,
+            nonce: NonEmpty::from(nonce),
         }
     }
 }
@@ -160,11 +169,12 @@ fn client_info(id: ClientId, mode: ClientMode, display_name: &str) -> ClientInfo
 
 /// Runs the handshake on a fresh socket: returns it with the `hello-ok`, after saving the
 /// device token the gateway issued (a failure to save is logged: the connection is good, the
-/// next one pairs again).
+/// next one pairs again). Without an identity no device proof is sent (a token-only client,
+/// like the reference's backend helper or the bench's thousands of sockets).
 pub async fn connect(
     mut ws: Ws,
     hello: &Hello,
-    id: &Identity,
+    id: Option<&Identity>,
     credential: &Credential,
 ) -> Result<(Ws, HelloOk), ClientError> {
     let nonce = match challenge(&mut ws, hello.step_timeout).await {
@@ -196,7 +206,7 @@ pub async fn connect(
                 let hello_ok: HelloOk =
                     serde_json::from_value(r.payload.unwrap_or(serde_json::Value::Null))
                         .map_err(|e| ClientError::Protocol(format!("bad hello-ok: {e}")))?;
-                if let Some(auth) = &hello_ok.auth {
+                if let (Some(id), Some(auth)) = (id, &hello_ok.auth) {
                     if let Some(token) = &auth.device_token {
                         if let Err(e) = id.save_device_token(&auth.role, token, &auth.scopes) {
                             tracing::error!(error = %e, "could not save the device token");

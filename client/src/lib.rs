@@ -23,7 +23,7 @@
 //! let id = identity::Identity::load_or_create(identity::IdentityFiles::operator("/tmp/state".as_ref()))?;
 //! let ws = dial::dial(&dial::Dial::new("ws://127.0.0.1:18789")).await?;
 //! let hello = hello::Hello::operator("cli", &pincer_protocol::scopes::ALL_OPERATOR);
-//! let (ws, _hello_ok) = hello::connect(ws, &hello, &id, &hello::Credential::Token("t".into())).await?;
+//! let (ws, _hello_ok) = hello::connect(ws, &hello, Some(&id), &hello::Credential::Token("t".into())).await?;
 //! let mut s = Session::new(ws);
 //! let health = s.request("health", &serde_json::json!({})).await?;
 //! # let _ = health; Ok(()) }

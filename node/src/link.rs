@@ -208,7 +208,7 @@ impl Node {
         let (hello, credential, using_stored) = self.hello();
         let handshake = async {
             let ws = pincer_client::dial::dial(&dial_options(&self.config)).await?;
-            hello::connect(ws, &hello, &self.identity, &credential).await
+            hello::connect(ws, &hello, Some(&self.identity), &credential).await
         };
         let connected = tokio::select! {
             r = handshake => r,

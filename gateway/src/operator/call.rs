@@ -101,7 +101,7 @@ async fn open(opts: &CallOptions) -> Result<Session, ClientError> {
     let mut last = None;
     for credential in opts.candidates(&id) {
         let ws = pincer_client::dial::dial(&opts.dial()).await?;
-        match hello::connect(ws, &hello, &id, &credential).await {
+        match hello::connect(ws, &hello, Some(&id), &credential).await {
             Ok((ws, _)) => {
                 let mut s = Session::new(ws);
                 s.timeout = opts.timeout;
