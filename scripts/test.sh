@@ -2,7 +2,7 @@
 # The test command: installs what the tests need (rustup components and targets, Debian tools,
 # the pinned reference OpenClaw), then runs formatting, lints, every test and the no_std build.
 #   ./scripts/test.sh          everything (what CI runs)
-#   ./scripts/test.sh --quick  skip installing OpenClaw and the interop tests (and the SD image
+#   ./scripts/test.sh --quick  skip installing OpenClaw and the interop suite (and the SD image
 #                              test, unless PINCER_IMAGE_TEST=1)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -43,6 +43,10 @@ if [ -n "$bad" ]; then
 fi
 done_step
 
+# The interop suite (gateway/tests/interop/: the OpenClaw CLI and node host against
+# pincer-gateway, pincer-node against the OpenClaw gateway; it has cargo build pincer-node)
+# runs in the workspace test step below; with these set it must find the reference, without
+# them (--quick) it skips.
 if [ "$QUICK" = 0 ]; then
   step "reference OpenClaw ${OPENCLAW_VERSION:-2026.9.6}"
   eval "$(./scripts/install-openclaw.sh | grep -E '^OPENCLAW_(MJS|NODE)=')"
@@ -79,6 +83,7 @@ step "cargo clippy (all targets, all features, -D warnings)"
 cargo clippy --workspace --all-targets --all-features -- -D warnings
 done_step
 
+# Every test target once, the wire suite (gateway/tests/wire/) and the interop suite among them.
 step "cargo test (workspace, all features)"
 cargo test --workspace --all-features
 done_step

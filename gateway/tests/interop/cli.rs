@@ -1,17 +1,15 @@
-//! The real OpenClaw CLI (`openclaw@2026.9.6`) against pincer-gateway: `gateway health`,
-//! `gateway call status` and `gateway probe` succeed and show pincer-gateway's data.
-//!
-//! Needs `PINCER_OPENCLAW` and `PINCER_NODE` (see `support::openclaw`).
+//! The real OpenClaw CLI against pincer-gateway (reference "Minimum for interop" B, §2.8):
+//! `gateway health`, `gateway call status` and `gateway probe` succeed and show
+//! pincer-gateway's data; `status` and `health` find it through the config file.
 
-mod support;
-
-use support::openclaw::{json_of, reference, show};
-use support::Gateway;
+use crate::support::openclaw::{json_of, reference, show, TOKEN};
+use crate::support::Gateway;
 
 #[test]
 fn openclaw_cli_reads_health_status_and_probe() {
     let Some(r) = reference() else { return };
-    let gw = Gateway::start_with_token(support::openclaw::TOKEN, &[]);
+    let _one = crate::one_at_a_time();
+    let gw = Gateway::start_with_token(TOKEN, &[]);
     let url = gw.url();
     let home = gw.dir.join("openclaw-home");
     std::fs::create_dir_all(&home).expect("mkdir");
@@ -47,7 +45,7 @@ fn openclaw_cli_reads_health_status_and_probe() {
     assert_eq!(target["server"]["version"], pincer_gateway::VERSION);
 
     // `openclaw status` and `openclaw health` take the gateway from the config file.
-    let config = serde_json::json!({ "gateway": { "mode": "remote", "remote": { "url": url, "token": support::openclaw::TOKEN } } });
+    let config = serde_json::json!({ "gateway": { "mode": "remote", "remote": { "url": url, "token": TOKEN } } });
     std::fs::write(home.join("openclaw.json"), config.to_string()).expect("config");
     let status = r.run(&home, &["status"]);
     assert!(status.status.success(), "{}", show(&status));

@@ -1,10 +1,7 @@
-//! The real OpenClaw tools (`openclaw@2026.9.6`) against pincer-gateway: the operator CLI's
-//! `devices list|approve` and `nodes pending|approve|list|invoke`, and the real headless node
-//! host (`openclaw node run`) connecting, being approved and answering invokes.
-//!
-//! Needs `PINCER_OPENCLAW` (path to `openclaw.mjs`) and `PINCER_NODE` (Node 24 binary), which
-//! `scripts/test.sh` provides. Without them the test says so and passes, unless
-//! `PINCER_REQUIRE_OPENCLAW=1`, in which case it fails.
+//! The real OpenClaw tools against pincer-gateway's trust model (reference §3.4 device pairing,
+//! §3.5 node pairing, §7 the headless node host): the operator CLI's `devices list|approve`
+//! and `nodes pending|approve|list|invoke`, and the real node host (`openclaw node run`)
+//! connecting, being approved and answering invokes.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Output, Stdio};
@@ -12,9 +9,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-mod support;
-use support::openclaw::{json_of, reference, show, Proc, TOKEN};
-use support::BIN;
+use crate::support::openclaw::{json_of, reference, show, Proc, TOKEN};
+use crate::support::BIN;
 
 fn pincer(args: &[&str]) -> Output {
     Command::new(BIN)
@@ -28,6 +24,7 @@ fn pincer(args: &[&str]) -> Output {
 #[test]
 fn openclaw_cli_and_node_host_work_with_pincer_gateway() {
     let Some(r) = reference() else { return };
+    let _one = crate::one_at_a_time();
     let root = std::env::temp_dir().join(format!("pincer-octrust-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&root);
     std::fs::create_dir_all(&root).expect("mkdir");

@@ -1,0 +1,31 @@
+//! Interop against the real OpenClaw (`openclaw@2026.9.6`, reference §0; what a compatible
+//! implementation needs: "Minimum for interop" A and B), in both directions:
+//!
+//! * `cli`: the OpenClaw CLI reads pincer-gateway (`gateway health|call|probe`, `status`).
+//! * `trust`: the OpenClaw CLI approves devices and node surfaces on pincer-gateway, and the
+//!   real headless node host (`openclaw node run`) connects and answers invokes.
+//! * `pincer_node`: pincer-node joins the real OpenClaw gateway, over `ws://` and pinned `wss://`.
+//!
+//! Needs `PINCER_OPENCLAW` (path to `openclaw.mjs`) and `PINCER_NODE` (Node 24), which
+//! `scripts/test.sh` installs and exports (see `support::openclaw`). Without them every test
+//! says so and passes (the `--quick` run), unless `PINCER_REQUIRE_OPENCLAW=1`: then it fails.
+//!
+//! Run: `cargo test -p pincer-gateway --test interop`.
+
+#[path = "../support/mod.rs"]
+mod support;
+
+mod cli;
+mod pincer_node;
+mod trust;
+
+use std::sync::{Mutex, MutexGuard};
+
+/// Held by each test for its whole run: every test starts Node.js processes (a gateway, the
+/// CLI, a node host) that take seconds of CPU each, so they run one at a time rather than
+/// compete for a small machine's cores against their own deadlines.
+fn one_at_a_time() -> MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    // A failed test poisons the lock; the next one still runs.
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
