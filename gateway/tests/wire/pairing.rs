@@ -28,9 +28,11 @@ async fn pairing_events_reach_only_operators_with_the_pairing_scope() {
     o.token = Some(TOKEN.into());
     o.headers = vec![("X-Forwarded-For".into(), "198.51.100.7".into())];
     o.scopes = Some(vec!["operator.read".into(), "operator.write".into()]);
-    assert!(pincer_gateway::operator::call::call(&o, "health", json!({}))
-        .await
-        .is_err());
+    assert!(
+        pincer_gateway::operator::call::call(&o, "health", json!({}))
+            .await
+            .is_err()
+    );
     let ev = admin
         .event("device.pair.requested", 3.0)
         .await
@@ -69,9 +71,11 @@ async fn pairing_events_reach_only_operators_with_the_pairing_scope() {
         .expect("resolved event");
     assert_eq!(ev["payload"]["decision"], "rejected");
     o.scopes = Some(vec!["operator.read".into()]);
-    assert!(pincer_gateway::operator::call::call(&o, "health", json!({}))
-        .await
-        .is_err());
+    assert!(
+        pincer_gateway::operator::call::call(&o, "health", json!({}))
+            .await
+            .is_err()
+    );
     let ev = admin
         .event("device.pair.requested", 3.0)
         .await
