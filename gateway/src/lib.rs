@@ -11,22 +11,26 @@
 //! ## Where a frame goes
 //!
 //! ```text
-//! TCP ─▶ server (accept, pre-auth budget, upgrade) ─▶ link (one task per socket)
-//!          link: challenge ─▶ handshake (auth, device proof, pairing) ─▶ hello-ok
-//!          link: req ─▶ methods (scope check, dedupe) ─▶ res
-//! hub (registry, presence, health, seq) ─▶ outbound queue of each link ─▶ event frames
+//! TCP ─▶ server (accept, pre-auth budget) ─▶ link (one task per socket)
+//!          link: upgrade ─▶ challenge ─▶ admit (handshake decision, register) ─▶ hello-ok
+//!          link: reader ─▶ methods (scope check, dedupe) ─▶ reply into the Outbox
+//!          link: writer ◀─ Outbox (bounded in frames and bytes) ◀─ hub broadcast, replies
 //! ```
 //!
 //! * [`config`]: settings from flags, environment and `gateway.toml`.
-//! * [`server`]: accept loop, per-IP pre-auth budget, tick timer, graceful shutdown.
-//! * [`link`]: one connection's life: challenge, handshake, read/write loop, bounded queue.
-//! * [`handshake`]: the `connect` pipeline (protocol range, shared secret, device proof, pairing).
-//! * [`auth`]: shared token / password checks in constant time.
-//! * [`devices`]: paired devices and their (hashed) device tokens, persisted atomically.
-//! * [`hub`]: connection registry, event broadcast with per-connection `seq`, presence, health.
-//! * [`methods`]: method dispatch, scope enforcement, idempotency ([`dedupe`]).
-//! * [`nodes`]: node registry, command policy, invoke round trip; [`pairing`]: operator
-//!   methods over the trust store.
+//! * [`server`]: accept loop, tick timer, presence flusher, graceful shutdown.
+//! * [`upgrade`]: the HTTP upgrade with capped reads and peer facts; [`limits`]: the pre-auth
+//!   budget and the auth lockout.
+//! * [`link`]: one connection's life: challenge, first frame, reader ∥ writer, close.
+//! * [`admit`]: lockout → [`handshake`] (protocol range, secret, device proof, pairing) →
+//!   durable trust change → register → `hello-ok`; [`auth`]: constant-time secret checks.
+//! * [`conn`]: a connection's handle (role, scopes, outbox, seq, close request).
+//! * [`hub`]: connection registry and broadcast; [`presence`], [`health`] and system events.
+//! * [`methods`]: method dispatch, scope enforcement, idempotency ([`dedupe`]); [`pairing`]:
+//!   operator methods over the trust store.
+//! * [`devices`]: paired devices, hashed tokens, pending requests, setup codes and node
+//!   approvals, persisted atomically by one writer thread.
+//! * [`nodes`]: command policy, a node's session and admission, invoke routing.
 //! * [`operator`]: the operator CLI (`pincer-gateway call|devices|nodes|events`): its commands,
 //!   its calls on `pincer-client`, its typed rendering.
 //! * [`secret`]: random tokens and ids (crash-safe files come from `pincer-os`).
