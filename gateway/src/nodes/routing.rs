@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use pincer_protocol::error::ErrorShape;
 use pincer_protocol::frames::encode_event_raw;
-use pincer_protocol::methods::{NodeInvokeResult, NodeInvokeResultParams};
+use pincer_protocol::methods::{NodeInvokeRequest, NodeInvokeResult, NodeInvokeResultParams};
 use serde_json::{json, Value};
 use tokio::sync::oneshot;
 
@@ -137,16 +137,17 @@ impl NodeRegistry {
         let timeout = timeout_ms
             .unwrap_or(DEFAULT_INVOKE_TIMEOUT_MS)
             .min(MAX_INVOKE_TIMEOUT_MS);
-        let mut payload = json!({
-            "id": id,
-            "nodeId": node_id,
-            "command": command,
-            "paramsJSON": params.map(|p| p.get()),
-            "idempotencyKey": idempotency_key,
-        });
-        if let Some(t) = timeout_ms {
-            payload["timeoutMs"] = json!(t);
-        }
+        let request = NodeInvokeRequest {
+            id: id.clone(),
+            node_id: node_id.into(),
+            command: command.into(),
+            params_json: params.map(|p| p.get().to_owned()),
+            params: None,
+            timeout_ms,
+            idempotency_key: Some(idempotency_key.into()),
+        };
+        let payload = serde_json::to_string(&request)
+            .map_err(|e| ErrorShape::unavailable(format!("cannot encode the invoke: {e}")))?;
         let (tx, rx) = oneshot::channel();
         lock(&self.invokes).insert(
             id.clone(),
@@ -157,7 +158,7 @@ impl NodeRegistry {
                 reply: tx,
             },
         );
-        let frame = encode_event_raw("node.invoke.request", &payload.to_string(), None, None);
+        let frame = encode_event_raw("node.invoke.request", &payload, None, None);
         // The node's link closes its outbox before it is detached, so an invoke that races a
         // disconnect is refused here instead of waiting for its timeout.
         match conn.outbox.push(frame) {

@@ -5,7 +5,10 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Subcommand};
+use pincer_protocol::methods::NodeInvokeParams;
+use pincer_protocol::text::NonEmpty;
 use serde::de::DeserializeOwned;
+use serde_json::value::RawValue;
 use serde_json::{json, Value};
 
 use super::call::{call, watch, CallOptions};
@@ -444,13 +447,26 @@ fn invoke(
     out: Option<PathBuf>,
 ) -> Result<(), CliError> {
     let id = resolve_node(&client, node)?;
-    let mut p = json!({
-        "nodeId": id, "command": command, "timeoutMs": invoke_timeout_ms,
-        "idempotencyKey": crate::secret::uuid_v4(),
-    });
-    if let Some(text) = params {
-        p["params"] = json_arg(&text, "--params")?;
-    }
+    let params = params
+        .map(|text| {
+            RawValue::from_string(text)
+                .map_err(|e| CliError::Usage(format!("--params is not JSON: {e}")))
+        })
+        .transpose()?;
+    let request = NodeInvokeParams {
+        node_id: NonEmpty::from(id.as_str()),
+        command: NonEmpty::new(command).ok_or_else(|| CliError::Usage("no command".into()))?,
+        params,
+        timeout_ms: Some(invoke_timeout_ms),
+        idempotency_key: NonEmpty::from(crate::secret::uuid_v4().as_str()),
+        session_key: None,
+        turn_source_channel: None,
+        turn_source_to: None,
+        turn_source_account_id: None,
+        turn_source_thread_id: None,
+    };
+    let p = serde_json::to_value(&request)
+        .map_err(|e| CliError::Usage(format!("cannot encode node.invoke: {e}")))?;
     client.timeout_ms = client.timeout_ms.max(invoke_timeout_ms + 5_000);
     let v = client.call("node.invoke", p)?;
     let Some(path) = out else {
