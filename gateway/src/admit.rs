@@ -99,13 +99,19 @@ fn register(
     let conn_id = secret::uuid_v4();
     let presence = presence_entry(params, accepted, peer, &conn_id, now);
     let node = match (accepted.role, &accepted.device_id) {
-        (Role::Node, Some(id)) => Some(crate::nodes::admit(
-            hub,
-            params,
-            id,
-            &peer.client_ip.to_string(),
-            now,
-        )),
+        (Role::Node, Some(id)) => {
+            let policy = crate::nodes::session::Policy {
+                allow: &hub.config.node_allow,
+                deny: &hub.config.node_deny,
+            };
+            let ip = peer.client_ip.to_string();
+            let (session, requested) =
+                crate::nodes::admit(&policy, &hub.devices, params, id, &ip, now);
+            if let Some(r) = requested {
+                hub.pairing_event("node.pair.requested", &r);
+            }
+            Some(session)
+        }
         _ => None,
     };
     hub.register(Registration {

@@ -40,7 +40,7 @@ pub struct ConnHandle {
     pub node: Option<crate::nodes::NodeSession>,
 }
 
-/// Details of a new connection for [`crate::hub::Hub::register`].
+/// Details of a new connection, for the hub's `register`.
 #[derive(Debug)]
 pub struct Registration {
     pub conn_id: String,

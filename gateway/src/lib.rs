@@ -51,6 +51,7 @@ pub mod nodes;
 pub mod operator;
 pub mod pairing;
 pub mod presence;
+pub mod reply;
 pub mod secret;
 pub mod server;
 pub mod upgrade;

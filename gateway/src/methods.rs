@@ -3,7 +3,7 @@
 
 use pincer_protocol::connect::PresenceEntry;
 use pincer_protocol::decode::{Params, Request};
-use pincer_protocol::error::{code, ErrorShape};
+use pincer_protocol::error::ErrorShape;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -19,6 +19,8 @@ use sha2::{Digest, Sha256};
 use crate::config::AuthMode;
 use crate::conn::ConnHandle;
 use crate::hub::Hub;
+use crate::reply::to_json;
+pub use crate::reply::{missing_scope, Reply};
 use crate::{now_ms, IMPLEMENTATION, VERSION};
 
 /// Methods this gateway implements (advertised in `hello-ok.features.methods`).
@@ -66,9 +68,6 @@ pub const EVENTS: &[&str] = &[
     "node.invoke.cancel",
 ];
 
-/// A method's outcome: payload JSON text, or an error.
-pub type Reply = Result<String, ErrorShape>;
-
 /// Why a request was refused before reaching a handler (used to count role violations).
 #[derive(Debug, PartialEq, Eq)]
 pub enum Refusal {
@@ -107,21 +106,6 @@ pub fn dispatch(hub: &Arc<Hub>, conn: &Arc<ConnHandle>, req: Request) -> (Dispat
         Err(Denied::Scope(s)) => return (Err(missing_scope(conn, s)).into(), Refusal::None),
     }
     (run(hub, conn, &req.method, req.params), Refusal::None)
-}
-
-/// `missing scope: X` — `FORBIDDEN` at protocol 4 (as OpenClaw 2026.9), `INVALID_REQUEST` at 3.
-pub fn missing_scope(conn: &ConnHandle, scope: &str) -> ErrorShape {
-    let c = if conn.protocol >= 4 {
-        code::FORBIDDEN
-    } else {
-        code::INVALID_REQUEST
-    };
-    ErrorShape::new(c, format!("missing scope: {scope}"))
-}
-
-pub(crate) fn to_json<T: serde::Serialize>(v: &T) -> Reply {
-    serde_json::to_string(v)
-        .map_err(|e| ErrorShape::unavailable(format!("failed to encode result: {e}")))
 }
 
 fn run(hub: &Arc<Hub>, conn: &Arc<ConnHandle>, method: &str, params: Params) -> Dispatch {

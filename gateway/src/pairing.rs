@@ -14,8 +14,8 @@ use serde_json::json;
 use crate::conn::ConnHandle;
 use crate::devices::DeviceStoreError;
 use crate::hub::Hub;
-use crate::methods::{to_json, Reply};
 use crate::now_ms;
+use crate::reply::{to_json, Reply};
 
 /// Default and longest lifetime of a setup code.
 pub const SETUP_CODE_TTL_MS: u64 = 10 * 60 * 1000;
@@ -237,7 +237,7 @@ pub fn node_approve(hub: &Hub, caller: &ConnHandle, id_or_code: &str) -> Reply {
             scopes::WRITE
         };
         if !caller.has_scope(need) {
-            return Err(crate::methods::missing_scope(caller, need));
+            return Err(crate::reply::missing_scope(caller, need));
         }
     }
     let (req, approval) = hub

@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 
 use super::lock;
 use super::policy::{allowlist, is_dangerous};
-use crate::devices::NodePending;
+use crate::devices::{DeviceStore, NodePending};
 
 /// What a connected node declared and may run.
 #[derive(Debug)]
@@ -88,18 +88,18 @@ impl NodeSession {
 /// Builds the session of a node that just passed the handshake: declared ∩ allowlist, minus
 /// dangerous commands no operator approved yet. Unapproved ones become a pending surface request
 /// (`node.pair.requested`), logged with the command that approves it.
+///
+/// Returns the session and, when a new surface request was recorded, that request (for the
+/// caller to announce as `node.pair.requested`).
 pub fn admit(
-    hub: &crate::hub::Hub,
+    policy: &Policy<'_>,
+    devices: &DeviceStore,
     p: &ConnectParams,
     node_id: &str,
     remote_ip: &str,
     now_ms: u64,
-) -> NodeSession {
-    let allow = allowlist(
-        &p.client.platform,
-        &hub.config.node_allow,
-        &hub.config.node_deny,
-    );
+) -> (NodeSession, Option<Value>) {
+    let allow = allowlist(&p.client.platform, policy.allow, policy.deny);
     let mut declared: Vec<String> = Vec::new();
     for c in p.commands.as_deref().unwrap_or(&[]) {
         let c = c.trim();
@@ -124,13 +124,13 @@ pub fn admit(
         declared,
         effective: Mutex::new(vec![]),
     };
-    let approved = hub
-        .devices
+    let approved = devices
         .node_approval(node_id)
         .map(|a| a.commands)
         .unwrap_or_default();
     session.apply_approval(&approved);
     let waiting = session.unapproved(&approved);
+    let mut requested = None;
     if !waiting.is_empty() {
         let req = NodePending {
             request_id: crate::secret::uuid_v4(),
@@ -147,10 +147,10 @@ pub fn admit(
             silent: false,
             ts: now_ms,
         };
-        match hub.devices.node_request(req, now_ms) {
+        match devices.node_request(req, now_ms) {
             Ok((req, created)) => {
                 if created {
-                    hub.pairing_event("node.pair.requested", &pending_json(&req));
+                    requested = Some(pending_json(&req));
                 }
                 tracing::warn!(
                     %node_id, request_id = %req.request_id, waiting = ?waiting,
@@ -161,7 +161,16 @@ pub fn admit(
             Err(e) => tracing::error!(error = %e, "could not record node surface request"),
         }
     }
-    session
+    (session, requested)
+}
+
+/// The config's word on node commands: extra allowed and denied ones.
+#[derive(Debug, Clone, Copy)]
+pub struct Policy<'a> {
+    /// Commands allowed beyond the platform defaults (`node_allow`).
+    pub allow: &'a [String],
+    /// Commands never allowed (`node_deny`).
+    pub deny: &'a [String],
 }
 
 /// A pending surface request as `node.pair.list` shows it.
