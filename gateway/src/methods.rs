@@ -244,7 +244,7 @@ pub fn node_catalog(hub: &Hub) -> Vec<NodeListNode> {
 /// Runs `f` once per (`method`, `key`); retries get the first outcome.
 fn idempotent(hub: &Hub, method: &str, key: Option<&str>, f: impl FnOnce() -> Reply) -> Reply {
     let Some(key) = key else { return f() };
-    let k = format!("{method}:{key}");
+    let k = crate::dedupe::Dedupe::key(method, key);
     let mut d = hub.dedupe.lock().unwrap_or_else(|p| p.into_inner());
     if let Some(o) = d.get(&k) {
         return o;

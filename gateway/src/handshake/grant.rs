@@ -27,13 +27,15 @@ fn keeps_scopes_without_device(p: &ConnectParams, peer: &Peer, method: AuthMetho
         )
 }
 
+/// The requested scopes that exist, each once, in the order asked: a scope outside the
+/// operator set grants nothing and is neither stored with a pairing nor echoed in `hello-ok`.
 fn normalize_scopes(requested: &[String]) -> Vec<String> {
-    let mut v: Vec<String> = requested
-        .iter()
-        .map(|s| s.trim().to_owned())
-        .filter(|s| !s.is_empty())
-        .collect();
-    v.dedup();
+    let mut v: Vec<String> = Vec::new();
+    for s in requested.iter().map(|s| s.trim()) {
+        if scopes::ALL_OPERATOR.contains(&s) && !v.iter().any(|k| k == s) {
+            v.push(s.to_owned());
+        }
+    }
     v
 }
 
@@ -80,4 +82,26 @@ pub(super) fn grant(
         },
     };
     Ok(granted)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn only_known_scopes_are_granted_each_once() {
+        let asked: Vec<String> = [
+            "operator.read",
+            " operator.write ",
+            "operator.read",
+            "",
+            "x.y",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .chain(std::iter::once("z".repeat(100_000)))
+        .collect();
+        assert_eq!(
+            super::normalize_scopes(&asked),
+            vec!["operator.read".to_string(), "operator.write".to_string()]
+        );
+    }
 }

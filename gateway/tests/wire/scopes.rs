@@ -86,3 +86,36 @@ async fn scopes_and_roles_are_enforced_per_method() {
         "unauthorized role: operator"
     );
 }
+
+#[tokio::test]
+async fn scopes_outside_the_operator_set_are_neither_granted_nor_stored() {
+    let gw = Gateway::start(&[]);
+    // A loopback device pairs silently with what it was granted.
+    let (mut c, res) = Connect {
+        client_id: "cli",
+        mode: "cli",
+        scopes: vec![
+            "operator.read",
+            "operator.bogus",
+            "operator.read",
+            "node.everything",
+        ],
+        key: Some(new_key()),
+        ..Default::default()
+    }
+    .run(&gw)
+    .await;
+    assert_eq!(res["ok"], true, "{res}");
+    assert_eq!(
+        res["payload"]["auth"]["scopes"],
+        json!(["operator.read"]),
+        "{res}"
+    );
+    assert_eq!(c.call("1", "health", json!({})).await["ok"], true);
+    let store = std::fs::read_to_string(gw.dir.join("devices/store.json")).expect("store.json");
+    assert!(store.contains("operator.read"), "{store}");
+    assert!(
+        !store.contains("operator.bogus") && !store.contains("node.everything"),
+        "unknown scopes stored: {store}"
+    );
+}
