@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Debian packages from the cross builds: one package, `pincer`, with both binaries, the systemd
 # units and the example configs. Binaries come from cross/build.sh (run for any target whose
-# binaries are missing, so every packaged binary has passed its ELF, size and emulation checks).
+# binaries are missing, so every packaged binary has passed its ELF, size and emulation checks;
+# binaries already there are packaged as they are: run cross/build.sh first after a change).
 #
 #   cross/deb.sh                   all four packages
 #   cross/deb.sh TARGET...         only these targets

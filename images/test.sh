@@ -86,9 +86,10 @@ build_image() {
   local version deb u src
   version=$(sed -n '/^\[workspace.package\]/,/^\[/s/^version *= *"\(.*\)"/\1/p' Cargo.toml)
   deb=$TARGET_DIR/deb/pincer_${version}_arm64.deb
-  # always: cargo rebuilds only what changed, and a .deb left by an earlier checkout must not
-  # go into the image (it once did: a card without `pincer-node provision`)
-  log "building $deb (cross/deb.sh aarch64-unknown-linux-gnu)"
+  # always (cargo rebuilds only what changed): binaries or a .deb left by an earlier checkout
+  # must not go into the image (they once did: a card without `pincer-node provision`)
+  log "building $deb (cross/build.sh, cross/deb.sh aarch64-unknown-linux-gnu)"
+  CARGO_TARGET_DIR=$TARGET_DIR ./cross/build.sh aarch64-unknown-linux-gnu >&2
   CARGO_TARGET_DIR=$TARGET_DIR ./cross/deb.sh aarch64-unknown-linux-gnu >&2
   if [ "$(id -u)" -ne 0 ]; then
     env CARGO_TARGET_DIR="$TARGET_DIR" PINCER_CACHE="$cache" "$HERE/build.sh" --deb "$deb" --out "$out"
