@@ -125,6 +125,37 @@ impl PublicKey {
         Ok(Self(raw))
     }
 
+    /// Parses `device.publicKey` as the reference does: base64url of the raw key (what every
+    /// official client sends), or a PEM SPKI block (`-----BEGIN PUBLIC KEY-----`, the form the
+    /// reference's TS clients keep on disk), normalised to the raw key.
+    pub fn from_wire(text: &str) -> Result<Self, IdentityError> {
+        if !text.contains("BEGIN") {
+            return Self::from_base64url(text);
+        }
+        // SPKI for Ed25519: SEQUENCE { SEQUENCE { OID 1.3.101.112 }, BIT STRING (32 bytes) }.
+        const SPKI_PREFIX: [u8; 12] = [
+            0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00,
+        ];
+        let mut body: heapless::String<96> = heapless::String::new();
+        for line in text.lines().map(str::trim) {
+            if line.is_empty() || line.starts_with("-----") {
+                continue;
+            }
+            body.push_str(line)
+                .map_err(|_| IdentityError::PublicKeyInvalid)?;
+        }
+        let der =
+            base64url::decode_array::<44>(&body).map_err(|_| IdentityError::PublicKeyInvalid)?;
+        if der[..12] != SPKI_PREFIX {
+            return Err(IdentityError::PublicKeyInvalid);
+        }
+        let mut raw = [0u8; 32];
+        raw.copy_from_slice(&der[12..]);
+        ed25519_compact::PublicKey::from_slice(&raw)
+            .map_err(|_| IdentityError::PublicKeyInvalid)?;
+        Ok(Self(raw))
+    }
+
     /// The wire form: base64url without padding (43 characters).
     pub fn to_base64url(&self) -> heapless::String<43> {
         let mut buf = [0u8; 43];
@@ -391,6 +422,29 @@ mod tests {
             Ok(PayloadVersion::V3)
         );
         assert_eq!(PublicKey::from_base64url(PUBLIC_KEY).unwrap(), pk);
+        // The same key as the PEM SPKI block the reference's TS clients keep on disk.
+        let mut der = [0u8; 44];
+        der[..12].copy_from_slice(&[
+            0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00,
+        ]);
+        der[12..].copy_from_slice(&pk.0);
+        let body = base64url::encode_standard(&der);
+        let body = body.as_str();
+        let mut pem: heapless::String<128> = heapless::String::new();
+        pem.push_str("-----BEGIN PUBLIC KEY-----\n").unwrap();
+        pem.push_str(body).unwrap();
+        pem.push_str("\n-----END PUBLIC KEY-----\n").unwrap();
+        assert_eq!(PublicKey::from_wire(&pem).unwrap(), pk);
+        assert_eq!(PublicKey::from_wire(PUBLIC_KEY).unwrap(), pk);
+        // another algorithm's SPKI, or a truncated block, is refused
+        der[8] = 0x71;
+        let body = base64url::encode_standard(&der);
+        let body = body.as_str();
+        let mut other: heapless::String<128> = heapless::String::new();
+        other.push_str("-----BEGIN PUBLIC KEY-----\n").unwrap();
+        other.push_str(body).unwrap();
+        assert!(PublicKey::from_wire(&other).is_err());
+        assert!(PublicKey::from_wire("-----BEGIN PUBLIC KEY-----\nMCowBQYDK2VwAyEA\n").is_err());
         assert_eq!(DeviceId::parse_hex(DEVICE_ID).unwrap(), pk.device_id());
     }
 

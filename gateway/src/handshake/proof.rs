@@ -42,7 +42,7 @@ pub(super) fn verify(
     let Some(d) = &p.device else {
         return Ok(None);
     };
-    let pk = PublicKey::from_base64url(&d.public_key).map_err(|_| {
+    let pk = PublicKey::from_wire(&d.public_key).map_err(|_| {
         device_failure(
             detail::DEVICE_AUTH_PUBLIC_KEY_INVALID,
             "device-public-key",

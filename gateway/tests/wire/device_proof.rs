@@ -249,3 +249,50 @@ async fn nodes_without_a_device_identity_are_refused() {
     assert_eq!(detail(&res), "DEVICE_IDENTITY_REQUIRED");
     assert_eq!(c.closed().await, (1008, "device identity required".into()));
 }
+
+#[tokio::test]
+async fn a_pem_spki_public_key_is_accepted_and_stored_as_the_raw_key() {
+    let gw = Gateway::start(&[]);
+    let key = new_key();
+    let pk = key.public_key();
+    // SPKI DER of an Ed25519 key: the 12-byte algorithm header, then the raw key.
+    let mut der = vec![
+        0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00,
+    ];
+    der.extend_from_slice(&pk.0);
+    let pem = format!(
+        "-----BEGIN PUBLIC KEY-----\n{}\n-----END PUBLIC KEY-----\n",
+        pincer_protocol::base64url::encode_standard(&der)
+    );
+    let mut c = gw.open().await;
+    let nonce = c.challenge().await;
+    let mut p = Connect {
+        client_id: "cli",
+        mode: "cli",
+        key: Some(key.clone()),
+        ..Default::default()
+    }
+    .params(&nonce);
+    p["device"]["publicKey"] = json!(pem);
+    let res = c.connect(p).await;
+    assert_eq!(res["ok"], true, "{res}");
+    assert!(res["payload"]["auth"]["deviceToken"].is_string(), "{res}");
+    let store = std::fs::read_to_string(gw.dir.join("devices/store.json")).expect("store.json");
+    assert!(store.contains(pk.to_base64url().as_str()), "{store}");
+    assert!(!store.contains("BEGIN"), "{store}");
+    // A PEM block of another algorithm is still refused.
+    der[8] = 0x71;
+    let mut c = gw.open().await;
+    let nonce = c.challenge().await;
+    let mut p = Connect {
+        key: Some(key.clone()),
+        ..Default::default()
+    }
+    .params(&nonce);
+    p["device"]["publicKey"] = json!(format!(
+        "-----BEGIN PUBLIC KEY-----\n{}\n-----END PUBLIC KEY-----\n",
+        pincer_protocol::base64url::encode_standard(&der)
+    ));
+    let res = c.connect(p).await;
+    assert_eq!(detail(&res), "DEVICE_AUTH_PUBLIC_KEY_INVALID", "{res}");
+}
