@@ -37,6 +37,9 @@ pub enum SharedFailure {
     TokenMismatch,
     PasswordMissing,
     PasswordMismatch,
+    /// Not compared: remote failures filled the window ([`crate::limits::AuthLockout`]); retry
+    /// after this many milliseconds.
+    GuessingPaused(u64),
 }
 
 /// Checks the shared secret of `mode` against what the client sent.
@@ -94,6 +97,7 @@ pub fn failure_error(
             "unauthorized: gateway password mismatch",
             "update_auth_credentials",
         ),
+        SharedFailure::GuessingPaused(wait) => return paused(wait, can_retry_with_device_token),
     };
     let err = ErrorShape::invalid(message).with_details(json!({
         "code": code,
@@ -102,6 +106,20 @@ pub fn failure_error(
         "recommendedNextStep": step,
     }));
     (err, close)
+}
+
+/// The refusal while shared-secret guessing is paused (it carries the retry time).
+fn paused(wait: u64, can_retry_with_device_token: bool) -> (ErrorShape, &'static str) {
+    let e =
+        ErrorShape::invalid("unauthorized: too many failed authentication attempts (retry later)")
+            .with_details(json!({
+                "code": detail::AUTH_RATE_LIMITED,
+                "authReason": "rate_limited",
+                "canRetryWithDeviceToken": can_retry_with_device_token,
+                "recommendedNextStep": "wait_then_retry",
+            }))
+            .retry_after(wait);
+    (e, "unauthorized: rate limited")
 }
 
 /// The error for a device token that does not match.

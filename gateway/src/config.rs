@@ -141,6 +141,10 @@ pub struct Limits {
     pub auth_max_attempts: usize,
     pub auth_window_ms: u64,
     pub auth_lockout_ms: u64,
+    /// Failed authentications from all non-loopback addresses together within `auth_window_ms`;
+    /// past it the shared secret is not compared for any of them until the window moves on
+    /// (paired devices still get in with their device tokens; loopback is exempt).
+    pub auth_max_failures_total: usize,
 }
 
 impl Default for Limits {
@@ -157,6 +161,7 @@ impl Default for Limits {
             auth_max_attempts: 10,
             auth_window_ms: 60_000,
             auth_lockout_ms: 300_000,
+            auth_max_failures_total: 60,
         }
     }
 }
@@ -227,6 +232,7 @@ pub struct FileLimits {
     pub auth_max_attempts: Option<usize>,
     pub auth_window_ms: Option<u64>,
     pub auth_lockout_ms: Option<u64>,
+    pub auth_max_failures_total: Option<usize>,
 }
 
 impl FileConfig {
@@ -332,6 +338,10 @@ impl Config {
             .max(1);
         limits.auth_window_ms = fl.auth_window_ms.unwrap_or(limits.auth_window_ms);
         limits.auth_lockout_ms = fl.auth_lockout_ms.unwrap_or(limits.auth_lockout_ms);
+        limits.auth_max_failures_total = fl
+            .auth_max_failures_total
+            .unwrap_or(limits.auth_max_failures_total)
+            .max(limits.auth_max_attempts);
 
         let password = o
             .password

@@ -69,13 +69,18 @@ impl PreauthBudget {
     }
 }
 
-/// Failed authentications per address within a window, then a lockout. Loopback is exempt.
+/// Failed authentications per address within a window, then a lockout; and the failures of
+/// all addresses together, past which guessing the shared secret is paused for everyone
+/// remote (a guesser spread over many addresses). Loopback is exempt from both.
 #[derive(Debug)]
 pub struct AuthLockout {
     max_attempts: usize,
     window_ms: u64,
     lockout_ms: u64,
+    max_total: usize,
     table: Mutex<HashMap<IpAddr, (VecDeque<u64>, u64)>>,
+    /// Times of the recent failures of every non-loopback address (at most `max_total`).
+    recent: Mutex<VecDeque<u64>>,
 }
 
 impl AuthLockout {
@@ -84,8 +89,29 @@ impl AuthLockout {
             max_attempts: l.auth_max_attempts,
             window_ms: l.auth_window_ms,
             lockout_ms: l.auth_lockout_ms,
+            max_total: l.auth_max_failures_total.max(1),
             table: Mutex::new(HashMap::new()),
+            recent: Mutex::new(VecDeque::new()),
         }
+    }
+
+    /// Milliseconds until remote clients may have the shared secret compared again, when the
+    /// failures of all addresses together filled the window.
+    pub fn guessing_paused(&self, ip: IpAddr, now_ms: u64) -> Option<u64> {
+        if ip.is_loopback() {
+            return None;
+        }
+        let mut r = lock(&self.recent);
+        while r
+            .front()
+            .is_some_and(|t| now_ms.saturating_sub(*t) >= self.window_ms)
+        {
+            r.pop_front();
+        }
+        (r.len() >= self.max_total).then(|| {
+            r.front()
+                .map_or(0, |t| (t + self.window_ms).saturating_sub(now_ms))
+        })
     }
 
     /// Milliseconds until `ip` may try again, when it is locked out.
@@ -118,6 +144,13 @@ impl AuthLockout {
             fails.pop_front();
         }
         fails.push_back(now_ms);
+        {
+            let mut r = lock(&self.recent);
+            if r.len() >= self.max_total {
+                r.pop_front();
+            }
+            r.push_back(now_ms);
+        }
         if fails.len() >= self.max_attempts {
             fails.clear();
             *until = now_ms + self.lockout_ms;
@@ -168,5 +201,27 @@ mod tests {
             assert!(!l.failed(lo, t));
         }
         assert_eq!(l.locked(lo, 10), None);
+    }
+
+    #[test]
+    fn failures_spread_over_many_addresses_pause_guessing_for_every_remote_address() {
+        let l = AuthLockout::new(&Limits {
+            auth_max_attempts: 10,
+            auth_window_ms: 1000,
+            auth_max_failures_total: 20,
+            ..Limits::default()
+        });
+        // 20 addresses, one failure each: none is locked out, but together they fill the window
+        for i in 0..20u8 {
+            let ip: IpAddr = format!("10.0.1.{i}").parse().unwrap();
+            assert!(!l.failed(ip, u64::from(i)));
+            assert_eq!(l.locked(ip, 20), None);
+        }
+        let fresh: IpAddr = "10.9.9.9".parse().unwrap();
+        assert_eq!(l.guessing_paused(fresh, 20), Some(980));
+        assert_eq!(l.guessing_paused("127.0.0.1".parse().unwrap(), 20), None);
+        // the window moves on
+        assert_eq!(l.guessing_paused(fresh, 999), Some(1));
+        assert_eq!(l.guessing_paused(fresh, 1020), None);
     }
 }

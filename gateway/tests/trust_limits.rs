@@ -161,6 +161,74 @@ async fn auth_failures_lock_out_an_ip_but_not_others_or_loopback() {
 }
 
 #[tokio::test]
+async fn guesses_spread_over_many_addresses_pause_shared_secret_checks_but_not_paired_devices() {
+    let gw = start(
+        "spread",
+        "trusted_proxies = [\"127.0.0.1\"]\n[limits]\nauth_max_attempts = 10\nauth_max_failures_total = 12\nauth_window_ms = 60000\n",
+    );
+    // A remote device paired before the attack.
+    let mut phone = remote(&gw, "phone", "198.51.100.7");
+    phone.token = Some(TOKEN.into());
+    let asked = call(&phone, "health", json!({})).await;
+    assert_eq!(detail_code(&asked), "PAIRING_REQUIRED");
+    let Err(ClientError::Refused(e)) = asked else {
+        unreachable!()
+    };
+    let request = e
+        .details
+        .as_ref()
+        .and_then(|d| d["requestId"].as_str())
+        .expect("requestId")
+        .to_owned();
+    call(
+        &operator(&gw),
+        "device.pair.approve",
+        json!({ "requestId": request }),
+    )
+    .await
+    .expect("approve");
+    call(&phone, "health", json!({}))
+        .await
+        .expect("paired phone gets in with the token");
+    // One wrong guess from each of 12 addresses: none of them is locked out on its own...
+    for i in 0..12 {
+        let mut o = remote(
+            &gw,
+            &format!("guesser-{i}"),
+            &format!("203.0.113.{}", 100 + i),
+        );
+        o.token = Some(format!("guess-{i}"));
+        assert_eq!(
+            detail_code(&call(&o, "health", json!({})).await),
+            "AUTH_TOKEN_MISMATCH",
+            "guess {i}"
+        );
+    }
+    // ...but together they filled the window: the shared secret is not compared for anyone
+    // remote, not even the right one from a fresh address, and the refusal says when to retry.
+    let mut fresh = remote(&gw, "fresh", "192.0.2.77");
+    fresh.token = Some(TOKEN.into());
+    match call(&fresh, "health", json!({})).await {
+        Err(ClientError::Refused(e)) => {
+            assert_eq!(e.detail_code(), Some("AUTH_RATE_LIMITED"), "{e:?}");
+            assert!(
+                e.retry_after_ms.is_some_and(|ms| ms > 0 && ms <= 60_000),
+                "{e:?}"
+            );
+        }
+        other => panic!("expected a pause, got {other:?}"),
+    }
+    // The paired phone still gets in with its device token, and loopback is exempt.
+    phone.token = None;
+    call(&phone, "health", json!({}))
+        .await
+        .expect("paired device during the pause");
+    call(&operator(&gw), "health", json!({}))
+        .await
+        .expect("loopback during the pause");
+}
+
+#[tokio::test]
 async fn unauthenticated_sockets_per_ip_are_capped_with_503() {
     let gw = start(
         "preauth",

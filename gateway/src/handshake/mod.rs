@@ -88,7 +88,16 @@ pub fn handshake(
 
     // 3. Shared secret.
     let a = p.auth.clone().unwrap_or_default();
-    let shared = auth::check_shared(&hub.config.auth, a.token.as_deref(), a.password.as_deref());
+    // Not even compared while remote failures fill the window: guesses spread over many
+    // addresses learn nothing (a paired device still gets in with its device token, step 5).
+    let paused = match hub.config.auth {
+        crate::config::AuthMode::None => None,
+        _ => hub.lockout.guessing_paused(peer.client_ip, now_ms),
+    };
+    let shared = match paused {
+        Some(wait) => Err(auth::SharedFailure::GuessingPaused(wait)),
+        None => auth::check_shared(&hub.config.auth, a.token.as_deref(), a.password.as_deref()),
+    };
 
     // 4. Device proof.
     let device = proof::verify(&cx, role, &a)?;
