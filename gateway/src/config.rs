@@ -137,6 +137,9 @@ pub struct Limits {
     pub max_preauth_per_ip: usize,
     /// Unauthenticated sockets allowed from all addresses together.
     pub max_preauth_total: usize,
+    /// Sockets held at once, authenticated or not; past it new ones get HTTP 503. The gateway
+    /// raises its open-file limit to fit (`pincer_os::raise_nofile`).
+    pub max_connections: usize,
     /// Failed authentications per client IP within `auth_window_ms` before a lockout.
     pub auth_max_attempts: usize,
     pub auth_window_ms: u64,
@@ -158,6 +161,7 @@ impl Default for Limits {
             tick_interval_ms: 30_000,
             max_preauth_per_ip: 32,
             max_preauth_total: 256,
+            max_connections: 16_000,
             auth_max_attempts: 10,
             auth_window_ms: 60_000,
             auth_lockout_ms: 300_000,
@@ -229,6 +233,7 @@ pub struct FileLimits {
     pub outbound_queue: Option<usize>,
     pub max_preauth_per_ip: Option<usize>,
     pub max_preauth_total: Option<usize>,
+    pub max_connections: Option<usize>,
     pub auth_max_attempts: Option<usize>,
     pub auth_window_ms: Option<u64>,
     pub auth_lockout_ms: Option<u64>,
@@ -332,6 +337,7 @@ impl Config {
             .max_preauth_total
             .unwrap_or(limits.max_preauth_total)
             .max(limits.max_preauth_per_ip);
+        limits.max_connections = fl.max_connections.unwrap_or(limits.max_connections).max(1);
         limits.auth_max_attempts = fl
             .auth_max_attempts
             .unwrap_or(limits.auth_max_attempts)

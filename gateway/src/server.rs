@@ -42,6 +42,8 @@ pub struct Gateway {
 
 /// Health is recomputed this often (a `health` event goes out when it changed).
 const HEALTH_REFRESH: Duration = Duration::from_secs(60);
+/// File descriptors kept for everything but client sockets (listener, state files, logs).
+const FD_RESERVE: usize = 64;
 /// How long shutdown waits for sockets to close after sending `shutdown`.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
 
@@ -55,6 +57,18 @@ impl Gateway {
             }
         })?;
         let devices = DeviceStore::open(&config.state_dir)?;
+        // A socket per connection and per unauthenticated socket, plus the state files and the
+        // listener: past the limit, accept would fail instead of answering 503.
+        let l = &config.limits;
+        let want = (l.max_connections + l.max_preauth_total + FD_RESERVE) as u64;
+        match pincer_os::raise_nofile(want) {
+            Some(have) if have < want => tracing::warn!(
+                open_files = have,
+                wanted = want,
+                "the open-file limit is below max_connections; raise LimitNOFILE (or lower max_connections)"
+            ),
+            _ => {}
+        }
         let addr = SocketAddr::new(config.bind.resolve()?, config.port);
         let listener = TcpListener::bind(addr)
             .await
@@ -107,11 +121,15 @@ impl Gateway {
                 accepted = self.listener.accept() => match accepted {
                     Ok((tcp, addr)) => {
                         let ip = addr.ip();
-                        if hub.preauth.acquire(ip) {
+                        let limits = &hub.config.limits;
+                        if hub.connection_count() + hub.preauth.held() >= limits.max_connections {
+                            tracing::warn!(%ip, max = limits.max_connections, "connection cap reached; answering 503");
+                            tokio::spawn(refuse_503(tcp, "Too many connections"));
+                        } else if hub.preauth.acquire(ip) {
                             tokio::spawn(link::serve(hub.clone(), tcp, ip));
                         } else {
                             tracing::warn!(%ip, "too many unauthenticated sockets; answering 503");
-                            tokio::spawn(refuse_503(tcp));
+                            tokio::spawn(refuse_503(tcp, "Too many unauthenticated sockets"));
                         }
                     }
                     Err(e) => {
@@ -134,8 +152,7 @@ impl Gateway {
     }
 }
 
-async fn refuse_503(mut tcp: tokio::net::TcpStream) {
-    let body = "Too many unauthenticated sockets";
+async fn refuse_503(mut tcp: tokio::net::TcpStream, body: &str) {
     let resp = format!(
         "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()

@@ -451,3 +451,51 @@ async fn client_metadata_in_presence_is_bounded() {
         entry.to_string().len()
     );
 }
+
+#[tokio::test]
+async fn sockets_past_the_connection_cap_get_503_until_one_closes() {
+    let gw = start("conncap", "[limits]\nmax_connections = 4\n");
+    let url = format!("ws://127.0.0.1:{}", gw.port);
+    let connect = || Connect {
+        client_id: "cli",
+        mode: "cli",
+        token: Some(TOKEN.into()),
+        ..Default::default()
+    };
+    // Four authenticated sockets: the cap counts them, not only unauthenticated ones.
+    let mut held = Vec::new();
+    for i in 0..4 {
+        let (c, res) = connect().run(&gw).await;
+        assert_eq!(res["ok"], true, "socket {i}: {res}");
+        held.push(c);
+    }
+    let over = tokio::time::timeout(
+        Duration::from_secs(5),
+        tokio_tungstenite::connect_async(url.as_str()),
+    )
+    .await
+    .expect("no hang");
+    match over {
+        Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => {
+            assert_eq!(resp.status().as_u16(), 503)
+        }
+        other => panic!(
+            "expected HTTP 503 past the connection cap, got {:?}",
+            other.map(|_| "upgrade")
+        ),
+    }
+    // When one leaves, a new one gets in (as soon as the gateway has seen it go).
+    drop(held.pop());
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_c, res) = connect().run(&gw).await;
+        if res["ok"] == true {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no room after a close: {res}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

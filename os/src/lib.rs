@@ -19,6 +19,39 @@ pub fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
+/// Raises this process's soft limit on open files to `want` (at most the hard limit) and
+/// returns the soft limit in force afterwards (`None` if it cannot be read). systemd starts
+/// services with a soft limit of 1024 whatever the hard one is; a daemon that holds a socket
+/// per client raises its own, as Go's runtime does.
+pub fn raise_nofile(want: u64) -> Option<u64> {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit only read and write the struct passed by pointer.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+            return None;
+        }
+        #[allow(clippy::useless_conversion)]
+        let target = libc::rlim_t::try_from(want)
+            .unwrap_or(libc::rlim_t::MAX)
+            .min(lim.rlim_max);
+        if target > lim.rlim_cur {
+            let raised = libc::rlimit {
+                rlim_cur: target,
+                rlim_max: lim.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                lim.rlim_cur = target;
+            }
+        }
+    }
+    // rlim_t is u32 on 32-bit glibc ARM, u64 elsewhere.
+    #[allow(clippy::useless_conversion)]
+    Some(u64::from(lim.rlim_cur))
+}
+
 /// A random UUIDv4 string (nonces, connection ids, request and instance ids), from the OS's
 /// randomness; if the OS refused (never on Linux, where `getrandom(2)` waits until seeded), from
 /// the clock and the process id, which is unique enough for ids but no secret.
@@ -216,5 +249,16 @@ mod tests {
         assert_eq!(group_id_in(g, "video"), Some(44));
         assert_eq!(group_id_in(g, "bad"), None);
         assert_eq!(group_id_in(g, "pinc"), None);
+    }
+}
+
+#[cfg(test)]
+mod nofile_tests {
+    #[test]
+    fn the_open_file_limit_is_raised_up_to_the_hard_limit_never_lowered() {
+        let now = super::raise_nofile(0).expect("getrlimit");
+        let after = super::raise_nofile(now + 1).expect("getrlimit");
+        assert!(after >= now, "lowered from {now} to {after}");
+        assert_eq!(super::raise_nofile(1), Some(after), "a smaller wish changes nothing");
     }
 }
