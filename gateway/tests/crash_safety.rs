@@ -1,7 +1,8 @@
 //! Power-cut safety of the trust store: the gateway is killed with SIGKILL at random moments
 //! while approvals and token rotations are being written. After every restart the store must
 //! load (nothing kept aside as corrupt) and every approval the operator saw acknowledged must
-//! still be there.
+//! still be there. And a full disk (a 4 MiB tmpfs as the state dir) refuses an approval with a
+//! clear error, keeps what was acknowledged intact, and writes the change once there is room.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -161,6 +162,138 @@ async fn approvals_survive_sigkill_at_any_moment() {
             "{id} lost"
         );
     }
+    drop(gw);
+    let _ = std::fs::remove_dir_all(&root);
+}
+
+/// A tmpfs of `size` mounted at `dir` (root only), unmounted on drop.
+struct Tmpfs(PathBuf);
+impl Tmpfs {
+    fn mount(dir: &std::path::Path, size: &str) -> Option<Tmpfs> {
+        std::fs::create_dir_all(dir).ok()?;
+        let ok = std::process::Command::new("mount")
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size},mode=0700"),
+                "tmpfs",
+            ])
+            .arg(dir)
+            .status()
+            .is_ok_and(|s| s.success());
+        ok.then(|| Tmpfs(dir.to_path_buf()))
+    }
+}
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+/// Fills the file system of `dir` with `dir/filler` until a write fails (no space left).
+fn fill(dir: &std::path::Path) {
+    use std::io::Write;
+    let mut f = std::fs::File::create(dir.join("filler")).expect("filler");
+    let chunk = vec![0u8; 4096];
+    while f.write_all(&chunk).and_then(|()| f.sync_all()).is_ok() {}
+}
+
+#[tokio::test]
+async fn a_full_disk_refuses_the_approval_clearly_and_loses_nothing_acknowledged() {
+    let root = std::env::temp_dir().join(format!("pincer-full-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    let state = root.join("gateway");
+    let Some(_disk) = Tmpfs::mount(&state, "4m") else {
+        assert!(
+            !support::netns::required(),
+            "cannot mount a tmpfs (needs root) and the run requires it"
+        );
+        eprintln!("skipped: cannot mount a tmpfs here (not root)");
+        return;
+    };
+    let op = root.join("operator");
+    let gw = Gateway::start_in(&state, TOKEN, &[]);
+    let port = gw.port;
+    // One approval acknowledged while there is room.
+    let first = stranger_request(port, root.join("first"))
+        .await
+        .expect("first request");
+    call(
+        &opts(port, op.clone(), vec![]),
+        "device.pair.approve",
+        json!({ "requestId": first }),
+    )
+    .await
+    .expect("approval with room");
+    let before = std::fs::read_to_string(state.join("devices/store.json")).expect("store");
+    // The card fills up; a second device asks and the operator approves.
+    let second = stranger_request(port, root.join("second")).await;
+    fill(&state);
+    let second = match second {
+        Some(id) => id,
+        None => panic!("the second request was not recorded"),
+    };
+    let refused = call(
+        &opts(port, op.clone(), vec![]),
+        "device.pair.approve",
+        json!({ "requestId": second }),
+    )
+    .await;
+    match &refused {
+        Err(ClientError::Method(e)) => {
+            assert_eq!(e.code, "UNAVAILABLE", "{e:?}");
+            assert!(
+                e.message.contains("No space left") || e.message.contains("space"),
+                "the error says why: {e:?}"
+            );
+        }
+        other => panic!("approval on a full disk must fail clearly, got {other:?}"),
+    }
+    // What was acknowledged is on disk, intact, and the gateway still answers.
+    let after = std::fs::read_to_string(state.join("devices/store.json")).expect("store");
+    assert!(
+        serde_json::from_str::<Value>(&after).is_ok(),
+        "store.json torn: {after}"
+    );
+    let first_device = serde_json::from_str::<Value>(&before).expect("json")["devices"]
+        .as_object()
+        .map(|m| m.keys().cloned().collect::<Vec<_>>())
+        .unwrap_or_default();
+    // the operator (paired silently on loopback) and the first stranger
+    assert_eq!(
+        first_device.len(),
+        2,
+        "the first approval on disk: {before}"
+    );
+    for id in &first_device {
+        assert!(after.contains(id.as_str()), "acknowledged device {id} lost");
+    }
+    call(&opts(port, op.clone(), vec![]), "health", json!({}))
+        .await
+        .expect("health on a full disk");
+    // The refused approval still holds in memory (the operator asked for it) and is written
+    // with the next change once there is room: nothing is half-done on disk meanwhile.
+    std::fs::remove_file(state.join("filler")).expect("free the space");
+    call(
+        &opts(port, op.clone(), vec![]),
+        "device.pair.setupCode",
+        json!({ "role": "node" }),
+    )
+    .await
+    .expect("a change once there is room");
+    let on_disk: Value = serde_json::from_str(
+        &std::fs::read_to_string(state.join("devices/store.json")).expect("store"),
+    )
+    .expect("store.json parses");
+    let paired = on_disk["devices"].as_object().map_or(0, |m| m.len());
+    assert!(
+        paired >= first_device.len() + 1,
+        "the second approval reached the disk: {on_disk}"
+    );
     drop(gw);
     let _ = std::fs::remove_dir_all(&root);
 }

@@ -259,6 +259,10 @@ mod nofile_tests {
         let now = super::raise_nofile(0).expect("getrlimit");
         let after = super::raise_nofile(now + 1).expect("getrlimit");
         assert!(after >= now, "lowered from {now} to {after}");
-        assert_eq!(super::raise_nofile(1), Some(after), "a smaller wish changes nothing");
+        assert_eq!(
+            super::raise_nofile(1),
+            Some(after),
+            "a smaller wish changes nothing"
+        );
     }
 }
