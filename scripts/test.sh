@@ -107,6 +107,14 @@ cargo build -p pincer-protocol --no-default-features --target riscv32imc-unknown
 done_step
 
 if [ "$QUICK" = 0 ]; then
+  # A few seconds of coverage-guided inputs into every decoder of hostile bytes (fuzz/README.md;
+  # long campaigns: scripts/fuzz.sh). Nightly and cargo-fuzz are installed by the script.
+  step "fuzz smoke: frame, params, node_invoke, wav, pixels, x11_setup (${PINCER_FUZZ_SECONDS:-15} s each)"
+  ./scripts/fuzz.sh --smoke
+  done_step
+fi
+
+if [ "$QUICK" = 0 ]; then
   step "cross builds (aarch64 gnu/musl, armv7, armv6 musl, x86_64 musl): ELF checks, size budgets, qemu-user runs, emulated end to end"
   ./cross/build.sh
   done_step
@@ -128,7 +136,7 @@ if [ "${PINCER_IMAGE_TEST:-}" = 1 ] || { [ "$QUICK" = 0 ] && [ "${PINCER_IMAGE_T
 fi
 
 if [ "$QUICK" = 1 ]; then
-  printf '\nquick mode: the OpenClaw interop and VM hardware tests passed by skipping; cross builds, packages%s were not run\n' \
+  printf '\nquick mode: the OpenClaw interop and VM hardware tests passed by skipping; fuzz smoke, cross builds, packages%s were not run\n' \
     "$([ "${PINCER_IMAGE_TEST:-}" = 1 ] || echo " and the SD image")"
 fi
 printf '\nall checks passed\n'

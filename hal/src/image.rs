@@ -72,9 +72,14 @@ impl PixelFormat {
     /// Bytes needed for a frame whose rows are `stride` bytes apart (stride 0: packed).
     fn frame_len(self, width: usize, height: usize, stride: usize) -> usize {
         let packed = match self {
-            PixelFormat::Yuyv | PixelFormat::Uyvy | PixelFormat::Rgb565 => width * 2,
+            // 4:2:2 comes in 4-byte pairs: an odd width still ends on a whole pair.
+            PixelFormat::Yuyv | PixelFormat::Uyvy => width.div_ceil(2) * 4,
+            PixelFormat::Rgb565 => width * 2,
             PixelFormat::Rgb24 | PixelFormat::Bgr24 => width * 3,
-            PixelFormat::Grey | PixelFormat::Nv12 | PixelFormat::Yu12 => width,
+            PixelFormat::Grey => width,
+            // 4:2:0 chroma rows hold ceil(width / 2) samples (pairs for NV12, halves of the
+            // stride for I420): rows are at least the width rounded up to even.
+            PixelFormat::Nv12 | PixelFormat::Yu12 => width.div_ceil(2) * 2,
             PixelFormat::Rgb32 { .. } => width * 4,
         };
         let stride = stride.max(packed);
@@ -109,10 +114,12 @@ impl PixelFormat {
             });
         }
         let min_stride = match self {
-            PixelFormat::Yuyv | PixelFormat::Uyvy | PixelFormat::Rgb565 => w * 2,
+            PixelFormat::Yuyv | PixelFormat::Uyvy => w.div_ceil(2) * 4,
+            PixelFormat::Rgb565 => w * 2,
             PixelFormat::Rgb24 | PixelFormat::Bgr24 => w * 3,
             PixelFormat::Rgb32 { .. } => w * 4,
-            _ => w,
+            PixelFormat::Nv12 | PixelFormat::Yu12 => w.div_ceil(2) * 2,
+            PixelFormat::Grey => w,
         };
         let stride = (stride as usize).max(min_stride);
         let mut out = vec![0u8; w * h * 3];
@@ -172,7 +179,9 @@ impl PixelFormat {
                 PixelFormat::Rgb32 { r, g, b } => {
                     for (px, s) in dst.chunks_exact_mut(3).zip(line.chunks_exact(4)) {
                         let v = u32::from_le_bytes([s[0], s[1], s[2], s[3]]);
-                        px.copy_from_slice(&[(v >> r) as u8, (v >> g) as u8, (v >> b) as u8]);
+                        // offsets come from the driver: one past 31 reads as 0, not a panic
+                        let at = |o: u8| v.checked_shr(u32::from(o)).unwrap_or(0) as u8;
+                        px.copy_from_slice(&[at(r), at(g), at(b)]);
                     }
                 }
             }
@@ -275,6 +284,47 @@ impl Rgb {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn odd_widths_and_wild_offsets_are_errors_or_pixels_never_panics() {
+        // found by the `pixels` fuzz target: a 1-pixel-wide UYVY frame of 2 bytes
+        assert!(PixelFormat::Uyvy.to_rgb(&[0, 0], 1, 1, 0).is_err());
+        // and a 1-pixel-wide NV12 / I420 frame whose chroma rows would overrun the stride
+        assert!(PixelFormat::Nv12.to_rgb(&[0; 3], 1, 2, 0).is_err());
+        assert_eq!(
+            PixelFormat::Nv12
+                .to_rgb(&[0; 6], 1, 2, 0)
+                .unwrap()
+                .data
+                .len(),
+            6
+        );
+        assert_eq!(
+            PixelFormat::Yu12
+                .to_rgb(&[0; 6], 1, 2, 0)
+                .unwrap()
+                .data
+                .len(),
+            6
+        );
+        let rgb = PixelFormat::Yuyv
+            .to_rgb(&[16, 128, 16, 128], 1, 1, 0)
+            .unwrap();
+        assert_eq!(rgb.data.len(), 3);
+        let rgb = PixelFormat::Yuyv
+            .to_rgb(&[16, 128, 16, 128, 16, 128, 16, 128], 3, 1, 0)
+            .unwrap();
+        assert_eq!(rgb.data.len(), 9);
+        let wild = PixelFormat::Rgb32 {
+            r: 40,
+            g: 255,
+            b: 0,
+        };
+        assert_eq!(
+            wild.to_rgb(&[1, 2, 3, 4], 1, 1, 0).unwrap().data,
+            vec![0, 0, 1]
+        );
+    }
 
     #[test]
     fn yuyv_colours_and_short_frames() {

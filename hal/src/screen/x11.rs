@@ -212,6 +212,13 @@ fn parse_setup(b: &[u8], screen: u32) -> Result<ScreenInfo, X11Error> {
     Err(X11Error::NoScreen(screen))
 }
 
+/// Parses an X server's connection setup reply (the bytes after its 8-byte header) for
+/// `screen` and returns its width, height and depth: every length and offset is checked, so
+/// a hostile server's reply is an error, never a panic (the `x11_setup` fuzz target drives it).
+pub fn setup_geometry(reply: &[u8], screen: u32) -> Result<(u16, u16, u8), X11Error> {
+    parse_setup(reply, screen).map(|s| (s.width, s.height, s.depth))
+}
+
 fn read_exact_n(s: &mut dyn Stream, n: usize) -> Result<Vec<u8>, X11Error> {
     if n > MAX_REPLY {
         return Err(X11Error::Malformed("reply larger than 64 MiB"));
