@@ -21,7 +21,9 @@ use crate::{methods, now_ms, secret, VERSION};
 /// A client that got in: its registered connection and the `hello-ok` payload.
 #[derive(Debug)]
 pub struct Admitted {
+    /// The connection, registered with the hub.
     pub conn: Arc<ConnHandle>,
+    /// The `hello-ok` to send it.
     pub hello: HelloOk,
 }
 

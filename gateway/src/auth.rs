@@ -10,15 +10,20 @@ use crate::secret::ct_eq;
 /// How a connection authenticated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AuthMethod {
+    /// `token`: the shared gateway token.
     Token,
+    /// `password`: the shared gateway password.
     Password,
+    /// `device-token`: a device token issued at an earlier connect.
     DeviceToken,
     /// A setup code (`auth.bootstrapToken`).
     Bootstrap,
+    /// `none`: auth mode `none`, nothing checked (loopback binds only).
     None,
 }
 
 impl AuthMethod {
+    /// The name in `hello-ok.auth.method` and logs (`device-token`, `bootstrap-token`, …).
     pub fn as_str(self) -> &'static str {
         match self {
             AuthMethod::Token => "token",
@@ -33,9 +38,13 @@ impl AuthMethod {
 /// Why the shared secret did not authenticate the connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SharedFailure {
+    /// Token mode, and `auth.token` absent or empty (`AUTH_TOKEN_MISSING`).
     TokenMissing,
+    /// Token mode, and `auth.token` is not the gateway's token (`AUTH_TOKEN_MISMATCH`).
     TokenMismatch,
+    /// Password mode, and `auth.password` absent or empty (`AUTH_PASSWORD_MISSING`).
     PasswordMissing,
+    /// Password mode, and `auth.password` is wrong (`AUTH_PASSWORD_MISMATCH`).
     PasswordMismatch,
     /// Not compared: remote failures filled the window ([`crate::limits::AuthLockout`]); retry
     /// after this many milliseconds.

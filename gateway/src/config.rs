@@ -9,21 +9,35 @@ use serde::Deserialize;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ConfigError {
+    /// The config file, or the stored token file, could not be read or written.
     #[error("cannot read config {path}: {source}")]
     Read {
+        /// The file.
         path: PathBuf,
+        /// What the OS said.
         source: std::io::Error,
     },
+    /// The config file is not valid TOML, or has unknown keys.
     #[error("invalid config {path}: {message}")]
-    Parse { path: PathBuf, message: String },
+    Parse {
+        /// The config file.
+        path: PathBuf,
+        /// The TOML parser's message.
+        message: String,
+    },
+    /// `bind` is none of `loopback`, `lan`, `tailnet` or an IP address.
     #[error("invalid bind {0:?}: use loopback, lan, tailnet or an IP address")]
     Bind(String),
+    /// `bind = "tailnet"`, but no local interface has a Tailscale address.
     #[error("no tailnet address (100.64.0.0/10 or fd7a:115c:a1e0::/48) on any local interface")]
     NoTailnet,
+    /// Auth mode `none` with a bind other than `loopback`.
     #[error("auth mode \"none\" is only allowed on a loopback bind")]
     OpenNonLoopback,
+    /// Auth mode `password` and no password anywhere.
     #[error("auth mode \"password\" needs a password (--password, PINCER_GATEWAY_PASSWORD or auth.password)")]
     NoPassword,
+    /// No state dir given, and none of `$PINCER_STATE_DIR`, `$XDG_STATE_HOME`, `$HOME` is set.
     #[error("cannot determine a state directory: set --state-dir or PINCER_STATE_DIR")]
     NoStateDir,
 }
@@ -42,6 +56,7 @@ pub enum Bind {
 }
 
 impl Bind {
+    /// `loopback`, `lan`, `tailnet` or an IP address.
     pub fn parse(s: &str) -> Result<Bind, ConfigError> {
         match s {
             "loopback" => Ok(Bind::Loopback),
@@ -109,6 +124,7 @@ pub enum AuthMode {
 }
 
 impl AuthMode {
+    /// `token`, `password` or `none`, as `config.get`, `status` and the snapshot report it.
     pub fn name(&self) -> &'static str {
         match self {
             AuthMode::Token(_) => "token",
@@ -142,7 +158,9 @@ pub struct Limits {
     pub max_connections: usize,
     /// Failed authentications per client IP within `auth_window_ms` before a lockout.
     pub auth_max_attempts: usize,
+    /// Window over which failed authentications are counted, ms.
     pub auth_window_ms: u64,
+    /// How long an IP that reached `auth_max_attempts` is locked out, ms.
     pub auth_lockout_ms: u64,
     /// Failed authentications from all non-loopback addresses together within `auth_window_ms`;
     /// past it the shared secret is not compared for any of them until the window moves on
@@ -173,17 +191,23 @@ impl Default for Limits {
 /// The resolved configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
+    /// Where to listen.
     pub bind: Bind,
+    /// TCP port for HTTP and WebSocket (default 18789).
     pub port: u16,
+    /// Trust store, generated token and identities (0700).
     pub state_dir: PathBuf,
+    /// How clients authenticate.
     pub auth: AuthMode,
     /// True when the token was generated and stored by the gateway itself.
     pub token_generated: bool,
+    /// Limits and timers.
     pub limits: Limits,
     /// Proxies whose `X-Forwarded-For` / `X-Real-IP` name the client.
     pub trusted_proxies: Vec<IpAddr>,
     /// Node commands added to / removed from the platform allowlists.
     pub node_allow: Vec<String>,
+    /// Node commands removed from the platform allowlists (after `node_allow`).
     pub node_deny: Vec<String>,
     /// The config file this came from, if any.
     pub config_path: Option<PathBuf>,
@@ -193,54 +217,82 @@ pub struct Config {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileConfig {
+    /// `loopback` (default), `lan`, `tailnet` or an IP address.
     pub bind: Option<String>,
+    /// TCP port (default 18789).
     pub port: Option<u16>,
+    /// State directory; default from the environment (see [`default_state_dir`]).
     pub state_dir: Option<PathBuf>,
+    /// Proxies whose `X-Forwarded-For` / `X-Real-IP` name the client.
     #[serde(default)]
     pub trusted_proxies: Vec<IpAddr>,
+    /// `[auth]`.
     #[serde(default)]
     pub auth: FileAuth,
+    /// `[limits]`.
     #[serde(default)]
     pub limits: FileLimits,
+    /// `[nodes]`.
     #[serde(default)]
     pub nodes: FileNodes,
 }
 
+/// `[nodes]` in `gateway.toml`.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileNodes {
+    /// Node commands added to the platform allowlists.
     #[serde(default)]
     pub allow_commands: Vec<String>,
+    /// Node commands removed from them.
     #[serde(default)]
     pub deny_commands: Vec<String>,
 }
 
+/// `[auth]` in `gateway.toml`.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileAuth {
+    /// `token` (default), `password` or `none` (loopback only).
     pub mode: Option<String>,
+    /// Shared token; the environment and `--token` override it.
     pub token: Option<String>,
+    /// Shared password; the environment and `--password` override it.
     pub password: Option<String>,
 }
 
+/// `[limits]` in `gateway.toml`; each key overrides the [`Limits`] field of the same name.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileLimits {
+    /// Connect deadline after the socket opens, ms.
     pub handshake_timeout_ms: Option<u64>,
+    /// `tick` cadence, ms (at least 10).
     pub tick_interval_ms: Option<u64>,
+    /// Largest frame after `hello-ok`, bytes (at least the 64 KiB pre-auth cap).
     pub max_payload: Option<usize>,
+    /// A connection's outbound byte budget (`policy.maxBufferedBytes`).
     pub max_buffered_bytes: Option<usize>,
+    /// Frames queued per connection (at least 4).
     pub outbound_queue: Option<usize>,
+    /// Unauthenticated sockets per client IP (at least 1).
     pub max_preauth_per_ip: Option<usize>,
+    /// Unauthenticated sockets from all addresses (at least `max_preauth_per_ip`).
     pub max_preauth_total: Option<usize>,
+    /// Sockets held at once (at least 1).
     pub max_connections: Option<usize>,
+    /// Failed authentications per client IP before a lockout (at least 1).
     pub auth_max_attempts: Option<usize>,
+    /// Window for counting failed authentications, ms.
     pub auth_window_ms: Option<u64>,
+    /// Lockout of an IP past `auth_max_attempts`, ms.
     pub auth_lockout_ms: Option<u64>,
+    /// Failures of all remote IPs in the window before guessing pauses (at least `auth_max_attempts`).
     pub auth_max_failures_total: Option<usize>,
 }
 
 impl FileConfig {
+    /// Reads and parses `gateway.toml` at `path`.
     pub fn load(path: &Path) -> Result<FileConfig, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.into(),
@@ -256,14 +308,23 @@ impl FileConfig {
 /// Command-line overrides (all optional).
 #[derive(Debug, Default, Clone)]
 pub struct Overrides {
+    /// `--bind`.
     pub bind: Option<String>,
+    /// `--port`.
     pub port: Option<u16>,
+    /// `--state-dir`.
     pub state_dir: Option<PathBuf>,
+    /// `--token`.
     pub token: Option<String>,
+    /// `--password`.
     pub password: Option<String>,
+    /// `--auth`: `token`, `password` or `none`.
     pub auth_mode: Option<String>,
+    /// `--config`: the `gateway.toml` to read.
     pub config: Option<PathBuf>,
+    /// `--tick-interval-ms`.
     pub tick_interval_ms: Option<u64>,
+    /// `--handshake-timeout-ms`.
     pub handshake_timeout_ms: Option<u64>,
 }
 

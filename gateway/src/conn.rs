@@ -22,9 +22,13 @@ pub struct ConnHandle {
     pub id: u64,
     /// `hello-ok.server.connId`.
     pub conn_id: String,
+    /// The client's device id; `None` for device-less operators.
     pub device_id: Option<String>,
+    /// The role granted at connect.
     pub role: Role,
+    /// The scopes granted at connect (none for nodes).
     pub scopes: Vec<String>,
+    /// The negotiated protocol version (3 or 4).
     pub protocol: u32,
     /// Presence key when the connection is listed in presence.
     pub presence_key: Option<String>,
@@ -43,12 +47,19 @@ pub struct ConnHandle {
 /// Details of a new connection, for the hub's `register`.
 #[derive(Debug)]
 pub struct Registration {
+    /// `hello-ok.server.connId`.
     pub conn_id: String,
+    /// The client's device id; `None` for device-less operators.
     pub device_id: Option<String>,
+    /// The role granted.
     pub role: Role,
+    /// The scopes granted.
     pub scopes: Vec<String>,
+    /// The negotiated protocol version.
     pub protocol: u32,
+    /// Presence key and entry; `None` for clients not tracked (modes `cli` and `probe`).
     pub presence: Option<(String, PresenceEntry)>,
+    /// The node's session, for `role: "node"`.
     pub node: Option<crate::nodes::NodeSession>,
 }
 

@@ -93,10 +93,12 @@ impl Dedupe {
         self.bytes
     }
 
+    /// Outcomes held.
     pub fn len(&self) -> usize {
         self.map.len()
     }
 
+    /// Whether nothing is held.
     pub fn is_empty(&self) -> bool {
         self.map.is_empty()
     }

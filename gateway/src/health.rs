@@ -35,7 +35,9 @@ impl std::fmt::Debug for Health {
 
 /// What health is computed from.
 pub struct Inputs<'a> {
+    /// Reported as `sessions.path`.
     pub sessions_path: &'a std::path::Path,
+    /// Connected nodes, reported as `gateway.nodes`.
     pub nodes: u64,
 }
 

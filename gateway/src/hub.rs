@@ -47,15 +47,23 @@ pub const SYSTEM_EVENT_TEXT_MAX: usize = 4 * 1024;
 
 /// The gateway's shared state.
 pub struct Hub {
+    /// The resolved configuration.
     pub config: Config,
+    /// The trust store: paired devices, tokens, pending requests, node approvals.
     pub devices: DeviceStore,
+    /// Idempotency cache of method outcomes (`system-event`, …).
     pub dedupe: Mutex<Dedupe>,
+    /// Connected nodes and their invokes in flight.
     pub nodes: crate::nodes::NodeRegistry,
+    /// The presence list.
     pub presence: Presence,
+    /// Unauthenticated sockets per address and overall.
     pub preauth: PreauthBudget,
+    /// Failed-authentication counters and lockouts.
     pub lockout: AuthLockout,
     health: Health,
     started: Instant,
+    /// This gateway process's id (a UUID), the `instanceId` of its own presence entry.
     pub instance_id: String,
     next_id: AtomicU64,
     conns: Mutex<HashMap<u64, Arc<ConnHandle>>>,
@@ -70,6 +78,7 @@ pub struct Hub {
 }
 
 impl Hub {
+    /// The shared state for `config`, over the trust store `devices`.
     pub fn new(config: Config, devices: DeviceStore) -> Hub {
         let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
             .map(|h| h.trim().to_owned())
@@ -101,18 +110,22 @@ impl Hub {
         }
     }
 
+    /// Milliseconds since the hub was created.
     pub fn uptime_ms(&self) -> u64 {
         self.started.elapsed().as_millis() as u64
     }
 
+    /// The current presence and health counters.
     pub fn state_version(&self) -> StateVersion {
         *lock(&self.state_version)
     }
 
+    /// Authenticated connections registered now.
     pub fn connection_count(&self) -> usize {
         lock(&self.conns).len()
     }
 
+    /// Registered connections with `role: "node"`.
     pub fn node_count(&self) -> usize {
         lock(&self.conns)
             .values()
@@ -120,6 +133,7 @@ impl Hub {
             .count()
     }
 
+    /// Whether [`Hub::shutdown`] has begun.
     pub fn is_shutting_down(&self) -> bool {
         self.shutting_down.load(Ordering::Acquire)
     }
@@ -355,6 +369,7 @@ impl Hub {
         q.len() as u64
     }
 
+    /// The queued system event texts, oldest first (`status.queuedSystemEvents`).
     pub fn system_events(&self) -> Vec<String> {
         lock(&self.system_events).0.iter().cloned().collect()
     }

@@ -35,6 +35,8 @@
 //!   its calls on `pincer-client`, its typed rendering.
 //! * [`secret`]: random tokens and ids (crash-safe files come from `pincer-os`).
 
+#![warn(missing_docs)]
+
 pub mod admit;
 pub mod auth;
 pub mod config;

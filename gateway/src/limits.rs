@@ -26,6 +26,7 @@ pub struct PreauthBudget {
 }
 
 impl PreauthBudget {
+    /// A budget of `per_ip` sockets per address and `total` overall.
     pub fn new(per_ip: usize, total: usize) -> PreauthBudget {
         PreauthBudget {
             per_ip,
@@ -84,6 +85,7 @@ pub struct AuthLockout {
 }
 
 impl AuthLockout {
+    /// Counters with the `auth_*` limits of `l`.
     pub fn new(l: &Limits) -> AuthLockout {
         AuthLockout {
             max_attempts: l.auth_max_attempts,

@@ -71,13 +71,17 @@ pub const EVENTS: &[&str] = &[
 /// Why a request was refused before reaching a handler (used to count role violations).
 #[derive(Debug, PartialEq, Eq)]
 pub enum Refusal {
+    /// Not refused for its role (it may still have failed).
     None,
+    /// `unauthorized role:` — the method belongs to the other role; counted toward a 1008 close.
     Role,
 }
 
 /// A reply now, or one that arrives later (a node invoke) and is sent when ready.
 pub enum Dispatch {
+    /// The reply, ready.
     Now(Reply),
+    /// A reply still being produced (a node invoke); sent when it resolves.
     Later(Pin<Box<dyn Future<Output = Reply> + Send>>),
 }
 

@@ -19,6 +19,7 @@ use crate::reply::{to_json, Reply};
 
 /// Default and longest lifetime of a setup code.
 pub const SETUP_CODE_TTL_MS: u64 = 10 * 60 * 1000;
+/// Longest lifetime of a setup code, ms (7 days): a larger `ttlMs` is cut to this.
 pub const SETUP_CODE_MAX_TTL_MS: u64 = 7 * 24 * 60 * 60 * 1000;
 
 fn store_err(e: DeviceStoreError) -> ErrorShape {
@@ -37,6 +38,7 @@ fn resolved(hub: &Hub, request_id: &str, device_id: &str, decision: &str) {
     );
 }
 
+/// `device.pair.list`: pending requests and paired devices, tokens redacted.
 pub fn list(hub: &Hub) -> Reply {
     let (pending, paired) = hub.devices.list(now_ms());
     to_json(&DevicePairListResult {
@@ -48,6 +50,8 @@ pub fn list(hub: &Hub) -> Reply {
     })
 }
 
+/// `device.pair.approve` by request id or short code; the caller must hold every operator
+/// scope the request asks for. Announces `device.pair.resolved`.
 pub fn approve(hub: &Hub, caller: &ConnHandle, id_or_code: &str) -> Reply {
     // An operator may not hand out scopes it does not hold itself.
     let (pending, _) = hub.devices.list(now_ms());
@@ -77,6 +81,7 @@ pub fn approve(hub: &Hub, caller: &ConnHandle, id_or_code: &str) -> Reply {
     })
 }
 
+/// `device.pair.reject` by request id or short code; announces `device.pair.resolved`.
 pub fn reject(hub: &Hub, id_or_code: &str) -> Reply {
     let req = hub
         .devices
@@ -90,6 +95,7 @@ pub fn reject(hub: &Hub, id_or_code: &str) -> Reply {
     })
 }
 
+/// `device.pair.remove`: forgets the device and closes its sockets with 4001.
 pub fn remove(hub: &Hub, device_id: &str) -> Reply {
     let dev = hub.devices.remove(device_id).map_err(store_err)?;
     let closed = hub.close_device(
@@ -104,6 +110,8 @@ pub fn remove(hub: &Hub, device_id: &str) -> Reply {
     })
 }
 
+/// `device.token.rotate`: a new token for the role (returned once); that role's sockets are
+/// closed with 4001.
 pub fn rotate(hub: &Hub, p: &TokenRotateParams) -> Reply {
     let now = now_ms();
     let (token, scopes) = hub
@@ -126,6 +134,7 @@ pub fn rotate(hub: &Hub, p: &TokenRotateParams) -> Reply {
     })
 }
 
+/// `device.token.revoke`: the role's token stops working; its sockets are closed with 4001.
 pub fn revoke(hub: &Hub, p: &TokenRevokeParams) -> Reply {
     let now = now_ms();
     hub.devices
@@ -154,6 +163,8 @@ fn advertised_url(hub: &Hub) -> String {
     format!("ws://{host}:{}", hub.config.port)
 }
 
+/// `device.pair.setupCode`: a one-time code for a node (or a read-only operator), with the
+/// gateway URL to embed.
 pub fn setup_code(hub: &Hub, p: &SetupCodeParams) -> Reply {
     let role = p.role.as_deref().unwrap_or("node");
     if Role::parse(role).is_none() {
@@ -192,6 +203,7 @@ pub fn setup_code(hub: &Hub, p: &SetupCodeParams) -> Reply {
 
 // ---- node surface approval --------------------------------------------------------------------
 
+/// `node.pair.list`: pending node surfaces and approved ones.
 pub fn node_list(hub: &Hub) -> Reply {
     let (pending, approvals) = hub.devices.node_list(now_ms());
     let paired: Vec<serde_json::Value> = approvals
@@ -209,6 +221,8 @@ pub fn node_list(hub: &Hub) -> Reply {
     })
 }
 
+/// `node.pair.approve`: needs `operator.admin` for exec commands, `operator.write` for others,
+/// `operator.pairing` for none; the live node gets the new surface at once.
 pub fn node_approve(hub: &Hub, caller: &ConnHandle, id_or_code: &str) -> Reply {
     let now = now_ms();
     // Approving exec needs admin; anything else write (reference approval-time check).
@@ -270,6 +284,7 @@ pub fn node_approve(hub: &Hub, caller: &ConnHandle, id_or_code: &str) -> Reply {
     Ok(json!({ "requestId": req.request_id, "node": node }).to_string())
 }
 
+/// `node.pair.reject`; announces `node.pair.resolved`.
 pub fn node_reject(hub: &Hub, id_or_code: &str) -> Reply {
     let now = now_ms();
     let req = hub

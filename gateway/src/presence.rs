@@ -39,6 +39,7 @@ pub struct Presence {
 }
 
 impl Presence {
+    /// The list with the gateway's own entry for `host` and `instance_id`.
     pub fn new(host: String, instance_id: String) -> Presence {
         let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
             .map(|s| s.trim().to_owned())

@@ -18,18 +18,26 @@ use crate::link;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum GatewayError {
+    /// The configuration cannot be used (e.g. `bind = "tailnet"` with no tailnet address).
     #[error(transparent)]
     Config(#[from] ConfigError),
+    /// The trust store cannot be opened.
     #[error(transparent)]
     Devices(#[from] DeviceStoreError),
+    /// The listening socket cannot be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
+        /// The address and port asked for.
         addr: SocketAddr,
+        /// What the OS said (`EADDRINUSE`, …).
         source: std::io::Error,
     },
+    /// The state directory cannot be created (0700).
     #[error("cannot create state dir {path}: {source}")]
     StateDir {
+        /// The state directory.
         path: std::path::PathBuf,
+        /// What the OS said.
         source: std::io::Error,
     },
 }
@@ -88,6 +96,7 @@ impl Gateway {
         self.listener.local_addr()
     }
 
+    /// The hub this gateway serves from.
     pub fn hub(&self) -> Arc<Hub> {
         self.hub.clone()
     }

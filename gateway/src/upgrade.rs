@@ -33,6 +33,8 @@ pub struct Limited<S> {
 }
 
 impl<S> Limited<S> {
+    /// Wraps `inner`; reads fail once more than `limit` bytes came in altogether (the limit is
+    /// shared: the link lifts it after `hello-ok`).
     pub fn new(inner: S, limit: Arc<AtomicUsize>) -> Self {
         Limited {
             inner,

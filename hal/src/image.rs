@@ -7,8 +7,11 @@
 /// An 8-bit RGB image, rows packed (`width * 3` bytes per row).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rgb {
+    /// Width, pixels.
     pub width: u32,
+    /// Height, pixels.
     pub height: u32,
+    /// `width * height * 3` bytes, R G B per pixel, top row first.
     pub data: Vec<u8>,
 }
 
@@ -33,23 +36,39 @@ pub enum PixelFormat {
     Rgb565,
     /// 32-bit little-endian pixels with red/green/blue at these bit offsets (8 bits each), as
     /// framebuffers describe them (`XRGB8888` is red 16, green 8, blue 0).
-    Rgb32 { r: u8, g: u8, b: u8 },
+    Rgb32 {
+        /// Bit offset of the red byte.
+        r: u8,
+        /// Bit offset of the green byte.
+        g: u8,
+        /// Bit offset of the blue byte.
+        b: u8,
+    },
 }
 
+/// Why a frame could not be converted or encoded.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum ImageError {
+    /// The buffer is shorter than its geometry needs (a truncated frame).
     #[error("frame is {got} bytes; {width}x{height} needs {need}")]
     Short {
+        /// Bytes the buffer has.
         got: usize,
+        /// Bytes the geometry and format need.
         need: usize,
+        /// Width, pixels.
         width: u32,
+        /// Height, pixels.
         height: u32,
     },
+    /// Width or height (given) is zero.
     #[error("empty image ({0}x{1})")]
     Empty(u32, u32),
+    /// A side (width, height given) exceeds JPEG's 65 535 pixels.
     #[error("image too large for JPEG ({0}x{1}; 65535 max)")]
     TooLarge(u32, u32),
+    /// The JPEG encoder failed.
     #[error("JPEG encoding failed: {0}")]
     Encode(String),
 }

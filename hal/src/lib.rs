@@ -17,6 +17,8 @@
 //!
 //! `image` (raw frame conversion, downscaling, JPEG) is shared by camera and screen.
 
+#![warn(missing_docs)]
+
 #[cfg(feature = "audio")]
 pub mod audio;
 #[cfg(feature = "camera")]

@@ -17,8 +17,15 @@ const MAX_LINE: usize = 64 * 1024;
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[non_exhaustive]
 pub enum LocationError {
+    /// gpsd cannot be reached or stopped talking: `LOCATION_UNAVAILABLE`.
     #[error("gpsd unavailable at {addr}: {reason}")]
-    Unavailable { addr: String, reason: String },
+    Unavailable {
+        /// gpsd's `host:port`.
+        addr: String,
+        /// Why: connection refused, gpsd closed the stream, …
+        reason: String,
+    },
+    /// gpsd answered but gave no 2D/3D fix within the time (given): `LOCATION_TIMEOUT`.
     #[error("no GPS fix within {0:?}")]
     Timeout(Duration),
 }
@@ -36,12 +43,17 @@ impl LocationError {
 /// One position fix.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Fix {
+    /// Latitude, degrees (WGS84, north positive).
     pub lat: f64,
+    /// Longitude, degrees (WGS84, east positive).
     pub lon: f64,
     /// Horizontal error estimate in metres (gpsd's `eph`, else the larger of `epx`/`epy`).
     pub accuracy_m: Option<f64>,
+    /// Altitude above mean sea level, metres (gpsd's `altMSL`, else `alt`).
     pub altitude_m: Option<f64>,
+    /// Ground speed, m/s.
     pub speed_mps: Option<f64>,
+    /// Course over ground, degrees from true north (gpsd's `track`).
     pub heading_deg: Option<f64>,
     /// ISO-8601 time of the fix, as gpsd reports it.
     pub time: Option<String>,
@@ -110,6 +122,7 @@ impl Gpsd {
         }
     }
 
+    /// gpsd's address, `host:port`.
     pub fn addr(&self) -> &str {
         &self.addr
     }

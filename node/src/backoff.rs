@@ -18,6 +18,7 @@ impl Default for Backoff {
 }
 
 impl Backoff {
+    /// Delays doubling from `base` up to `cap` (before jitter).
     pub fn new(base: Duration, cap: Duration) -> Backoff {
         Backoff {
             base,
@@ -42,6 +43,7 @@ impl Backoff {
         self.attempt = 0;
     }
 
+    /// Delays handed out since the last [`reset`](Backoff::reset).
     pub fn attempts(&self) -> u32 {
         self.attempt
     }

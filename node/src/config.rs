@@ -4,25 +4,41 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+/// Why the node's configuration cannot be used; the node does not start.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
+    /// The config file could not be read.
     #[error("cannot read config {path}: {source}")]
     Read {
+        /// The config file.
         path: PathBuf,
+        /// What the OS said.
         source: std::io::Error,
     },
+    /// The config file is not valid TOML, or has unknown keys.
     #[error("invalid config {path}: {message}")]
-    Parse { path: PathBuf, message: String },
+    Parse {
+        /// The config file.
+        path: PathBuf,
+        /// The TOML parser's message.
+        message: String,
+    },
+    /// No state dir given, and none of `$PINCER_STATE_DIR`, `$XDG_STATE_HOME`, `$HOME` is set.
     #[error("cannot determine a state directory: set --state-dir or PINCER_STATE_DIR")]
     NoStateDir,
+    /// A capability class (first) this build lacks (second: the ones it has).
     #[error("unknown capability {0:?} (this build has: {1})")]
     UnknownCap(String, String),
+    /// The gateway URL is not `ws://` or `wss://`.
     #[error("gateway URL must start with ws:// or wss://: {0}")]
     Url(String),
+    /// The setup code is empty.
     #[error("setup code is not valid: {0}")]
     SetupCode(String),
+    /// A TLS pin was given for a `ws://` URL (given).
     #[error("a TLS fingerprint needs a wss:// gateway URL (not {0})")]
     PinNeedsWss(String),
+    /// The TLS pin is not 64 hex digits (after dropping a `sha256:` prefix and separators).
     #[error("TLS fingerprint {0:?} is not a SHA-256 (64 hex digits)")]
     Pin(String),
 }
@@ -31,18 +47,26 @@ pub enum ConfigError {
 #[derive(Debug, Default, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileConfig {
+    /// Gateway URL, `ws://HOST:PORT` or `wss://HOST:PORT`.
     pub gateway: Option<String>,
+    /// Shared gateway token.
     pub token: Option<String>,
+    /// One-time setup code (or its short form, or a raw bootstrap token).
     pub setup_code: Option<String>,
+    /// Capability classes to serve, e.g. `["system", "camera"]`.
     pub caps: Option<Vec<String>>,
+    /// Display name (`client.displayName`); default: the host name.
     pub name: Option<String>,
+    /// Where the identity, device token and exec policy live.
     pub state_dir: Option<PathBuf>,
+    /// SHA-256 of the gateway's TLS certificate to pin (`wss://` only).
     pub tls_fingerprint: Option<String>,
     /// gpsd's `host:port` for `location.get`.
     pub gpsd: Option<String>,
 }
 
 impl FileConfig {
+    /// Reads and parses `node.toml` at `path`.
     pub fn load(path: &Path) -> Result<FileConfig, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.into(),
@@ -58,14 +82,23 @@ impl FileConfig {
 /// Command-line values (all optional).
 #[derive(Debug, Default, Clone)]
 pub struct Overrides {
+    /// `--gateway`.
     pub gateway: Option<String>,
+    /// `--token`.
     pub token: Option<String>,
+    /// `--setup-code`.
     pub setup_code: Option<String>,
+    /// `--caps`, comma separated.
     pub caps: Option<String>,
+    /// `--name`.
     pub name: Option<String>,
+    /// `--state-dir`.
     pub state_dir: Option<PathBuf>,
+    /// `--tls-fingerprint`.
     pub tls_fingerprint: Option<String>,
+    /// `--gpsd`.
     pub gpsd: Option<String>,
+    /// `--config`: the `node.toml` to read.
     pub config: Option<PathBuf>,
 }
 
@@ -83,12 +116,19 @@ pub enum Credential {
 /// The resolved configuration.
 #[derive(Debug, Clone)]
 pub struct NodeConfig {
+    /// Gateway URL (default `ws://127.0.0.1:18789`, or the setup code's URL).
     pub gateway: String,
+    /// What the node authenticates with on first contact.
     pub credential: Credential,
+    /// Capability classes to serve, each compiled into this build.
     pub caps: Vec<String>,
+    /// Display name (`client.displayName`).
     pub name: String,
+    /// Where the identity, device token and exec policy live.
     pub state_dir: PathBuf,
+    /// The gateway certificate's SHA-256 pin, when set.
     pub tls_fingerprint: Option<String>,
+    /// gpsd's `host:port` (default `127.0.0.1:2947`).
     pub gpsd: String,
 }
 

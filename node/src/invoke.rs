@@ -124,6 +124,8 @@ fn params_of(req: &NodeInvokeRequest) -> Result<Value, CommandError> {
 }
 
 impl Dispatcher {
+    /// Serves the commands of `registry`; results capped at 25 MiB until the gateway's
+    /// `policy.maxPayload` is known.
     pub fn new(registry: Registry) -> Dispatcher {
         Dispatcher {
             registry,
@@ -138,6 +140,7 @@ impl Dispatcher {
         self.max_payload.store(bytes, Ordering::Relaxed);
     }
 
+    /// The commands served (declared in `connect`).
     pub fn registry(&self) -> &Registry {
         &self.registry
     }

@@ -26,6 +26,8 @@
 //! * [`provision`]: a board's `pincer.toml` (the SD image's first boot) checked and turned into
 //!   `node.toml`, plus what the OS steps still do.
 
+#![warn(missing_docs)]
+
 pub mod backoff;
 pub mod board;
 pub mod commands;

@@ -54,17 +54,28 @@ pub enum Ended {
     /// The node is stopping.
     Shutdown,
     /// Pairing needed: an operator must approve `request_id`.
-    PairingRequired { request_id: String },
+    PairingRequired {
+        /// `details.requestId` of the pending request (empty when the gateway sent none).
+        request_id: String,
+    },
     /// Refused for another reason (`details.code` and message).
-    Refused { code: String, message: String },
+    Refused {
+        /// `details.code`, else the top-level `error.code`.
+        code: String,
+        /// `error.message`.
+        message: String,
+    },
     /// Network or protocol trouble.
     Lost(String),
 }
 
 /// Everything the node needs to connect.
 pub struct Node {
+    /// The resolved configuration.
     pub config: NodeConfig,
+    /// Device key, instance id and stored device tokens.
     pub identity: Identity,
+    /// Runs invokes; shared with the connection tasks.
     pub dispatcher: Arc<Dispatcher>,
     device_family: String,
     model: Option<String>,

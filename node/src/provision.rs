@@ -65,49 +65,88 @@ const SSH_KEY_TYPES: &[&str] = &[
     "sk-ecdsa-sha2-nistp256@openssh.com",
 ];
 
+/// Why `pincer.toml` was not applied; the message (naming the line) goes to `pincer-error.txt`.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ProvisionError {
+    /// `pincer.toml` could not be read.
     #[error("cannot read {path}: {source}")]
     Read {
+        /// The file.
         path: PathBuf,
+        /// What the OS said.
         source: std::io::Error,
     },
+    /// The file is over [`MAX_FILE_BYTES`].
     #[error("{path} is larger than {MAX_FILE_BYTES} bytes: not a pincer.toml")]
-    TooLarge { path: PathBuf },
+    TooLarge {
+        /// The file.
+        path: PathBuf,
+    },
+    /// The file is not UTF-8.
     #[error("{path} is not UTF-8 text")]
-    NotText { path: PathBuf },
+    NotText {
+        /// The file.
+        path: PathBuf,
+    },
     /// Not TOML, a value of the wrong type, a key set twice, a section.
     #[error("line {line}: {}{message}", key_prefix(.key))]
     Syntax {
+        /// 1-based line of the problem.
         line: usize,
+        /// The key concerned, when the parser knows it.
         key: Option<String>,
+        /// The TOML parser's message.
         message: String,
     },
+    /// A key not in [`KEYS`].
     #[error("line {line}: unknown key '{key}' (known: {})", KEYS.join(" "))]
-    UnknownKey { line: usize, key: String },
+    UnknownKey {
+        /// 1-based line of the key.
+        line: usize,
+        /// The key as written.
+        key: String,
+    },
+    /// A known key with a value that fails its check.
     #[error("line {line}: '{key}': {problem}")]
     Invalid {
+        /// 1-based line of the value.
         line: usize,
+        /// The key.
         key: &'static str,
+        /// What is wrong with the value, and what is expected.
         problem: String,
     },
+    /// `gateway` is not set.
     #[error("'gateway' is missing (e.g. gateway = \"ws://192.168.1.10:18789\")")]
     NoGateway,
+    /// A key that only makes sense with another one (`wifi_ssid` without `wifi_country`, …).
     #[error("line {line}: '{key}' needs '{needs}' {why}")]
     Needs {
+        /// 1-based line of `key`.
         line: usize,
+        /// The key set.
         key: &'static str,
+        /// The setting it needs.
         needs: &'static str,
+        /// Why, in parentheses.
         why: &'static str,
     },
+    /// Both `token` and `setup_code` are set.
     #[error("line {line}: set either 'token' or 'setup_code', not both")]
-    TokenAndSetupCode { line: usize },
+    TokenAndSetupCode {
+        /// 1-based line of `setup_code`.
+        line: usize,
+    },
+    /// The resulting `node.toml` fails the node's own checks ([`NodeConfig`]).
     #[error("the node would not start with these settings: {0}")]
     Node(#[from] ConfigError),
+    /// An output file could not be written.
     #[error("cannot write {path}: {source}")]
     Write {
+        /// The file or folder.
         path: PathBuf,
+        /// What the OS said.
         source: std::io::Error,
     },
 }
@@ -142,13 +181,21 @@ struct RawFile {
 /// What the OS steps apply (every value one line of printable text).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct OsSettings {
+    /// Host name to set.
     pub hostname: Option<String>,
+    /// Time zone, e.g. `Europe/Berlin` (checked against the zoneinfo dir).
     pub timezone: Option<String>,
+    /// Wi-Fi regulatory country, two capital letters (e.g. `DE`).
     pub wifi_country: Option<String>,
+    /// Wi-Fi network name (at most 32 bytes).
     pub wifi_ssid: Option<String>,
+    /// Wi-Fi password (absent: an open network).
     pub wifi_password: Option<String>,
+    /// One SSH public key line for root; without it SSH stays off.
     pub ssh_key: Option<String>,
+    /// Also run `pincer-gateway` on the board (`true`) or stop it (`false`).
     pub gateway_service: Option<bool>,
+    /// Tailscale auth key to join a tailnet with.
     pub tailscale_authkey: Option<String>,
 }
 
@@ -157,6 +204,7 @@ pub struct OsSettings {
 pub struct BoardFile {
     /// The node's settings from this file alone (no secrets kept from before).
     pub node: FileConfig,
+    /// What the OS steps apply.
     pub os: OsSettings,
     /// Secret keys with the first and last line (1-based) of their value.
     secret_lines: Vec<(&'static str, usize, usize)>,
@@ -176,9 +224,11 @@ pub struct Checks<'a> {
 /// Where [`provision`] writes, and what it checks against.
 #[derive(Debug, Clone)]
 pub struct Options<'a> {
+    /// What the file is checked against.
     pub checks: Checks<'a>,
     /// `node.toml` (written 0640, group [`Options::config_gid`]).
     pub config_out: PathBuf,
+    /// Group given `node.toml` (the node's service group, `pincer` by default); none: unchanged.
     pub config_gid: Option<u32>,
     /// Secrets for the OS steps (0700 dir, 0600 files).
     pub state_dir: PathBuf,
@@ -194,6 +244,7 @@ pub struct Options<'a> {
 pub struct Provisioned {
     /// For the OS steps (the Tailscale key is not in it: it is stored, see `tailscale_stored`).
     pub os: OsSettings,
+    /// Whether a Tailscale auth key was stored in the state dir ([`TAILSCALE_KEY_FILE`]).
     pub tailscale_stored: bool,
     /// What was done, one line each, for `pincer-applied.txt`.
     pub notes: Vec<String>,

@@ -5,6 +5,7 @@
 use std::time::Duration;
 use tokio::time::Instant;
 
+/// Trips when no inbound frame arrived for two tick intervals.
 #[derive(Debug)]
 pub struct Watchdog {
     limit: Duration,
@@ -35,6 +36,7 @@ impl Watchdog {
         self.last + self.limit
     }
 
+    /// Whether the deadline has passed.
     pub fn expired(&self) -> bool {
         Instant::now() >= self.deadline()
     }

@@ -8,6 +8,8 @@
 //!
 //! **Must not touch:** the protocol, sockets or hardware.
 
+#![warn(missing_docs)]
+
 pub mod notify;
 pub mod outbox;
 

@@ -14,10 +14,17 @@ use std::time::Duration;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum NotifyError {
+    /// The value (given) is neither an absolute path nor `@name`.
     #[error("NOTIFY_SOCKET {0:?} is neither an absolute path nor an abstract @name")]
     BadAddress(String),
+    /// The address could not be built, or the datagram not sent.
     #[error("NOTIFY_SOCKET {addr:?}: {source}")]
-    Io { addr: String, source: io::Error },
+    Io {
+        /// `$NOTIFY_SOCKET` as given.
+        addr: String,
+        /// What the OS said.
+        source: io::Error,
+    },
 }
 
 /// Where systemd listens for this service's notifications.

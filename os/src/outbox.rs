@@ -27,8 +27,11 @@ pub enum Full {
     /// The frame would take the buffered bytes past the budget.
     #[error("outbound bytes over budget ({buffered} buffered + {frame} > {max})")]
     Bytes {
+        /// Bytes already held: queued frames plus the one being written.
         buffered: usize,
+        /// Bytes of the refused frame.
         frame: usize,
+        /// The byte budget.
         max: usize,
     },
     /// The queue holds its maximum number of frames.

@@ -19,16 +19,27 @@ pub const AUTH_CHANGED: u16 = 4001;
 
 /// Close reasons as the reference sends them.
 pub mod reason {
+    /// With [`PROTOCOL_ERROR`](super::PROTOCOL_ERROR): the `connect` range excludes every version we speak.
     pub const PROTOCOL_MISMATCH: &str = "protocol mismatch";
+    /// With 1008: the first frame is not a valid request frame.
     pub const INVALID_FRAME: &str = "invalid request frame";
+    /// With 1008: the first request's `method` is not `connect`.
     pub const FIRST_MUST_BE_CONNECT: &str = "invalid handshake: first request must be connect";
+    /// With 1008: `connect.role` is neither `operator` nor `node`.
     pub const INVALID_ROLE: &str = "invalid role";
+    /// With 1008: no `connect.device` where one is required (always for nodes).
     pub const DEVICE_IDENTITY_REQUIRED: &str = "device identity required";
+    /// With 1008, after a `NOT_PAIRED` error: the device is not paired, or needs an upgrade approved.
     pub const PAIRING_REQUIRED: &str = "pairing required";
+    /// With 1008: the connection's outbound buffer overflowed on an event that may not be dropped.
     pub const SLOW_CONSUMER: &str = "slow consumer";
+    /// With [`TOO_BIG`](super::TOO_BIG): a frame over the pre-handshake cap (64 KiB) before `hello-ok`.
     pub const PREAUTH_TOO_LARGE: &str = "preauth payload too large";
+    /// With [`SERVICE_RESTART`](super::SERVICE_RESTART): the gateway is stopping or restarting.
     pub const SERVICE_RESTART: &str = "service restart";
+    /// With 1008: too many consecutive `unauthorized role:` refusals on one socket (10 in the reference).
     pub const REPEATED_UNAUTHORIZED: &str = "repeated unauthorized calls";
+    /// With [`AUTH_CHANGED`](super::AUTH_CHANGED): the device was removed, or its token for this role rotated or revoked.
     pub const DEVICE_REMOVED: &str = "device removed";
 }
 

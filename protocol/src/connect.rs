@@ -14,26 +14,44 @@ use crate::text::{literal, NonEmpty, Version};
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "kebab-case")]
 pub enum ClientId {
+    /// `webchat-ui`: the web chat UI.
     WebchatUi,
+    /// `openclaw-control-ui`: the browser Control UI (Origin-checked, needs WebCrypto device identity).
     OpenclawControlUi,
+    /// `openclaw-tui`: the terminal UI.
     OpenclawTui,
+    /// `webchat`: a WebChat client.
     Webchat,
+    /// `cli`: the `openclaw` CLI (and Pincer's operator CLI).
     Cli,
+    /// `gateway-client`: the gateway's internal backend helper (mode `backend`).
     GatewayClient,
+    /// `openclaw-macos`: the macOS app, operator or node mode.
     OpenclawMacos,
+    /// `openclaw-ios`: the iOS app (a node socket plus an operator socket).
     OpenclawIos,
+    /// `openclaw-android`: the Android app (a node socket plus an operator socket).
     OpenclawAndroid,
+    /// `node-host`: a headless node host, as `pincer-node` sends.
     NodeHost,
+    /// `test`: test clients.
     Test,
+    /// `fingerprint`: in the v3 list; the reference does not say who sends it.
     Fingerprint,
+    /// `openclaw-probe`: a status probe.
     OpenclawProbe,
+    /// `openclaw-browser-copilot`: later upstream addition.
     OpenclawBrowserCopilot,
+    /// `openclaw-linux`: later upstream addition.
     OpenclawLinux,
+    /// `openclaw-watchos`: later upstream addition.
     OpenclawWatchos,
+    /// `openclaw-worker`: later upstream addition (v4 workers).
     OpenclawWorker,
 }
 
 impl ClientId {
+    /// The wire string, e.g. `"node-host"`.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::WebchatUi => "webchat-ui",
@@ -62,17 +80,26 @@ impl ClientId {
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum ClientMode {
+    /// `webchat`: browser chat clients, including the Control UI.
     Webchat,
+    /// `cli`: CLI calls; not tracked in presence.
     Cli,
+    /// `ui`: an app's operator UI socket.
     Ui,
+    /// `backend`: the gateway's own helper client.
     Backend,
+    /// `node`: a node socket (with `role: "node"`).
     Node,
+    /// `probe`: a status probe (`openclaw status`); v4 accepts protocol 3 for it.
     Probe,
+    /// `test`: test clients.
     Test,
+    /// `worker`: later upstream addition (v4 workers).
     Worker,
 }
 
 impl ClientMode {
+    /// The wire string, e.g. `"node"`.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Webchat => "webchat",
@@ -92,16 +119,24 @@ impl ClientMode {
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct ClientInfo {
+    /// Which client this is: an enum value, not free text.
     pub id: ClientId,
+    /// Name shown in pairing lists and `node.list`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub display_name: Option<NonEmpty>,
+    /// The client software's version.
     pub version: NonEmpty,
+    /// OS platform (`linux`, `darwin`, …): picks the node command allowlist; pinned at pairing.
     pub platform: NonEmpty,
+    /// Device family (`iPhone`, `Android`, …); pinned at pairing.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub device_family: Option<NonEmpty>,
+    /// Hardware model, e.g. `iPhone17,1`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub model_identifier: Option<NonEmpty>,
+    /// How the client connects (`node`, `cli`, `ui`, …).
     pub mode: ClientMode,
+    /// Stable per install; the presence key when there is no device id.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub instance_id: Option<NonEmpty>,
 }
@@ -111,10 +146,15 @@ pub struct ClientInfo {
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct DeviceProof {
+    /// Device id: lowercase hex SHA-256 of the raw 32-byte public key (64 chars).
     pub id: NonEmpty,
+    /// Ed25519 public key: base64url (no padding) of the raw 32 bytes; PEM SPKI also accepted.
     pub public_key: NonEmpty,
+    /// base64url (no padding) of the 64-byte Ed25519 signature over the v3 (or v2) payload.
     pub signature: NonEmpty,
+    /// When the payload was signed, ms since the Unix epoch; must be within ±120 s of gateway time.
     pub signed_at: u64,
+    /// The socket's `connect.challenge` nonce, echoed (and signed).
     pub nonce: NonEmpty,
 }
 
@@ -123,12 +163,16 @@ pub struct DeviceProof {
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct ConnectAuth {
+    /// The shared gateway token, or a stored device token; signed first when present.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token: Option<String>,
+    /// One-time bootstrap token from a setup code (first pairing of a headless device).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bootstrap_token: Option<String>,
+    /// The device token issued in an earlier `hello-ok.auth`, for this device and role.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub device_token: Option<String>,
+    /// The shared gateway password (password mode); never signed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub password: Option<String>,
     /// v4.
@@ -144,27 +188,41 @@ pub struct ConnectAuth {
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct ConnectParams {
+    /// Lowest protocol version the client speaks.
     pub min_protocol: Version,
+    /// Highest protocol version the client speaks.
     pub max_protocol: Version,
+    /// Who is connecting.
     pub client: ClientInfo,
+    /// Node capability categories (`system`, `camera`, …), or operator client capabilities (`tool-events`); informational.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub caps: Option<Vec<String>>,
+    /// Commands a node offers (its invoke allowlist claim), e.g. `system.run`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub commands: Option<Vec<String>>,
+    /// Node permission toggles (`camera`, `location`, …), `true` when granted; informational.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub permissions: Option<BTreeMap<String, bool>>,
+    /// The node's `PATH` (headless hosts).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub path_env: Option<String>,
+    /// `operator` (the default when absent) or `node`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub role: Option<NonEmpty>,
+    /// Operator scopes asked for; absent or empty means none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scopes: Option<Vec<String>>,
+    /// Device identity proof; required for nodes; without it an operator's scopes are dropped
+    /// (trusted local helpers excepted).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub device: Option<DeviceProof>,
+    /// Credentials: shared token or password, device token, bootstrap token.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auth: Option<ConnectAuth>,
+    /// BCP-47 locale, e.g. `en-US`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub locale: Option<String>,
+    /// Free-text user agent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user_agent: Option<String>,
 }
@@ -185,7 +243,9 @@ impl ConnectParams {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct ChallengePayload {
+    /// Fresh UUIDv4 per socket; the client signs it and echoes it in `device.nonce`.
     pub nonce: NonEmpty,
+    /// Gateway time, ms since the Unix epoch.
     pub ts: u64,
 }
 
@@ -194,35 +254,51 @@ pub struct ChallengePayload {
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct PresenceEntry {
+    /// Host name of the client's machine.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host: Option<String>,
+    /// The client's IP address.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ip: Option<String>,
+    /// The client's software version.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub version: Option<String>,
+    /// The client's OS platform.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub platform: Option<String>,
+    /// Device family (`iPhone`, `Android`, …).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub device_family: Option<String>,
+    /// Hardware model.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub model_identifier: Option<String>,
+    /// `client.mode`, or `gateway` for the gateway's own entry.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mode: Option<String>,
+    /// Seconds since the user's last input on that machine.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_input_seconds: Option<u64>,
+    /// Why the entry was written: `self`, `connect`, `disconnect`, …
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// Free-form tags.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tags: Option<Vec<String>>,
+    /// Human-readable status line.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub text: Option<String>,
+    /// When the entry was last updated, ms since the Unix epoch.
     pub ts: u64,
+    /// The client's device id, when it connected with one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub device_id: Option<String>,
+    /// Roles the client holds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub roles: Option<Vec<String>>,
+    /// Scopes the client holds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scopes: Option<Vec<String>>,
+    /// `client.instanceId`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub instance_id: Option<String>,
 }
@@ -232,16 +308,24 @@ pub struct PresenceEntry {
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct Snapshot {
+    /// Current presence list, the gateway's own entry included.
     pub presence: Vec<PresenceEntry>,
+    /// The cached `HealthSummary`, or `{}` before the first one.
     pub health: Value,
+    /// Counters of the presence and health state this snapshot shows.
     pub state_version: StateVersion,
+    /// Gateway uptime, ms.
     pub uptime_ms: u64,
+    /// Gateway config file path (`operator.admin` only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub config_path: Option<String>,
+    /// Gateway state directory (`operator.admin` only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub state_dir: Option<String>,
+    /// Gateway auth mode: `none`, `token`, `password`, `trusted-proxy` (`operator.admin` only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auth_mode: Option<String>,
+    /// Default agent and session keys (reference; Pincer has no agents).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub session_defaults: Option<Value>,
 }
@@ -251,7 +335,9 @@ pub struct Snapshot {
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct ServerInfo {
+    /// The gateway's software version.
     pub version: String,
+    /// Per-socket connection id (a UUID).
     pub conn_id: String,
 }
 
@@ -259,7 +345,9 @@ pub struct ServerInfo {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Features {
+    /// Methods the gateway implements; clients may check before calling.
     pub methods: Vec<String>,
+    /// Events the gateway may send.
     pub events: Vec<String>,
 }
 
@@ -268,10 +356,14 @@ pub struct Features {
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct HelloAuth {
+    /// Device token issued for this device and role; store it and send it on the next connect.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub device_token: Option<String>,
+    /// The role the connection was granted.
     pub role: String,
+    /// The scopes the connection (and its device token) holds.
     pub scopes: Vec<String>,
+    /// When the device token was issued, ms since the Unix epoch.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub issued_at_ms: Option<u64>,
     /// How the connection authenticated (`token`, `password`, `device-token`, `none`).
@@ -284,8 +376,11 @@ pub struct HelloAuth {
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct Policy {
+    /// Largest frame accepted after the handshake, bytes (reference: 25 MiB).
     pub max_payload: u64,
+    /// Per-connection outbound buffer before a slow consumer is dropped, bytes (reference: 50 MiB).
     pub max_buffered_bytes: u64,
+    /// Interval between `tick` events, ms; clients give up after twice this with no frame.
     pub tick_interval_ms: u64,
 }
 
@@ -296,14 +391,21 @@ literal!(HelloOkTag, "hello-ok");
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct HelloOk {
+    /// `type`: always `"hello-ok"`.
     #[serde(rename = "type")]
     pub kind: HelloOkTag,
+    /// The negotiated protocol version.
     pub protocol: u32,
+    /// Gateway version and this connection's id.
     pub server: ServerInfo,
+    /// Methods and events the gateway supports.
     pub features: Features,
+    /// Presence, health and state counters at connect time.
     pub snapshot: Snapshot,
+    /// Granted role and scopes, and the device token when one was issued (Pincer always sends it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auth: Option<HelloAuth>,
+    /// Frame and buffer limits and the tick interval.
     pub policy: Policy,
 }
 
@@ -311,6 +413,7 @@ pub struct HelloOk {
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct TickPayload {
+    /// Gateway time, ms since the Unix epoch.
     pub ts: u64,
 }
 
@@ -319,7 +422,9 @@ pub struct TickPayload {
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct ShutdownPayload {
+    /// Why the gateway is stopping, e.g. `gateway stopping`.
     pub reason: String,
+    /// How soon the gateway expects to be back, ms; absent when it is not restarting.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub restart_expected_ms: Option<u64>,
 }
@@ -328,5 +433,6 @@ pub struct ShutdownPayload {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct PresencePayload {
+    /// The full presence list (not a delta).
     pub presence: Vec<PresenceEntry>,
 }

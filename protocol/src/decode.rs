@@ -16,28 +16,51 @@ use crate::methods::{
 /// Typed params of a request whose method Pincer knows.
 #[derive(Debug, Clone)]
 pub enum Params {
+    /// `connect`: the handshake (only valid as the first request).
     Connect(Box<ConnectParams>),
+    /// `health`: callable by any authenticated connection.
     Health(HealthParams),
+    /// `status` (`operator.read`).
     Status(EmptyParams),
+    /// `system-presence` (`operator.read`): the presence list.
     SystemPresence(EmptyParams),
+    /// `last-heartbeat` (`operator.read`).
     LastHeartbeat(EmptyParams),
+    /// `config.get` (`operator.read`).
     ConfigGet(EmptyParams),
+    /// `channels.status` (`operator.read`).
     ChannelsStatus(ChannelsStatusParams),
+    /// `system-event` (`operator.admin`): a client reports presence text.
     SystemEvent(Box<SystemEventParams>),
+    /// `device.pair.list` (`operator.pairing`).
     DevicePairList(EmptyParams),
+    /// `device.pair.approve` (`operator.pairing`).
     DevicePairApprove(RequestIdParams),
+    /// `device.pair.reject` (`operator.pairing`).
     DevicePairReject(RequestIdParams),
+    /// `device.pair.remove` (`operator.pairing`).
     DevicePairRemove(DeviceIdParams),
+    /// `device.pair.setupCode` (v4, `operator.admin`): issue a bootstrap token.
     DevicePairSetupCode(SetupCodeParams),
+    /// `device.token.rotate` (`operator.pairing`).
     DeviceTokenRotate(TokenRotateParams),
+    /// `device.token.revoke` (`operator.pairing`).
     DeviceTokenRevoke(TokenRevokeParams),
+    /// `node.list` (`operator.read`).
     NodeList(EmptyParams),
+    /// `node.describe` (`operator.read`).
     NodeDescribe(NodeIdParams),
+    /// `node.invoke` (`operator.write`): run a command on a node.
     NodeInvoke(Box<NodeInvokeParams>),
+    /// `node.invoke.result` (node role): a node's answer to `node.invoke.request`.
     NodeInvokeResult(Box<NodeInvokeResultParams>),
+    /// `node.event` (node role): an event a node reports.
     NodeEvent(Box<NodeEventParams>),
+    /// `node.pair.list` (`operator.pairing`).
     NodePairList(EmptyParams),
+    /// `node.pair.approve` (`operator.pairing`, more for exec commands).
     NodePairApprove(RequestIdParams),
+    /// `node.pair.reject` (`operator.pairing`).
     NodePairReject(RequestIdParams),
     /// Node inventory updates (`node.runnerInventory.update`, `node.skills.update`,
     /// `node.pluginTools.update`, `skills.bins`): acknowledged.
@@ -118,8 +141,11 @@ pub fn typed_methods() -> impl Iterator<Item = &'static str> {
 /// A decoded request.
 #[derive(Debug, Clone)]
 pub struct Request {
+    /// Request id, echoed in the `res`.
     pub id: String,
+    /// Method name as sent.
     pub method: String,
+    /// The params, typed when the method is known (absent params decoded as `{}`).
     pub params: Params,
 }
 
@@ -130,11 +156,19 @@ pub enum DecodeError {
     /// Not JSON at all.
     NotJson(String),
     /// JSON, but not a valid request frame.
-    InvalidFrame { id: Option<String>, message: String },
+    InvalidFrame {
+        /// The frame's `id`, when it had a string one.
+        id: Option<String>,
+        /// What was wrong, clipped to [`MAX_ECHO`].
+        message: String,
+    },
     /// A valid frame whose params do not match the method's schema.
     InvalidParams {
+        /// Request id, echoed in the error `res`.
         id: String,
+        /// The method whose params were refused.
         method: String,
+        /// What was wrong, clipped to [`MAX_ECHO`].
         message: String,
     },
 }

@@ -8,10 +8,13 @@ use serde::{Deserialize, Serialize};
 /// The `type` discriminator of a frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum FrameType {
+    /// `"req"`: a request; only clients send them.
     #[serde(rename = "req")]
     Req,
+    /// `"res"`: the gateway's response, echoing the request's `id`.
     #[serde(rename = "res")]
     Res,
+    /// `"event"`: a gateway-pushed event (`node.invoke.request`, `tick`, …).
     #[serde(rename = "event")]
     Event,
 }
@@ -19,16 +22,22 @@ pub enum FrameType {
 /// Routing fields of any frame; bodies (`params`, `payload`, `error`) are skipped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 pub struct Header<'a> {
+    /// The frame's `type`.
     #[serde(rename = "type")]
     pub kind: FrameType,
+    /// Request id (`req`), or the request id a `res` answers.
     #[serde(borrow, default)]
     pub id: Option<&'a str>,
+    /// Method name of a `req`.
     #[serde(borrow, default)]
     pub method: Option<&'a str>,
+    /// Event name of an `event`.
     #[serde(borrow, default)]
     pub event: Option<&'a str>,
+    /// Success flag of a `res`.
     #[serde(default)]
     pub ok: Option<bool>,
+    /// Broadcast sequence number of an `event` (absent on targeted events).
     #[serde(default)]
     pub seq: Option<u64>,
 }

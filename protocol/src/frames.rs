@@ -17,10 +17,14 @@ literal!(EventTag, "event");
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct RequestFrame {
+    /// `type`: always `"req"`.
     #[serde(rename = "type")]
     pub kind: ReqTag,
+    /// Request id chosen by the client (UUIDv4 in the reference), echoed in the `res`.
     pub id: NonEmpty,
+    /// Method name, e.g. `connect`, `health`, `node.invoke`.
     pub method: NonEmpty,
+    /// The method's params, kept as raw JSON text until the method is known; absent means `{}`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "schema", schemars(with = "Option<Value>"))]
     pub params: Option<Box<RawValue>>,
@@ -37,12 +41,17 @@ pub struct RequestFrame {
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ResponseFrame {
+    /// `type`: always `"res"`.
     #[serde(rename = "type")]
     pub kind: ResTag,
+    /// The `id` of the request this answers.
     pub id: NonEmpty,
+    /// True on success (then `payload`), false on failure (then `error`).
     pub ok: bool,
+    /// The method's result.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub payload: Option<Value>,
+    /// Why the request failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<ErrorShape>,
 }
@@ -52,7 +61,9 @@ pub struct ResponseFrame {
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct StateVersion {
+    /// Bumped on every presence change (connect, disconnect); starts at 1.
     pub presence: u64,
+    /// Bumped on every health refresh; starts at 1.
     pub health: u64,
 }
 
@@ -61,13 +72,18 @@ pub struct StateVersion {
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct EventFrame {
+    /// `type`: always `"event"`.
     #[serde(rename = "type")]
     pub kind: EventTag,
+    /// Event name, e.g. `tick`, `presence`, `node.invoke.request`.
     pub event: NonEmpty,
+    /// The event's body.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub payload: Option<Value>,
+    /// Broadcast sequence number, strictly increasing per socket; absent on targeted events.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seq: Option<u64>,
+    /// State counters, on `presence` and `health` events.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub state_version: Option<StateVersion>,
     /// v4.
@@ -78,8 +94,11 @@ pub struct EventFrame {
 /// Any frame, for peers that read both responses and events (nodes, operator clients).
 #[derive(Debug, Clone)]
 pub enum Frame {
+    /// A `req` frame.
     Req(RequestFrame),
+    /// A `res` frame.
     Res(ResponseFrame),
+    /// An `event` frame.
     Event(EventFrame),
 }
 
@@ -90,7 +109,12 @@ pub enum FrameError {
     /// The text is not JSON.
     NotJson(String),
     /// JSON, but not a valid frame; `id` is the frame's id when it had a string one.
-    Invalid { id: Option<String>, message: String },
+    Invalid {
+        /// The frame's `id`, when it had a string one (so the error can answer it).
+        id: Option<String>,
+        /// What was wrong, from the decoder.
+        message: String,
+    },
 }
 
 impl core::fmt::Display for FrameError {

@@ -254,15 +254,25 @@ pub enum PayloadVersion {
 /// (see [`signature_token`]); the password is never signed. `scopes` are in the order sent.
 #[derive(Debug, Clone, Copy)]
 pub struct SignedFields<'a, S: AsRef<str>> {
+    /// `device.id`: lowercase hex SHA-256 of the raw public key.
     pub device_id: &'a str,
+    /// `client.id` (an enum value such as `node-host` or `cli`).
     pub client_id: &'a str,
+    /// `client.mode` (`node`, `cli`, …).
     pub client_mode: &'a str,
+    /// The role as the gateway resolves it (`operator` when `connect.role` is absent).
     pub role: &'a str,
+    /// `connect.scopes` as sent, joined with `,` (empty when none).
     pub scopes: &'a [S],
+    /// `device.signedAt`, ms since the Unix epoch, written as a decimal integer.
     pub signed_at_ms: u64,
+    /// The signed token ([`signature_token`]); empty when none.
     pub token: &'a str,
+    /// The socket's `connect.challenge` nonce.
     pub nonce: &'a str,
+    /// `client.platform`; v3 only, trimmed and ASCII-lowercased.
     pub platform: &'a str,
+    /// `client.deviceFamily` (empty when absent); v3 only, trimmed and ASCII-lowercased.
     pub device_family: &'a str,
 }
 

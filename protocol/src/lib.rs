@@ -20,6 +20,7 @@
 //! * `schema`: JSON Schema generation ([`schema`]).
 #![cfg_attr(not(feature = "std"), no_std)]
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
 pub mod base64url;
 pub mod close;

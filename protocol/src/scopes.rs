@@ -1,11 +1,16 @@
 //! Roles, operator scopes and which method needs which (reference §4.1–4.2).
 
-/// Operator scopes.
+/// Operator scope that allows every method (and implies `operator.read` and `operator.write`).
 pub const ADMIN: &str = "operator.admin";
+/// Operator scope for read-only methods (`status`, `node.list`, …).
 pub const READ: &str = "operator.read";
+/// Operator scope for methods that act (`node.invoke`, `chat.send`, …); implies `operator.read`.
 pub const WRITE: &str = "operator.write";
+/// Operator scope for exec and plugin approvals (`exec.approval.*`, `plugin.approval.*`).
 pub const APPROVALS: &str = "operator.approvals";
+/// Operator scope for device and node pairing (`device.pair.*`, `device.token.*`, `node.pair.*`).
 pub const PAIRING: &str = "operator.pairing";
+/// Operator scope to read Talk secrets (`talk.config` with `includeSecrets`).
 pub const TALK_SECRETS: &str = "operator.talk.secrets";
 
 /// The six scopes the OpenClaw CLI asks for.
@@ -14,11 +19,14 @@ pub const ALL_OPERATOR: [&str; 6] = [ADMIN, READ, WRITE, APPROVALS, PAIRING, TAL
 /// The two roles a connection can take.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Role {
+    /// `"operator"` (the default when `connect.role` is absent): calls methods, holds scopes.
     Operator,
+    /// `"node"`: serves `node.invoke.request`s; only node-role methods, no scopes.
     Node,
 }
 
 impl Role {
+    /// The role named by its wire string; `None` for anything else.
     pub fn parse(s: &str) -> Option<Role> {
         match s {
             "operator" => Some(Role::Operator),
@@ -26,6 +34,7 @@ impl Role {
             _ => None,
         }
     }
+    /// The wire string (`"operator"` or `"node"`).
     pub fn as_str(self) -> &'static str {
         match self {
             Role::Operator => "operator",

@@ -15,9 +15,11 @@ impl NonEmpty {
         let s = s.into();
         (!s.is_empty()).then_some(Self(s))
     }
+    /// The string, borrowed.
     pub fn as_str(&self) -> &str {
         &self.0
     }
+    /// The string, unwrapped.
     pub fn into_string(self) -> String {
         self.0
     }
@@ -84,6 +86,7 @@ impl schemars::JsonSchema for NonEmpty {
 pub struct Bounded<const MAX: usize>(String);
 
 impl<const MAX: usize> Bounded<MAX> {
+    /// The string, borrowed (at most `MAX` characters).
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -139,6 +142,7 @@ impl schemars::JsonSchema for Version {
 /// A single literal string, used for `type` discriminators and `hello-ok`.
 macro_rules! literal {
     ($name:ident, $lit:literal) => {
+        #[doc = concat!("The literal string `\"", $lit, "\"`: encodes as it, and decodes only from it.")]
         #[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
         pub struct $name;
         impl serde::Serialize for $name {

@@ -54,21 +54,39 @@ use writer::Writer;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum DeviceStoreError {
+    /// The store file could not be read or written.
     #[error("device store {path}: {source}")]
     Io {
+        /// The store file.
         path: PathBuf,
+        /// What the OS said.
         source: std::io::Error,
     },
+    /// The store file does not parse; the gateway does not start over it.
     #[error("device store {path} is unreadable ({message}); it was left untouched — move it aside to start over")]
-    Corrupt { path: PathBuf, message: String },
+    Corrupt {
+        /// The store file.
+        path: PathBuf,
+        /// The parser's message.
+        message: String,
+    },
+    /// No pending request with that id or short code (`INVALID_REQUEST "unknown requestId"`).
     #[error("unknown requestId")]
     UnknownRequest,
+    /// No paired device with that id, or none holding that role.
     #[error("unknown deviceId")]
     UnknownDevice,
+    /// A short code (given) that is the prefix of several pending request ids.
     #[error("ambiguous code {0:?}: matches several pending requests")]
     Ambiguous(String),
+    /// A change was made in memory but did not reach the disk (full disk, read-only card, …).
     #[error("device store {path}: not written: {message}")]
-    NotWritten { path: PathBuf, message: String },
+    NotWritten {
+        /// The store file.
+        path: PathBuf,
+        /// Why it was not written.
+        message: String,
+    },
     /// The bound on pending pairing requests is reached (per source address or overall).
     #[error("too many pending pairing requests {0}; approve or reject some first")]
     PendingFull(&'static str),

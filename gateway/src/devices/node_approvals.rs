@@ -9,11 +9,16 @@ use super::{DeviceStore, DeviceStoreError};
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct NodeApproval {
+    /// The node's id (its device id).
     pub node_id: String,
+    /// The commands approved.
     pub commands: Vec<String>,
+    /// When they were approved, ms since the Unix epoch.
     pub approved_at_ms: u64,
+    /// The node's display name at approval.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub display_name: Option<String>,
+    /// The node's platform at approval.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub platform: Option<String>,
 }
@@ -22,25 +27,38 @@ pub struct NodeApproval {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct NodePending {
+    /// Request id (a UUID), for `node.pair.approve` / `reject`.
     pub request_id: String,
+    /// The node's id (its device id).
     pub node_id: String,
+    /// `client.displayName`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub display_name: Option<String>,
+    /// `client.platform`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub platform: Option<String>,
+    /// `client.version`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub version: Option<String>,
+    /// `client.deviceFamily`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub device_family: Option<String>,
+    /// `client.id`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_id: Option<String>,
+    /// `client.mode`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_mode: Option<String>,
+    /// Capability categories the node declared.
     pub caps: Vec<String>,
+    /// The declared commands waiting for approval.
     pub commands: Vec<String>,
+    /// The node's IP address when it asked.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub remote_ip: Option<String>,
+    /// Always false: surfaces are never approved silently (kept for the reference's shape).
     pub silent: bool,
+    /// When the request was made, ms since the Unix epoch.
     pub ts: u64,
 }
 

@@ -12,22 +12,34 @@ use super::{DeviceStore, DeviceStoreError};
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct PairedDevice {
+    /// Device id: hex SHA-256 of the public key.
     pub device_id: String,
+    /// Ed25519 public key, base64url of the raw 32 bytes.
     pub public_key: String,
+    /// `client.displayName` at the last approval.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub display_name: Option<String>,
+    /// `client.platform`, pinned at approval.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub platform: Option<String>,
+    /// `client.deviceFamily`, pinned at approval.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub device_family: Option<String>,
+    /// `client.id` at the last approval.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_id: Option<String>,
+    /// `client.mode` at the last approval.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_mode: Option<String>,
+    /// Roles approved (`operator`, `node`).
     pub roles: Vec<String>,
+    /// Approved scope baseline: what connects and tokens may ask for.
     pub scopes: Vec<String>,
+    /// When the device was first paired, ms since the Unix epoch.
     pub created_at_ms: u64,
+    /// When it was last approved, ms since the Unix epoch.
     pub approved_at_ms: u64,
+    /// Device token state per role.
     #[serde(default)]
     pub tokens: BTreeMap<String, RoleToken>,
 }
@@ -66,6 +78,7 @@ impl DeviceStore {
         self.lock().devices.len()
     }
 
+    /// Whether no device is paired.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }

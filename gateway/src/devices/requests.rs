@@ -12,26 +12,41 @@ use super::{DeviceStore, DeviceStoreError, StoreFile};
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct PendingRequest {
+    /// Request id (a UUID), sent in `details.requestId`; its first 8 hex digits are the short code.
     pub request_id: String,
+    /// The device's id.
     pub device_id: String,
+    /// The device's public key, base64url of the raw 32 bytes.
     pub public_key: String,
+    /// `client.displayName`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub display_name: Option<String>,
+    /// `client.platform`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub platform: Option<String>,
+    /// `client.deviceFamily`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub device_family: Option<String>,
+    /// `client.id`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_id: Option<String>,
+    /// `client.mode`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_mode: Option<String>,
+    /// The role asked for.
     pub role: String,
+    /// Roles the approval grants.
     pub roles: Vec<String>,
+    /// Scopes the approval grants (operator approvers must hold them).
     pub scopes: Vec<String>,
+    /// The client's IP address when it asked.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub remote_ip: Option<String>,
+    /// Always false here: silent pairings create no request (kept for the reference's shape).
     pub silent: bool,
+    /// Whether the device is already paired and asks for a role or scope upgrade.
     pub is_repair: bool,
+    /// When the request was made, ms since the Unix epoch; it expires after [`PENDING_TTL_MS`].
     pub ts: u64,
 }
 
@@ -72,6 +87,7 @@ fn clip(field: &mut Option<String>) {
 /// What [`DeviceStore::request`] did.
 #[derive(Debug, Clone)]
 pub struct Requested {
+    /// The pending request, new or refreshed.
     pub request: PendingRequest,
     /// False when an identical pending request was refreshed.
     pub created: bool,

@@ -14,15 +14,21 @@ pub struct BootstrapRecord {
     pub hash: String,
     /// SHA-256 of the normalised short form (`XXXXXXXX`).
     pub short_hash: String,
+    /// Role the code admits.
     pub role: String,
+    /// Scopes it grants (none for nodes; `operator.read` for operators).
     pub scopes: Vec<String>,
+    /// When it was issued, ms since the Unix epoch.
     pub issued_at_ms: u64,
+    /// When it expires, ms since the Unix epoch.
     pub expires_at_ms: u64,
     /// Bound on first use.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub device_id: Option<String>,
+    /// The public key of the device it is bound to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub public_key: Option<String>,
+    /// When it was first used, ms since the Unix epoch.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub redeemed_at_ms: Option<u64>,
 }
@@ -31,7 +37,12 @@ pub struct BootstrapRecord {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BootstrapCheck {
     /// Valid for this device; the role and scopes it grants.
-    Valid { role: String, scopes: Vec<String> },
+    Valid {
+        /// The role the code admits.
+        role: String,
+        /// The scopes it grants.
+        scopes: Vec<String>,
+    },
     /// Unknown, expired, bound to another device, or for another role.
     Invalid(&'static str),
 }

@@ -11,7 +11,9 @@ use crate::secret::{ct_eq, new_token, token_hash};
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub struct TokenSlot {
+    /// Hex SHA-256 of the token (the token itself is never stored).
     pub hash: String,
+    /// When it was issued, ms since the Unix epoch.
     pub issued_at_ms: u64,
 }
 
@@ -19,12 +21,17 @@ pub struct TokenSlot {
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct RoleToken {
+    /// The token the client is known to hold.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub current: Option<TokenSlot>,
+    /// The token last sent in `hello-ok`, promoted to `current` when presented.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pending: Option<TokenSlot>,
+    /// The scopes the token carries.
     pub scopes: Vec<String>,
+    /// When this role first got a token, ms since the Unix epoch.
     pub created_at_ms: u64,
+    /// When it was revoked (`device.token.revoke`), ms since the Unix epoch.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub revoked_at_ms: Option<u64>,
 }

@@ -40,10 +40,15 @@ pub use rejected::Rejected;
 /// A successful handshake.
 #[derive(Debug, Clone)]
 pub struct Accepted {
+    /// The negotiated protocol version.
     pub protocol: u32,
+    /// The role granted.
     pub role: Role,
+    /// The scopes granted (none for nodes; dropped for device-less clients not trusted locally).
     pub scopes: Vec<String>,
+    /// How the client authenticated (`hello-ok.auth.method`).
     pub method: AuthMethod,
+    /// The proven device id; `None` for device-less operators.
     pub device_id: Option<String>,
     /// A freshly minted device token and when it was issued.
     pub device_token: Option<(String, u64)>,

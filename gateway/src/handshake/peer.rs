@@ -45,6 +45,7 @@ impl Peer {
         self.locality() == Locality::DirectLocal
     }
 
+    /// How local the peer is, for silent pairing: forwarded sockets are always remote.
     pub fn locality(&self) -> Locality {
         if self.forwarded {
             return Locality::Remote;

@@ -7,8 +7,11 @@ use pincer_protocol::error::ErrorShape;
 /// A refused handshake: the error response, then the close.
 #[derive(Debug, Clone)]
 pub struct Rejected {
+    /// The error of the `res` sent before closing.
     pub error: Box<ErrorShape>,
+    /// WebSocket close code (1008, 1002, …).
     pub close_code: u16,
+    /// Close reason, at most 120 bytes.
     pub close_reason: String,
     /// Counts toward the per-IP auth failure limit.
     pub auth_failure: bool,

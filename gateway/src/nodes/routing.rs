@@ -82,14 +82,17 @@ impl NodeRegistry {
         }
     }
 
+    /// The live connection of `node_id`.
     pub fn get(&self, node_id: &str) -> Option<Arc<ConnHandle>> {
         lock(&self.sessions).get(node_id).cloned()
     }
 
+    /// Every live node connection.
     pub fn all(&self) -> Vec<Arc<ConnHandle>> {
         lock(&self.sessions).values().cloned().collect()
     }
 
+    /// Connected nodes.
     pub fn count(&self) -> usize {
         lock(&self.sessions).len()
     }

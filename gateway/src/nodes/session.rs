@@ -17,18 +17,31 @@ use crate::devices::{DeviceStore, NodePending};
 /// What a connected node declared and may run.
 #[derive(Debug)]
 pub struct NodeSession {
+    /// The node's id (its device id).
     pub node_id: String,
+    /// `client.displayName`.
     pub display_name: Option<String>,
+    /// `client.platform` (picks the allowlist).
     pub platform: String,
+    /// `client.version`.
     pub version: String,
+    /// `client.id`.
     pub client_id: String,
+    /// `client.mode`.
     pub client_mode: String,
+    /// `client.deviceFamily`.
     pub device_family: Option<String>,
+    /// `client.modelIdentifier`.
     pub model_identifier: Option<String>,
+    /// `connect.pathEnv`.
     pub path_env: Option<String>,
+    /// The node's IP address.
     pub remote_ip: String,
+    /// `connect.caps`, as declared.
     pub caps: Vec<String>,
+    /// `connect.permissions`, as declared.
     pub permissions: Option<BTreeMap<String, bool>>,
+    /// When it connected, ms since the Unix epoch.
     pub connected_at_ms: u64,
     /// Declared ∩ allowlist.
     pub declared: Vec<String>,
@@ -57,6 +70,7 @@ impl NodeSession {
             .collect()
     }
 
+    /// The node as `node.list` shows it; `approved` gives its `pendingCommands`.
     pub fn list_entry(&self, approved_at_ms: Option<u64>, approved: &[String]) -> NodeListNode {
         let mut caps = self.caps.clone();
         caps.sort();

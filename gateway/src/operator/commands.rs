@@ -25,6 +25,7 @@ pub enum Command {
         /// Params as JSON (default {}).
         #[arg(long, default_value = "{}")]
         params: String,
+        /// Where and how to connect.
         #[command(flatten)]
         client: ClientArgs,
     },
@@ -47,6 +48,7 @@ pub enum NodesCmd {
     Describe {
         /// Node id, unique id prefix (6+) or display name.
         node: String,
+        /// Where and how to connect.
         #[command(flatten)]
         client: ClientArgs,
     },
@@ -56,6 +58,7 @@ pub enum NodesCmd {
     Approve {
         /// Request id, short code or node.
         id: String,
+        /// Where and how to connect.
         #[command(flatten)]
         client: ClientArgs,
     },
@@ -63,6 +66,7 @@ pub enum NodesCmd {
     Reject {
         /// Request id or short code.
         id: String,
+        /// Where and how to connect.
         #[command(flatten)]
         client: ClientArgs,
     },
@@ -81,6 +85,7 @@ pub enum NodesCmd {
         /// Write the payload's decoded `base64` media to this file.
         #[arg(long)]
         out: Option<PathBuf>,
+        /// Where and how to connect.
         #[command(flatten)]
         client: ClientArgs,
     },
@@ -95,6 +100,7 @@ pub enum DevicesCmd {
     Approve {
         /// Request id or short code.
         id: String,
+        /// Where and how to connect.
         #[command(flatten)]
         client: ClientArgs,
     },
@@ -102,6 +108,7 @@ pub enum DevicesCmd {
     Reject {
         /// Request id or short code.
         id: String,
+        /// Where and how to connect.
         #[command(flatten)]
         client: ClientArgs,
     },
@@ -113,6 +120,7 @@ pub enum DevicesCmd {
         /// The role whose token is revoked.
         #[arg(long)]
         role: Option<String>,
+        /// Where and how to connect.
         #[command(flatten)]
         client: ClientArgs,
     },
@@ -120,6 +128,7 @@ pub enum DevicesCmd {
     Remove {
         /// The device.
         device_id: String,
+        /// Where and how to connect.
         #[command(flatten)]
         client: ClientArgs,
     },
@@ -134,6 +143,7 @@ pub enum DevicesCmd {
         /// Gateway URL to embed (default: this gateway's bind address).
         #[arg(long = "gateway-url")]
         gateway_url: Option<String>,
+        /// Where and how to connect.
         #[command(flatten)]
         client: ClientArgs,
     },

@@ -12,25 +12,35 @@ use std::time::{Duration, Instant};
 
 use pcm::{Direction, Pcm};
 
+/// Why an audio call failed; [`AudioError::code`] maps it to the reference's error codes.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum AudioError {
+    /// No device can do this direction (`capture` or `playback`) and none was named.
     #[error("no {0} device")]
     NoDevice(&'static str),
+    /// The named device (or its card) does not exist.
     #[error("no audio device {0}")]
     NotFound(String),
+    /// The device is open elsewhere (`EBUSY`).
     #[error("{0} is in use by another program")]
     Busy(String),
+    /// The device node may not be opened (`EACCES`/`EPERM`): `MIC_PERMISSION_REQUIRED`.
     #[error("no permission to open {0} (is the node's user in the `audio` group?)")]
     Permission(String),
+    /// The device (first) cannot do the rate, channel count or format (second).
     #[error("{0} cannot do {1}")]
     Unsupported(String, String),
+    /// A read or write did not finish by its deadline.
     #[error("{0} stopped delivering audio")]
     Stalled(String),
+    /// The id is not `hw:CARD,DEVICE`.
     #[error("bad device id {0:?} (expected hw:CARD,DEVICE)")]
     BadId(String),
+    /// The WAV to play is not 16-bit PCM RIFF/WAVE, or is malformed.
     #[error("bad WAV: {0}")]
     BadWav(String),
+    /// Any other OS error on the device (first).
     #[error("{0}: {1}")]
     Io(String, io::Error),
 }
@@ -67,9 +77,13 @@ pub struct AudioDevice {
     pub id: String,
     /// e.g. `Loopback: Loopback PCM`.
     pub name: String,
+    /// ALSA card index.
     pub card: u32,
+    /// PCM device number on the card.
     pub device: u32,
+    /// Whether it can record.
     pub capture: bool,
+    /// Whether it can play.
     pub playback: bool,
 }
 
@@ -92,10 +106,15 @@ impl Default for Alsa {
 /// A recording.
 #[derive(Debug, Clone)]
 pub struct Recording {
+    /// The recording as a WAV file: 44-byte header, 16-bit little-endian samples.
     pub wav: Vec<u8>,
+    /// Sample rate, Hz.
     pub sample_rate: u32,
+    /// Channel count (interleaved).
     pub channels: u16,
+    /// Duration recorded, ms (the length asked for).
     pub duration_ms: u64,
+    /// The device recorded from, `hw:CARD,DEVICE`.
     pub device: String,
 }
 
@@ -330,8 +349,11 @@ pub mod wav {
     /// A decoded WAV: its samples borrow the input.
     #[derive(Debug)]
     pub struct Wav<'a> {
+        /// Sample rate, Hz.
         pub rate: u32,
+        /// Channel count (interleaved).
         pub channels: u16,
+        /// The samples, 16-bit little-endian, borrowed from the input.
         pub data: &'a [u8],
     }
 

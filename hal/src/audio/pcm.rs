@@ -140,23 +140,31 @@ impl HwParams {
 /// The parameters a stream ended up with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Setup {
+    /// Sample rate, Hz.
     pub rate: u32,
+    /// Channel count (interleaved).
     pub channels: u16,
+    /// Frames per period (the kernel's wake-up unit).
     pub period_frames: u32,
+    /// Frames the kernel's ring buffer holds.
     pub buffer_frames: u32,
 }
 
 /// What a device can do for S16_LE interleaved (from `HW_REFINE`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Range {
+    /// Lowest and highest sample rate, Hz.
     pub rate: (u32, u32),
+    /// Lowest and highest channel count.
     pub channels: (u32, u32),
 }
 
 /// Capture or playback.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Direction {
+    /// Recording (`pcmC*D*c` nodes).
     Capture,
+    /// Playing (`pcmC*D*p` nodes).
     Playback,
 }
 
@@ -164,6 +172,7 @@ pub enum Direction {
 pub struct Pcm {
     fd: c_int,
     frame_bytes: usize,
+    /// The parameters the stream was opened with.
     pub setup: Setup,
     direction: Direction,
 }

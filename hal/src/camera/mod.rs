@@ -27,24 +27,34 @@ use v4l2::{
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum CameraError {
+    /// No device node at that path (`ENOENT`/`ENXIO`).
     #[error("no camera at {0}")]
     NotFound(String),
+    /// No device was named and no capture device exists.
     #[error("no camera is connected")]
     NoCamera,
+    /// The device is streaming for another program (`EBUSY`).
     #[error("{0} is in use by another program")]
     Busy(String),
+    /// The device node may not be opened (`EACCES`/`EPERM`): `CAMERA_PERMISSION_REQUIRED`.
     #[error("no permission to open {0} (is the node's user in the `video` group?)")]
     Permission(String),
+    /// The device vanished mid-capture (`ENODEV`/`EIO`/`EPIPE`).
     #[error("{0} went away during the capture (unplugged?)")]
     Gone(String),
+    /// The device (first) delivered no frame within the timeout (second, ms).
     #[error("{0} gave no frame within {1} ms")]
     NoFrame(String, u64),
+    /// The device (first) offers none of the pixel formats this node decodes (second: what it offers).
     #[error("{0} offers no pixel format this node can read ({1})")]
     Unsupported(String, String),
+    /// The node exists but is not a V4L2 video capture device: `INVALID_REQUEST`.
     #[error("{0} is not a V4L2 capture device")]
     NotCapture(String),
+    /// A frame from the device (first) could not be decoded or converted.
     #[error("bad frame from {0}: {1}")]
     Frame(String, ImageError),
+    /// Any other OS error on the device (first).
     #[error("{0}: {1}")]
     Io(String, io::Error),
 }
@@ -75,12 +85,16 @@ impl CameraError {
 /// Which way a camera faces, as the reference names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Position {
+    /// `front`: faces the user.
     Front,
+    /// `back`: faces away; what board cameras (CSI, platform) report.
     Back,
+    /// `external`: a USB camera.
     External,
 }
 
 impl Position {
+    /// The reference's string: `front`, `back` or `external`.
     pub fn as_str(self) -> &'static str {
         match self {
             Position::Front => "front",
@@ -240,6 +254,7 @@ impl Default for V4l2 {
 pub struct SnapRequest {
     /// A device node from [`V4l2::list`]; none: by `facing`, else the first camera.
     pub device: Option<String>,
+    /// With no `device`: the first camera facing this way, else the first camera.
     pub facing: Option<Position>,
     /// Widest image wanted; 0 = as large as the camera gives.
     pub max_width: u32,
@@ -273,8 +288,11 @@ impl Default for SnapRequest {
 /// A still photo.
 #[derive(Debug, Clone)]
 pub struct Photo {
+    /// The JPEG file.
     pub jpeg: Vec<u8>,
+    /// Width, pixels.
     pub width: u32,
+    /// Height, pixels.
     pub height: u32,
     /// The device that took it.
     pub device: String,

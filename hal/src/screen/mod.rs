@@ -17,19 +17,26 @@ use crate::image::{ImageError, PixelFormat, Rgb};
 
 pub mod x11;
 
+/// Why a screen capture failed; [`ScreenError::code`] maps it to the reference's error codes.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ScreenError {
+    /// No framebuffer with that index (first) exists (second: the device path tried).
     #[error("no screen {0} (no {1})")]
     NoScreen(u32, String),
+    /// The framebuffer may not be read: `PERMISSION_MISSING`.
     #[error("no permission to read {0} (is the node's user in the `video` group?)")]
     Permission(String),
+    /// The framebuffer (first) uses a pixel layout this node cannot read (second: bits per pixel).
     #[error("{0}: unsupported pixel layout ({1} bits per pixel)")]
     Unsupported(String, u32),
+    /// Any other OS error on the framebuffer (first).
     #[error("{0}: {1}")]
     Io(String, io::Error),
+    /// The captured pixels could not be converted or encoded.
     #[error("{0}: {1}")]
     Image(String, ImageError),
+    /// Capture from the X server failed.
     #[error("X11: {0}")]
     X11(#[from] x11::X11Error),
 }
@@ -93,12 +100,17 @@ const FBIOGET_VSCREENINFO: u32 = 0x4600;
 /// A framebuffer's visible geometry and layout.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Geometry {
+    /// Visible width, pixels.
     pub width: u32,
+    /// Visible height, pixels.
     pub height: u32,
+    /// Bytes per row of the virtual screen (sysfs `stride`, else `xres_virtual` × bytes per pixel).
     pub stride: u32,
+    /// Bits per pixel.
     pub bits_per_pixel: u32,
     /// Byte offset of the visible area's first pixel.
     pub offset: u64,
+    /// How a pixel's bytes map to colours.
     pub layout: PixelFormat,
 }
 

@@ -14,20 +14,28 @@ use crate::image::{PixelFormat, Rgb};
 /// Why an X capture failed.
 #[derive(Debug, thiserror::Error)]
 pub enum X11Error {
+    /// `DISPLAY` (given) does not parse as `[host]:number[.screen]`.
     #[error("DISPLAY {0:?} is not a display name this node understands")]
     BadDisplay(String),
+    /// The display's socket (first) could not be connected.
     #[error("cannot reach X display {0}: {1}")]
     Connect(String, io::Error),
+    /// The server refused the connection setup (its reason given), e.g. missing authorization.
     #[error("X server refused the connection: {0}")]
     Refused(String),
+    /// The display has no screen with that number.
     #[error("X display has no screen {0}")]
     NoScreen(u32),
+    /// `GetImage` was answered with an X error (its code given).
     #[error("X server answered GetImage with error {0}")]
     Request(u8),
+    /// The root window's depth and bits per pixel (given) are not a layout this node reads.
     #[error("unsupported X pixel format: depth {0}, {1} bits per pixel")]
     Unsupported(u8, u8),
+    /// A reply does not hold together: too short, or missing what the setup must list.
     #[error("malformed X reply: {0}")]
     Malformed(&'static str),
+    /// Reading or writing the connection failed.
     #[error("X connection: {0}")]
     Io(#[from] io::Error),
 }
@@ -37,8 +45,11 @@ const MAX_REPLY: usize = 64 << 20;
 /// A parsed `DISPLAY`: host (empty = local socket), display number, screen.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Display {
+    /// Host to reach over TCP; empty means the local socket (`unix:n` parses to empty).
     pub host: String,
+    /// Display number: socket `/tmp/.X11-unix/X<n>`, or TCP port 6000 + n.
     pub number: u32,
+    /// Screen number on that display.
     pub screen: u32,
 }
 

@@ -28,6 +28,7 @@ pub struct Get {
 }
 
 impl Get {
+    /// The command, reading from gpsd at `addr` (`host:port`).
     pub fn new(addr: &str) -> Get {
         Get {
             gpsd: Arc::new(Gpsd::new(addr)),

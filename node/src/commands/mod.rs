@@ -32,20 +32,25 @@ pub struct Setup {
 /// A command's failure, as sent back in `node.invoke.result.error`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CommandError {
+    /// `error.code`: `INVALID_REQUEST`, `UNAVAILABLE`, `CAMERA_UNAVAILABLE`, …
     pub code: String,
+    /// `error.message`: human-readable text.
     pub message: String,
 }
 
 impl CommandError {
+    /// An error with `code` and `message`.
     pub fn new(code: &str, message: impl Into<String>) -> Self {
         CommandError {
             code: code.into(),
             message: message.into(),
         }
     }
+    /// `INVALID_REQUEST`: the params are wrong.
     pub fn invalid(message: impl Into<String>) -> Self {
         Self::new("INVALID_REQUEST", message)
     }
+    /// `UNAVAILABLE`: the command could not run here or now.
     pub fn unavailable(message: impl Into<String>) -> Self {
         Self::new("UNAVAILABLE", message)
     }
@@ -57,6 +62,7 @@ impl std::fmt::Display for CommandError {
     }
 }
 
+/// What [`Command::run`] returns: the result payload, or why the command failed.
 pub type CommandFuture = Pin<Box<dyn Future<Output = Result<Value, CommandError>> + Send>>;
 
 /// Runs blocking device I/O (ioctls, polls with deadlines) off the runtime's thread.
@@ -149,6 +155,7 @@ impl Registry {
         self.commands.insert(name, cmd);
     }
 
+    /// The command called `name`, when an enabled class provides it.
     pub fn get(&self, name: &str) -> Option<Arc<dyn Command>> {
         self.commands.get(name).cloned()
     }

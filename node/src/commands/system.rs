@@ -21,6 +21,7 @@ use super::{Command, CommandError, CommandFuture};
 pub const OUTPUT_CAP: usize = 200_000;
 /// Default and longest `system.run` timeout.
 pub const DEFAULT_TIMEOUT_MS: u64 = 120_000;
+/// Longest `system.run` timeout, ms (30 min): a larger `timeoutMs` is cut to this.
 pub const MAX_TIMEOUT_MS: u64 = 30 * 60 * 1000;
 
 fn executable(p: &Path) -> bool {
@@ -67,18 +68,24 @@ impl Command for Which {
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct ExecPolicy {
+    /// How `system.run` is gated (default `deny`).
     #[serde(default)]
     pub mode: ExecMode,
+    /// With `allowlist`: programs that may run, by name (`vcgencmd`), absolute path, or as invoked.
     #[serde(default)]
     pub allow: Vec<String>,
 }
 
+/// `mode` in `exec-policy.toml`.
 #[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum ExecMode {
+    /// `deny`: nothing runs (also when the policy file is missing or unreadable).
     #[default]
     Deny,
+    /// `allowlist`: only programs listed in `allow`.
     Allowlist,
+    /// `full`: anything.
     Full,
 }
 
