@@ -57,6 +57,9 @@ for v in SSL_CERT_FILE SSL_CERT_DIR CURL_CA_BUNDLE GIT_SSL_CAINFO NODE_EXTRA_CA_
   [ -n "${!v:-}" ] && machine_env+=("$v=${!v}")
 done
 
+# the root is a mount point of its own, as / is on a machine (`ip -n` makes / a slave mount in
+# a new mount namespace, which fails on a plain folder)
+mount --bind "$ROOT" "$ROOT"
 mount -t proc proc "$ROOT/proc"
 mount --rbind /sys "$ROOT/sys" && mount --make-rslave "$ROOT/sys"
 mount --rbind /dev "$ROOT/dev" && mount --make-rslave "$ROOT/dev"
