@@ -158,9 +158,20 @@ pub fn revoke(hub: &Hub, p: &TokenRevokeParams) -> Reply {
 fn advertised_url(hub: &Hub) -> String {
     let host = match hub.config.bind.resolve() {
         Ok(ip) if !ip.is_unspecified() => ip.to_string(),
-        _ => "127.0.0.1".into(),
+        // Bound to every address (`lan`): the one other hosts reach this one at.
+        Ok(_) => lan_address().map_or_else(|| "127.0.0.1".into(), |ip| ip.to_string()),
+        Err(_) => "127.0.0.1".into(),
     };
     format!("ws://{host}:{}", hub.config.port)
+}
+
+/// The source address of this host's default route, found by "connecting" a UDP socket to a
+/// documentation address (TEST-NET-1; a UDP connect sends nothing); `None` without a route.
+fn lan_address() -> Option<std::net::IpAddr> {
+    let s = std::net::UdpSocket::bind("0.0.0.0:0").ok()?;
+    s.connect("192.0.2.1:9").ok()?;
+    let ip = s.local_addr().ok()?.ip();
+    (!ip.is_unspecified() && !ip.is_loopback()).then_some(ip)
 }
 
 /// `device.pair.setupCode`: a one-time code for a node (or a read-only operator), with the

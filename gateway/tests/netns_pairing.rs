@@ -400,3 +400,81 @@ fn stranger_needs_approval_and_revocation_closes_its_socket() {
         let _ = std::fs::remove_dir_all(d);
     }
 }
+
+/// A gateway bound to `lan` on a host whose only way out is a LAN: the setup code it issues
+/// names the host's LAN address (another board cannot use `127.0.0.1`).
+#[test]
+fn a_setup_code_from_a_lan_gateway_names_its_lan_address() {
+    use std::io::{BufRead, BufReader};
+    let tag = (std::process::id() + 1) % 60000;
+    let Some(ns) = Netns::create(tag) else {
+        assert!(
+            !required(),
+            "network namespaces unavailable (need root and iproute2)"
+        );
+        eprintln!("skipping: network namespaces unavailable (need root and iproute2)");
+        return;
+    };
+    let host_ip = support::netns::host_ip(tag);
+    let board_ip = host_ip.trim_end_matches(".1").to_owned() + ".2";
+    for args in [
+        vec!["-n", &ns.name, "link", "set", "lo", "up"],
+        vec!["-n", &ns.name, "route", "add", "default", "via", &host_ip],
+    ] {
+        let ok = Command::new("ip")
+            .args(&args)
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "ip {args:?}");
+    }
+    let state = tmp("lan-gw");
+    let mut gw = Command::new("ip")
+        .args([
+            "netns", "exec", &ns.name, BIN, "run", "--bind", "lan", "--port", "0",
+        ])
+        .args(["--token", TOKEN, "--state-dir"])
+        .arg(&state)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("gateway in the namespace");
+    let mut line = String::new();
+    let stdout = gw.stdout.take().expect("stdout");
+    BufReader::new(stdout)
+        .read_line(&mut line)
+        .expect("listening line");
+    let port = line
+        .trim()
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse::<u16>().ok())
+        .unwrap_or_else(|| panic!("no port in {line:?}"));
+    let op = tmp("lan-op");
+    let o = cli(
+        Some(&ns.name),
+        &[
+            "devices",
+            "setup-code",
+            "--url",
+            &format!("ws://127.0.0.1:{port}"),
+            "--token",
+            TOKEN,
+            "--state-dir",
+            op.to_str().expect("utf8"),
+            "--json",
+        ],
+    );
+    let _ = gw.kill();
+    let _ = gw.wait();
+    assert!(o.status.success(), "setup-code failed: {}", text(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    assert_eq!(
+        v["url"],
+        format!("ws://{board_ip}:{port}"),
+        "the code must name the LAN address: {v}"
+    );
+    for d in [&state, &op] {
+        let _ = std::fs::remove_dir_all(d);
+    }
+}
