@@ -34,6 +34,9 @@ pub enum ConfigError {
     /// Auth mode `none` with a bind other than `loopback`.
     #[error("auth mode \"none\" is only allowed on a loopback bind")]
     OpenNonLoopback,
+    /// An auth mode this gateway does not have (a typo, or the reference's `trusted-proxy`).
+    #[error("unknown auth mode {0:?}: use token, password or none")]
+    AuthMode(String),
     /// Auth mode `password` and no password anywhere.
     #[error("auth mode \"password\" needs a password (--password, PINCER_GATEWAY_PASSWORD or auth.password)")]
     NoPassword,
@@ -357,6 +360,15 @@ pub const TOKEN_FILE: &str = "gateway-token";
 impl Config {
     /// Resolves the configuration. May create the state dir and generate a token.
     pub fn resolve(o: Overrides) -> Result<Config, ConfigError> {
+        Config::resolve_with(o, &|names| env_first(names))
+    }
+
+    /// [`Config::resolve`] with `env` standing for the process environment (the first
+    /// non-empty value among the names): flags beat the environment, which beats the file.
+    pub fn resolve_with(
+        o: Overrides,
+        env: &dyn Fn(&[&str]) -> Option<String>,
+    ) -> Result<Config, ConfigError> {
         let file = match &o.config {
             Some(p) => FileConfig::load(p)?,
             None => FileConfig::default(),
@@ -370,6 +382,7 @@ impl Config {
         let port = o.port.or(file.port).unwrap_or(18789);
         let state_dir = o
             .state_dir
+            .or_else(|| env(&["PINCER_STATE_DIR"]).map(PathBuf::from))
             .or(file.state_dir)
             .or_else(default_state_dir)
             .ok_or(ConfigError::NoStateDir)?;
@@ -412,12 +425,9 @@ impl Config {
 
         let password = o
             .password
-            .or_else(|| env_first(&PASSWORD_ENV))
+            .or_else(|| env(&PASSWORD_ENV))
             .or(file.auth.password);
-        let token = o
-            .token
-            .or_else(|| env_first(&TOKEN_ENV))
-            .or(file.auth.token);
+        let token = o.token.or_else(|| env(&TOKEN_ENV)).or(file.auth.token);
         let mode = o.auth_mode.or(file.auth.mode).unwrap_or_else(|| {
             if password.is_some() && token.is_none() {
                 "password".into()
@@ -434,7 +444,7 @@ impl Config {
                 }
                 AuthMode::None
             }
-            _ => match token {
+            "token" => match token {
                 Some(t) => AuthMode::Token(t),
                 None => {
                     let (t, generated) =
@@ -446,6 +456,7 @@ impl Config {
                     AuthMode::Token(t)
                 }
             },
+            other => return Err(ConfigError::AuthMode(other.to_owned())),
         };
         Ok(Config {
             bind,
@@ -513,6 +524,63 @@ mod tests {
         let second = Config::resolve(o).unwrap();
         assert!(!second.token_generated);
         assert_eq!(first.auth, second.auth);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn an_unknown_auth_mode_is_an_error_not_token_mode() {
+        for mode in ["tokn", "trusted-proxy"] {
+            let o = Overrides {
+                state_dir: Some(std::env::temp_dir().join("pincer-cfg-unused")),
+                auth_mode: Some(mode.into()),
+                token: Some("t".into()),
+                ..Default::default()
+            };
+            match Config::resolve_with(o, &|_| None) {
+                Err(ConfigError::AuthMode(m)) => assert_eq!(m, mode),
+                other => panic!("{mode}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn the_environment_beats_the_file_and_flags_beat_both() {
+        let dir = std::env::temp_dir().join(format!("pincer-cfg-env-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("gateway.toml");
+        std::fs::write(
+            &file,
+            "state_dir = \"/file/state\"\n[auth]\ntoken = \"file-token\"\n",
+        )
+        .unwrap();
+        let env = |names: &[&str]| -> Option<String> {
+            match names.first().copied() {
+                Some("PINCER_STATE_DIR") => Some("/env/state".into()),
+                Some(n) if TOKEN_ENV.contains(&n) => Some("env-token".into()),
+                _ => None,
+            }
+        };
+        let o = Overrides {
+            config: Some(file.clone()),
+            ..Default::default()
+        };
+        let c = Config::resolve_with(o.clone(), &env).unwrap();
+        assert_eq!(c.state_dir, PathBuf::from("/env/state"));
+        assert_eq!(c.auth, AuthMode::Token("env-token".into()));
+        let c = Config::resolve_with(o.clone(), &|_| None).unwrap();
+        assert_eq!(c.state_dir, PathBuf::from("/file/state"));
+        assert_eq!(c.auth, AuthMode::Token("file-token".into()));
+        let c = Config::resolve_with(
+            Overrides {
+                state_dir: Some(dir.clone()),
+                token: Some("flag".into()),
+                ..o
+            },
+            &env,
+        )
+        .unwrap();
+        assert_eq!(c.state_dir, dir);
+        assert_eq!(c.auth, AuthMode::Token("flag".into()));
         std::fs::remove_dir_all(dir).unwrap();
     }
 

@@ -187,11 +187,26 @@ impl NodeConfig {
         o: Overrides,
         available_caps: &[&str],
     ) -> Result<NodeConfig, ConfigError> {
+        NodeConfig::from_file_with(file, o, available_caps, &|names| env_first(names))
+    }
+
+    /// [`NodeConfig::from_file`] with `env` standing for the process environment (the first
+    /// non-empty value among the names). Flags win over the environment, the environment over
+    /// the file: a `--setup-code` beats a token in `PINCER_GATEWAY_TOKEN`, which beats the
+    /// file's token and setup code; `PINCER_STATE_DIR` beats the file's `state_dir`.
+    pub fn from_file_with(
+        file: FileConfig,
+        o: Overrides,
+        available_caps: &[&str],
+        env: &dyn Fn(&[&str]) -> Option<String>,
+    ) -> Result<NodeConfig, ConfigError> {
         let state_dir = o
             .state_dir
+            .or_else(|| env(&["PINCER_STATE_DIR"]).map(PathBuf::from))
             .or(file.state_dir)
             .or_else(default_state_dir)
             .ok_or(ConfigError::NoStateDir)?;
+        let setup_flag = o.setup_code.is_some();
         let setup = o.setup_code.or(file.setup_code);
         let (setup_url, setup_token) = match setup.as_deref() {
             Some(c) => {
@@ -211,14 +226,15 @@ impl NodeConfig {
         if !(gateway.starts_with("ws://") || gateway.starts_with("wss://")) {
             return Err(ConfigError::Url(gateway));
         }
-        let token = o
-            .token
-            .or_else(|| env_first(&["PINCER_GATEWAY_TOKEN", "OPENCLAW_GATEWAY_TOKEN"]))
-            .or(file.token);
-        let credential = match (token, setup_token) {
+        let env_token = || env(&["PINCER_GATEWAY_TOKEN", "OPENCLAW_GATEWAY_TOKEN"]);
+        let credential = match (o.token, setup_token) {
             (Some(t), _) => Credential::Token(t),
-            (None, Some(s)) => Credential::SetupCode(s),
-            (None, None) => Credential::None,
+            (None, Some(s)) if setup_flag => Credential::SetupCode(s),
+            (None, setup) => match (env_token().or(file.token), setup) {
+                (Some(t), _) => Credential::Token(t),
+                (None, Some(s)) => Credential::SetupCode(s),
+                (None, None) => Credential::None,
+            },
         };
         let caps: Vec<String> = match o.caps {
             Some(list) => list
@@ -262,6 +278,46 @@ impl NodeConfig {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn flags_beat_the_environment_which_beats_the_file() {
+        let env = |names: &[&str]| -> Option<String> {
+            match names.first().copied() {
+                Some("PINCER_GATEWAY_TOKEN") => Some("env-token".into()),
+                Some("PINCER_STATE_DIR") => Some("/env/state".into()),
+                _ => None,
+            }
+        };
+        let file = || FileConfig {
+            token: Some("file-token".into()),
+            state_dir: Some("/file/state".into()),
+            ..FileConfig::default()
+        };
+        let with = |o: Overrides| NodeConfig::from_file_with(file(), o, &[], &env).unwrap();
+        // a setup code given as a flag is used, not the token in the environment
+        let c = with(Overrides {
+            setup_code: Some("ABCD-EFGH".into()),
+            ..Overrides::default()
+        });
+        assert_eq!(c.credential, Credential::SetupCode("ABCD-EFGH".into()));
+        // without flags the environment's token beats the file's
+        let c = with(Overrides::default());
+        assert_eq!(c.credential, Credential::Token("env-token".into()));
+        assert_eq!(c.state_dir, PathBuf::from("/env/state"));
+        // a token flag beats everything; a state-dir flag too
+        let c = with(Overrides {
+            token: Some("flag".into()),
+            setup_code: Some("ABCD-EFGH".into()),
+            state_dir: Some("/flag".into()),
+            ..Overrides::default()
+        });
+        assert_eq!(c.credential, Credential::Token("flag".into()));
+        assert_eq!(c.state_dir, PathBuf::from("/flag"));
+        // nothing in the environment: the file's
+        let c = NodeConfig::from_file_with(file(), Overrides::default(), &[], &|_| None).unwrap();
+        assert_eq!(c.credential, Credential::Token("file-token".into()));
+        assert_eq!(c.state_dir, PathBuf::from("/file/state"));
+    }
+
     use super::*;
 
     #[test]
