@@ -88,19 +88,23 @@ fn yuv_to_rgb(y: u8, u: u8, v: u8, out: &mut [u8]) {
 }
 
 impl PixelFormat {
-    /// Bytes needed for a frame whose rows are `stride` bytes apart (stride 0: packed).
-    fn frame_len(self, width: usize, height: usize, stride: usize) -> usize {
-        let packed = match self {
-            // 4:2:2 comes in 4-byte pairs: an odd width still ends on a whole pair.
+    /// Bytes of one packed row of `width` pixels (a row's least stride): 4:2:2 comes in
+    /// 4-byte pairs and 4:2:0 chroma rows hold ceil(width / 2) samples, so an odd width
+    /// still ends on a whole pair.
+    fn row_bytes(self, width: usize) -> usize {
+        match self {
             PixelFormat::Yuyv | PixelFormat::Uyvy => width.div_ceil(2) * 4,
             PixelFormat::Rgb565 => width * 2,
             PixelFormat::Rgb24 | PixelFormat::Bgr24 => width * 3,
             PixelFormat::Grey => width,
-            // 4:2:0 chroma rows hold ceil(width / 2) samples (pairs for NV12, halves of the
-            // stride for I420): rows are at least the width rounded up to even.
             PixelFormat::Nv12 | PixelFormat::Yu12 => width.div_ceil(2) * 2,
             PixelFormat::Rgb32 { .. } => width * 4,
-        };
+        }
+    }
+
+    /// Bytes needed for a frame whose rows are `stride` bytes apart (stride 0: packed).
+    fn frame_len(self, width: usize, height: usize, stride: usize) -> usize {
+        let packed = self.row_bytes(width);
         let stride = stride.max(packed);
         match self {
             // Chroma planes follow the luma plane: half the rows (NV12) or two quarter
@@ -132,15 +136,7 @@ impl PixelFormat {
                 height,
             });
         }
-        let min_stride = match self {
-            PixelFormat::Yuyv | PixelFormat::Uyvy => w.div_ceil(2) * 4,
-            PixelFormat::Rgb565 => w * 2,
-            PixelFormat::Rgb24 | PixelFormat::Bgr24 => w * 3,
-            PixelFormat::Rgb32 { .. } => w * 4,
-            PixelFormat::Nv12 | PixelFormat::Yu12 => w.div_ceil(2) * 2,
-            PixelFormat::Grey => w,
-        };
-        let stride = (stride as usize).max(min_stride);
+        let stride = (stride as usize).max(self.row_bytes(w));
         let mut out = vec![0u8; w * h * 3];
         for (row, dst) in out.chunks_exact_mut(w * 3).enumerate() {
             let line = &src[row * stride..];
