@@ -48,6 +48,42 @@ fn detail_code(r: &Result<serde_json::Value, ClientError>) -> String {
     }
 }
 
+/// Opens a socket to `url` and checks the gateway answers the upgrade with HTTP 503.
+async fn refused_with_503(url: &str, what: &str) {
+    let over = tokio::time::timeout(
+        Duration::from_secs(5),
+        tokio_tungstenite::connect_async(url),
+    )
+    .await
+    .expect("no hang");
+    match over {
+        Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => {
+            assert_eq!(resp.status().as_u16(), 503, "{what}")
+        }
+        other => panic!(
+            "expected HTTP 503 for {what}, got {:?}",
+            other.map(|_| "upgrade")
+        ),
+    }
+}
+
+/// Retries the upgrade until the gateway has room again (at most 10 s) and returns the socket.
+async fn upgrade_when_room(
+    url: &str,
+) -> tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        match tokio_tungstenite::connect_async(url).await {
+            Ok((ws, _)) => return ws,
+            Err(e) => assert!(
+                std::time::Instant::now() < deadline,
+                "no room after a close: {e}"
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 #[tokio::test]
 async fn setup_code_is_single_device_and_expires() {
     let gw = start("setup", "");
@@ -246,31 +282,10 @@ async fn unauthenticated_sockets_per_ip_are_capped_with_503() {
         .unwrap_or_else(|e| panic!("socket {i} refused: {e}"));
         held.push(ws);
     }
-    let over = tokio::time::timeout(
-        Duration::from_secs(5),
-        tokio_tungstenite::connect_async(url.as_str()),
-    )
-    .await
-    .expect("no hang");
-    match over {
-        Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => {
-            assert_eq!(resp.status().as_u16(), 503)
-        }
-        other => panic!(
-            "expected HTTP 503 for the 9th unauthenticated socket, got {:?}",
-            other.map(|_| "upgrade")
-        ),
-    }
-    // Closing one frees a slot.
+    refused_with_503(&url, "the 9th unauthenticated socket").await;
+    // Closing one frees a slot (as soon as the gateway has seen it go).
     drop(held.pop());
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    tokio::time::timeout(
-        Duration::from_secs(5),
-        tokio_tungstenite::connect_async(url.as_str()),
-    )
-    .await
-    .expect("no hang")
-    .expect("slot freed after a socket closed");
+    upgrade_when_room(&url).await;
 }
 
 #[tokio::test]
@@ -469,34 +484,10 @@ async fn sockets_past_the_connection_cap_get_503_until_one_closes() {
         assert_eq!(res["ok"], true, "socket {i}: {res}");
         held.push(c);
     }
-    let over = tokio::time::timeout(
-        Duration::from_secs(5),
-        tokio_tungstenite::connect_async(url.as_str()),
-    )
-    .await
-    .expect("no hang");
-    match over {
-        Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => {
-            assert_eq!(resp.status().as_u16(), 503)
-        }
-        other => panic!(
-            "expected HTTP 503 past the connection cap, got {:?}",
-            other.map(|_| "upgrade")
-        ),
-    }
+    refused_with_503(&url, "a socket past the connection cap").await;
     // When one leaves, a new one gets in (as soon as the gateway has seen it go).
     drop(held.pop());
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    let ws = loop {
-        match tokio_tungstenite::connect_async(url.as_str()).await {
-            Ok((ws, _)) => break ws,
-            Err(e) => assert!(
-                std::time::Instant::now() < deadline,
-                "no room after a close: {e}"
-            ),
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let ws = upgrade_when_room(&url).await;
     // The socket that got in is the one that connects (a second one could find it still
     // counted).
     let mut c = support::Client { ws };
