@@ -144,8 +144,11 @@ pub struct Limits {
     pub preauth_max_payload: usize,
     /// Largest frame after `hello-ok` (`policy.maxPayload`, 25 MiB).
     pub max_payload: usize,
-    /// Advertised `policy.maxBufferedBytes` (50 MiB).
+    /// Advertised `policy.maxBufferedBytes` (50 MiB): one connection's outbound byte budget.
     pub max_buffered_bytes: usize,
+    /// Outbound bytes of all connections together (128 MiB); past it a frame for a connection
+    /// that already has some queued closes that connection as a slow consumer.
+    pub max_buffered_bytes_total: usize,
     /// Frames queued for one connection before events are dropped or the socket is closed.
     pub outbound_queue: usize,
     /// Connect deadline after the socket opens.
@@ -177,6 +180,7 @@ impl Default for Limits {
             preauth_max_payload: 64 * 1024,
             max_payload: 25 * 1024 * 1024,
             max_buffered_bytes: 50 * 1024 * 1024,
+            max_buffered_bytes_total: 128 * 1024 * 1024,
             outbound_queue: 256,
             handshake_timeout_ms: 10_000,
             tick_interval_ms: 30_000,
@@ -276,6 +280,8 @@ pub struct FileLimits {
     pub max_payload: Option<usize>,
     /// A connection's outbound byte budget (`policy.maxBufferedBytes`).
     pub max_buffered_bytes: Option<usize>,
+    /// Outbound bytes of all connections together (at least `max_buffered_bytes`).
+    pub max_buffered_bytes_total: Option<usize>,
     /// Frames queued per connection (at least 4).
     pub outbound_queue: Option<usize>,
     /// Unauthenticated sockets per client IP (at least 1).
@@ -402,6 +408,10 @@ impl Config {
             .unwrap_or(limits.max_payload)
             .max(limits.preauth_max_payload);
         limits.max_buffered_bytes = fl.max_buffered_bytes.unwrap_or(limits.max_buffered_bytes);
+        limits.max_buffered_bytes_total = fl
+            .max_buffered_bytes_total
+            .unwrap_or(limits.max_buffered_bytes_total)
+            .max(limits.max_buffered_bytes);
         limits.outbound_queue = fl.outbound_queue.unwrap_or(limits.outbound_queue).max(4);
         limits.max_preauth_per_ip = fl
             .max_preauth_per_ip

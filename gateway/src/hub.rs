@@ -27,7 +27,7 @@ use crate::health::{self, Health};
 use crate::limits::{AuthLockout, PreauthBudget};
 use crate::now_ms;
 use crate::presence::Presence;
-use pincer_os::outbox::{Full, Outbox};
+use pincer_os::outbox::{Full, Outbox, Total};
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
@@ -61,6 +61,8 @@ pub struct Hub {
     pub preauth: PreauthBudget,
     /// Failed-authentication counters and lockouts.
     pub lockout: AuthLockout,
+    /// Outbound bytes of all connections together (`max_buffered_bytes_total`).
+    pub outbound: Arc<Total>,
     health: Health,
     started: Instant,
     /// This gateway process's id (a UUID), the `instanceId` of its own presence entry.
@@ -88,6 +90,7 @@ impl Hub {
         Hub {
             preauth: PreauthBudget::new(l.max_preauth_per_ip, l.max_preauth_total),
             lockout: AuthLockout::new(&l),
+            outbound: Total::new(l.max_buffered_bytes_total),
             presence: Presence::new(host, instance_id.clone()),
             health: Health::default(),
             config,
@@ -148,7 +151,11 @@ impl Hub {
         let handle = Arc::new(ConnHandle::new(
             id,
             r,
-            Outbox::new(l.outbound_queue, l.max_buffered_bytes),
+            Outbox::with_total(
+                l.outbound_queue,
+                l.max_buffered_bytes,
+                self.outbound.clone(),
+            ),
         ));
         lock(&self.conns).insert(id, handle.clone());
         self.nodes.attach(&handle);

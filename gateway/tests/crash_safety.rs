@@ -275,8 +275,22 @@ async fn a_full_disk_refuses_the_approval_clearly_and_loses_nothing_acknowledged
     call(&opts(port, op.clone(), vec![]), "health", json!({}))
         .await
         .expect("health on a full disk");
-    // The refused approval still holds in memory (the operator asked for it) and is written
-    // with the next change once there is room: nothing is half-done on disk meanwhile.
+    // The refused approval was undone, not kept in memory: the request is pending again, a
+    // later write (once there is room) does not carry it to the disk, and the operator can
+    // approve it again.
+    let pending = call(
+        &opts(port, op.clone(), vec![]),
+        "device.pair.list",
+        json!({}),
+    )
+    .await
+    .expect("device.pair.list on a full disk");
+    assert!(
+        pending["pending"]
+            .as_array()
+            .is_some_and(|a| a.iter().any(|p| p["requestId"] == second.as_str())),
+        "the refused approval left its request pending: {pending}"
+    );
     std::fs::remove_file(state.join("filler")).expect("free the space");
     call(
         &opts(port, op.clone(), vec![]),
@@ -285,15 +299,26 @@ async fn a_full_disk_refuses_the_approval_clearly_and_loses_nothing_acknowledged
     )
     .await
     .expect("a change once there is room");
-    let on_disk: Value = serde_json::from_str(
-        &std::fs::read_to_string(state.join("devices/store.json")).expect("store"),
-    )
-    .expect("store.json parses");
-    let paired = on_disk["devices"].as_object().map_or(0, |m| m.len());
-    assert!(
-        paired > first_device.len(),
-        "the second approval reached the disk: {on_disk}"
+    let paired_on_disk = || -> usize {
+        let on_disk: Value = serde_json::from_str(
+            &std::fs::read_to_string(state.join("devices/store.json")).expect("store"),
+        )
+        .expect("store.json parses");
+        on_disk["devices"].as_object().map_or(0, |m| m.len())
+    };
+    assert_eq!(
+        paired_on_disk(),
+        first_device.len(),
+        "the approval the operator was told failed reached the disk with a later write"
     );
+    call(
+        &opts(port, op.clone(), vec![]),
+        "device.pair.approve",
+        json!({ "requestId": second }),
+    )
+    .await
+    .expect("approving it again once there is room");
+    assert_eq!(paired_on_disk(), first_device.len() + 1);
     drop(gw);
     let _ = std::fs::remove_dir_all(&root);
 }

@@ -9,13 +9,19 @@
 //! what one connection holds is at most `max_bytes` (or one frame, when a single frame is larger
 //! than the budget and the queue was empty), whatever its peer does.
 //!
+//! Outboxes made [`Outbox::with_total`] also share one [`Total`] budget: the bytes all of them
+//! hold together. Past it a frame is refused (like a per-connection overflow) unless its outbox
+//! holds nothing, so however many peers stop reading, the process holds at most the total plus
+//! one frame per connection that is otherwise idle.
+//!
 //! A reader that answers a request [`Outbox::reserve`]s the reply's place first: events that
 //! handling the request causes (`device.pair.resolved`, …) queue behind it, so a client hears
 //! the answer to its request before the events it caused, as it did when replies were written
 //! directly.
 
 use std::collections::VecDeque;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use tokio::sync::Notify;
@@ -37,6 +43,16 @@ pub enum Full {
     /// The queue holds its maximum number of frames.
     #[error("outbound queue holds {0} frames")]
     Frames(usize),
+    /// The frame would take the bytes all outboxes hold together past their shared [`Total`].
+    #[error("outbound bytes of all connections over budget ({buffered} + {frame} > {max})")]
+    Total {
+        /// Bytes all outboxes sharing the budget hold.
+        buffered: usize,
+        /// Bytes of the refused frame.
+        frame: usize,
+        /// The shared budget.
+        max: usize,
+    },
     /// The connection is closing; nothing more is written.
     #[error("connection closing")]
     Closed,
@@ -82,12 +98,40 @@ impl Weighed for String {
     }
 }
 
+/// A byte budget shared by many outboxes (the gateway's: all its connections).
+#[derive(Debug)]
+pub struct Total {
+    used: AtomicUsize,
+    max: usize,
+}
+
+impl Total {
+    /// A shared budget of `max` bytes.
+    pub fn new(max: usize) -> Arc<Total> {
+        Arc::new(Total {
+            used: AtomicUsize::new(0),
+            max,
+        })
+    }
+
+    /// Bytes the outboxes sharing this budget hold now.
+    pub fn used(&self) -> usize {
+        self.used.load(Ordering::Acquire)
+    }
+
+    /// The budget.
+    pub fn max(&self) -> usize {
+        self.max
+    }
+}
+
 /// A bounded outbound queue with one consumer.
 pub struct Outbox<T = String> {
     state: Mutex<State<T>>,
     ready: Notify,
     max_frames: usize,
     max_bytes: usize,
+    total: Option<Arc<Total>>,
 }
 
 impl<T: Weighed> std::fmt::Debug for Outbox<T> {
@@ -116,6 +160,29 @@ impl<T: Weighed> Outbox<T> {
             ready: Notify::new(),
             max_frames: max_frames.max(1),
             max_bytes,
+            total: None,
+        }
+    }
+
+    /// Like [`Outbox::new`], and also within the budget `total` shares with other outboxes.
+    pub fn with_total(max_frames: usize, max_bytes: usize, total: Arc<Total>) -> Outbox<T> {
+        let mut q = Outbox::new(max_frames, max_bytes);
+        q.total = Some(total);
+        q
+    }
+
+    /// Counts `len` bytes more (or fewer) in this outbox and in the shared budget.
+    fn add(&self, s: &mut State<T>, len: usize) {
+        s.bytes += len;
+        if let Some(t) = &self.total {
+            t.used.fetch_add(len, Ordering::AcqRel);
+        }
+    }
+
+    fn remove(&self, s: &mut State<T>, len: usize) {
+        s.bytes -= len;
+        if let Some(t) = &self.total {
+            t.used.fetch_sub(len, Ordering::AcqRel);
         }
     }
 
@@ -133,7 +200,7 @@ impl<T: Weighed> Outbox<T> {
             return Err(Full::Frames(s.frames.len()));
         }
         self.fits(&s, frame.bytes())?;
-        s.bytes += frame.bytes();
+        self.add(&mut s, frame.bytes());
         let id = s.next_id;
         s.next_id += 1;
         s.frames.push_back((id, Some(frame)));
@@ -145,6 +212,7 @@ impl<T: Weighed> Outbox<T> {
     /// Whether `len` more bytes fit the budget. One frame larger than the whole budget still
     /// goes out when nothing else is buffered: otherwise a result the peer may receive
     /// (≤ maxPayload) could never be sent.
+    /// Past the shared budget likewise, only a frame into an empty outbox goes.
     fn fits(&self, s: &State<T>, len: usize) -> Result<(), Full> {
         if s.bytes > 0 && s.bytes + len > self.max_bytes {
             return Err(Full::Bytes {
@@ -152,6 +220,16 @@ impl<T: Weighed> Outbox<T> {
                 frame: len,
                 max: self.max_bytes,
             });
+        }
+        if let Some(t) = &self.total {
+            let used = t.used();
+            if s.bytes > 0 && used + len > t.max {
+                return Err(Full::Total {
+                    buffered: used,
+                    frame: len,
+                    max: t.max,
+                });
+            }
         }
         Ok(())
     }
@@ -183,7 +261,7 @@ impl<T: Weighed> Outbox<T> {
             self.ready.notify_one();
             return Err(full);
         }
-        s.bytes += frame.bytes();
+        self.add(&mut s, frame.bytes());
         s.frames[i].1 = Some(frame);
         drop(s);
         self.ready.notify_one();
@@ -235,7 +313,8 @@ impl<T: Weighed> Outbox<T> {
     /// The writer finished with the frame it took.
     pub fn sent(&self) {
         let mut s = self.lock();
-        s.bytes -= s.in_flight;
+        let done = s.in_flight;
+        self.remove(&mut s, done);
         s.in_flight = 0;
     }
 
@@ -269,9 +348,51 @@ impl<T: Weighed> Outbox<T> {
     }
 }
 
+impl<T> Drop for Outbox<T> {
+    /// What is still queued leaves the shared budget with the outbox.
+    fn drop(&mut self) {
+        if let Some(t) = &self.total {
+            let s = self.state.get_mut().unwrap_or_else(|p| p.into_inner());
+            t.used.fetch_sub(s.bytes, Ordering::AcqRel);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn outboxes_sharing_a_total_are_bounded_together() {
+        let total = Total::new(10);
+        let a: Outbox = Outbox::with_total(100, 100, total.clone());
+        let b: Outbox = Outbox::with_total(100, 100, total.clone());
+        a.push("aaaa".into()).unwrap();
+        a.push("aaaa".into()).unwrap();
+        b.push("bb".into()).unwrap();
+        assert_eq!(total.used(), 10);
+        assert_eq!(
+            a.push("a".into()),
+            Err(Full::Total {
+                buffered: 10,
+                frame: 1,
+                max: 10
+            })
+        );
+        // An empty outbox still gets one frame out (its peer is not the one hoarding).
+        let c: Outbox = Outbox::with_total(100, 100, total.clone());
+        c.push("cccc".into()).unwrap();
+        assert!(c.push("c".into()).is_err());
+        assert_eq!(total.used(), 14);
+        // Written frames and dropped outboxes give their bytes back.
+        a.try_next().unwrap();
+        a.sent();
+        assert_eq!(total.used(), 10);
+        drop(a);
+        assert_eq!(total.used(), 6);
+        drop((b, c));
+        assert_eq!(total.used(), 0);
+    }
 
     #[test]
     fn bounded_in_bytes_including_the_frame_being_written() {

@@ -12,7 +12,9 @@
 //! folder) and skips the ones it superseded. The gateway's event loop never waits on the disk:
 //! it sends a reply that depends on a change only after [`DeviceStore::durable`] says that
 //! change is on disk, so 200 boards pairing at once cost a handful of fsyncs, not 600 stalls
-//! of every connection.
+//! of every connection. A write that fails (full disk, read-only card) rolls memory back to
+//! what is on disk: every change not yet written is undone and its waiter told so, so an
+//! approval the operator was told failed never takes effect later.
 //!
 //! This module owns the [`DeviceStore`] facade: the file's layout, opening it (and keeping an
 //! unreadable one aside), the lock, and the helpers its parts share. Each part is a
@@ -38,7 +40,7 @@ mod writer;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicU64;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 
@@ -111,10 +113,11 @@ struct StoreFile {
 #[derive(Debug)]
 pub struct DeviceStore {
     path: PathBuf,
-    inner: Mutex<StoreFile>,
+    /// Shared with the writer thread, which rolls it back when a write fails.
+    inner: Arc<Mutex<StoreFile>>,
     recovered_from: Option<PathBuf>,
     /// Generation of the newest snapshot handed to the writer (assigned under `inner`'s lock).
-    generation: AtomicU64,
+    generation: Arc<AtomicU64>,
     writer: Writer,
 }
 
@@ -151,12 +154,15 @@ impl DeviceStore {
             },
             Err(source) => return Err(DeviceStoreError::Io { path, source }),
         };
+        let on_disk = file.clone();
+        let inner = Arc::new(Mutex::new(file));
+        let generation = Arc::new(AtomicU64::new(0));
         Ok(DeviceStore {
-            writer: Writer::start(path.clone()),
+            writer: Writer::start(path.clone(), on_disk, inner.clone(), generation.clone()),
             path,
-            inner: Mutex::new(file),
+            inner,
             recovered_from,
-            generation: AtomicU64::new(0),
+            generation,
         })
     }
 
