@@ -181,7 +181,7 @@ pub async fn connect(
         Ok(n) => n,
         Err(e) => {
             if matches!(e, ClientError::Protocol(_)) {
-                let _ = close_within(&mut ws, 1008, "connect challenge missing nonce").await;
+                let _ = close_within(&mut ws, 1008, "bad connect challenge").await;
             }
             return Err(e);
         }
@@ -193,7 +193,14 @@ pub async fn connect(
         .await
         .map_err(|e| ClientError::Closed(e.to_string()))?;
     loop {
-        match next_frame(&mut ws, hello.step_timeout, "waiting for hello-ok").await? {
+        match next_frame(
+            &mut ws,
+            hello.step_timeout,
+            "waiting for hello-ok",
+            MAX_VALUES_BEFORE_HELLO,
+        )
+        .await?
+        {
             Frame::Res(r) if r.id.as_str() == "connect" => {
                 if !r.ok {
                     // Answer the gateway's close instead of dropping the socket.
@@ -224,7 +231,14 @@ pub async fn connect(
 /// without one is a [`ClientError::Protocol`].
 pub async fn challenge(ws: &mut Ws, within: Duration) -> Result<String, ClientError> {
     loop {
-        if let Frame::Event(e) = next_frame(ws, within, "waiting for connect.challenge").await? {
+        if let Frame::Event(e) = next_frame(
+            ws,
+            within,
+            "waiting for connect.challenge",
+            MAX_VALUES_BEFORE_HELLO,
+        )
+        .await?
+        {
             if e.event.as_str() != "connect.challenge" {
                 continue;
             }
@@ -235,16 +249,34 @@ pub async fn challenge(ws: &mut Ws, within: Duration) -> Result<String, ClientEr
             if nonce.is_empty() {
                 return Err(ClientError::Protocol("challenge without a nonce".into()));
             }
+            // The nonce goes back in `connect` and into the signed payload: a gateway's is a
+            // UUID; a megabyte one is not signed and sent back.
+            if nonce.len() > MAX_NONCE {
+                return Err(ClientError::Protocol(format!(
+                    "challenge nonce of {} bytes (at most {MAX_NONCE})",
+                    nonce.len()
+                )));
+            }
             return Ok(nonce.to_owned());
         }
     }
 }
 
-/// The next frame that decodes (others are logged and skipped), within `within`.
+/// Longest challenge nonce signed and sent back (the reference's is a 36-character UUID).
+pub const MAX_NONCE: usize = 256;
+
+/// The most JSON values a frame may hold before `hello-ok` (a challenge and a `hello-ok` with a
+/// snapshot of 200 presence entries hold a few thousand): more and it is not decoded, the
+/// handshake fails. A tree of 65,536 values is a few MB; 20 MB of `[0,0,…]` would be ~400 MB.
+pub const MAX_VALUES_BEFORE_HELLO: usize = 65_536;
+
+/// The next frame that decodes (others are logged and skipped), within `within`. A frame of
+/// more than `max_values` JSON values is not decoded: [`ClientError::Protocol`].
 pub(crate) async fn next_frame(
     ws: &mut Ws,
     within: Duration,
     step: &'static str,
+    max_values: usize,
 ) -> Result<Frame, ClientError> {
     let deadline = tokio::time::Instant::now() + within;
     loop {
@@ -262,6 +294,15 @@ pub(crate) async fn next_frame(
                     c.map(|c| format!("{} {}", u16::from(c.code), c.reason))
                         .unwrap_or_else(|| "no close code".into()),
                 ))
+            }
+            Some(Ok(Message::Text(t)))
+                if pincer_protocol::weight::json_values(t.as_str(), max_values + 1)
+                    > max_values =>
+            {
+                return Err(ClientError::Protocol(format!(
+                    "a frame of {} bytes and more than {max_values} JSON values ({step}): not decoded",
+                    t.len()
+                )));
             }
             Some(Ok(Message::Text(t))) => match Frame::decode(t.as_str()) {
                 Ok(f) => return Ok(f),

@@ -19,6 +19,9 @@ use crate::{ClientError, Ws};
 
 /// Events kept while waiting for a response.
 pub const MAX_QUEUED_EVENTS: usize = 256;
+/// The most JSON values a frame may hold to be decoded in a session (a `node.list` of 200
+/// nodes holds a few thousand; a photo is one): a tree of this many is some tens of MB.
+pub const MAX_VALUES: usize = 1 << 20;
 
 /// How a session ended when the gateway closed it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -69,7 +72,9 @@ impl Session {
         let deadline = tokio::time::Instant::now() + self.timeout;
         loop {
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-            match crate::hello::next_frame(&mut self.ws, left, "waiting for a response").await {
+            match crate::hello::next_frame(&mut self.ws, left, "waiting for a response", MAX_VALUES)
+                .await
+            {
                 Err(ClientError::Timeout { step, .. }) => {
                     return Err(ClientError::Timeout {
                         step,
@@ -115,6 +120,11 @@ impl Session {
         loop {
             match self.ws.next().await {
                 Some(Ok(Message::Text(t))) => {
+                    if pincer_protocol::weight::json_values(t.as_str(), MAX_VALUES + 1) > MAX_VALUES
+                    {
+                        tracing::warn!(bytes = t.len(), "an event too large to decode was skipped");
+                        continue;
+                    }
                     if let Ok(Frame::Event(e)) = Frame::decode(t.as_str()) {
                         return Ok(e);
                     }

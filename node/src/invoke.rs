@@ -18,6 +18,7 @@ use pincer_os::outbox::{Outbox, Weighed};
 use pincer_protocol::frames::encode_req;
 use pincer_protocol::methods::{NodeError, NodeInvokeRequest, NodeInvokeResultParams};
 use pincer_protocol::text::NonEmpty;
+use pincer_protocol::weight::json_values;
 use serde_json::{json, Value};
 use tokio::sync::Semaphore;
 use tokio::task::AbortHandle;
@@ -26,6 +27,10 @@ use crate::commands::{CommandError, Registry};
 
 /// Commands running at once.
 pub const MAX_CONCURRENT: usize = 4;
+/// The most JSON values an invoke's params may hold (`system.which` with thousands of names
+/// holds thousands; audio and images are one string each): a bigger tree is never built, the
+/// invoke is refused with `INVALID_REQUEST`. 65,536 values are a few MB as a tree.
+pub const MAX_PARAM_VALUES: usize = 65_536;
 /// Timeout when the request names none.
 pub const DEFAULT_TIMEOUT_MS: u64 = 30_000;
 
@@ -115,6 +120,11 @@ pub fn new_request_id() -> String {
 /// The params of an invoke as a JSON value.
 fn params_of(req: &NodeInvokeRequest) -> Result<Value, CommandError> {
     match (&req.params_json, &req.params) {
+        (Some(text), _) if json_values(text, MAX_PARAM_VALUES + 1) > MAX_PARAM_VALUES => {
+            Err(CommandError::invalid(format!(
+                "paramsJSON holds more than {MAX_PARAM_VALUES} JSON values"
+            )))
+        }
         (Some(text), _) => serde_json::from_str(text)
             .map_err(|e| CommandError::invalid(format!("paramsJSON is not JSON: {e}"))),
         (None, Some(v)) => Ok(v.clone()),

@@ -215,8 +215,20 @@ pub fn clip_echo(mut message: String) -> String {
     message
 }
 
+/// The most JSON values a request's params may hold to be decoded (a `node.invoke.result`
+/// with a large object, a `system.which` with thousands of names hold far fewer; a photo is
+/// one). A bigger tree is never built: whoever can send a 25 MB frame of `[0,0,…]` (any
+/// authenticated client, any paired node) would otherwise make ~400 MB of it.
+pub const MAX_PARAM_VALUES: usize = 262_144;
+
 fn typed<T: DeserializeOwned>(raw: Option<&RawValue>) -> Result<T, String> {
     let text = raw.map_or("{}", RawValue::get);
+    if crate::weight::json_values(text, MAX_PARAM_VALUES + 1) > MAX_PARAM_VALUES {
+        return Err(format!(
+            "params hold more than {MAX_PARAM_VALUES} JSON values ({} bytes)",
+            text.len()
+        ));
+    }
     serde_json::from_str(text).map_err(|e| clip_echo(e.to_string()))
 }
 
@@ -252,6 +264,27 @@ pub fn decode_request(text: &str) -> Result<Request, DecodeError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn params_of_too_many_values_are_refused_before_any_tree_is_built() {
+        let zeros = vec!["0"; MAX_PARAM_VALUES + 10].join(",");
+        let text = format!(
+            r#"{{"type":"req","id":"r1","method":"node.invoke.result","params":{{"id":"i","nodeId":"n","ok":true,"payload":[{zeros}]}}}}"#
+        );
+        match decode_request(&text) {
+            Err(DecodeError::InvalidParams { id, message, .. }) => {
+                assert_eq!(id, "r1");
+                assert!(message.contains("JSON values"), "{message}");
+            }
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+        // A large string is one value.
+        let photo = "A".repeat(5_000_000);
+        let text = format!(
+            r#"{{"type":"req","id":"r2","method":"node.invoke.result","params":{{"id":"i","nodeId":"n","ok":true,"payloadJSON":"{photo}"}}}}"#
+        );
+        assert!(decode_request(&text).is_ok());
+    }
 
     #[test]
     fn decodes_a_captured_node_connect() {
