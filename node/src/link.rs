@@ -18,6 +18,7 @@ use pincer_os::outbox::Outbox;
 use pincer_protocol::error::ErrorShape;
 use pincer_protocol::methods::NodeInvokeRequest;
 use pincer_protocol::text::NonEmpty;
+use pincer_protocol::weight::json_values;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
@@ -27,7 +28,7 @@ use tokio_tungstenite::tungstenite::Message;
 use crate::backoff::Backoff;
 use crate::commands::Registry;
 use crate::config::{Credential, NodeConfig};
-use crate::invoke::{Dispatcher, Out};
+use crate::invoke::{Dispatcher, Out, MAX_PARAM_VALUES};
 use crate::watchdog::Watchdog;
 
 /// How long the gateway has to open the socket, to send `connect.challenge`, then to answer
@@ -297,6 +298,11 @@ impl Node {
                 ),
                 e = &mut writer => (e, None),
                 e = &mut reader => (e, None),
+                // Over budget: the gateway is not reading. Not after the stalled write.
+                _ = out.closed() => (
+                    Ended::Lost("the gateway stopped reading (outbound queue over budget)".into()),
+                    None,
+                ),
             }
         };
         if let Some((code, reason)) = close {
@@ -369,6 +375,22 @@ impl Node {
     fn on_event(&self, event: &str, payload: Option<&RawValue>, node_id: &str, out: &Out) {
         let raw = payload.map_or("null", RawValue::get);
         match event {
+            "node.invoke.request" if json_values(raw, MAX_PARAM_VALUES + 1) > MAX_PARAM_VALUES => {
+                // A `params` tree this large is never built; the id alone is read.
+                let invoke_id = serde_json::from_str::<IdOf>(raw).ok().and_then(|i| i.id);
+                tracing::warn!(
+                    bytes = raw.len(),
+                    "node.invoke.request too complex to decode"
+                );
+                if let Some(id) = invoke_id {
+                    self.dispatcher.reject(
+                        &id,
+                        node_id,
+                        format!("params hold more than {MAX_PARAM_VALUES} JSON values"),
+                        out,
+                    );
+                }
+            }
             "node.invoke.request" => match serde_json::from_str::<NodeInvokeRequest>(raw) {
                 Ok(req) => self.dispatcher.dispatch(req, node_id, out),
                 Err(err) => {

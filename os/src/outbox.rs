@@ -129,6 +129,8 @@ impl Total {
 pub struct Outbox<T = String> {
     state: Mutex<State<T>>,
     ready: Notify,
+    /// Woken (all waiters) by [`Outbox::close`].
+    closing: Notify,
     max_frames: usize,
     max_bytes: usize,
     total: Option<Arc<Total>>,
@@ -158,6 +160,7 @@ impl<T: Weighed> Outbox<T> {
                 closed: false,
             }),
             ready: Notify::new(),
+            closing: Notify::new(),
             max_frames: max_frames.max(1),
             max_bytes,
             total: None,
@@ -326,6 +329,22 @@ impl<T: Weighed> Outbox<T> {
         s.frames.retain(|(_, f)| f.is_some());
         drop(s);
         self.ready.notify_one();
+        self.closing.notify_waiters();
+    }
+
+    /// Resolves once the outbox is closed (at once if it is), whatever the writer is doing: a
+    /// link waits on it beside its writer, so a write stalled on a peer that stopped reading
+    /// does not keep an over-budget link open until that write's deadline.
+    pub async fn closed(&self) {
+        loop {
+            let notified = self.closing.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.lock().closed {
+                return;
+            }
+            notified.await;
+        }
     }
 
     /// Bytes queued or being written.
@@ -456,6 +475,20 @@ mod tests {
         q.push("later".into()).unwrap();
         q.cancel(slot);
         assert_eq!(q.try_next().as_deref(), Some("later"));
+    }
+
+    #[tokio::test]
+    async fn closed_resolves_while_a_frame_is_still_being_written() {
+        let q = std::sync::Arc::new(Outbox::<String>::new(4, 100));
+        q.push("stuck".into()).unwrap();
+        let _writing = q.try_next().unwrap(); // never `sent()`: the peer stopped reading
+        let q2 = q.clone();
+        let waiter = tokio::spawn(async move { q2.closed().await });
+        tokio::task::yield_now().await;
+        assert!(!waiter.is_finished());
+        q.close();
+        waiter.await.unwrap();
+        q.closed().await; // and at once when already closed
     }
 
     #[tokio::test]
