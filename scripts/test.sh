@@ -56,10 +56,15 @@ fi
 if [ "$QUICK" = 0 ]; then
   # The hardware classes run on real kernel drivers in a qemu VM (node/tests/vm_hw.rs): the
   # node inside is a static x86_64-musl build; tests/vm/build.sh fetches the kernel and qemu.
-  step "static pincer-node for the hardware VM"
+  # The abuse suites (gateway/tests/abuse.rs, node/tests/abuse.rs) attack the same release
+  # builds, each in a memory cgroup. Built exactly as cross/build.sh builds them, so its step
+  # finds them done.
+  step "static release pincer-node and pincer-gateway (hardware VM, abuse suites)"
   rustup target add x86_64-unknown-linux-musl >/dev/null
-  CC_x86_64_unknown_linux_musl=gcc cargo build --release --target x86_64-unknown-linux-musl -p pincer-node
-  export PINCER_VM_NODE="$PWD/target/x86_64-unknown-linux-musl/release/pincer-node" PINCER_REQUIRE_VM=1
+  CC_x86_64_unknown_linux_musl=gcc cargo build --release --target x86_64-unknown-linux-musl -p pincer-node -p pincer-gateway
+  musl="$PWD/target/x86_64-unknown-linux-musl/release"
+  export PINCER_VM_NODE="$musl/pincer-node" PINCER_REQUIRE_VM=1
+  export PINCER_ABUSE_NODE="$musl/pincer-node" PINCER_ABUSE_GATEWAY="$musl/pincer-gateway" PINCER_REQUIRE_ABUSE=1
   done_step
 fi
 # Network-namespace tests need root; CI runs as root.
@@ -109,7 +114,7 @@ done_step
 if [ "$QUICK" = 0 ]; then
   # A few seconds of coverage-guided inputs into every decoder of hostile bytes (fuzz/README.md;
   # long campaigns: scripts/fuzz.sh). Nightly and cargo-fuzz are installed by the script.
-  step "fuzz smoke: frame, params, node_invoke, wav, pixels, x11_setup (${PINCER_FUZZ_SECONDS:-15} s each)"
+  step "fuzz smoke: frame, params, node_invoke, wav, pixels, x11_setup, weight (${PINCER_FUZZ_SECONDS:-15} s each)"
   ./scripts/fuzz.sh --smoke
   done_step
 fi

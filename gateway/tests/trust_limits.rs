@@ -372,9 +372,10 @@ async fn large_invoke_params_are_refused_without_a_parsed_tree() {
     let (mut c, hello) = Connect::default().run(&gw).await;
     assert_eq!(hello["ok"], true, "{hello}");
     let before = peak_rss_kib(gw.child.id());
-    // 20 MB of `[0,0,0,…]` from a client with no scopes: as a serde_json::Value tree that is
-    // ~18× its size; kept as text it is about its size.
-    let zeros = vec!["0"; 10_000_000].join(",");
+    // 200,000 values of 100 bytes each (20 MB, under the decoder's bound on values) from a
+    // client with no scopes: as a serde_json::Value tree that is several times its size;
+    // kept as text it is about its size.
+    let zeros = vec![format!("{}", "9".repeat(100)); 200_000].join(",");
     let frame = format!(
         r#"{{"type":"req","id":"big","method":"node.invoke","params":{{"nodeId":"n","command":"system.run","idempotencyKey":"k","params":[{zeros}]}}}}"#
     );
@@ -384,6 +385,21 @@ async fn large_invoke_params_are_refused_without_a_parsed_tree() {
     assert_eq!(r["ok"], false);
     assert_eq!(
         r["error"]["message"], "missing scope: operator.write",
+        "{r}"
+    );
+    // Past the bound on values the refusal comes from the decoder, still without a tree.
+    let zeros = vec!["0"; 10_000_000].join(",");
+    let frame = format!(
+        r#"{{"type":"req","id":"bigger","method":"node.invoke","params":{{"nodeId":"n","command":"system.run","idempotencyKey":"k","params":[{zeros}]}}}}"#
+    );
+    drop(zeros);
+    c.ws.send(Message::text(frame)).await.expect("send");
+    let r = c.response("bigger").await;
+    assert_eq!(r["error"]["code"], "INVALID_REQUEST", "{r}");
+    assert!(
+        r["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("262144 JSON values")),
         "{r}"
     );
     let grew_mb = (peak_rss_kib(gw.child.id()) - before) / 1024;

@@ -2,6 +2,8 @@
 //! the protocol frame by frame (so tests can send what real clients would never send).
 #![allow(dead_code)]
 
+#[path = "../../../tests/support/memcg.rs"]
+pub mod memcg;
 pub mod netns;
 pub mod openclaw;
 
@@ -46,7 +48,18 @@ impl Gateway {
 
     /// Runs with its state in `dir` (kept on drop, so a test can restart on the same state).
     pub fn start_in(dir: &std::path::Path, token: &str, extra: &[&str]) -> Gateway {
-        let mut child = Command::new(BIN)
+        Gateway::start_command(Command::new(BIN), dir, token, extra)
+    }
+
+    /// Same, with `command` as the gateway (another build, or one started inside a cgroup):
+    /// the arguments are added to it.
+    pub fn start_command(
+        mut command: Command,
+        dir: &std::path::Path,
+        token: &str,
+        extra: &[&str],
+    ) -> Gateway {
+        let mut child = command
             .args(["run", "--port", "0", "--token", token, "--state-dir"])
             .arg(dir)
             .args(extra)

@@ -2,3 +2,6 @@
 #![allow(dead_code)]
 
 pub mod gateway;
+#[path = "../../../tests/support/memcg.rs"]
+pub mod memcg;
+pub mod mock;
