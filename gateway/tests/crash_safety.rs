@@ -1,8 +1,9 @@
 //! Power-cut safety of the trust store: the gateway is killed with SIGKILL at random moments
-//! while approvals and token rotations are being written. After every restart the store must
+//! while three operators at once pair strangers, approve them and rotate their tokens. After every restart the store must
 //! load (nothing kept aside as corrupt) and every approval the operator saw acknowledged must
 //! still be there. And a full disk (a 4 MiB tmpfs as the state dir) refuses an approval with a
-//! clear error, keeps what was acknowledged intact, and writes the change once there is room.
+//! clear error, keeps what was acknowledged intact, and undoes the refused change (it is not
+//! carried to the disk by a later write).
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -41,11 +42,12 @@ impl Rng {
 /// Makes a stranger ask for pairing (through an untrusted proxy header, so it is not local)
 /// and returns the request id from the refusal.
 async fn stranger_request(port: u16, dir: PathBuf) -> Option<String> {
-    let o = opts(
-        port,
-        dir,
-        vec![("X-Forwarded-For".into(), "198.51.100.9".into())],
-    );
+    stranger_request_from(port, dir, "198.51.100.9").await
+}
+
+/// [`stranger_request`] from `ip` (as the proxy header says).
+async fn stranger_request_from(port: u16, dir: PathBuf, ip: &str) -> Option<String> {
+    let o = opts(port, dir, vec![("X-Forwarded-For".into(), ip.into())]);
     match call(&o, "health", json!({})).await {
         Err(ClientError::Refused(e)) => e
             .details
@@ -57,25 +59,93 @@ async fn stranger_request(port: u16, dir: PathBuf) -> Option<String> {
     }
 }
 
+/// Rounds of the SIGKILL test: `PINCER_CRASH_ROUNDS` (then no time bound; the 500 is
+/// `PINCER_CRASH_ROUNDS=500`), else up to 200 within 25 s.
+fn crash_rounds() -> (u32, Option<Duration>) {
+    match std::env::var("PINCER_CRASH_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        Some(n) => (n, None),
+        None => (200, Some(Duration::from_secs(25))),
+    }
+}
+
+/// Pairs strangers (request, approval, and every other time a token rotation) until aborted;
+/// records each approval once the operator has seen it acknowledged.
+async fn pairing_worker(
+    port: u16,
+    root: PathBuf,
+    worker: u64,
+    acknowledged: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    rotations: std::sync::Arc<std::sync::atomic::AtomicU32>,
+) {
+    let op = root.join(format!("operator-{worker}"));
+    for n in 0u64.. {
+        let ip = format!("198.51.{}.{}", 100 + worker, n % 250 + 1);
+        let dir = root.join(format!("w{worker}-{n}-{}", std::process::id()));
+        let Some(request_id) = stranger_request_from(port, dir.clone(), &ip).await else {
+            return;
+        };
+        let _ = std::fs::remove_dir_all(&dir);
+        let Ok(v) = call(
+            &opts(port, op.clone(), vec![]),
+            "device.pair.approve",
+            json!({ "requestId": request_id }),
+        )
+        .await
+        else {
+            return;
+        };
+        let Some(device_id) = v["device"]["deviceId"].as_str().map(str::to_owned) else {
+            return;
+        };
+        acknowledged
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(device_id.clone());
+        if n % 2 == 0 {
+            let r = call(
+                &opts(port, op.clone(), vec![]),
+                "device.token.rotate",
+                json!({ "deviceId": device_id, "role": "operator" }),
+            )
+            .await;
+            if r.is_ok() {
+                rotations.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn approvals_survive_sigkill_at_any_moment() {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::sync::{Arc, Mutex};
     let root = std::env::temp_dir().join(format!("pincer-crash-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&root);
     let state = root.join("gateway");
     let op = root.join("operator");
+    std::fs::create_dir_all(&root).expect("mkdir");
+    // Behind a trusted proxy each stranger has its own address (the per-source cap on pending
+    // requests would otherwise be what the test measures).
+    let cfg = root.join("gateway.toml");
+    std::fs::write(&cfg, "trusted_proxies = [\"127.0.0.1\"]\n").expect("config");
+    let cfg = cfg.to_string_lossy().into_owned();
     let seed = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(7, |d| d.as_nanos() as u64)
         | 1;
     eprintln!("seed {seed}");
     let mut rng = Rng(seed);
-    let mut acknowledged: Vec<String> = Vec::new();
-    let mut rotations = 0u32;
+    let acknowledged: Arc<Mutex<Vec<String>>> = Arc::default();
+    let rotations = Arc::new(AtomicU32::new(0));
+    let (rounds, budget) = crash_rounds();
     let mut iterations = 0u32;
     let started = Instant::now();
-    while iterations < 200 && started.elapsed() < Duration::from_secs(25) {
+    while iterations < rounds && budget.is_none_or(|b| started.elapsed() < b) {
         iterations += 1;
-        let gw = Gateway::start_in(&state, TOKEN, &[]);
+        let gw = Gateway::start_in(&state, TOKEN, &["--config", &cfg]);
         let port = gw.port;
         // After a restart, the store loaded: everything acknowledged so far is paired.
         let list = call(
@@ -91,11 +161,26 @@ async fn approvals_survive_sigkill_at_any_moment() {
             .iter()
             .filter_map(|d| d["deviceId"].as_str())
             .collect();
-        for id in &acknowledged {
+        for id in acknowledged
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+        {
             assert!(
                 paired.contains(&id.as_str()),
                 "iteration {iterations}: acknowledged approval of {id} lost (seed {seed})"
             );
+        }
+        // Requests the last kill left pending are turned down, so the caps never fill.
+        for p in list["pending"].as_array().into_iter().flatten() {
+            if let Some(id) = p["requestId"].as_str() {
+                let _ = call(
+                    &opts(port, op.clone(), vec![]),
+                    "device.pair.reject",
+                    json!({ "requestId": id }),
+                )
+                .await;
+            }
         }
         let status = call(&opts(port, op.clone(), vec![]), "status", json!({}))
             .await
@@ -104,50 +189,39 @@ async fn approvals_survive_sigkill_at_any_moment() {
             status["gateway"]["trustStoreRecoveredFrom"].is_null(),
             "iteration {iterations}: store was unreadable after SIGKILL (seed {seed})"
         );
-
-        let kill_after = Duration::from_millis(5 + rng.next() % 60);
-        let deadline = Instant::now() + kill_after;
-        let mut n = 0u64;
-        while Instant::now() < deadline {
-            n += 1;
-            let dir = root.join(format!("s{iterations}-{n}"));
-            let Some(request_id) = stranger_request(port, dir.clone()).await else {
-                break;
-            };
-            let approved = call(
-                &opts(port, op.clone(), vec![]),
-                "device.pair.approve",
-                json!({ "requestId": request_id }),
-            )
-            .await;
-            let Ok(v) = approved else { break };
-            let device_id = v["device"]["deviceId"]
-                .as_str()
-                .expect("deviceId")
-                .to_owned();
-            acknowledged.push(device_id.clone());
-            if rng.next() % 2 == 0 {
-                let r = call(
-                    &opts(port, op.clone(), vec![]),
-                    "device.token.rotate",
-                    json!({ "deviceId": device_id, "role": "operator" }),
-                )
-                .await;
-                if r.is_ok() {
-                    rotations += 1;
-                }
-            }
-        }
+        // Three operators pair, approve and rotate at once; the kill lands anywhere in that.
+        let workers: Vec<_> = (0..3)
+            .map(|w| {
+                tokio::spawn(pairing_worker(
+                    port,
+                    root.clone(),
+                    w,
+                    acknowledged.clone(),
+                    rotations.clone(),
+                ))
+            })
+            .collect();
+        tokio::time::sleep(Duration::from_millis(5 + rng.next() % 80)).await;
         drop(gw); // SIGKILL
+        for w in workers {
+            w.abort();
+            let _ = w.await;
+        }
     }
+    let acknowledged = acknowledged
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
     eprintln!(
-        "{iterations} kills, {} approvals and {rotations} rotations acknowledged",
-        acknowledged.len()
+        "{iterations} kills, {} approvals and {} rotations acknowledged in {:?}",
+        acknowledged.len(),
+        rotations.load(Ordering::Relaxed),
+        started.elapsed()
     );
     assert!(iterations >= 50, "too few iterations to mean anything");
     assert!(acknowledged.len() >= 20, "too few approvals written");
     // A last start: everything is there.
-    let gw = Gateway::start_in(&state, TOKEN, &[]);
+    let gw = Gateway::start_in(&state, TOKEN, &["--config", &cfg]);
     let list = call(
         &opts(gw.port, op.clone(), vec![]),
         "device.pair.list",
