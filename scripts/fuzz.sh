@@ -13,7 +13,7 @@ if ! cargo fuzz --version 2>/dev/null | grep -q "$CARGO_FUZZ_VERSION"; then
   cargo install cargo-fuzz --version "$CARGO_FUZZ_VERSION" --locked >/dev/null
 fi
 
-targets=(frame params node_invoke wav pixels x11_setup)
+targets=(frame params node_invoke wav pixels x11_setup weight)
 smoke=0
 if [ "${1:-}" = "--smoke" ]; then smoke=1; shift; fi
 if [ -n "${1:-}" ]; then targets=("$1"); fi
@@ -24,7 +24,7 @@ for t in "${targets[@]}"; do
   corpus="$corpus_root/$t"
   mkdir -p "$corpus"
   seeds=()
-  case $t in frame | params | node_invoke) seeds=(tests/corpus) ;; esac
+  case $t in frame | params | node_invoke | weight) seeds=(tests/corpus) ;; esac
   # -rss_limit_mb: a decoder that allocates past 1 GiB for a small input is a finding
   limits=(-rss_limit_mb=1024 -timeout=10 -max_len=65536)
   if [ "$smoke" = 1 ]; then
