@@ -210,9 +210,11 @@ async fn parse_before_authorise() {
         .await;
 }
 
-/// Finding 4: 40 token clients with client metadata as large as the pre-auth cap allows, each
-/// asking for 3,000 `health` answers and reading none; every connect re-announces presence to
-/// all. Bounded in frames only, ~31 such clients took 1 GB.
+/// Finding 4: 200 clients with client metadata as large as the pre-auth cap allows (a full
+/// presence list); 40 of them ask for 2,500 `system-presence` answers each (the 200 entries,
+/// ~100 KB an answer) and read none; every connect re-announces presence to all. Bounded in
+/// frames only, ~31 such clients took 1 GB; bounded per connection only (256 frames, 50 MiB)
+/// 40 would hold over 1 GB: the total across connections (128 MiB) keeps this inside 400 MB.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clients_that_stop_reading() {
     let _one = ONE_AT_A_TIME.lock().await;
@@ -220,11 +222,14 @@ async fn clients_that_stop_reading() {
         return;
     };
     let mut stalled = Vec::new();
-    for i in 0..40 {
+    // 200 clients (a full presence list), the first 40 of which flood.
+    for i in 0..200 {
         let mut c = t.gw.open().await;
         let nonce = c.challenge().await;
         let mut params = Connect {
             instance_id: Some(format!("stalled-{i}")),
+            scopes: vec!["operator.read"],
+            key: Some(support::new_key()), // paired silently on loopback, with the scope
             ..Default::default()
         }
         .params(&nonce);
@@ -232,14 +237,20 @@ async fn clients_that_stop_reading() {
         params["client"]["version"] = json!("v".repeat(20_000));
         let res = c.connect(params).await;
         assert_eq!(res["ok"], true, "{res}");
+        assert_eq!(
+            res["payload"]["auth"]["scopes"],
+            json!(["operator.read"]),
+            "{res}"
+        );
         stalled.push(c);
     }
+    let idle = stalled.split_off(40);
     let floods: Vec<_> = stalled
         .into_iter()
         .map(|mut c| {
             tokio::spawn(async move {
-                for i in 0..3_000 {
-                    let req = json!({ "type": "req", "id": format!("h{i}"), "method": "health", "params": {} });
+                for i in 0..2_500 {
+                    let req = json!({ "type": "req", "id": format!("p{i}"), "method": "system-presence", "params": {} });
                     let sent = tokio::time::timeout(
                         Duration::from_secs(10),
                         c.ws.send(Message::text(req.to_string())),
@@ -265,7 +276,8 @@ async fn clients_that_stop_reading() {
         .expect("the witness is served while 40 clients do not read");
     // …and once they are gone everything is back.
     drop(held);
-    t.after("40 clients with 50 KB of metadata each, 3,000 unread answers each")
+    drop(idle);
+    t.after("200 clients with 50 KB of metadata each, 40 of them with 2,500 unread presence lists")
         .await;
 }
 
