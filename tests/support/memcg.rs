@@ -116,7 +116,11 @@ impl MemCgroup {
 
 impl Drop for MemCgroup {
     fn drop(&mut self) {
-        // Empty once its processes have been killed and reaped; a few tries while they exit.
+        // Whatever still runs in it (a test that failed before its process was stopped) is
+        // killed, so the cgroup can go; a few tries while they exit.
+        for pid in self.read("cgroup.procs").split_whitespace() {
+            let _ = Command::new("kill").args(["-KILL", pid]).status();
+        }
         for _ in 0..50 {
             if std::fs::remove_dir(&self.path).is_ok() || !self.path.exists() {
                 return;
