@@ -139,15 +139,8 @@ impl Target {
             health.as_ref().is_ok_and(|v| v["ok"] == true),
             "{attack}: the witness got no health within a second: {health:?}"
         );
-        // Memory comes back: wait for it (bounded), never for a guessed time.
-        let by = Instant::now() + Duration::from_secs(30);
-        let rss = loop {
-            let (rss, _) = memcg::rss_kib(pid);
-            if rss <= self.idle_kib + NEAR_IDLE_KIB || Instant::now() > by {
-                break rss;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        };
+        let rss =
+            memcg::rss_settled(pid, self.idle_kib + NEAR_IDLE_KIB, Duration::from_secs(30)).await;
         eprintln!(
             "abuse [{attack}]: peak RSS {} MB (cgroup peak {} MB, limit {} MB), idle {} MB, after {} MB, witness health in {} ms, OOM kills 0",
             peak_kib >> 10,

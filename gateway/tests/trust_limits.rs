@@ -354,14 +354,9 @@ async fn a_client_that_stops_reading_is_closed_by_its_byte_budget_while_others_g
     eprintln!("slow reader closed with {closed:?} after {answered} of {SENT} answers");
 }
 
-/// Peak resident memory of a process, from `/proc/<pid>/status`.
+/// Peak resident memory of a process, KiB.
 fn peak_rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmHWM")
+    support::memcg::rss_kib(pid).1
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -78,14 +78,7 @@ async fn after(node: &mut NodeProc, cg: &MemCgroup, idle_kib: u64, attack: &str)
     let (_, peak) = memcg::rss_kib(pid);
     assert!(node.alive(), "{attack}: the node died:\n{}", node.log());
     assert_eq!(cg.oom_kills(), 0, "{attack}: the OOM killer fired");
-    let by = Instant::now() + Duration::from_secs(30);
-    let rss = loop {
-        let (rss, _) = memcg::rss_kib(pid);
-        if rss <= idle_kib + NEAR_IDLE_KIB || Instant::now() > by {
-            break rss;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let rss = memcg::rss_settled(pid, idle_kib + NEAR_IDLE_KIB, Duration::from_secs(30)).await;
     eprintln!(
         "abuse [{attack}]: node peak RSS {} MB (cgroup peak {} MB, limit {} MB), idle {} MB, after {} MB, OOM kills 0",
         peak >> 10,

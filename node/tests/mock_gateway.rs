@@ -424,16 +424,9 @@ async fn pairing_watchdog_and_stored_credentials() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// Peak resident memory of a process, from `/proc/<pid>/status`.
+/// Peak resident memory of a process, MiB.
 fn peak_rss_mib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("VmHWM:"))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        })
-        .map_or(0, |kib| kib / 1024)
+    support::memcg::rss_kib(pid).1 / 1024
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

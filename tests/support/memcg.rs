@@ -143,6 +143,20 @@ pub fn rss_kib(pid: u32) -> (u64, u64) {
     (field("VmRSS:"), field("VmHWM:"))
 }
 
+/// Waits (bounded by `within`) until process `pid` is resident in at most `kib`; returns its
+/// resident size then, whether or not it got there. Memory coming back is a condition to wait
+/// for, never a guessed time.
+pub async fn rss_settled(pid: u32, kib: u64, within: std::time::Duration) -> u64 {
+    let by = std::time::Instant::now() + within;
+    loop {
+        let (rss, _) = rss_kib(pid);
+        if rss <= kib || std::time::Instant::now() > by {
+            return rss;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
 /// The release binary named by `var` (the abuse suites run the binaries a board runs). `Err`
 /// when unset: the caller fails when `PINCER_REQUIRE_ABUSE=1` and says it skipped otherwise.
 pub fn release_binary(var: &str) -> Result<PathBuf, String> {
