@@ -93,6 +93,15 @@ step "cargo test (workspace, all features)"
 cargo test --workspace --all-features
 done_step
 
+if [ "$QUICK" = 0 ]; then
+  # The arm64 and armhf packages are glibc builds, whose allocator keeps freed memory unless
+  # asked (pincer_os::release_free_memory): the gateway's abuse suite once more against one.
+  step "abuse suite against a glibc release pincer-gateway"
+  cargo build --release -p pincer-gateway
+  PINCER_ABUSE_GATEWAY="$PWD/target/release/pincer-gateway" cargo test --all-features -p pincer-gateway --test abuse
+  done_step
+fi
+
 # Each hardware class and node feature must build on its own: a board owner builds only what
 # the board has (cargo check: type and borrow errors, no codegen).
 step "feature matrix: pincer-hal and pincer-node with no features, each alone, all"
@@ -114,7 +123,7 @@ done_step
 if [ "$QUICK" = 0 ]; then
   # A few seconds of coverage-guided inputs into every decoder of hostile bytes (fuzz/README.md;
   # long campaigns: scripts/fuzz.sh). Nightly and cargo-fuzz are installed by the script.
-  step "fuzz smoke: frame, params, node_invoke, wav, pixels, x11_setup, weight (${PINCER_FUZZ_SECONDS:-15} s each)"
+  step "fuzz smoke: frame, params, node_invoke, wav, pixels, x11_setup, weight, ws_meter (${PINCER_FUZZ_SECONDS:-15} s each)"
   ./scripts/fuzz.sh --smoke
   done_step
 fi

@@ -13,6 +13,7 @@ use pincer_protocol::connect::{
 use pincer_protocol::error::ErrorShape;
 use pincer_protocol::scopes::{self, Role};
 
+use crate::config::Limits;
 use crate::conn::{ConnHandle, Registration};
 use crate::handshake::{handshake, presence_entry, Accepted, Peer, Rejected};
 use crate::hub::Hub;
@@ -127,6 +128,20 @@ fn register(
     })
 }
 
+/// The largest frame `accepted` may send: the full `maxPayload` for nodes and for operators
+/// that may write (invoke params, chat attachments, config), the read-only cap for the rest.
+pub fn max_payload(limits: &Limits, accepted: &Accepted) -> usize {
+    let writes = accepted
+        .scopes
+        .iter()
+        .any(|s| s == scopes::WRITE || s == scopes::ADMIN);
+    if accepted.role == Role::Node || writes {
+        limits.max_payload
+    } else {
+        limits.readonly_max_payload
+    }
+}
+
 /// The `hello-ok` for an admitted connection: features, snapshot (admin-only fields for
 /// admins), the device token when one was minted, and the policy limits.
 fn hello_ok(hub: &Hub, conn: &ConnHandle, accepted: &Accepted) -> HelloOk {
@@ -169,7 +184,7 @@ fn hello_ok(hub: &Hub, conn: &ConnHandle, accepted: &Accepted) -> HelloOk {
             method: Some(accepted.method.as_str().into()),
         }),
         policy: Policy {
-            max_payload: limits.max_payload as u64,
+            max_payload: max_payload(&limits, accepted) as u64,
             max_buffered_bytes: limits.max_buffered_bytes as u64,
             tick_interval_ms: limits.tick_interval_ms,
         },

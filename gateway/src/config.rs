@@ -142,8 +142,12 @@ impl AuthMode {
 pub struct Limits {
     /// Largest frame accepted before `hello-ok` (64 KiB).
     pub preauth_max_payload: usize,
-    /// Largest frame after `hello-ok` (`policy.maxPayload`, 25 MiB).
+    /// Largest frame after `hello-ok` (`policy.maxPayload`, 25 MiB) for nodes and for operators
+    /// that may write (`operator.write` or `operator.admin`).
     pub max_payload: usize,
+    /// Largest frame after `hello-ok` for every other operator (1 MiB): none of the methods it
+    /// may call takes large params. It is the `policy.maxPayload` such a client is told.
+    pub readonly_max_payload: usize,
     /// Advertised `policy.maxBufferedBytes` (50 MiB): one connection's outbound byte budget.
     pub max_buffered_bytes: usize,
     /// Outbound bytes of all connections together (128 MiB); past it a frame for a connection
@@ -179,6 +183,7 @@ impl Default for Limits {
         Limits {
             preauth_max_payload: 64 * 1024,
             max_payload: 25 * 1024 * 1024,
+            readonly_max_payload: 1024 * 1024,
             max_buffered_bytes: 50 * 1024 * 1024,
             max_buffered_bytes_total: 128 * 1024 * 1024,
             outbound_queue: 256,
@@ -278,6 +283,9 @@ pub struct FileLimits {
     pub tick_interval_ms: Option<u64>,
     /// Largest frame after `hello-ok`, bytes (at least the 64 KiB pre-auth cap).
     pub max_payload: Option<usize>,
+    /// Largest frame after `hello-ok` from an operator without `operator.write` or
+    /// `operator.admin`, bytes (between the pre-auth cap and `max_payload`).
+    pub readonly_max_payload: Option<usize>,
     /// A connection's outbound byte budget (`policy.maxBufferedBytes`).
     pub max_buffered_bytes: Option<usize>,
     /// Outbound bytes of all connections together (at least `max_buffered_bytes`).
@@ -407,6 +415,10 @@ impl Config {
             .max_payload
             .unwrap_or(limits.max_payload)
             .max(limits.preauth_max_payload);
+        limits.readonly_max_payload = fl
+            .readonly_max_payload
+            .unwrap_or(limits.readonly_max_payload)
+            .clamp(limits.preauth_max_payload, limits.max_payload);
         limits.max_buffered_bytes = fl.max_buffered_bytes.unwrap_or(limits.max_buffered_bytes);
         limits.max_buffered_bytes_total = fl
             .max_buffered_bytes_total

@@ -12,7 +12,6 @@
 //! * Every close (ours or the peer's) gets [`CLOSE_GRACE`] to flush, then the socket is dropped.
 
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -33,7 +32,7 @@ use crate::conn::ConnHandle;
 use crate::handshake::Rejected;
 use crate::hub::Hub;
 use crate::methods::{self, Dispatch, Refusal};
-use crate::upgrade::{self, is_bad_utf8, is_over_limit, Ws, UPGRADE_ALLOWANCE};
+use crate::upgrade::{self, is_bad_utf8, is_over_limit, ReadCaps, Ws, UPGRADE_ALLOWANCE};
 use crate::{now_ms, secret};
 use pincer_os::outbox::write_deadline;
 
@@ -153,14 +152,12 @@ impl Preauth {
 /// in (it has been answered and closed, as far as it reads within the deadline).
 async fn establish(hub: &Arc<Hub>, tcp: TcpStream, ip: IpAddr) -> Option<(Arc<ConnHandle>, Ws)> {
     let limits = hub.config.limits;
-    let limit = Arc::new(AtomicUsize::new(
-        limits.preauth_max_payload + UPGRADE_ALLOWANCE,
-    ));
+    let caps = ReadCaps::new(limits.preauth_max_payload + UPGRADE_ALLOWANCE, usize::MAX);
     let deadline = Instant::now() + Duration::from_millis(limits.handshake_timeout_ms);
     let trusted = hub.config.trusted_proxies.contains(&ip);
     let (ws, peer) = match timeout_at(
         deadline,
-        upgrade::accept(tcp, ip, trusted, &limits, limit.clone()),
+        upgrade::accept(tcp, ip, trusted, &limits, caps.clone()),
     )
     .await
     {
@@ -193,7 +190,7 @@ async fn establish(hub: &Arc<Hub>, tcp: TcpStream, ip: IpAddr) -> Option<(Arc<Co
     };
     match admit(hub, &params, &nonce, &peer).await {
         Ok(a) => {
-            limit.store(usize::MAX, Ordering::Relaxed);
+            caps.admitted(a.hello.policy.max_payload as usize);
             if pre
                 .send(Message::text(encode_res_ok(&req_id, &a.hello)))
                 .await

@@ -50,6 +50,10 @@ pub struct Gateway {
 
 /// Health is recomputed this often (a `health` event goes out when it changed).
 const HEALTH_REFRESH: Duration = Duration::from_secs(60);
+
+/// How often the heap's freed memory is handed back to the kernel (glibc builds; see
+/// [`pincer_os::release_free_memory`]).
+const TRIM_PERIOD: Duration = Duration::from_secs(5);
 /// File descriptors kept for everything but client sockets (listener, state files, logs).
 const FD_RESERVE: usize = 64;
 /// How long shutdown waits for sockets to close after sending `shutdown`.
@@ -122,6 +126,13 @@ impl Gateway {
         });
         let presence_hub = hub.clone();
         let presence = tokio::spawn(async move { presence_hub.flush_presence().await });
+        let trimmer = tokio::spawn(async {
+            let mut every = tokio::time::interval(TRIM_PERIOD);
+            loop {
+                every.tick().await;
+                pincer_os::release_free_memory();
+            }
+        });
         hub.refresh_health(false);
         tokio::pin!(shutdown);
         loop {
@@ -152,6 +163,7 @@ impl Gateway {
         drop(self.listener);
         ticker.abort();
         presence.abort();
+        trimmer.abort();
         tracing::info!(connections = hub.connection_count(), "shutting down");
         hub.shutdown("gateway stopping", None);
         let deadline = tokio::time::Instant::now() + SHUTDOWN_GRACE;

@@ -18,6 +18,7 @@ use tokio_tungstenite::WebSocketStream;
 
 use crate::config::Limits;
 use crate::handshake::Peer;
+use pincer_protocol::ws_meter::Meter;
 
 /// Bytes allowed for the HTTP upgrade request on top of the pre-auth frame cap.
 pub const UPGRADE_ALLOWANCE: usize = 16 * 1024;
@@ -25,27 +26,59 @@ pub const UPGRADE_ALLOWANCE: usize = 16 * 1024;
 /// The socket of a connection.
 pub type Ws = WebSocketStream<Limited<TcpStream>>;
 
-/// A stream that fails reads once more than `limit` bytes were read in total.
+/// The caps on what a connection's socket reads, changed while it is open: before `hello-ok`
+/// a total in bytes; after it, a cap per message that follows the connection's role.
+#[derive(Debug)]
+pub struct ReadCaps {
+    total: AtomicUsize,
+    message: AtomicUsize,
+}
+
+impl ReadCaps {
+    /// `total` bytes in all, no message over `message` bytes.
+    pub fn new(total: usize, message: usize) -> Arc<Self> {
+        Arc::new(ReadCaps {
+            total: AtomicUsize::new(total),
+            message: AtomicUsize::new(message),
+        })
+    }
+
+    /// After `hello-ok`: no total, each message at most `message` bytes.
+    pub fn admitted(&self, message: usize) {
+        self.message.store(message, Ordering::Relaxed);
+        self.total.store(usize::MAX, Ordering::Relaxed);
+    }
+}
+
+/// A stream that fails reads once more than the total cap was read, or once a frame header
+/// declares a message over the message cap (before its payload is buffered anywhere).
 pub struct Limited<S> {
     inner: S,
     read: usize,
-    limit: Arc<AtomicUsize>,
+    /// The last four bytes of the HTTP upgrade request, until its blank line has been read;
+    /// `None` once frames follow.
+    http_tail: Option<[u8; 4]>,
+    meter: Meter,
+    caps: Arc<ReadCaps>,
 }
 
 impl<S> Limited<S> {
-    /// Wraps `inner`; reads fail once more than `limit` bytes came in altogether (the limit is
-    /// shared: the link lifts it after `hello-ok`).
-    pub fn new(inner: S, limit: Arc<AtomicUsize>) -> Self {
+    /// Wraps `inner` under `caps` (shared: the link changes them after `hello-ok`).
+    pub fn new(inner: S, caps: Arc<ReadCaps>) -> Self {
         Limited {
             inner,
             read: 0,
-            limit,
+            http_tail: Some([0; 4]),
+            meter: Meter::new(),
+            caps,
         }
     }
 }
 
-/// Marker text of the error [`Limited`] returns.
+/// Marker text of the error [`Limited`] returns past the total cap.
 const OVER_LIMIT: &str = "preauth payload too large";
+/// Marker text of the error [`Limited`] returns for a message over the message cap.
+const OVER_MESSAGE_CAP: &str = "message over this connection's maxPayload";
 
 impl<S: AsyncRead + Unpin> AsyncRead for Limited<S> {
     fn poll_read(
@@ -56,13 +89,45 @@ impl<S: AsyncRead + Unpin> AsyncRead for Limited<S> {
         let before = buf.filled().len();
         let r = Pin::new(&mut self.inner).poll_read(cx, buf);
         if let Poll::Ready(Ok(())) = r {
-            self.read += buf.filled().len() - before;
-            if self.read > self.limit.load(Ordering::Relaxed) {
+            let this = &mut *self;
+            let mut fresh = &buf.filled()[before..];
+            this.read += fresh.len();
+            if let Some(tail) = this.http_tail.as_mut() {
+                // Frames start after the request's blank line (a client may send both at once).
+                match end_of_request(tail, fresh) {
+                    Some(at) => {
+                        this.http_tail = None;
+                        fresh = &fresh[at..];
+                    }
+                    None => fresh = &[],
+                }
+            }
+            if this.read > this.caps.total.load(Ordering::Relaxed) {
                 return Poll::Ready(Err(io::Error::new(io::ErrorKind::InvalidData, OVER_LIMIT)));
+            }
+            let cap = this.caps.message.load(Ordering::Relaxed) as u64;
+            if let Err(e) = this.meter.feed(fresh, cap) {
+                tracing::debug!(declared = e.declared, cap = e.cap, "message over the cap");
+                return Poll::Ready(Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    OVER_MESSAGE_CAP,
+                )));
             }
         }
         r
     }
+}
+
+/// Where in `chunk` the HTTP request ends (just past `\r\n\r\n`), given the last four bytes
+/// before it in `tail` (updated).
+fn end_of_request(tail: &mut [u8; 4], chunk: &[u8]) -> Option<usize> {
+    for (i, b) in chunk.iter().enumerate() {
+        *tail = [tail[1], tail[2], tail[3], *b];
+        if tail == b"\r\n\r\n" {
+            return Some(i + 1);
+        }
+    }
+    None
 }
 
 impl<S: AsyncWrite + Unpin> AsyncWrite for Limited<S> {
@@ -89,7 +154,10 @@ pub fn is_bad_utf8(e: &WsError) -> bool {
 /// Whether a read failed because a frame or the pre-auth byte cap was exceeded.
 pub fn is_over_limit(e: &WsError) -> bool {
     match e {
-        WsError::Io(io) => io.to_string().contains(OVER_LIMIT),
+        WsError::Io(io) => {
+            let text = io.to_string();
+            text.contains(OVER_LIMIT) || text.contains(OVER_MESSAGE_CAP)
+        }
         WsError::Capacity(_) => true,
         _ => false,
     }
@@ -147,8 +215,8 @@ fn peer_from(req: &Request, ip: IpAddr, trusted: bool) -> Peer {
     p
 }
 
-/// Upgrades `tcp` to a WebSocket whose reads are capped at `limit` bytes in total (raised by
-/// the link after `hello-ok`) and whose frames are capped at `limits.max_payload`.
+/// Upgrades `tcp` to a WebSocket whose reads are capped by `caps` (changed by the link after
+/// `hello-ok`) and whose frames are capped at `limits.max_payload`.
 // The upgrade callback's error type is tungstenite's (an HTTP response).
 #[allow(clippy::result_large_err)]
 pub async fn accept(
@@ -156,7 +224,7 @@ pub async fn accept(
     ip: IpAddr,
     trusted_proxy: bool,
     limits: &Limits,
-    limit: Arc<AtomicUsize>,
+    caps: Arc<ReadCaps>,
 ) -> Result<(Ws, Peer), WsError> {
     let _ = tcp.set_nodelay(true);
     let peer = Arc::new(Mutex::new(None));
@@ -172,7 +240,7 @@ pub async fn accept(
     cfg.max_message_size = Some(limits.max_payload);
     cfg.max_frame_size = Some(limits.max_payload);
     let ws = tokio_tungstenite::accept_hdr_async_with_config(
-        Limited::new(tcp, limit),
+        Limited::new(tcp, caps),
         callback,
         Some(cfg),
     )
@@ -192,7 +260,20 @@ pub async fn accept(
 
 #[cfg(test)]
 mod tests {
-    use super::host_is_local;
+    use super::{end_of_request, host_is_local};
+
+    #[test]
+    fn the_request_ends_at_its_blank_line_across_chunks() {
+        let mut tail = [0; 4];
+        assert_eq!(
+            end_of_request(&mut tail, b"GET / HTTP/1.1\r\nHost: x\r"),
+            None
+        );
+        assert_eq!(end_of_request(&mut tail, b"\n\r"), None);
+        assert_eq!(end_of_request(&mut tail, b"\n\x81\x85"), Some(1));
+        let mut tail = [0; 4];
+        assert_eq!(end_of_request(&mut tail, b"a\r\n\r\n"), Some(5));
+    }
 
     #[test]
     fn host_header_locality() {

@@ -364,24 +364,47 @@ async fn large_invoke_params_are_refused_without_a_parsed_tree() {
     use futures_util::SinkExt;
     use tokio_tungstenite::tungstenite::Message;
     let gw = start("parse-before-authorise", "");
-    let (mut c, hello) = Connect::default().run(&gw).await;
+    // A client without scopes may not send such a frame at all: 1 MiB for it.
+    let (mut reader, hello) = Connect::default().run(&gw).await;
+    assert_eq!(
+        hello["payload"]["policy"]["maxPayload"], 1_048_576,
+        "{hello}"
+    );
+    // A node may (25 MiB), but may not call `node.invoke`: refused by role, without a tree.
+    let (mut c, hello) = Connect {
+        key: Some(support::new_key()),
+        role: "node",
+        client_id: "node-host",
+        mode: "node",
+        ..Default::default()
+    }
+    .run(&gw)
+    .await;
     assert_eq!(hello["ok"], true, "{hello}");
+    assert_eq!(hello["payload"]["policy"]["maxPayload"], 26_214_400);
     let before = peak_rss_kib(gw.child.id());
-    // 200,000 values of 100 bytes each (20 MB, under the decoder's bound on values) from a
-    // client with no scopes: as a serde_json::Value tree that is several times its size;
-    // kept as text it is about its size.
+    // 200,000 values of 100 bytes each (20 MB, under the decoder's bound on values): as a
+    // serde_json::Value tree that is several times its size; kept as text it is about its size.
     let zeros = vec![format!("{}", "9".repeat(100)); 200_000].join(",");
     let frame = format!(
         r#"{{"type":"req","id":"big","method":"node.invoke","params":{{"nodeId":"n","command":"system.run","idempotencyKey":"k","params":[{zeros}]}}}}"#
     );
     drop(zeros);
+    let _ = reader.ws.send(Message::text(frame.clone())).await;
+    loop {
+        match reader.next_within(30.0).await {
+            Some(support::Next::Frame(f)) => assert_ne!(f["id"], "big", "answered: {f}"),
+            Some(support::Next::Closed(code, _)) => {
+                assert!(code == 1009 || code == 1006, "closed {code}");
+                break;
+            }
+            None => panic!("a 20 MB frame from a client without scopes was not closed"),
+        }
+    }
     c.ws.send(Message::text(frame)).await.expect("send");
     let r = c.response("big").await;
     assert_eq!(r["ok"], false);
-    assert_eq!(
-        r["error"]["message"], "missing scope: operator.write",
-        "{r}"
-    );
+    assert_eq!(r["error"]["message"], "unauthorized role: node", "{r}");
     // Past the bound on values the refusal comes from the decoder, still without a tree.
     let zeros = vec!["0"; 10_000_000].join(",");
     let frame = format!(

@@ -15,7 +15,8 @@
 //! * Core (builds `no_std`, `default-features = false`): [`base64url`], [`identity`] (keys,
 //!   `deviceId`, signature payloads, sign/verify), [`envelope`] (frame header decoding and
 //!   encoding with `serde-json-core` + `heapless`), [`close`] codes, [`version`], [`weight`]
-//!   (how many values a JSON text holds, before anyone decodes it into a tree).
+//!   (how many values a JSON text holds, before anyone decodes it into a tree), [`ws_meter`]
+//!   (how large a WebSocket message says it is, before anyone buffers it).
 //! * `std` (default): [`frames`], [`error`], [`connect`], [`methods`], [`decode`] — the full
 //!   typed protocol over `serde_json`, used by `pincer-gateway` and `pincer-node`.
 //! * `schema`: JSON Schema generation ([`schema`]).
@@ -29,6 +30,7 @@ pub mod envelope;
 pub mod identity;
 pub mod version;
 pub mod weight;
+pub mod ws_meter;
 
 #[cfg(feature = "std")]
 pub mod connect;

@@ -51,6 +51,7 @@ async fn preauth_frames_are_capped_at_exactly_64_kib() {
 async fn after_hello_max_payload_applies_and_larger_frames_are_closed_1009() {
     let gw = Gateway::start(&[]);
     let (mut c, res) = Connect {
+        key: Some(new_key()),
         scopes: vec!["operator.admin"],
         ..Default::default()
     }
@@ -83,6 +84,60 @@ async fn after_hello_max_payload_applies_and_larger_frames_are_closed_1009() {
     match c.next_within(10.0).await {
         Some(Next::Closed(code, _)) => assert_eq!(code, 1009),
         other => panic!("expected close 1009, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_client_that_may_not_write_is_held_to_one_mib() {
+    let gw = Gateway::start(&[]);
+    for (scopes, max) in [
+        (vec!["operator.read", "operator.pairing"], 1_048_576),
+        (vec!["operator.write"], 26_214_400),
+        (vec!["operator.admin"], 26_214_400),
+    ] {
+        let (_, res) = Connect {
+            key: Some(new_key()),
+            scopes: scopes.clone(),
+            ..Default::default()
+        }
+        .run(&gw)
+        .await;
+        assert_eq!(res["payload"]["policy"]["maxPayload"], max, "{scopes:?}");
+    }
+    let (mut c, _) = Connect {
+        key: Some(new_key()),
+        scopes: vec!["operator.read"],
+        ..Default::default()
+    }
+    .run(&gw)
+    .await;
+    // Just under the cap is served...
+    let id = "r".repeat(1_048_576 - 60);
+    c.send(&json!({ "type": "req", "id": id, "method": "health" }))
+        .await;
+    assert_eq!(
+        c.response(&id).await["ok"],
+        true,
+        "a frame under 1 MiB refused"
+    );
+    // ...one byte over is closed at its header: only the header is written, and the close
+    // comes without the payload ever being sent (a gateway that waited to assemble the
+    // message would never answer).
+    use tokio::io::AsyncWriteExt;
+    use tokio_tungstenite::MaybeTlsStream;
+    let mut header = vec![0x81u8, 0xff];
+    header.extend_from_slice(&(1_048_577u64).to_be_bytes());
+    header.extend_from_slice(&[9, 9, 9, 9]);
+    match c.ws.get_mut() {
+        MaybeTlsStream::Plain(tcp) => tcp.write_all(&header).await.expect("header"),
+        _ => panic!("plain socket expected"),
+    }
+    loop {
+        match c.next_within(10.0).await {
+            Some(Next::Frame(f)) => assert_eq!(f["type"], "event", "{f}"),
+            Some(Next::Closed(code, _)) => break assert_eq!(code, 1009),
+            None => panic!("no close within 10 s of a header over the cap"),
+        }
     }
 }
 

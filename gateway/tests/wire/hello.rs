@@ -52,9 +52,11 @@ async fn hello_ok_has_the_reference_shape() {
             && h["snapshot"]["stateVersion"]["health"].is_u64()
     );
     assert!(h["snapshot"]["uptimeMs"].is_u64());
+    // The reference tells every role 25 MiB; a client that may not write is told (and held
+    // to) 1 MiB, the only deliberate difference in this frame.
     assert_eq!(
         h["policy"],
-        json!({ "maxPayload": 26214400, "maxBufferedBytes": 52428800, "tickIntervalMs": 1500 })
+        json!({ "maxPayload": 1048576, "maxBufferedBytes": 52428800, "tickIntervalMs": 1500 })
     );
     assert_eq!(h["auth"]["scopes"], json!(["operator.read"]));
     // Only the keys the reference frames allow.
