@@ -125,6 +125,10 @@ fn register(
         scopes: accepted.scopes.clone(),
         protocol: accepted.protocol,
         presence,
+        tool_events: params
+            .caps
+            .as_ref()
+            .is_some_and(|c| c.iter().any(|c| c == "tool-events")),
     })
 }
 
@@ -155,7 +159,11 @@ fn hello_ok(hub: &Hub, conn: &ConnHandle, accepted: &Accepted) -> HelloOk {
             conn_id: conn.conn_id.clone(),
         },
         features: Features {
-            methods: methods::METHODS.iter().map(|s| s.to_string()).collect(),
+            methods: methods::METHODS
+                .iter()
+                .filter(|m| !methods::UNADVERTISED.contains(m))
+                .map(|s| s.to_string())
+                .collect(),
             events: methods::EVENTS.iter().map(|s| s.to_string()).collect(),
         },
         snapshot: Snapshot {
@@ -174,7 +182,9 @@ fn hello_ok(hub: &Hub, conn: &ConnHandle, accepted: &Accepted) -> HelloOk {
                 .flatten(),
             state_dir: admin.then(|| hub.config.state_dir.display().to_string()),
             auth_mode: admin.then(|| hub.config.auth.name().to_owned()),
-            session_defaults: None,
+            session_defaults: Some(pincer_agent::methods::session_defaults(
+                hub.config.agent.model.is_some(),
+            )),
         },
         auth: Some(HelloAuth {
             device_token: accepted.device_token.as_ref().map(|(t, _)| t.clone()),

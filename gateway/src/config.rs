@@ -223,6 +223,8 @@ pub struct Config {
     pub node_deny: Vec<String>,
     /// The config file this came from, if any.
     pub config_path: Option<PathBuf>,
+    /// The agent runtime: `[agent]` and `[models]`.
+    pub agent: pincer_agent::config::AgentConfig,
 }
 
 /// The TOML file layout (`configs/gateway.toml`).
@@ -247,6 +249,12 @@ pub struct FileConfig {
     /// `[nodes]`.
     #[serde(default)]
     pub nodes: FileNodes,
+    /// `[agent]`: the default model, workspace and run bounds.
+    #[serde(default)]
+    pub agent: pincer_agent::config::AgentSection,
+    /// `[models]`: `[models.providers.<id>]`.
+    #[serde(default)]
+    pub models: pincer_agent::config::ModelsConfig,
 }
 
 /// `[nodes]` in `gateway.toml`.
@@ -480,6 +488,8 @@ impl Config {
             },
             other => return Err(ConfigError::AuthMode(other.to_owned())),
         };
+        let agent =
+            pincer_agent::config::AgentConfig::resolve(&file.agent, &file.models, &state_dir);
         Ok(Config {
             bind,
             port,
@@ -491,6 +501,7 @@ impl Config {
             node_allow: file.nodes.allow_commands,
             node_deny: file.nodes.deny_commands,
             config_path: o.config,
+            agent,
         })
     }
 }

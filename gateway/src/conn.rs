@@ -42,6 +42,8 @@ pub struct ConnHandle {
     pub dropped: AtomicU64,
     /// Set for `role: "node"` connections.
     pub node: Option<crate::nodes::NodeSession>,
+    /// The client asked for the agent's `tool` stream (`caps: ["tool-events"]`).
+    pub tool_events: bool,
 }
 
 /// Details of a new connection, for the hub's `register`.
@@ -61,6 +63,8 @@ pub struct Registration {
     pub presence: Option<(String, PresenceEntry)>,
     /// The node's session, for `role: "node"`.
     pub node: Option<crate::nodes::NodeSession>,
+    /// `caps` held `tool-events`.
+    pub tool_events: bool,
 }
 
 impl ConnHandle {
@@ -80,6 +84,7 @@ impl ConnHandle {
             closing: Notify::new(),
             dropped: AtomicU64::new(0),
             node: r.node,
+            tool_events: r.tool_events,
         }
     }
 

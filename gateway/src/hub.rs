@@ -63,6 +63,8 @@ pub struct Hub {
     pub lockout: AuthLockout,
     /// Outbound bytes of all connections together (`max_buffered_bytes_total`).
     pub outbound: Arc<Total>,
+    /// The agent runtime (set once, right after the hub is made: it holds a weak reference back).
+    pub agent: std::sync::OnceLock<Arc<pincer_agent::runtime::Agent>>,
     health: Health,
     started: Instant,
     /// This gateway process's id (a UUID), the `instanceId` of its own presence entry.
@@ -110,6 +112,7 @@ impl Hub {
             presence_flusher: AtomicBool::new(false),
             presence_dirty: tokio::sync::Notify::new(),
             presence_sent: Mutex::new((None, false)),
+            agent: std::sync::OnceLock::new(),
         }
     }
 
@@ -404,6 +407,11 @@ mod tests {
             node_allow: vec![],
             node_deny: vec![],
             config_path: None,
+            agent: pincer_agent::config::AgentConfig::resolve(
+                &Default::default(),
+                &Default::default(),
+                &dir,
+            ),
         };
         let devices = DeviceStore::open(&dir).unwrap();
         (Hub::new(config, devices), dir)
@@ -418,6 +426,7 @@ mod tests {
             protocol: 4,
             presence: None,
             node: None,
+            tool_events: false,
         }
     }
 

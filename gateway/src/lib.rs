@@ -38,6 +38,8 @@
 #![warn(missing_docs)]
 
 pub mod admit;
+pub mod agent_host;
+pub mod agent_methods;
 pub mod auth;
 pub mod config;
 pub mod conn;

@@ -402,6 +402,30 @@ async fn read_frames(hub: &Arc<Hub>, conn: &Arc<ConnHandle>, stream: &mut Stream
                         };
                         encode_reply(&id, r)
                     }
+                    Dispatch::Twice(fut) => match in_flight.clone().try_acquire_owned() {
+                        Ok(permit) => {
+                            conn.outbox.cancel(slot);
+                            let conn = conn.clone();
+                            tokio::spawn(async move {
+                                let (first, rest) = fut.await;
+                                if let Some(r) = first {
+                                    conn.send_or_close(encode_reply(&id, r));
+                                }
+                                if let Some(rest) = rest {
+                                    conn.send_or_close(encode_reply(&id, rest.await));
+                                }
+                                drop(permit);
+                            });
+                            continue;
+                        }
+                        Err(_) => encode_res_err(
+                            &id,
+                            &ErrorShape::unavailable(
+                                "too many requests in flight on this connection",
+                            )
+                            .retry_after(500),
+                        ),
+                    },
                     Dispatch::Later(fut) => match in_flight.clone().try_acquire_owned() {
                         Ok(permit) => {
                             conn.outbox.cancel(slot);

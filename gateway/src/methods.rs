@@ -51,7 +51,25 @@ pub const METHODS: &[&str] = &[
     "node.skills.update",
     "node.pluginTools.update",
     "skills.bins",
+    "chat.send",
+    "chat.history",
+    "chat.startup",
+    "chat.abort",
+    "chat.inject",
+    "agent",
+    "agent.wait",
+    "agent.identity.get",
+    "sessions.list",
+    "sessions.preview",
+    "sessions.resolve",
+    "sessions.patch",
+    "sessions.reset",
+    "sessions.delete",
+    "models.list",
 ];
+
+/// Methods served but, as in the reference, not listed in `hello-ok.features.methods`.
+pub const UNADVERTISED: &[&str] = &["chat.inject", "sessions.resolve"];
 
 /// Events this gateway emits (advertised in `hello-ok.features.events`).
 pub const EVENTS: &[&str] = &[
@@ -66,6 +84,8 @@ pub const EVENTS: &[&str] = &[
     "node.pair.resolved",
     "node.invoke.request",
     "node.invoke.cancel",
+    "agent",
+    "chat",
 ];
 
 /// Why a request was refused before reaching a handler (used to count role violations).
@@ -82,8 +102,17 @@ pub enum Dispatch {
     /// The reply, ready.
     Now(Reply),
     /// A reply still being produced (a node invoke); sent when it resolves.
-    Later(Pin<Box<dyn Future<Output = Reply> + Send>>),
+    Later(Pending),
+    /// Two replies on one request id (`agent`: `accepted`, then the final): the first (if any)
+    /// when the future resolves, then the second when it does.
+    Twice(Pin<Box<dyn Future<Output = Replies> + Send>>),
 }
+
+/// A reply still being produced.
+pub type Pending = Pin<Box<dyn Future<Output = Reply> + Send>>;
+
+/// The first of two replies (if any) and the one still to come.
+pub type Replies = (Option<Reply>, Option<Pending>);
 
 impl From<Reply> for Dispatch {
     fn from(r: Reply) -> Self {
@@ -108,6 +137,12 @@ pub fn dispatch(hub: &Arc<Hub>, conn: &Arc<ConnHandle>, req: Request) -> (Dispat
             return (Err(e).into(), Refusal::Role);
         }
         Err(Denied::Scope(s)) => return (Err(missing_scope(conn, s)).into(), Refusal::None),
+    }
+    if crate::agent_methods::handles(&req.method) {
+        if let Params::Agent(raw) = req.params {
+            let d = crate::agent_methods::dispatch(hub, conn, &req.method, raw);
+            return (d, Refusal::None);
+        }
     }
     (run(hub, conn, &req.method, req.params), Refusal::None)
 }
@@ -192,7 +227,7 @@ fn run(hub: &Arc<Hub>, conn: &Arc<ConnHandle>, method: &str, params: Params) -> 
             }
             .to_string())
         }
-        Params::Connect(_) | Params::Unknown(_) => {
+        Params::Connect(_) | Params::Agent(_) | Params::Unknown(_) => {
             Err(ErrorShape::unavailable("method not routed"))
         }
     };

@@ -40,6 +40,9 @@ pub enum GatewayError {
         /// What the OS said.
         source: std::io::Error,
     },
+    /// The agent's session store cannot be opened.
+    #[error(transparent)]
+    Sessions(#[from] pincer_agent::store::StoreError),
 }
 
 /// A bound, not yet running gateway.
@@ -89,10 +92,9 @@ impl Gateway {
         if let Ok(bound) = listener.local_addr() {
             config.port = bound.port();
         }
-        Ok(Gateway {
-            hub: Arc::new(Hub::new(config, devices)),
-            listener,
-        })
+        let hub = Arc::new(Hub::new(config, devices));
+        crate::agent_host::attach(&hub)?;
+        Ok(Gateway { hub, listener })
     }
 
     /// The bound address (useful with port 0).

@@ -65,6 +65,9 @@ pub enum Params {
     /// Node inventory updates (`node.runnerInventory.update`, `node.skills.update`,
     /// `node.pluginTools.update`, `skills.bins`): acknowledged.
     NodeInventory(OpenObject),
+    /// An agent method (`chat.*`, `agent`, `sessions.*`, `models.list`): params checked
+    /// against their type in [`crate::agent`] and kept as raw JSON for the agent runtime.
+    Agent(Option<Box<RawValue>>),
     /// A method this build does not implement; params are kept as raw JSON.
     Unknown(Option<Box<RawValue>>),
 }
@@ -131,7 +134,41 @@ pub const TYPED: &[(&str, Parse)] = &[
         Ok(Params::NodeInventory(typed(r)?))
     }),
     ("skills.bins", |r| Ok(Params::NodeInventory(typed(r)?))),
+    ("chat.send", agent::<crate::agent::ChatSendParams>),
+    ("chat.history", agent::<crate::agent::ChatHistoryParams>),
+    ("chat.startup", agent::<crate::agent::ChatHistoryParams>),
+    ("chat.abort", agent::<crate::agent::ChatAbortParams>),
+    ("chat.inject", agent::<crate::agent::ChatInjectParams>),
+    ("agent", agent::<crate::agent::AgentParams>),
+    ("agent.wait", agent::<crate::agent::AgentWaitParams>),
+    ("agent.identity.get", agent::<OpenObject>),
+    ("sessions.list", agent::<crate::agent::SessionsListParams>),
+    (
+        "sessions.preview",
+        agent::<crate::agent::SessionsPreviewParams>,
+    ),
+    ("sessions.resolve", agent::<crate::agent::SessionKeyParams>),
+    ("sessions.patch", agent::<crate::agent::SessionKeyParams>),
+    ("sessions.reset", agent::<crate::agent::SessionKeyParams>),
+    ("sessions.delete", agent::<crate::agent::SessionKeyParams>),
+    ("models.list", agent::<OpenObject>),
 ];
+
+/// Checks `raw` against `T` and keeps it raw ([`Params::Agent`]).
+/// Missing fields are worded as the reference words them
+/// (`must have required property 'idempotencyKey'`).
+fn agent<T: DeserializeOwned>(raw: Option<&RawValue>) -> Result<Params, String> {
+    typed::<T>(raw).map_err(|m| {
+        match m
+            .strip_prefix("missing field `")
+            .and_then(|r| r.split_once('`'))
+        {
+            Some((field, _)) => format!("must have required property '{field}'"),
+            None => m,
+        }
+    })?;
+    Ok(Params::Agent(raw.map(RawValue::to_owned)))
+}
 
 /// Names of the typed methods.
 pub fn typed_methods() -> impl Iterator<Item = &'static str> {

@@ -17,7 +17,7 @@
 //!   encoding with `serde-json-core` + `heapless`), [`close`] codes, [`version`], [`weight`]
 //!   (how many values a JSON text holds, before anyone decodes it into a tree), [`ws_meter`]
 //!   (how large a WebSocket message says it is, before anyone buffers it).
-//! * `std` (default): [`frames`], [`error`], [`connect`], [`methods`], [`decode`] — the full
+//! * `std` (default): [`frames`], [`error`], [`connect`], [`methods`], [`agent`], [`decode`] — the full
 //!   typed protocol over `serde_json`, used by `pincer-gateway` and `pincer-node`.
 //! * `schema`: JSON Schema generation ([`schema`]).
 #![cfg_attr(not(feature = "std"), no_std)]
@@ -32,6 +32,8 @@ pub mod version;
 pub mod weight;
 pub mod ws_meter;
 
+#[cfg(feature = "std")]
+pub mod agent;
 #[cfg(feature = "std")]
 pub mod connect;
 #[cfg(feature = "std")]

@@ -6,6 +6,7 @@ use schemars::generate::SchemaSettings;
 use schemars::JsonSchema;
 use serde_json::Value;
 
+use crate::agent::*;
 use crate::connect::{
     ChallengePayload, ConnectParams, HelloOk, PresencePayload, ShutdownPayload, TickPayload,
 };
@@ -48,6 +49,24 @@ pub fn all() -> Vec<(String, Value)> {
         out.push((format!("methods/{name}.result.json"), result));
     };
     method("connect", gen::<ConnectParams>(), gen::<HelloOk>());
+    // The agent methods: typed params; results are open objects (their shapes are in
+    // `pincer_agent::methods` and pinned by gateway/tests/agent.rs and the reference tests).
+    let open = gen::<OpenObject>;
+    method("chat.send", gen::<ChatSendParams>(), open());
+    method("chat.history", gen::<ChatHistoryParams>(), open());
+    method("chat.startup", gen::<ChatHistoryParams>(), open());
+    method("chat.abort", gen::<ChatAbortParams>(), open());
+    method("chat.inject", gen::<ChatInjectParams>(), open());
+    method("agent", gen::<AgentParams>(), open());
+    method("agent.wait", gen::<AgentWaitParams>(), open());
+    method("agent.identity.get", open(), open());
+    method("sessions.list", gen::<SessionsListParams>(), open());
+    method("sessions.preview", gen::<SessionsPreviewParams>(), open());
+    method("sessions.resolve", gen::<SessionKeyParams>(), open());
+    method("sessions.patch", gen::<SessionKeyParams>(), open());
+    method("sessions.reset", gen::<SessionKeyParams>(), open());
+    method("sessions.delete", gen::<SessionKeyParams>(), open());
+    method("models.list", open(), open());
     method("health", gen::<HealthParams>(), gen::<HealthSummary>());
     method("status", gen::<EmptyParams>(), gen::<StatusSummary>());
     method(

@@ -114,6 +114,16 @@ async fn open(opts: &CallOptions) -> Result<Session, ClientError> {
     Err(last.unwrap_or_else(|| ClientError::Closed("no credentials".into())))
 }
 
+/// Connects as an operator (bounded by `opts.timeout`) and returns the session.
+pub async fn session(opts: &CallOptions) -> Result<Session, ClientError> {
+    tokio::time::timeout(opts.timeout, open(opts))
+        .await
+        .unwrap_or(Err(ClientError::Timeout {
+            step: "connecting",
+            after: opts.timeout,
+        }))
+}
+
 /// Connects as an operator, calls `method` with `params`, returns the payload. The whole call
 /// is bounded by `opts.timeout`.
 pub async fn call(opts: &CallOptions, method: &str, params: Value) -> Result<Value, ClientError> {

@@ -29,6 +29,18 @@ pub enum Command {
         #[command(flatten)]
         client: ClientArgs,
     },
+    /// Chat with the gateway's assistant: one --message, or a prompt on stdin.
+    Chat {
+        /// Session key (`main` is `agent:main:main`).
+        #[arg(long, default_value = "main")]
+        session: String,
+        /// Send this message, print the reply and exit.
+        #[arg(long, short)]
+        message: Option<String>,
+        /// Where and how to connect.
+        #[command(flatten)]
+        client: ClientArgs,
+    },
     /// Device pairing: list, approve, reject, revoke, setup codes.
     #[command(subcommand)]
     Devices(DevicesCmd),
@@ -273,6 +285,14 @@ impl Command {
                 let v = client.call(&method, json_arg(&params, "--params")?)?;
                 print_json(&v, client.json);
                 Ok(())
+            }
+            Command::Chat {
+                session,
+                message,
+                client,
+            } => {
+                let opts = client.options()?;
+                runtime()?.block_on(super::chat::run(&opts, &session, message.as_deref()))
             }
             Command::Devices(cmd) => cmd.run(),
             Command::Nodes(cmd) => cmd.run(),

@@ -1,9 +1,10 @@
-//! The operator CLI: `pincer-gateway call|devices|nodes|events`. The commands ([`Command`],
+//! The operator CLI: `pincer-gateway call|chat|devices|nodes|events`. The commands ([`Command`],
 //! parsed by clap in the binary), how they reach a gateway ([`call`], on `pincer-client`) and
 //! how their results are shown ([`render`], from typed views). The binary only parses and
 //! prints.
 
 pub mod call;
+pub mod chat;
 mod commands;
 pub mod render;
 

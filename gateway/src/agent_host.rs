@@ -1,0 +1,100 @@
+//! The gateway as the agent runtime's host: its events go out through the hub's broadcast (to
+//! operators that may read, the `tool` stream only to the run's own connection when it asked
+//! for `tool-events`), and its node commands through the same routing and policy as
+//! `node.invoke`.
+
+use std::sync::{Arc, Weak};
+
+use pincer_agent::host::{Audience, BoxFuture, Host, InvokeError};
+use pincer_agent::runtime::Agent;
+use pincer_protocol::scopes::{self, Role};
+use serde_json::{value::RawValue, Value};
+
+use crate::hub::Hub;
+
+struct GatewayHost {
+    hub: Weak<Hub>,
+}
+
+/// Makes the hub's agent runtime (opening its session store).
+pub fn attach(hub: &Arc<Hub>) -> Result<(), pincer_agent::store::StoreError> {
+    let host = Arc::new(GatewayHost {
+        hub: Arc::downgrade(hub),
+    });
+    let agent = Agent::new(host, hub.config.agent.clone())?;
+    let _ = hub.agent.set(agent);
+    Ok(())
+}
+
+impl Host for GatewayHost {
+    fn emit(&self, event: &str, payload: &Value, to: Audience) {
+        let Some(hub) = self.hub.upgrade() else {
+            return;
+        };
+        // Chat deltas may be skipped for a slow client (the next one carries the whole text);
+        // everything else is not (a client that cannot keep up is closed, as for `tick`).
+        let droppable = event == "chat" && payload["state"] == "delta";
+        let text = payload.to_string();
+        match to {
+            Audience::Readers => hub.broadcast(event, &text, None, droppable, |c| {
+                c.role == Role::Operator && c.has_scope(scopes::READ)
+            }),
+            Audience::ToolRecipients { origin } => hub.broadcast(event, &text, None, false, |c| {
+                Some(c.id) == origin && c.tool_events
+            }),
+        }
+    }
+
+    fn nodes(&self) -> Vec<Value> {
+        let Some(hub) = self.hub.upgrade() else {
+            return vec![];
+        };
+        crate::methods::node_catalog(&hub)
+            .into_iter()
+            .filter_map(|n| serde_json::to_value(n).ok())
+            .collect()
+    }
+
+    fn invoke(
+        &self,
+        node_id: &str,
+        command: &str,
+        params_json: Option<String>,
+        timeout_ms: u64,
+        idempotency_key: String,
+    ) -> BoxFuture<Result<Value, InvokeError>> {
+        let hub = self.hub.upgrade();
+        let (node_id, command) = (node_id.to_owned(), command.to_owned());
+        Box::pin(async move {
+            let Some(hub) = hub else {
+                return Err(InvokeError {
+                    code: "UNAVAILABLE".into(),
+                    message: "the gateway is shutting down".into(),
+                });
+            };
+            let raw = params_json.and_then(|p| RawValue::from_string(p).ok());
+            match hub
+                .nodes
+                .invoke(
+                    &node_id,
+                    &command,
+                    raw.as_deref(),
+                    Some(timeout_ms),
+                    &idempotency_key,
+                )
+                .await
+            {
+                Ok(r) => Ok(r.payload),
+                Err(e) => Err(InvokeError {
+                    code: e
+                        .details
+                        .as_ref()
+                        .and_then(|d| d["code"].as_str())
+                        .unwrap_or(&e.code)
+                        .to_owned(),
+                    message: e.message,
+                }),
+            }
+        })
+    }
+}

@@ -1,0 +1,542 @@
+//! The agent runtime through the real gateway binary, against a fake provider on loopback that
+//! speaks each dialect's real streaming format (`tests/support/fake_provider.rs`): text turns,
+//! tool turns, abort, idempotent retries, `agent` / `agent.wait`, a restart with history
+//! intact, and every provider failure ending the run with a message while the gateway keeps
+//! serving.
+
+#[path = "../../tests/support/fake_provider.rs"]
+mod fake_provider;
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use fake_provider::{Dialect, FakeProvider, Reply};
+use pincer_client::session::Session;
+use pincer_gateway::operator::call::{session, CallOptions};
+use serde_json::{json, Value};
+use support::{Gateway, TOKEN};
+
+fn api(d: Dialect) -> &'static str {
+    match d {
+        Dialect::Completions => "openai-completions",
+        Dialect::Responses => "openai-responses",
+        Dialect::Anthropic => "anthropic-messages",
+    }
+}
+
+fn temp(tag: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!(
+        "pincer-agent-{tag}-{}-{}",
+        std::process::id(),
+        pincer_os::uuid_v4()
+    ));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// A gateway whose default model is the fake's; `extra` goes under `[agent]`.
+fn start(dir: &Path, fake: Option<&FakeProvider>, dialect: Dialect, extra: &str) -> Gateway {
+    let mut cfg = format!("[agent]\n{extra}\n");
+    if let Some(f) = fake {
+        cfg = format!(
+            "[agent]\nmodel = \"fake/fake-model\"\n{extra}\n\n[models.providers.fake]\nbase_url = \"{}\"\napi = \"{}\"\napi_key = \"test-key\"\nmodels = [{{ id = \"fake-model\", name = \"Fake Model\" }}]\n",
+            f.base_url(),
+            api(dialect)
+        );
+    }
+    let path = dir.join("gateway.toml");
+    std::fs::write(&path, cfg).unwrap();
+    let p = path.to_string_lossy().into_owned();
+    Gateway::start_in(&dir.join("state"), TOKEN, &["--config", &p])
+}
+
+fn opts(gw: &Gateway) -> CallOptions {
+    let mut o = CallOptions::new(
+        format!("ws://127.0.0.1:{}", gw.port),
+        gw.dir.join("operator"),
+    );
+    o.token = Some(TOKEN.into());
+    o.timeout = Duration::from_secs(10);
+    o
+}
+
+async fn connect(gw: &Gateway) -> Session {
+    session(&opts(gw)).await.expect("operator session")
+}
+
+/// The `chat` events of `run_id` until its terminal state (within 30 s).
+async fn chat_until_done(s: &mut Session, run_id: &str) -> Vec<Value> {
+    let mut out = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let e = tokio::time::timeout_at(deadline, s.next_event())
+            .await
+            .unwrap_or_else(|_| panic!("no terminal chat state within 30 s; saw {out:?}"))
+            .expect("socket open");
+        if e.event.as_str() != "chat" {
+            continue;
+        }
+        let p = e.payload.unwrap_or_default();
+        if p["runId"] != run_id {
+            continue;
+        }
+        let state = p["state"].as_str().unwrap_or("").to_owned();
+        out.push(p);
+        if matches!(state.as_str(), "final" | "error" | "aborted") {
+            return out;
+        }
+    }
+}
+
+async fn send(s: &mut Session, key: &str, message: &str) -> (Value, String) {
+    let id = pincer_os::uuid_v4();
+    let r = s
+        .request(
+            "chat.send",
+            &json!({ "sessionKey": key, "message": message, "idempotencyKey": id }),
+        )
+        .await
+        .expect("chat.send");
+    (r, id)
+}
+
+fn text_of(p: &Value) -> &str {
+    p["message"]["content"][0]["text"].as_str().unwrap_or("")
+}
+
+#[tokio::test]
+async fn a_text_turn_streams_in_every_dialect() {
+    for d in [Dialect::Completions, Dialect::Responses, Dialect::Anthropic] {
+        let fake = FakeProvider::start(d).await;
+        fake.push(Reply::Text {
+            chunks: vec!["Hello".into(), ", board".into(), " owner.".into()],
+            delay_ms: 100,
+        });
+        let dir = temp("text");
+        let gw = start(&dir, Some(&fake), d, "");
+        let mut s = connect(&gw).await;
+        let (r, id) = send(&mut s, "main", "Hi there").await;
+        assert_eq!(r["runId"], id.as_str(), "{d:?}: {r}");
+        assert_eq!(r["status"], "started");
+        assert_eq!(r["messageSeq"], 1);
+        let events = chat_until_done(&mut s, &id).await;
+        let last = events.last().unwrap();
+        assert_eq!(last["state"], "final", "{d:?}: {events:?}");
+        assert_eq!(text_of(last), "Hello, board owner.", "{d:?}");
+        assert_eq!(last["stopReason"], "stop");
+        let deltas: Vec<&Value> = events.iter().filter(|e| e["state"] == "delta").collect();
+        assert!(!deltas.is_empty(), "{d:?}: no delta");
+        // deltaText pieces add up to the cumulative text; seqs never go back; the final reuses
+        // the last delta's seq.
+        let joined: String = deltas
+            .iter()
+            .map(|e| e["deltaText"].as_str().unwrap())
+            .collect();
+        assert_eq!(joined, "Hello, board owner.", "{d:?}");
+        assert!(deltas
+            .windows(2)
+            .all(|w| w[0]["seq"].as_u64() < w[1]["seq"].as_u64()));
+        assert_eq!(last["seq"], deltas.last().unwrap()["seq"]);
+        // What the provider was asked: the dialect's path, the key, the user text with its
+        // timestamp prefix, streaming.
+        let req = &fake.requests()[0];
+        assert_eq!(req.path, d.path());
+        assert_eq!(req.body["stream"], true);
+        assert_eq!(req.body["model"], "fake-model");
+        assert!(
+            req.body.to_string().contains("] Hi there"),
+            "{d:?}: {}",
+            req.body
+        );
+        match d {
+            Dialect::Anthropic => assert_eq!(req.header("x-api-key"), Some("test-key")),
+            _ => assert_eq!(req.header("authorization"), Some("Bearer test-key")),
+        }
+        // History: the user turn and the reply, oldest first.
+        let h = s
+            .request("chat.history", &json!({ "sessionKey": "agent:main:main" }))
+            .await
+            .unwrap();
+        let msgs = h["messages"].as_array().unwrap();
+        assert_eq!(msgs.len(), 2, "{h}");
+        assert_eq!(msgs[0]["role"], "user");
+        assert_eq!(msgs[1]["role"], "assistant");
+        assert_eq!(msgs[1]["content"][0]["text"], "Hello, board owner.");
+        assert_eq!(h["totalMessages"], 2);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
+
+#[tokio::test]
+async fn a_tool_turn_calls_nodes_and_answers_with_the_result() {
+    for d in [Dialect::Completions, Dialect::Responses, Dialect::Anthropic] {
+        let fake = FakeProvider::start(d).await;
+        fake.push(Reply::ToolCall {
+            id: "call_1a6c0b9a".into(),
+            name: "nodes".into(),
+            arguments: r#"{"action":"status"}"#.into(),
+            preamble: Some("Let me check.".into()),
+        });
+        fake.push(Reply::Text {
+            chunks: vec!["No nodes are connected.".into()],
+            delay_ms: 0,
+        });
+        let dir = temp("tool");
+        let gw = start(&dir, Some(&fake), d, "");
+        let mut s = connect(&gw).await;
+        let (_, id) = send(&mut s, "main", "Which boards do I have?").await;
+        let events = chat_until_done(&mut s, &id).await;
+        let last = events.last().unwrap();
+        assert_eq!(last["state"], "final", "{d:?}: {events:?}");
+        assert_eq!(text_of(last), "No nodes are connected.", "{d:?}");
+        let reqs = fake.wait_requests(2, Duration::from_secs(5)).await;
+        // The second request carries the call and its result (the node list).
+        let second = reqs[1].body.to_string();
+        assert!(second.contains("\\\"nodes\\\""), "{d:?}: {second}");
+        assert!(
+            second.contains("call1a6c0b9a") || second.contains("call_1a6c0b9a"),
+            "{d:?}"
+        );
+        let h = s
+            .request("chat.history", &json!({ "sessionKey": "main" }))
+            .await
+            .unwrap();
+        let roles: Vec<&str> = h["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["role"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            roles,
+            ["user", "assistant", "toolResult", "assistant"],
+            "{d:?}"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
+
+#[tokio::test]
+async fn abort_stops_the_stream_and_keeps_the_partial_reply() {
+    let fake = FakeProvider::start(Dialect::Completions).await;
+    fake.push(Reply::Stall);
+    let dir = temp("abort");
+    let gw = start(&dir, Some(&fake), Dialect::Completions, "");
+    let mut s = connect(&gw).await;
+    let (_, id) = send(&mut s, "main", "Tell me a long story").await;
+    // Wait for the first delta (the provider is streaming), then abort.
+    loop {
+        let e = s.next_event().await.unwrap();
+        if e.event.as_str() == "chat" && e.payload.as_ref().unwrap()["state"] == "delta" {
+            break;
+        }
+    }
+    let r = s
+        .request("chat.abort", &json!({ "sessionKey": "main", "runId": id }))
+        .await
+        .unwrap();
+    assert_eq!(r["aborted"], true, "{r}");
+    assert_eq!(r["runIds"], json!([id]));
+    // `chat aborted` came before the response (it is queued already).
+    let events = chat_until_done(&mut s, &id).await;
+    let last = events.last().unwrap();
+    assert_eq!(last["state"], "aborted", "{events:?}");
+    assert_eq!(last["stopReason"], "rpc");
+    // The provider saw the client go away.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while fake.disconnects() == 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the stream was not closed"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // The next turn works.
+    let (_, id2) = send(&mut s, "main", "Short one then").await;
+    let ev = chat_until_done(&mut s, &id2).await;
+    assert_eq!(ev.last().unwrap()["state"], "final");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn a_repeated_idempotency_key_never_starts_a_second_run() {
+    let fake = FakeProvider::start(Dialect::Completions).await;
+    fake.push(Reply::Text {
+        chunks: vec!["one".into(), " two".into(), " three".into()],
+        delay_ms: 300,
+    });
+    let dir = temp("idem");
+    let gw = start(&dir, Some(&fake), Dialect::Completions, "");
+    let mut s = connect(&gw).await;
+    let params = json!({ "sessionKey": "main", "message": "count", "idempotencyKey": "k-1" });
+    let r = s.request("chat.send", &params).await.unwrap();
+    assert_eq!(r["status"], "started");
+    let again = s.request("chat.send", &params).await.unwrap();
+    assert_eq!(again, json!({ "runId": "k-1", "status": "in_flight" }));
+    chat_until_done(&mut s, "k-1").await;
+    let after = s.request("chat.send", &params).await.unwrap();
+    assert_eq!(after, json!({ "runId": "k-1", "status": "ok" }));
+    // A different message with the same key is a conflict.
+    let other =
+        json!({ "sessionKey": "main", "message": "something else", "idempotencyKey": "k-2" });
+    s.request("chat.send", &other).await.unwrap();
+    let clash = json!({ "sessionKey": "main", "message": "not that", "idempotencyKey": "k-2" });
+    let e = s.request("chat.send", &clash).await.unwrap_err();
+    assert!(e.to_string().contains("already used"), "{e}");
+    chat_until_done(&mut s, "k-2").await;
+    assert_eq!(fake.requests().len(), 2, "one provider call per run");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn agent_answers_accepted_then_the_final_and_agent_wait_sees_it() {
+    let fake = FakeProvider::start(Dialect::Anthropic).await;
+    fake.push(Reply::Text {
+        chunks: vec!["Done.".into()],
+        delay_ms: 0,
+    });
+    let dir = temp("agentrpc");
+    let gw = start(&dir, Some(&fake), Dialect::Anthropic, "");
+    // The raw client: both responses arrive on the same request id.
+    let mut c = gw.open().await;
+    let nonce = c.challenge().await;
+    let hello = c
+        .connect(
+            support::Connect {
+                key: Some(support::new_key()),
+                scopes: vec!["operator.write"],
+                ..Default::default()
+            }
+            .params(&nonce),
+        )
+        .await;
+    assert_eq!(hello["ok"], true, "{hello}");
+    assert_eq!(
+        hello["payload"]["snapshot"]["sessionDefaults"]["mainSessionKey"],
+        "agent:main:main"
+    );
+    c.send(&json!({ "type": "req", "id": "a1", "method": "agent",
+        "params": { "message": "go", "idempotencyKey": "run-a1", "sessionKey": "agent:main:rpc" } }))
+        .await;
+    let first = c.response("a1").await;
+    assert_eq!(first["payload"]["status"], "accepted", "{first}");
+    assert_eq!(first["payload"]["runId"], "run-a1");
+    assert_eq!(first["payload"]["sessionKey"], "agent:main:rpc");
+    let second = c.response("a1").await;
+    assert_eq!(second["ok"], true, "{second}");
+    assert_eq!(second["payload"]["status"], "ok");
+    assert_eq!(second["payload"]["summary"], "completed");
+    assert_eq!(second["payload"]["result"]["payloads"][0]["text"], "Done.");
+    let w = c
+        .call(
+            "w1",
+            "agent.wait",
+            json!({ "runId": "run-a1", "timeoutMs": 1000 }),
+        )
+        .await;
+    assert_eq!(w["payload"]["status"], "ok", "{w}");
+    let unknown = c
+        .call(
+            "w2",
+            "agent.wait",
+            json!({ "runId": "nope", "timeoutMs": 200 }),
+        )
+        .await;
+    assert_eq!(
+        unknown["payload"],
+        json!({ "runId": "nope", "status": "timeout" })
+    );
+    // A repeat of the finished run: only the final, at once.
+    c.send(&json!({ "type": "req", "id": "a2", "method": "agent",
+        "params": { "message": "go", "idempotencyKey": "run-a1", "sessionKey": "agent:main:rpc" } }))
+        .await;
+    let again = c.response("a2").await;
+    assert_eq!(again["payload"]["summary"], "completed", "{again}");
+    assert_eq!(fake.requests().len(), 1);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn history_survives_a_restart_and_sessions_are_listed() {
+    let fake = FakeProvider::start(Dialect::Completions).await;
+    let dir = temp("restart");
+    {
+        let gw = start(&dir, Some(&fake), Dialect::Completions, "");
+        let mut s = connect(&gw).await;
+        for m in ["first", "second"] {
+            let (_, id) = send(&mut s, "agent:main:notes", m).await;
+            assert_eq!(
+                chat_until_done(&mut s, &id).await.last().unwrap()["state"],
+                "final"
+            );
+        }
+        let p = s
+            .request(
+                "sessions.patch",
+                &json!({ "key": "agent:main:notes", "label": "Notes" }),
+            )
+            .await
+            .unwrap();
+        assert_eq!(p["entry"]["label"], "Notes", "{p}");
+        // Killed, not stopped: nothing gets a chance to flush.
+        drop(s);
+        drop(gw);
+    }
+    let gw = start(&dir, Some(&fake), Dialect::Completions, "");
+    let mut s = connect(&gw).await;
+    let h = s
+        .request(
+            "chat.history",
+            &json!({ "sessionKey": "agent:main:notes", "limit": 3 }),
+        )
+        .await
+        .unwrap();
+    assert_eq!(h["totalMessages"], 4, "{h}");
+    assert_eq!(h["messages"].as_array().unwrap().len(), 3);
+    assert_eq!(h["hasMore"], true);
+    assert_eq!(h["nextOffset"], 3);
+    let older = s
+        .request(
+            "chat.history",
+            &json!({ "sessionKey": "agent:main:notes", "limit": 3, "offset": 3 }),
+        )
+        .await
+        .unwrap();
+    let first = &older["messages"][0];
+    assert!(
+        first["content"][0]["text"]
+            .as_str()
+            .unwrap()
+            .ends_with("] first"),
+        "{older}"
+    );
+    let list = s.request("sessions.list", &json!({})).await.unwrap();
+    let row = list["sessions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["key"] == "agent:main:notes")
+        .expect("listed");
+    assert_eq!(row["label"], "Notes");
+    // The next turn's request carries the earlier turns.
+    let (_, id) = send(&mut s, "agent:main:notes", "third").await;
+    chat_until_done(&mut s, &id).await;
+    let last = fake.requests().last().unwrap().body.to_string();
+    assert!(
+        last.contains("] first") && last.contains("] second"),
+        "{last}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Each failure ends the run with a `chat` error that says what happened, and the gateway
+/// keeps serving (the next turn works).
+#[tokio::test]
+async fn provider_failures_are_messages_not_hangs() {
+    let fake = FakeProvider::start(Dialect::Completions).await;
+    let dir = temp("fail");
+    let gw = start(
+        &dir,
+        Some(&fake),
+        Dialect::Completions,
+        "stream_idle_ms = 1000",
+    );
+    let mut s = connect(&gw).await;
+    let cases: Vec<(Reply, &str)> = vec![
+        (
+            Reply::Status {
+                code: 401,
+                body: r#"{"error":{"message":"Incorrect API key provided"}}"#.into(),
+                retry_after: None,
+            },
+            "refused the API key (HTTP 401)",
+        ),
+        (
+            Reply::Status {
+                code: 500,
+                body: r#"{"error":{"message":"boom"}}"#.into(),
+                retry_after: None,
+            },
+            "failed (HTTP 500)",
+        ),
+        (Reply::Malformed, "malformed"),
+        (Reply::Truncated, "ended before the model finished"),
+        (Reply::Stall, "sent nothing for 1 s"),
+    ];
+    for (reply, want) in cases {
+        fake.push(reply.clone());
+        let (_, id) = send(&mut s, "main", "hello?").await;
+        let events = chat_until_done(&mut s, &id).await;
+        let last = events.last().unwrap();
+        assert_eq!(last["state"], "error", "{reply:?}: {events:?}");
+        let msg = last["errorMessage"].as_str().unwrap();
+        assert!(msg.contains(want), "{reply:?}: {msg}");
+        assert!(msg.contains("\"fake\""), "names the provider: {msg}");
+    }
+    // 429 with retry-after: retried, then answered.
+    fake.push(Reply::Status {
+        code: 429,
+        body: r#"{"error":{"message":"slow down"}}"#.into(),
+        retry_after: Some(1),
+    });
+    fake.push(Reply::Text {
+        chunks: vec!["after the wait".into()],
+        delay_ms: 0,
+    });
+    let before = fake.requests().len();
+    let (_, id) = send(&mut s, "main", "again").await;
+    let events = chat_until_done(&mut s, &id).await;
+    assert_eq!(
+        text_of(events.last().unwrap()),
+        "after the wait",
+        "{events:?}"
+    );
+    assert_eq!(fake.requests().len(), before + 2);
+    // A provider that is not there at all.
+    drop(fake);
+    let (_, id) = send(&mut s, "main", "anyone?").await;
+    let events = chat_until_done(&mut s, &id).await;
+    let msg = events.last().unwrap()["errorMessage"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(msg.contains("unreachable"), "{msg}");
+    let h = s.request("health", &json!({})).await.unwrap();
+    assert_eq!(h["ok"], true);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn without_a_model_the_error_names_the_config_keys() {
+    let dir = temp("nomodel");
+    let gw = start(&dir, None, Dialect::Completions, "");
+    let mut s = connect(&gw).await;
+    let (r, id) = send(&mut s, "main", "hello").await;
+    assert_eq!(r["status"], "started");
+    let events = chat_until_done(&mut s, &id).await;
+    let last = events.last().unwrap();
+    assert_eq!(last["state"], "error");
+    let msg = last["errorMessage"].as_str().unwrap();
+    assert!(
+        msg.contains("[agent] model") && msg.contains("[models.providers."),
+        "{msg}"
+    );
+    let m = s.request("models.list", &json!({})).await.unwrap();
+    assert_eq!(m["models"], json!([]));
+    // Params are checked as the reference checks them, and worded as it words them.
+    let e = s
+        .request(
+            "chat.send",
+            &json!({ "sessionKey": "main", "message": "x" }),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("invalid chat.send params: must have required property 'idempotencyKey'"),
+        "{e}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
