@@ -540,3 +540,49 @@ async fn without_a_model_the_error_names_the_config_keys() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// kill -9 while a reply streams: the run's partial reply is lost, nothing else is, and the
+/// session carries on after the restart.
+#[tokio::test]
+async fn kill_9_mid_run_loses_only_the_partial_reply() {
+    let fake = FakeProvider::start(Dialect::Completions).await;
+    fake.push(Reply::Text {
+        chunks: vec!["kept".into()],
+        delay_ms: 0,
+    });
+    fake.push(Reply::Stall);
+    let dir = temp("kill9");
+    {
+        let gw = start(&dir, Some(&fake), Dialect::Completions, "");
+        let mut s = connect(&gw).await;
+        let (_, id) = send(&mut s, "main", "first").await;
+        chat_until_done(&mut s, &id).await;
+        let (_, id) = send(&mut s, "main", "second").await;
+        loop {
+            let e = s.next_event().await.unwrap();
+            let p = e.payload.unwrap_or_default();
+            if e.event.as_str() == "chat" && p["runId"] == id.as_str() && p["state"] == "delta" {
+                break;
+            }
+        }
+        drop(gw); // SIGKILL while the second reply streams
+    }
+    let gw = start(&dir, Some(&fake), Dialect::Completions, "");
+    let mut s = connect(&gw).await;
+    let h = s
+        .request("chat.history", &json!({ "sessionKey": "main" }))
+        .await
+        .unwrap();
+    let texts: Vec<String> = h["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["content"][0]["text"].as_str().unwrap_or("").to_owned())
+        .collect();
+    assert_eq!(texts.len(), 3, "{h}");
+    assert!(texts[0].ends_with("] first") && texts[1] == "kept" && texts[2].ends_with("] second"));
+    let (_, id) = send(&mut s, "main", "third").await;
+    let ev = chat_until_done(&mut s, &id).await;
+    assert_eq!(ev.last().unwrap()["state"], "final", "{ev:?}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -257,3 +257,159 @@ async fn location_from_gpsd_through_the_gateway() {
     gw.stop().await;
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[path = "../../tests/support/fake_provider.rs"]
+mod fake_provider;
+
+/// The agent's `nodes` tool on a real node: the model (a fake provider speaking the
+/// chat-completions stream) asks for `location_get`; the gateway invokes `location.get` on this
+/// pincer-node, whose gpsd is fed by gpsfake; the position goes back to the model in the next
+/// request, and the model's answer is the chat's final.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_agent_asks_the_node_where_it_is() {
+    if Command::new("gpsfake")
+        .arg("-h")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_err()
+    {
+        assert!(
+            std::env::var("PINCER_REQUIRE_GPSD").map_or(true, |v| v != "1"),
+            "gpsfake not installed"
+        );
+        eprintln!("skipping: gpsfake not installed (apt-get install gpsd gpsd-clients)");
+        return;
+    }
+    use fake_provider::{Dialect, FakeProvider, Reply};
+    use pincer_agent::config::{AgentConfig, AgentSection, ModelsConfig, ProviderConfig};
+    let dir = std::env::temp_dir().join(format!("pincer-agent-location-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let gps_port = free_port();
+    let _gps = gpsfake(gps_port);
+    let fake = FakeProvider::start(Dialect::Completions).await;
+    let identity =
+        Identity::load_or_create(IdentityFiles::node(&dir.join("node"))).expect("identity");
+    let node_id = identity.device_id.clone();
+    fake.push(Reply::ToolCall {
+        id: "call_loc_1".into(),
+        name: "nodes".into(),
+        arguments:
+            json!({ "action": "location_get", "node": node_id, "desiredAccuracy": "precise" })
+                .to_string(),
+        preamble: Some("Let me check.".into()),
+    });
+    fake.push(Reply::Text {
+        chunks: vec!["You are in ".into(), "Berlin.".into()],
+        delay_ms: 0,
+    });
+    let base_url = fake.base_url();
+    let gw = support::gateway::Gw::start_with(
+        Overrides {
+            port: Some(0),
+            state_dir: Some(dir.join("gw")),
+            token: Some(TOKEN.into()),
+            ..Default::default()
+        },
+        |cfg| {
+            let mut models = ModelsConfig::default();
+            models.providers.insert(
+                "fake".into(),
+                ProviderConfig {
+                    base_url,
+                    api: pincer_agent::provider::Api::OpenAiCompletions,
+                    api_key: Some("k".into()),
+                    models: vec![],
+                    timeout_seconds: None,
+                },
+            );
+            let section = AgentSection {
+                model: Some("fake/fake-model".into()),
+                ..Default::default()
+            };
+            cfg.agent = AgentConfig::resolve(&section, &models, &cfg.state_dir);
+        },
+    )
+    .await;
+    let port = gw.port;
+    let node_cfg = NodeConfig::resolve(
+        pincer_node::config::Overrides {
+            gateway: Some(format!("ws://127.0.0.1:{port}")),
+            token: Some(TOKEN.into()),
+            caps: Some("location".into()),
+            state_dir: Some(dir.join("node")),
+            gpsd: Some(format!("127.0.0.1:{gps_port}")),
+            ..Default::default()
+        },
+        AVAILABLE_CAPS,
+    )
+    .expect("node config");
+    let registry = Registry::for_caps(&node_cfg.caps, &node_cfg.setup());
+    let node = Node::new(node_cfg, identity, Arc::new(Dispatcher::new(registry)));
+    let (node_stop, node_stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let node_task = tokio::spawn(async move {
+        node.run(async move {
+            let _ = node_stop_rx.await;
+        })
+        .await
+    });
+    let mut op = CallOptions::new(format!("ws://127.0.0.1:{port}"), dir.join("operator"));
+    op.token = Some(TOKEN.into());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !call(&op, "node.describe", json!({ "nodeId": node_id }))
+        .await
+        .is_ok_and(|v| v["connected"] == true)
+    {
+        assert!(Instant::now() < deadline, "node never connected");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut s = pincer_gateway::operator::call::session(&op)
+        .await
+        .expect("session");
+    s.request(
+        "chat.send",
+        &json!({ "sessionKey": "main", "message": "Where is the board?", "idempotencyKey": "where-1" }),
+    )
+    .await
+    .expect("chat.send");
+    let fin = loop {
+        let e = tokio::time::timeout(Duration::from_secs(30), s.next_event())
+            .await
+            .expect("a final within 30 s")
+            .expect("open");
+        let p = e.payload.unwrap_or_default();
+        if e.event.as_str() == "chat" && p["runId"] == "where-1" {
+            if matches!(p["state"].as_str(), Some("final" | "error" | "aborted")) {
+                break p;
+            }
+        }
+    };
+    assert_eq!(fin["state"], "final", "{fin}");
+    assert_eq!(
+        fin["message"]["content"][0]["text"], "You are in Berlin.",
+        "{fin}"
+    );
+    // The second model call carried the node's real position as the tool result.
+    let reqs = fake.wait_requests(2, Duration::from_secs(5)).await;
+    let tool_msg = reqs[1].body["messages"]
+        .as_array()
+        .expect("messages")
+        .iter()
+        .find(|m| m["role"] == "tool")
+        .cloned()
+        .expect("a tool message");
+    let result: Value =
+        serde_json::from_str(tool_msg["content"].as_str().unwrap_or("")).expect("JSON");
+    let off = metres(
+        result["lat"].as_f64().unwrap_or(0.0),
+        result["lon"].as_f64().unwrap_or(0.0),
+        LAT,
+        LON,
+    );
+    assert!(off < 1.0, "the model got {result}");
+    assert_eq!(result["source"], "gps");
+    let _ = node_stop.send(());
+    let _ = tokio::time::timeout(Duration::from_secs(5), node_task).await;
+    gw.stop().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
