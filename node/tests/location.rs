@@ -378,10 +378,11 @@ async fn the_agent_asks_the_node_where_it_is() {
             .expect("a final within 30 s")
             .expect("open");
         let p = e.payload.unwrap_or_default();
-        if e.event.as_str() == "chat" && p["runId"] == "where-1" {
-            if matches!(p["state"].as_str(), Some("final" | "error" | "aborted")) {
-                break p;
-            }
+        if e.event.as_str() == "chat"
+            && p["runId"] == "where-1"
+            && matches!(p["state"].as_str(), Some("final" | "error" | "aborted"))
+        {
+            break p;
         }
     };
     assert_eq!(fin["state"], "final", "{fin}");
