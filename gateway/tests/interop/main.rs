@@ -1,6 +1,7 @@
 //! Interop against the real OpenClaw (`openclaw@2026.9.6`, reference §0; what a compatible
 //! implementation needs: "Minimum for interop" A and B), in both directions:
 //!
+//! * `agent`: the same scripted turns through both gateways; `openclaw agent` on pincer-gateway.
 //! * `cli`: the OpenClaw CLI reads pincer-gateway (`gateway health|call|probe`, `status`).
 //! * `trust`: the OpenClaw CLI approves devices and node surfaces on pincer-gateway, and the
 //!   real headless node host (`openclaw node run`) connects and answers invokes.
@@ -15,6 +16,7 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod agent;
 mod cli;
 mod pincer_node;
 mod trust;

@@ -119,10 +119,27 @@ impl Reference {
         tls: bool,
         nodes: Value,
     ) -> Proc {
+        self.start_gateway_merged(home, port, tls, nodes, serde_json::json!({}))
+    }
+
+    /// Same, with the top-level keys of `extra` (e.g. `models`, `agents`, `tools`) added.
+    pub fn start_gateway_merged(
+        &self,
+        home: &Path,
+        port: u16,
+        tls: bool,
+        nodes: Value,
+        extra: Value,
+    ) -> Proc {
         std::fs::create_dir_all(home).expect("mkdir");
         let mut config = headless::config(port, TOKEN, tls);
         if nodes.as_object().is_some_and(|o| !o.is_empty()) {
             config["gateway"]["nodes"] = nodes;
+        }
+        if let (Some(c), Some(x)) = (config.as_object_mut(), extra.as_object()) {
+            for (k, v) in x {
+                c.insert(k.clone(), v.clone());
+            }
         }
         std::fs::write(home.join("openclaw.json"), config.to_string()).expect("config");
         let child = self
