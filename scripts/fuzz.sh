@@ -13,7 +13,7 @@ if ! cargo fuzz --version 2>/dev/null | grep -q "$CARGO_FUZZ_VERSION"; then
   cargo install cargo-fuzz --version "$CARGO_FUZZ_VERSION" --locked >/dev/null
 fi
 
-targets=(frame params node_invoke wav pixels x11_setup weight ws_meter)
+targets=(frame params node_invoke wav pixels x11_setup weight ws_meter provider_stream)
 smoke=0
 if [ "${1:-}" = "--smoke" ]; then smoke=1; shift; fi
 if [ -n "${1:-}" ]; then targets=("$1"); fi

@@ -123,7 +123,7 @@ done_step
 if [ "$QUICK" = 0 ]; then
   # A few seconds of coverage-guided inputs into every decoder of hostile bytes (fuzz/README.md;
   # long campaigns: scripts/fuzz.sh). Nightly and cargo-fuzz are installed by the script.
-  step "fuzz smoke: frame, params, node_invoke, wav, pixels, x11_setup, weight, ws_meter (${PINCER_FUZZ_SECONDS:-15} s each)"
+  step "fuzz smoke: frame, params, node_invoke, wav, pixels, x11_setup, weight, ws_meter, provider_stream (${PINCER_FUZZ_SECONDS:-15} s each)"
   ./scripts/fuzz.sh --smoke
   done_step
 fi

@@ -207,3 +207,108 @@ impl RunEvents {
         self.chat(self.seq.max(1), "error", extra);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::host::{BoxFuture, InvokeError};
+    use std::sync::Mutex;
+
+    #[derive(Default)]
+    struct Recorder(Mutex<Vec<(String, Value, Audience)>>);
+
+    impl Host for Recorder {
+        fn emit(&self, event: &str, payload: &Value, to: Audience) {
+            self.0
+                .lock()
+                .unwrap()
+                .push((event.into(), payload.clone(), to));
+        }
+        fn nodes(&self) -> Vec<Value> {
+            vec![]
+        }
+        fn invoke(
+            &self,
+            _: &str,
+            _: &str,
+            _: Option<String>,
+            _: u64,
+            _: String,
+        ) -> BoxFuture<Result<Value, InvokeError>> {
+            Box::pin(async {
+                Err(InvokeError {
+                    code: "X".into(),
+                    message: "none".into(),
+                })
+            })
+        }
+    }
+
+    fn chats(r: &Recorder) -> Vec<Value> {
+        r.0.lock()
+            .unwrap()
+            .iter()
+            .filter(|(e, _, _)| e == "chat")
+            .map(|(_, p, _)| p.clone())
+            .collect()
+    }
+
+    #[test]
+    fn deltas_are_paced_merged_and_the_final_reuses_their_seq() {
+        let rec = Arc::new(Recorder::default());
+        let mut ev = RunEvents::new(rec.clone(), "r".into(), "k".into(), "s".into(), Some(7));
+        for i in 0..50 {
+            ev.text(&format!("w{i} "), "r:1");
+        }
+        // The first went out at once; the other 49 wait for the pacing window.
+        let c = chats(&rec);
+        assert_eq!(c.len(), 1, "{c:?}");
+        assert!(ev.flush_at().is_some());
+        ev.chat_final("stop");
+        let c = chats(&rec);
+        assert_eq!(c.len(), 3, "first delta, merged rest, final");
+        let text: String = (0..50).map(|i| format!("w{i} ")).collect();
+        let joined: String = c[..2]
+            .iter()
+            .map(|p| p["deltaText"].as_str().unwrap())
+            .collect();
+        assert_eq!(joined, text);
+        assert_eq!(c[1]["message"]["content"][0]["text"], text.as_str());
+        assert_eq!(c[2]["state"], "final");
+        assert_eq!(c[2]["seq"], c[1]["seq"]);
+        // Every `assistant` event went out, numbered per run.
+        let agent: Vec<u64> = rec
+            .0
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(e, _, _)| e == "agent")
+            .map(|(_, p, _)| p["seq"].as_u64().unwrap())
+            .collect();
+        assert_eq!(agent, (1..=50).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn the_tool_stream_goes_to_the_runs_own_connection_and_a_new_call_replaces() {
+        let rec = Arc::new(Recorder::default());
+        let mut ev = RunEvents::new(rec.clone(), "r".into(), "k".into(), "s".into(), Some(7));
+        ev.text("Let me check.", "r:1");
+        ev.agent("tool", json!({ "phase": "start" }));
+        ev.next_model_call();
+        ev.text("Berlin.", "r:2");
+        ev.chat_final("stop");
+        let all = rec.0.lock().unwrap().clone();
+        let tool = all.iter().find(|(_, p, _)| p["stream"] == "tool").unwrap();
+        assert_eq!(tool.2, Audience::ToolRecipients { origin: Some(7) });
+        let c = chats(&rec);
+        let replaced = c
+            .iter()
+            .find(|p| p["replace"] == true)
+            .expect("a replacing delta");
+        assert_eq!(replaced["deltaText"], "Berlin.");
+        assert_eq!(
+            c.last().unwrap()["message"]["content"][0]["text"],
+            "Berlin."
+        );
+    }
+}

@@ -64,6 +64,13 @@ enum Cmd {
         #[arg(long, default_value_t = 0)]
         port: u16,
     },
+    /// One chat turn's gateway overhead and RSS with 20 streaming sessions, against a fake
+    /// provider, pincer-gateway and the reference side by side.
+    Agent {
+        /// Measured turns per gateway (OpenClaw: at most 10).
+        #[arg(long, default_value_t = 30)]
+        samples: usize,
+    },
     /// camera.snap end to end vs a bare V4L2 capture, on vivid in the tests/vm qemu VM.
     Camera {
         /// Static x86_64-musl pincer-node for the VM (default:
@@ -73,6 +80,7 @@ enum Cmd {
     },
 }
 
+mod agent;
 mod camera;
 #[path = "../../gateway/tests/support/openclaw_headless.rs"]
 mod openclaw_headless;
@@ -91,6 +99,15 @@ fn main() -> Result<()> {
                 .clone()
                 .unwrap_or_else(|| workspace_root().join("target/release/pincer-gateway"));
             rt.block_on(camera::run(&gw, vm_node.clone()))
+        }
+        Some(Cmd::Agent { samples }) => {
+            let gw = cli
+                .gateway
+                .clone()
+                .unwrap_or_else(|| workspace_root().join("target/release/pincer-gateway"));
+            let (openclaw, node) = reference_paths(&cli);
+            let reference = (!cli.no_openclaw).then_some((node, openclaw));
+            rt.block_on(agent::run(&gw, reference, samples))
         }
         None => rt.block_on(run(cli)),
     }
@@ -703,19 +720,8 @@ fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-async fn run(cli: Cli) -> Result<()> {
-    raise_nofile();
-    let me = std::env::current_exe()?;
-    let gateway = cli
-        .gateway
-        .clone()
-        .unwrap_or_else(|| workspace_root().join("target/release/pincer-gateway"));
-    if !gateway.exists() {
-        bail!(
-            "{} not found: run `cargo build --release -p pincer-gateway` first",
-            gateway.display()
-        );
-    }
+/// `openclaw.mjs` and Node of the reference: the flags, else the install script's cache.
+fn reference_paths(cli: &Cli) -> (PathBuf, PathBuf) {
     let cache = std::env::var_os("PINCER_CACHE")
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("XDG_CACHE_HOME").map(|d| PathBuf::from(d).join("pincer")))
@@ -730,6 +736,23 @@ async fn run(cli: Cli) -> Result<()> {
         .node
         .clone()
         .unwrap_or_else(|| cache.join("node24/package/bin/node"));
+    (openclaw, node)
+}
+
+async fn run(cli: Cli) -> Result<()> {
+    raise_nofile();
+    let me = std::env::current_exe()?;
+    let gateway = cli
+        .gateway
+        .clone()
+        .unwrap_or_else(|| workspace_root().join("target/release/pincer-gateway"));
+    if !gateway.exists() {
+        bail!(
+            "{} not found: run `cargo build --release -p pincer-gateway` first",
+            gateway.display()
+        );
+    }
+    let (openclaw, node) = reference_paths(&cli);
 
     let mut columns: Vec<(String, Spec)> = vec![(
         "pincer-gateway".into(),

@@ -16,5 +16,14 @@ fn example_gateway_toml_loads() {
     .expect("resolves");
     assert_eq!(cfg.limits.tick_interval_ms, 30_000);
     assert_eq!(cfg.limits.max_preauth_per_ip, 32);
+    assert_eq!(cfg.limits.readonly_max_payload, 1 << 20);
+    // The agent section: the default model resolves to a configured provider.
+    let model = cfg.agent.model.clone().expect("[agent] model");
+    let r = cfg
+        .agent
+        .model_ref(&model)
+        .expect("its provider is configured");
+    assert_eq!(r.context_tokens, 128_000);
+    assert_eq!(cfg.agent.max_model_calls, 8);
     let _ = std::fs::remove_dir_all(dir);
 }
