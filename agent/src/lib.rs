@@ -4,8 +4,10 @@
 //! streaming provider dialect, runs the tools the model asks for (which reach nodes through the
 //! host), and keeps the session's transcript on disk.
 //!
-//! **Owns:** provider dialects and their streams ([`provider`], [`sse`], [`http`]), the
-//! transcript ([`transcript`]).
+//! **Owns:** runs ([`runtime`], [`run`], [`events`]), provider dialects and their streams
+//! ([`provider`], [`sse`], [`http`]), tools ([`tools`]), the system prompt ([`prompt`]),
+//! sessions and transcripts ([`store`], [`transcript`]), scheduled turns ([`cron`]) and the
+//! wire methods ([`methods`]).
 //!
 //! **Must not touch:** sockets to clients, the gateway's registry or trust store. What the
 //! agent needs from its host (invoking a node command, sending events to clients) comes through
@@ -14,6 +16,7 @@
 #![warn(missing_docs)]
 
 pub mod config;
+pub mod cron;
 pub mod events;
 pub mod host;
 pub mod http;

@@ -40,10 +40,20 @@ pub const METHODS: &[&str] = &[
     "sessions.reset",
     "sessions.delete",
     "models.list",
+    "wake",
+    "send",
+    "cron.status",
+    "cron.list",
+    "cron.get",
+    "cron.add",
+    "cron.update",
+    "cron.remove",
+    "cron.run",
+    "cron.runs",
 ];
 
 /// Events this module causes.
-pub const EVENTS: &[&str] = &["agent", "chat"];
+pub const EVENTS: &[&str] = &["agent", "chat", "cron"];
 
 /// Default and largest `chat.history` page.
 pub const HISTORY_DEFAULT: usize = 200;
@@ -671,4 +681,160 @@ pub fn models_list(agent: &Agent) -> Value {
 pub fn session_defaults(model_configured: bool) -> Value {
     json!({ "defaultAgentId": AGENT_ID, "modelConfigured": model_configured, "ownership": "sole",
         "selectionRequired": false, "mainKey": "main", "mainSessionKey": "agent:main:main", "scope": "per-sender" })
+}
+
+/// `wake`: `now` starts a run with the text; `next-heartbeat` queues it for the next turn.
+pub async fn wake(agent: &Arc<Agent>, raw: Option<&str>) -> Result<Value, ErrorShape> {
+    let p: pincer_protocol::agent::WakeParams = params("wake", raw)?;
+    if p.text.is_empty() {
+        return Err(ErrorShape::invalid(
+            "invalid wake params: text must not be empty",
+        ));
+    }
+    let key = session_key(p.session_key.as_deref().unwrap_or("main"));
+    match p.mode {
+        pincer_protocol::agent::WakeMode::NextHeartbeat => agent.queue_system_event(&key, &p.text),
+        pincer_protocol::agent::WakeMode::Now => {
+            agent
+                .start(StartRun {
+                    session_key: key,
+                    message: p.text,
+                    images: vec![],
+                    run_id: format!("wake:{}", pincer_os::uuid_v4()),
+                    origin: None,
+                    created_via: "wake".into(),
+                    model: None,
+                })
+                .await
+                .map_err(start_err)?;
+        }
+    }
+    Ok(json!({ "ok": true }))
+}
+
+/// `send`: no channel is configured in this build yet, so it is refused as the reference
+/// refuses it then.
+pub fn send(raw: Option<&str>) -> Result<Value, ErrorShape> {
+    let p: pincer_protocol::agent::SendParams = params("send", raw)?;
+    Err(match p.channel.as_deref() {
+        None => ErrorShape::invalid("Error: Channel is required (no configured channels detected). Configure one in gateway.toml ([channels.<name>]), or pass channel after enabling it."),
+        Some(c) => ErrorShape::unavailable(format!("OutboundDeliveryError: channel \"{c}\" is not configured on this gateway"))
+            .with_details(json!({ "code": "OUTBOUND_DELIVERY_FAILED" })),
+    })
+}
+
+fn cron_err(e: crate::cron::CronError) -> ErrorShape {
+    match e {
+        crate::cron::CronError::Io(e) => {
+            ErrorShape::unavailable(format!("cron jobs not saved: {e}"))
+        }
+        e => ErrorShape::invalid(e.to_string()),
+    }
+}
+
+fn job_json(j: &crate::cron::Job) -> Value {
+    let mut v = serde_json::to_value(j).unwrap_or_default();
+    v["nextRunAtMs"] = j.state["nextRunAtMs"].clone();
+    v["agentId"] = json!(AGENT_ID);
+    v
+}
+
+fn job_id(method: &str, p: &pincer_protocol::agent::CronJobParams) -> Result<String, ErrorShape> {
+    p.id.clone().or_else(|| p.job_id.clone()).ok_or_else(|| {
+        ErrorShape::invalid(format!(
+            "invalid {method} params: must have required property 'id'"
+        ))
+    })
+}
+
+/// The `cron.*` methods.
+pub async fn cron(
+    agent: &Arc<Agent>,
+    method: &str,
+    raw: Option<&str>,
+) -> Result<Value, ErrorShape> {
+    let cron = agent.cron();
+    let now = pincer_os::now_ms();
+    match method {
+        "cron.status" => Ok(json!({ "enabled": true, "triggersEnabled": true,
+            "storePath": cron.path().display().to_string(), "storage": "json",
+            "jobs": cron.list().len(), "nextWakeAtMs": cron.next_wake() })),
+        "cron.list" => Ok(json!({ "jobs": cron.list().iter().map(job_json).collect::<Vec<_>>() })),
+        "cron.add" => {
+            let p: pincer_protocol::agent::CronAddParams = params(method, raw)?;
+            let job = cron.add(&p, now).map_err(cron_err)?;
+            let v = job_json(&job);
+            agent.host().emit("cron", &json!({ "jobId": job.id, "action": "added", "job": v, "nextRunAtMs": v["nextRunAtMs"] }), Audience::Readers);
+            Ok(v)
+        }
+        "cron.remove" => {
+            let p: pincer_protocol::agent::CronJobParams = params(method, raw)?;
+            let job = cron.remove(&job_id(method, &p)?).map_err(cron_err)?;
+            agent.host().emit(
+                "cron",
+                &json!({ "jobId": job.id, "action": "removed", "job": job_json(&job) }),
+                Audience::Readers,
+            );
+            Ok(json!({ "ok": true, "removed": true }))
+        }
+        "cron.update" => {
+            let p: pincer_protocol::agent::CronJobParams = params(method, raw)?;
+            let id = job_id(method, &p)?;
+            let job = cron
+                .update(&id, p.patch.as_ref().unwrap_or(&json!({})), now)
+                .map_err(cron_err)?;
+            let v = job_json(&job);
+            agent.host().emit(
+                "cron",
+                &json!({ "jobId": id, "action": "updated", "job": v }),
+                Audience::Readers,
+            );
+            Ok(v)
+        }
+        "cron.get" => {
+            let p: pincer_protocol::agent::CronJobParams = params(method, raw)?;
+            let id = job_id(method, &p)?;
+            cron.list()
+                .iter()
+                .find(|j| j.id == id)
+                .map(job_json)
+                .ok_or_else(|| ErrorShape::invalid("unknown cron job"))
+        }
+        "cron.run" => {
+            let p: pincer_protocol::agent::CronJobParams = params(method, raw)?;
+            let id = job_id(method, &p)?;
+            let job = cron
+                .list()
+                .into_iter()
+                .find(|j| j.id == id)
+                .ok_or_else(|| ErrorShape::invalid("unknown cron job"))?;
+            let due = job.state["nextRunAtMs"].as_u64().is_some_and(|t| t <= now);
+            let go = match p.mode.as_deref().unwrap_or("force") {
+                "due" => job.enabled && due,
+                "if-enabled" => job.enabled,
+                _ => true,
+            };
+            if !go {
+                return Ok(
+                    json!({ "ok": true, "ran": false, "reason": if job.enabled { "not-due" } else { "disabled" } }),
+                );
+            }
+            let run_id = crate::cron::fire(agent, &id).await.map_err(cron_err)?;
+            Ok(json!({ "ok": true, "ran": true, "runId": run_id }))
+        }
+        "cron.runs" => {
+            let p: pincer_protocol::agent::CronJobParams = params(method, raw)?;
+            let id = job_id(method, &p)?;
+            let all = cron.runs(&id).map_err(cron_err)?;
+            let limit = (p.limit.unwrap_or(50) as usize).clamp(1, 200);
+            let offset = p.offset.unwrap_or(0) as usize;
+            let page: Vec<Value> = all.iter().skip(offset).take(limit).cloned().collect();
+            let more = offset + page.len() < all.len();
+            Ok(
+                json!({ "entries": page, "total": all.len(), "offset": offset, "limit": limit, "hasMore": more,
+                "nextOffset": if more { json!(offset + page.len()) } else { Value::Null } }),
+            )
+        }
+        other => Err(ErrorShape::invalid(format!("unknown method: {other}"))),
+    }
 }

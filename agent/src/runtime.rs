@@ -92,7 +92,15 @@ pub struct Agent {
     store: Arc<Store>,
     http: http::Client,
     state: Mutex<State>,
+    cron: crate::cron::Cron,
+    /// System events waiting for a session's next turn (`wake`, cron `systemEvent`).
+    system: Mutex<HashMap<String, VecDeque<String>>>,
 }
+
+/// System events queued per session…
+pub const MAX_SYSTEM_EVENTS: usize = 20;
+/// …each cut to this many characters.
+pub const MAX_SYSTEM_EVENT_CHARS: usize = 2000;
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
@@ -102,12 +110,20 @@ impl Agent {
     /// Opens the session store and makes the runtime.
     pub fn new(host: Arc<dyn Host>, config: AgentConfig) -> Result<Arc<Agent>, StoreError> {
         let store = Store::open(&config.sessions_dir, config.store)?;
+        let cron_path = config
+            .sessions_dir
+            .parent()
+            .unwrap_or(&config.sessions_dir)
+            .join("cron")
+            .join("jobs.json");
         Ok(Arc::new(Agent {
             host,
             config: Arc::new(config),
             store: Arc::new(store),
             http: http::Client::new(),
             state: Mutex::new(State::default()),
+            cron: crate::cron::Cron::open(cron_path),
+            system: Mutex::new(HashMap::new()),
         }))
     }
 
@@ -124,6 +140,28 @@ impl Agent {
     /// The host.
     pub fn host(&self) -> &Arc<dyn Host> {
         &self.host
+    }
+
+    /// The scheduled jobs.
+    pub fn cron(&self) -> &crate::cron::Cron {
+        &self.cron
+    }
+
+    /// Queues `text` for the next turn of `session_key` (oldest dropped past the bound).
+    pub fn queue_system_event(&self, session_key: &str, text: &str) {
+        let mut sys = lock(&self.system);
+        let q = sys.entry(session_key.to_owned()).or_default();
+        q.push_back(text.chars().take(MAX_SYSTEM_EVENT_CHARS).collect());
+        while q.len() > MAX_SYSTEM_EVENTS {
+            q.pop_front();
+        }
+    }
+
+    fn take_system_events(&self, session_key: &str) -> Vec<String> {
+        lock(&self.system)
+            .remove(session_key)
+            .map(Vec::from)
+            .unwrap_or_default()
     }
 
     /// Whether `run_id` is admitted or running.
@@ -224,10 +262,18 @@ impl Agent {
     async fn save_user_turn(&self, req: &StartRun) -> Result<u64, StartError> {
         let store = self.store.clone();
         let req = req.clone();
+        let events = self.take_system_events(&req.session_key);
         let r = tokio::task::spawn_blocking(move || {
             let now = pincer_os::now_ms();
             store.ensure(&req.session_key, &req.created_via, now)?;
-            let text = format!("[{}] {}", crate::prompt::stamp(now), req.message);
+            let mut text = String::new();
+            for e in &events {
+                text.push_str(&format!("System: {e}\n"));
+            }
+            if !text.is_empty() {
+                text.push('\n');
+            }
+            let text = format!("{text}[{}] {}", crate::prompt::stamp(now), req.message);
             store.append(
                 &req.session_key,
                 &Message::User {

@@ -65,6 +65,9 @@ pub fn dispatch(
                     "sessions.patch" => m::sessions_patch(&agent, raw.as_deref()).await,
                     "sessions.reset" => m::sessions_reset(&agent, raw.as_deref()).await,
                     "sessions.delete" => m::sessions_delete(&agent, raw.as_deref()).await,
+                    "wake" => m::wake(&agent, raw.as_deref()).await,
+                    "send" => m::send(raw.as_deref()),
+                    c if c.starts_with("cron.") => m::cron(&agent, c, raw.as_deref()).await,
                     other => Err(ErrorShape::invalid(format!("unknown method: {other}"))),
                 })
             }))

@@ -66,10 +66,20 @@ pub const METHODS: &[&str] = &[
     "sessions.reset",
     "sessions.delete",
     "models.list",
+    "wake",
+    "send",
+    "cron.status",
+    "cron.list",
+    "cron.get",
+    "cron.add",
+    "cron.update",
+    "cron.remove",
+    "cron.run",
+    "cron.runs",
 ];
 
 /// Methods served but, as in the reference, not listed in `hello-ok.features.methods`.
-pub const UNADVERTISED: &[&str] = &["chat.inject", "sessions.resolve"];
+pub const UNADVERTISED: &[&str] = &["chat.inject", "sessions.resolve", "cron.get"];
 
 /// Events this gateway emits (advertised in `hello-ok.features.events`).
 pub const EVENTS: &[&str] = &[
@@ -86,6 +96,7 @@ pub const EVENTS: &[&str] = &[
     "node.invoke.cancel",
     "agent",
     "chat",
+    "cron",
 ];
 
 /// Why a request was refused before reaching a handler (used to count role violations).

@@ -128,6 +128,11 @@ impl Gateway {
         });
         let presence_hub = hub.clone();
         let presence = tokio::spawn(async move { presence_hub.flush_presence().await });
+        let scheduler = hub
+            .agent
+            .get()
+            .cloned()
+            .map(|a| tokio::spawn(pincer_agent::cron::schedule(a)));
         let trimmer = tokio::spawn(async {
             let mut every = tokio::time::interval(TRIM_PERIOD);
             loop {
@@ -166,6 +171,9 @@ impl Gateway {
         ticker.abort();
         presence.abort();
         trimmer.abort();
+        if let Some(s) = scheduler {
+            s.abort();
+        }
         tracing::info!(connections = hub.connection_count(), "shutting down");
         hub.shutdown("gateway stopping", None);
         let deadline = tokio::time::Instant::now() + SHUTDOWN_GRACE;

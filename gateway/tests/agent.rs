@@ -586,3 +586,105 @@ async fn kill_9_mid_run_loses_only_the_partial_reply() {
     assert_eq!(ev.last().unwrap()["state"], "final", "{ev:?}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A scheduled agent turn runs on time, is recorded, and is still scheduled after a restart;
+/// `wake` reaches the next turn; `send` without channels is refused as the reference does.
+#[tokio::test]
+async fn cron_jobs_run_and_survive_a_restart() {
+    let fake = FakeProvider::start(Dialect::Completions).await;
+    let dir = temp("cron");
+    let job_id;
+    {
+        let gw = start(&dir, Some(&fake), Dialect::Completions, "");
+        let mut s = connect(&gw).await;
+        let job = s
+            .request(
+                "cron.add",
+                &json!({ "name": "water the plants", "schedule": { "kind": "every", "everyMs": 1500 },
+                    "sessionTarget": "isolated", "wakeMode": "now",
+                    "payload": { "kind": "agentTurn", "message": "time to water the plants" } }),
+            )
+            .await
+            .expect("cron.add");
+        job_id = job["id"].as_str().unwrap().to_owned();
+        assert!(job["nextRunAtMs"].as_u64().is_some(), "{job}");
+        // It fires: the provider is asked, the run is recorded.
+        let reqs = fake.wait_requests(1, Duration::from_secs(10)).await;
+        assert!(reqs[0]
+            .body
+            .to_string()
+            .contains("time to water the plants"));
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let runs = s
+                .request("cron.runs", &json!({ "id": job_id }))
+                .await
+                .unwrap();
+            if runs["total"].as_u64() >= Some(1) {
+                assert_eq!(runs["entries"][0]["status"], "ok", "{runs}");
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no run recorded: {runs}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let st = s.request("cron.status", &json!({})).await.unwrap();
+        assert_eq!(st["jobs"], 1, "{st}");
+        // A wake is in front of the model at the next turn.
+        let w = s
+            .request(
+                "wake",
+                &json!({ "mode": "next-heartbeat", "text": "the door bell rang" }),
+            )
+            .await
+            .unwrap();
+        assert_eq!(w, json!({ "ok": true }));
+        let before = fake.requests().len();
+        let (_, id) = send(&mut s, "main", "anything new?").await;
+        chat_until_done(&mut s, &id).await;
+        let asked: Vec<String> = fake.requests()[before..]
+            .iter()
+            .map(|r| r.body.to_string())
+            .collect();
+        assert!(
+            asked
+                .iter()
+                .any(|b| b.contains("System: the door bell rang") && b.contains("anything new?")),
+            "{asked:?}"
+        );
+        let e = s
+            .request(
+                "send",
+                &json!({ "to": "+15550001111", "message": "hi", "idempotencyKey": "s1" }),
+            )
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains("Channel is required"), "{e}");
+        drop(s);
+        drop(gw);
+    }
+    // After a restart the job is still there and fires again.
+    let n = fake.requests().len();
+    let gw = start(&dir, Some(&fake), Dialect::Completions, "");
+    let mut s = connect(&gw).await;
+    let list = s.request("cron.list", &json!({})).await.unwrap();
+    assert_eq!(list["jobs"][0]["id"], job_id.as_str(), "{list}");
+    fake.wait_requests(n + 1, Duration::from_secs(10)).await;
+    let r = s
+        .request("cron.remove", &json!({ "id": job_id }))
+        .await
+        .unwrap();
+    assert_eq!(r, json!({ "ok": true, "removed": true }));
+    let bad = s
+        .request(
+            "cron.add",
+            &json!({ "name": "x", "schedule": { "kind": "cron", "expr": "0 7 * * *" },
+                "sessionTarget": "main", "wakeMode": "now", "payload": { "kind": "systemEvent", "text": "x" } }),
+        )
+        .await
+        .unwrap_err();
+    assert!(bad.to_string().contains("not supported"), "{bad}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

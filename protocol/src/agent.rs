@@ -154,3 +154,98 @@ pub struct SessionKeyParams {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub allow_missing: Option<bool>,
 }
+
+/// `wake` params (an open object, as in the reference).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct WakeParams {
+    /// `now` (a run at once) or `next-heartbeat` (queued for the next turn).
+    pub mode: WakeMode,
+    /// The system event's text.
+    pub text: String,
+    /// The session (default `agent:main:main`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_key: Option<String>,
+}
+
+/// When a wake's text reaches the model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub enum WakeMode {
+    /// A run now.
+    #[serde(rename = "now")]
+    Now,
+    /// With the next turn.
+    #[serde(rename = "next-heartbeat")]
+    NextHeartbeat,
+}
+
+/// `send` params.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct SendParams {
+    /// The recipient on the channel.
+    pub to: String,
+    /// The idempotency key.
+    pub idempotency_key: String,
+    /// The text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// The channel (`telegram`, …).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channel: Option<String>,
+}
+
+/// `cron.add` params.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct CronAddParams {
+    /// The job's name.
+    pub name: String,
+    /// `{kind:"every", everyMs, anchorMs?}` or `{kind:"at", at}` (ms or ISO-8601 UTC).
+    pub schedule: Value,
+    /// `main`, `isolated`, `current` or `session:<key>`.
+    pub session_target: String,
+    /// `now` or `next-heartbeat`.
+    pub wake_mode: String,
+    /// `{kind:"agentTurn", message, model?}` or `{kind:"systemEvent", text}`.
+    pub payload: Value,
+    /// Off: kept but not run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<bool>,
+    /// A display name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub display_name: Option<String>,
+    /// For `sessionTarget:"current"`: the session.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_key: Option<String>,
+}
+
+/// `cron.remove`, `cron.run`, `cron.get`, `cron.runs`, `cron.update` params: the job by `id`
+/// or `jobId`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct CronJobParams {
+    /// The job.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// The job (alias).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job_id: Option<String>,
+    /// `cron.run`: `due`, `force` (default) or `if-enabled`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<String>,
+    /// `cron.update`: `{enabled?, name?, schedule?, payload?}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub patch: Option<Value>,
+    /// `cron.runs`: entries per page (default 50).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u64>,
+    /// `cron.runs`: entries to skip.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offset: Option<u64>,
+}

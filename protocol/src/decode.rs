@@ -152,6 +152,16 @@ pub const TYPED: &[(&str, Parse)] = &[
     ("sessions.reset", agent::<crate::agent::SessionKeyParams>),
     ("sessions.delete", agent::<crate::agent::SessionKeyParams>),
     ("models.list", agent::<OpenObject>),
+    ("wake", agent::<crate::agent::WakeParams>),
+    ("send", agent::<crate::agent::SendParams>),
+    ("cron.status", agent::<OpenObject>),
+    ("cron.list", agent::<OpenObject>),
+    ("cron.get", agent::<crate::agent::CronJobParams>),
+    ("cron.add", agent::<crate::agent::CronAddParams>),
+    ("cron.update", agent::<crate::agent::CronJobParams>),
+    ("cron.remove", agent::<crate::agent::CronJobParams>),
+    ("cron.run", agent::<crate::agent::CronJobParams>),
+    ("cron.runs", agent::<crate::agent::CronJobParams>),
 ];
 
 /// Checks `raw` against `T` and keeps it raw ([`Params::Agent`]).

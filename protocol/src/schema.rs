@@ -67,6 +67,21 @@ pub fn all() -> Vec<(String, Value)> {
     method("sessions.reset", gen::<SessionKeyParams>(), open());
     method("sessions.delete", gen::<SessionKeyParams>(), open());
     method("models.list", open(), open());
+    method("wake", gen::<WakeParams>(), open());
+    method("send", gen::<SendParams>(), open());
+    for m in ["cron.status", "cron.list"] {
+        method(m, open(), open());
+    }
+    method("cron.add", gen::<CronAddParams>(), open());
+    for m in [
+        "cron.get",
+        "cron.update",
+        "cron.remove",
+        "cron.run",
+        "cron.runs",
+    ] {
+        method(m, gen::<CronJobParams>(), open());
+    }
     method("health", gen::<HealthParams>(), gen::<HealthSummary>());
     method("status", gen::<EmptyParams>(), gen::<StatusSummary>());
     method(

@@ -119,6 +119,7 @@ const READ_METHODS: &[&str] = &[
     "cron.list",
     "cron.status",
     "cron.runs",
+    "cron.get",
     "node.list",
     "node.describe",
 ];
