@@ -50,6 +50,8 @@ pub struct Outcome {
 
 /// What a run needs.
 pub struct RunCtx {
+    /// The runtime (for the tools that schedule jobs or post to sessions).
+    pub agent: Arc<crate::runtime::Agent>,
     /// The host.
     pub host: Arc<dyn Host>,
     /// The configuration.
@@ -267,7 +269,7 @@ async fn tool(ctx: &mut RunCtx, c: &ToolCall) -> Result<tools::ToolOutput, Failu
     );
     let timeout = Duration::from_millis(ctx.config.tool_timeout_ms);
     let run = tools::run(
-        &ctx.host,
+        &ctx.agent,
         &c.name,
         &c.arguments,
         timeout,

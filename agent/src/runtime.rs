@@ -190,7 +190,18 @@ impl Agent {
 
     /// Starts a run (or reports the one with the same id). The user turn is on disk when this
     /// returns `Started`.
-    pub async fn start(self: &Arc<Self>, req: StartRun) -> Result<Started, StartError> {
+    ///
+    /// Boxed: a run's tools may schedule jobs that start runs (a cycle of futures whose `Send`
+    /// the compiler cannot infer).
+    pub fn start(
+        self: &Arc<Self>,
+        req: StartRun,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Started, StartError>> + Send>>
+    {
+        Box::pin(self.clone().start_inner(req))
+    }
+
+    async fn start_inner(self: Arc<Self>, req: StartRun) -> Result<Started, StartError> {
         let (abort_tx, abort_rx) = watch::channel(false);
         let (done_tx, done_rx) = watch::channel(None);
         let gate = {
@@ -244,6 +255,7 @@ impl Agent {
                 req.origin,
             );
             let ctx = RunCtx {
+                agent: agent.clone(),
                 host: agent.host.clone(),
                 config: agent.config.clone(),
                 store: agent.store.clone(),

@@ -71,6 +71,37 @@ pub fn specs() -> Vec<ToolSpec> {
             }),
         },
         ToolSpec {
+            name: "message".into(),
+            description: "Send a message. Until messaging channels are configured, the target is a chat \
+                session key (e.g. agent:main:main); the message appears there as an assistant message."
+                .into(),
+            parameters: json!({
+                "type": "object",
+                "properties": {
+                    "action": { "type": "string", "enum": ["send"] },
+                    "target": { "type": "string", "description": "A session key" },
+                    "message": { "type": "string" }
+                },
+                "required": ["action", "message"]
+            }),
+        },
+        ToolSpec {
+            name: "automations".into(),
+            description: "Scheduled jobs: status, list, add (job: {name, schedule:{kind:\"every\", everyMs} or \
+                {kind:\"at\", at}, sessionTarget:\"main\"|\"isolated\", wakeMode:\"now\", payload:{kind:\"agentTurn\", message} \
+                or {kind:\"systemEvent\", text}}), remove, run, runs (jobId)."
+                .into(),
+            parameters: json!({
+                "type": "object",
+                "properties": {
+                    "action": { "type": "string", "enum": ["status", "list", "add", "remove", "run", "runs"] },
+                    "job": { "type": "object" },
+                    "jobId": { "type": "string" }
+                },
+                "required": ["action"]
+            }),
+        },
+        ToolSpec {
             name: "exec".into(),
             description: "Run a shell command on a node (its system.run, under the node's exec policy). \
                 Returns exit code, stdout and stderr."
@@ -91,7 +122,7 @@ pub fn specs() -> Vec<ToolSpec> {
 
 /// Runs tool `name` with `arguments` (the model's JSON text).
 pub async fn run(
-    host: &Arc<dyn Host>,
+    agent: &Arc<crate::runtime::Agent>,
     name: &str,
     arguments: &str,
     timeout: Duration,
@@ -110,9 +141,12 @@ pub async fn run(
             )
         }
     };
+    let host = agent.host();
     let mut out = match name {
         "nodes" => nodes(host, &args, timeout).await,
         "exec" => exec(host, &args, timeout).await,
+        "message" => message(agent, &args).await,
+        "automations" => automations(agent, &args).await,
         other => ToolOutput::error(other.to_owned(), format!("unknown tool: {other}")),
     };
     if out.text.len() > max_text {
@@ -355,4 +389,56 @@ async fn exec(host: &Arc<dyn Host>, args: &Value, timeout: Duration) -> ToolOutp
     let mut out = invoke(host, wanted, "system.run", p, Some(ms + 1_000), timeout).await;
     out.title = out.title.replacen("Nodes", "Exec", 1);
     out
+}
+
+fn from_method(title: &str, r: Result<Value, pincer_protocol::error::ErrorShape>) -> ToolOutput {
+    match r {
+        Ok(v) => ToolOutput {
+            text: serde_json::to_string_pretty(&v).unwrap_or_default(),
+            images: vec![],
+            is_error: false,
+            details: v,
+            title: title.into(),
+        },
+        Err(e) => ToolOutput::error(title.into(), e.message),
+    }
+}
+
+async fn message(agent: &Arc<crate::runtime::Agent>, args: &Value) -> ToolOutput {
+    let Some(text) = args["message"].as_str().filter(|m| !m.is_empty()) else {
+        return ToolOutput::error("Message".into(), "message is required");
+    };
+    let key = crate::methods::session_key(args["target"].as_str().unwrap_or("main"));
+    let store = agent.store().clone();
+    let k = key.clone();
+    if let Ok(Err(e)) =
+        tokio::task::spawn_blocking(move || store.ensure(&k, "message", pincer_os::now_ms())).await
+    {
+        return ToolOutput::error("Message".into(), e.to_string());
+    }
+    let params = json!({ "sessionKey": key, "message": text }).to_string();
+    from_method(
+        &format!("Message {key}"),
+        crate::methods::chat_inject(agent, Some(&params)).await,
+    )
+}
+
+async fn automations(agent: &Arc<crate::runtime::Agent>, args: &Value) -> ToolOutput {
+    let id = args["jobId"].clone();
+    let (method, params) = match args["action"].as_str().unwrap_or("") {
+        "status" => ("cron.status", json!({})),
+        "list" => ("cron.list", json!({})),
+        "add" => ("cron.add", args["job"].clone()),
+        "remove" => ("cron.remove", json!({ "id": id })),
+        "run" => ("cron.run", json!({ "id": id })),
+        "runs" => ("cron.runs", json!({ "id": id })),
+        other => {
+            return ToolOutput::error("Automations".into(), format!("unknown action: {other}"))
+        }
+    };
+    let params = params.to_string();
+    from_method(
+        "Automations",
+        crate::methods::cron(agent, method, Some(&params)).await,
+    )
 }

@@ -688,3 +688,46 @@ async fn cron_jobs_run_and_survive_a_restart() {
     assert!(bad.to_string().contains("not supported"), "{bad}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The `automations` and `message` tools: the model schedules a job and posts to a session.
+#[tokio::test]
+async fn the_model_schedules_a_job_and_posts_to_a_session() {
+    let fake = FakeProvider::start(Dialect::Anthropic).await;
+    fake.push(Reply::ToolCall {
+        id: "toolu_01".into(),
+        name: "automations".into(),
+        arguments: json!({ "action": "add", "job": { "name": "morning photo",
+            "schedule": { "kind": "every", "everyMs": 86_400_000 }, "sessionTarget": "main",
+            "wakeMode": "now", "payload": { "kind": "agentTurn", "message": "take a photo" } } })
+        .to_string(),
+        preamble: None,
+    });
+    fake.push(Reply::ToolCall {
+        id: "toolu_02".into(),
+        name: "message".into(),
+        arguments: json!({ "action": "send", "target": "agent:main:notes", "message": "Photo job set up." })
+            .to_string(),
+        preamble: None,
+    });
+    fake.push(Reply::Text {
+        chunks: vec!["Scheduled.".into()],
+        delay_ms: 0,
+    });
+    let dir = temp("tools");
+    let gw = start(&dir, Some(&fake), Dialect::Anthropic, "");
+    let mut s = connect(&gw).await;
+    let (_, id) = send(&mut s, "main", "Take a photo every morning and note it").await;
+    let ev = chat_until_done(&mut s, &id).await;
+    assert_eq!(text_of(ev.last().unwrap()), "Scheduled.", "{ev:?}");
+    let jobs = s.request("cron.list", &json!({})).await.unwrap();
+    assert_eq!(jobs["jobs"][0]["name"], "morning photo", "{jobs}");
+    let h = s
+        .request("chat.history", &json!({ "sessionKey": "agent:main:notes" }))
+        .await
+        .unwrap();
+    assert_eq!(
+        h["messages"][0]["content"][0]["text"], "Photo job set up.",
+        "{h}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
