@@ -57,6 +57,10 @@ impl SseParser {
                     if let Some(e) = self.line_done(&line) {
                         out.push(e);
                     }
+                    // A line's text can grow when it is decoded (U+FFFD for invalid bytes).
+                    if self.data.len() > self.max_event {
+                        return Err(TooLarge(self.max_event));
+                    }
                 }
                 _ => {
                     self.line.push(b);
@@ -144,6 +148,16 @@ mod tests {
         let mut p = SseParser::new(1024);
         assert!(p.feed(&[b'x'; 1000]).is_ok());
         assert_eq!(p.feed(&[b'x'; 100]), Err(TooLarge(1024)));
+    }
+
+    #[test]
+    fn invalid_utf8_cannot_grow_an_event_past_the_bound() {
+        // 1,000 invalid bytes decode to 3,000 bytes of U+FFFD.
+        let mut p = SseParser::new(2048);
+        let mut line = b"data: ".to_vec();
+        line.extend([0xb8u8; 1000]);
+        line.push(b'\n');
+        assert_eq!(p.feed(&line), Err(TooLarge(2048)));
     }
 
     #[test]
