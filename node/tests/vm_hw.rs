@@ -10,11 +10,16 @@
 //! * `screen.snapshot` (PNG and JPEG) shows the red/blue halves `/init` drew on fb0.
 //! * `audio.record` on the loopback's capture side hears the 1 kHz tone `audio.play` sent into
 //!   the playback side (frequency measured).
+//! * The agent's `nodes` tool takes a photo: a fake model provider (anthropic-messages) asks
+//!   for `camera_snap`, and the photo from vivid reaches it as image content in the next
+//!   request (decoded: a JPEG of the asked width with the colour bars).
 //!
 //! Needs `PINCER_VM_NODE` (a static x86_64-musl `pincer-node`; `scripts/test.sh` builds it) and
 //! qemu (installed by `tests/vm/build.sh`). Without them the test says so and passes, unless
 //! `PINCER_REQUIRE_VM=1`.
 
+#[path = "../../tests/support/fake_provider.rs"]
+mod fake_provider;
 #[path = "../../gateway/tests/support/openclaw.rs"]
 mod openclaw;
 mod support;
@@ -283,12 +288,36 @@ async fn camera_screen_audio_on_real_drivers() {
     let _ = std::fs::remove_dir_all(&dir);
     build_vm(&dir.join("vm"), &node_bin);
 
-    let gw = Gw::start(Overrides {
-        port: Some(0),
-        state_dir: Some(dir.join("gw")),
-        token: Some(TOKEN.into()),
-        ..Default::default()
-    })
+    let fake = fake_provider::FakeProvider::start(fake_provider::Dialect::Anthropic).await;
+    let base_url = fake.base_url();
+    let gw = Gw::start_with(
+        Overrides {
+            port: Some(0),
+            state_dir: Some(dir.join("gw")),
+            token: Some(TOKEN.into()),
+            ..Default::default()
+        },
+        |cfg| {
+            use pincer_agent::config::{AgentConfig, AgentSection, ModelsConfig, ProviderConfig};
+            let mut models = ModelsConfig::default();
+            models.providers.insert(
+                "claude".into(),
+                ProviderConfig {
+                    base_url,
+                    api: pincer_agent::provider::Api::AnthropicMessages,
+                    api_key: Some("k".into()),
+                    models: vec![],
+                    timeout_seconds: None,
+                },
+            );
+            let section = AgentSection {
+                model: Some("claude/fake-claude".into()),
+                tool_timeout_ms: Some(90_000),
+                ..Default::default()
+            };
+            cfg.agent = AgentConfig::resolve(&section, &models, &cfg.state_dir);
+        },
+    )
     .await;
     let port = gw.port;
     let mut op = CallOptions::new(format!("ws://127.0.0.1:{port}"), dir.join("operator"));
@@ -401,6 +430,59 @@ async fn camera_screen_audio_on_real_drivers() {
     );
     keep("snap640", &img);
     assert_colour_bars(&img);
+
+    // The agent takes a photo: the model asks for one, and gets the image.
+    fake.push(fake_provider::Reply::ToolCall {
+        id: "toolu_snap".into(),
+        name: "nodes".into(),
+        arguments: json!({ "action": "camera_snap", "node": node_id, "maxWidth": 320 }).to_string(),
+        preamble: None,
+    });
+    fake.push(fake_provider::Reply::Text {
+        chunks: vec!["I see colour bars.".into()],
+        delay_ms: 0,
+    });
+    let mut s = pincer_gateway::operator::call::session(&op)
+        .await
+        .expect("session");
+    s.request(
+        "chat.send",
+        &json!({ "sessionKey": "main", "message": "What does the camera see?", "idempotencyKey": "snap-1" }),
+    )
+    .await
+    .expect("chat.send");
+    let fin = loop {
+        let e = tokio::time::timeout(Duration::from_secs(120), s.next_event())
+            .await
+            .expect("a final within 120 s")
+            .expect("open");
+        let p = e.payload.unwrap_or_default();
+        if e.event.as_str() == "chat"
+            && p["runId"] == "snap-1"
+            && matches!(p["state"].as_str(), Some("final" | "error" | "aborted"))
+        {
+            break p;
+        }
+    };
+    assert_eq!(fin["state"], "final", "{fin}");
+    let reqs = fake.wait_requests(2, Duration::from_secs(10)).await;
+    let image = reqs[1].body["messages"]
+        .as_array()
+        .expect("messages")
+        .iter()
+        .flat_map(|m| m["content"].as_array().cloned().unwrap_or_default())
+        .flat_map(|c| {
+            let mut v = vec![c.clone()];
+            v.extend(c["content"].as_array().cloned().unwrap_or_default());
+            v
+        })
+        .find(|c| c["type"] == "image")
+        .unwrap_or_else(|| panic!("no image went to the model: {}", reqs[1].body));
+    assert_eq!(image["source"]["media_type"], "image/jpeg", "{image}");
+    let img = decode_jpeg(&b64(&json!({ "base64": image["source"]["data"] })));
+    assert_eq!(img.0, 320, "{}x{}", img.0, img.1);
+    assert_colour_bars(&img);
+    drop(s);
 
     // A width between the camera's sizes: the next smaller mode, no upscaling.
     let snap = invoke(

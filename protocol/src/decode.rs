@@ -397,10 +397,24 @@ mod tests {
             Params::Status(_)
         ));
         assert!(matches!(
-            decode_request(r#"{"type":"req","id":"1","method":"chat.send","params":{"a":1}}"#)
+            decode_request(r#"{"type":"req","id":"1","method":"talk.catalog","params":{"a":1}}"#)
                 .unwrap()
                 .params,
             Params::Unknown(Some(_))
         ));
+    }
+
+    #[test]
+    fn agent_params_are_checked_then_kept_raw_and_worded_as_the_reference_words_them() {
+        let ok = r#"{"type":"req","id":"1","method":"chat.send","params":{"sessionKey":"main","message":"hi","idempotencyKey":"k","deliver":false}}"#;
+        match decode_request(ok).unwrap().params {
+            Params::Agent(Some(raw)) => assert!(raw.get().contains("\"deliver\":false")),
+            other => panic!("{other:?}"),
+        }
+        let missing = r#"{"type":"req","id":"1","method":"chat.send","params":{"sessionKey":"main","message":"hi"}}"#;
+        assert_eq!(
+            decode_request(missing).unwrap_err().message(),
+            "invalid chat.send params: must have required property 'idempotencyKey'"
+        );
     }
 }
