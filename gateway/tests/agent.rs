@@ -731,3 +731,66 @@ async fn the_model_schedules_a_job_and_posts_to_a_session() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A node that goes away while the model's tool call waits on it: the call fails at once with
+/// what happened, the model hears it, and the run ends normally.
+#[tokio::test]
+async fn a_node_that_disappears_mid_tool_call_fails_the_call_not_the_run() {
+    let fake = FakeProvider::start(Dialect::Completions).await;
+    let dir = temp("nodegone");
+    let gw = start(&dir, Some(&fake), Dialect::Completions, "");
+    // A node (a raw client) that declares location.get and will hang up on the invoke.
+    let key = support::new_key();
+    let node_id = key.public_key().device_id().to_hex().to_string();
+    let mut node = gw.open().await;
+    let nonce = node.challenge().await;
+    let mut params = support::Connect {
+        key: Some(key),
+        role: "node",
+        client_id: "node-host",
+        mode: "node",
+        ..Default::default()
+    }
+    .params(&nonce);
+    params["caps"] = json!(["location"]);
+    params["commands"] = json!(["location.get"]);
+    let hello = node.connect(params).await;
+    assert_eq!(hello["ok"], true, "{hello}");
+    fake.push(Reply::ToolCall {
+        id: "call_gone".into(),
+        name: "nodes".into(),
+        arguments: json!({ "action": "location_get", "node": node_id }).to_string(),
+        preamble: None,
+    });
+    fake.push(Reply::Text {
+        chunks: vec!["The board went offline.".into()],
+        delay_ms: 0,
+    });
+    let mut s = connect(&gw).await;
+    let (_, id) = send(&mut s, "main", "Where is the board?").await;
+    // The invoke reaches the node; it hangs up instead of answering.
+    node.event("node.invoke.request", 10.0)
+        .await
+        .expect("the invoke reached the node");
+    drop(node);
+    let ev = chat_until_done(&mut s, &id).await;
+    assert_eq!(
+        text_of(ev.last().unwrap()),
+        "The board went offline.",
+        "{ev:?}"
+    );
+    let reqs = fake.wait_requests(2, Duration::from_secs(5)).await;
+    let tool = reqs[1].body["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["role"] == "tool")
+        .cloned()
+        .expect("a tool result");
+    let text = tool["content"].as_str().unwrap_or("");
+    assert!(
+        text.contains("error") && text.contains("disconnected"),
+        "{text}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
