@@ -369,6 +369,21 @@ pub async fn chat_inject(agent: &Agent, raw: Option<&str>) -> Result<Value, Erro
     Ok(json!({ "ok": true, "messageId": id }))
 }
 
+/// Whether an `agent` message is a session command (`/new` or `/reset`, any case, maybe with
+/// text after it), which the reference reserves to `operator.admin`; the text after it.
+pub fn session_command(message: &str) -> Option<&str> {
+    let m = message.trim_start();
+    for cmd in ["/new", "/reset"] {
+        if m.len() >= cmd.len() && m[..cmd.len()].eq_ignore_ascii_case(cmd) {
+            let rest = &m[cmd.len()..];
+            if rest.is_empty() || rest.starts_with(char::is_whitespace) {
+                return Some(rest.trim());
+            }
+        }
+    }
+    None
+}
+
 /// What [`agent_accept`] started, for [`agent_final`].
 pub enum Accepted {
     /// A run to wait for.
@@ -394,6 +409,39 @@ pub async fn agent_accept(
         ));
     }
     let key = session_key(p.session_key.as_deref().unwrap_or("main"));
+    // `/new` / `/reset` (the gateway checked the admin scope): the session starts over, and
+    // the text after the command, if any, is the first turn of the new one.
+    let mut message = p.message.clone();
+    if let Some(rest) = session_command(&p.message) {
+        let store = agent.store().clone();
+        let k = key.clone();
+        tokio::task::spawn_blocking(move || {
+            store.ensure(&k, "run", pincer_os::now_ms())?;
+            store.reset(&k, pincer_os::now_ms())
+        })
+        .await
+        .map_err(|e| ErrorShape::unavailable(e.to_string()))?
+        .map_err(store_err)?;
+        if rest.is_empty() {
+            let now = pincer_os::now_ms();
+            let o = Outcome {
+                status: "ok",
+                text: String::new(),
+                stop_reason: "stop".into(),
+                error: None,
+                started_at: now,
+                ended_at: now,
+                model: None,
+                usage: Usage::default(),
+                tools: vec![],
+            };
+            return Ok((
+                None,
+                Accepted::Done(Box::new(final_payload(agent, &p.idempotency_key, &o))),
+            ));
+        }
+        message = rest.to_owned();
+    }
     let model = match (p.provider, p.model) {
         (Some(pr), Some(m)) => Some(format!("{pr}/{m}")),
         (None, Some(m)) if m.contains('/') => Some(m),
@@ -403,7 +451,7 @@ pub async fn agent_accept(
     let started = agent
         .start(StartRun {
             session_key: key.clone(),
-            message: p.message,
+            message,
             images: images_of(&p.attachments),
             run_id: run_id.clone(),
             origin: Some(origin),

@@ -44,6 +44,20 @@ pub fn dispatch(
         "sessions.preview" => now(m::sessions_preview(&agent, raw.as_deref())),
         "sessions.resolve" => now(m::sessions_resolve(&agent, raw.as_deref())),
         "models.list" => now(Ok(m::models_list(&agent))),
+        "agent"
+            if !conn.has_scope(pincer_protocol::scopes::ADMIN)
+                && raw
+                    .as_deref()
+                    .and_then(|r| serde_json::from_str::<Value>(r).ok())
+                    .is_some_and(|v| {
+                        v["message"].as_str().and_then(m::session_command).is_some()
+                    }) =>
+        {
+            Dispatch::Now(Err(crate::reply::missing_scope(
+                conn,
+                pincer_protocol::scopes::ADMIN,
+            )))
+        }
         "agent" => Dispatch::Twice(Box::pin(async move {
             match m::agent_accept(&agent, origin, raw.as_deref()).await {
                 Err(e) => (Some(Err(e)), None),

@@ -794,3 +794,68 @@ async fn a_node_that_disappears_mid_tool_call_fails_the_call_not_the_run() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `agent` with `/new` or `/reset` needs `operator.admin`, as in the reference, and starts the
+/// session over.
+#[tokio::test]
+async fn agent_new_needs_admin_and_starts_the_session_over() {
+    let fake = FakeProvider::start(Dialect::Completions).await;
+    let dir = temp("slashnew");
+    let gw = start(&dir, Some(&fake), Dialect::Completions, "");
+    let mut s = connect(&gw).await;
+    let (_, id) = send(&mut s, "agent:main:slash", "remember this").await;
+    chat_until_done(&mut s, &id).await;
+    // A writer without admin is refused.
+    let mut c = gw.open().await;
+    let nonce = c.challenge().await;
+    let hello = c
+        .connect(
+            support::Connect {
+                key: Some(support::new_key()),
+                scopes: vec!["operator.write"],
+                ..Default::default()
+            }
+            .params(&nonce),
+        )
+        .await;
+    assert_eq!(hello["ok"], true);
+    let r = c
+        .call(
+            "n1",
+            "agent",
+            json!({ "message": "/new", "idempotencyKey": "n1", "sessionKey": "agent:main:slash" }),
+        )
+        .await;
+    assert_eq!(
+        r["error"]["message"], "missing scope: operator.admin",
+        "{r}"
+    );
+    // The admin's /new resets it: history is the reset marker alone.
+    let mut a = gw.open().await;
+    let nonce = a.challenge().await;
+    a.connect(
+        support::Connect {
+            key: Some(support::new_key()),
+            scopes: vec!["operator.admin"],
+            ..Default::default()
+        }
+        .params(&nonce),
+    )
+    .await;
+    let r = a
+        .call(
+            "n2",
+            "agent",
+            json!({ "message": "/NEW", "idempotencyKey": "n2", "sessionKey": "agent:main:slash" }),
+        )
+        .await;
+    assert_eq!(r["payload"]["status"], "ok", "{r}");
+    let h = s
+        .request("chat.history", &json!({ "sessionKey": "agent:main:slash" }))
+        .await
+        .unwrap();
+    let msgs = h["messages"].as_array().unwrap();
+    assert_eq!(msgs.len(), 1, "{h}");
+    assert_eq!(msgs[0]["__openclaw"]["kind"], "reset");
+    let _ = std::fs::remove_dir_all(&dir);
+}
