@@ -298,6 +298,36 @@ pub fn chat_history(agent: &Agent, method: &str, raw: Option<&str>) -> Result<Va
         );
     };
     let lines = agent.store().transcript(&key).map_err(store_err)?;
+    let last_seq = lines.last().map_or(0, |l| l.seq);
+    let cursor = json!({ "agentId": AGENT_ID, "generation": entry.lifecycle_revision, "lastSeq": last_seq,
+        "sessionId": entry.session_id, "version": 1 });
+    let delta_cursor = pincer_protocol::base64url::encode(cursor.to_string().as_bytes());
+    if let Some(c) = &p.cursor {
+        if p.offset.is_some() {
+            return Err(ErrorShape::invalid(format!(
+                "invalid {method} params: cursor cannot be combined with offset"
+            )));
+        }
+        let old: Value = pincer_protocol::base64url::decode(c)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .ok_or_else(|| {
+                ErrorShape::invalid(format!("invalid {method} params: unreadable cursor"))
+            })?;
+        let since = old["lastSeq"].as_u64().unwrap_or(0);
+        let newer: Vec<&Line> = lines.iter().filter(|l| l.seq > since).collect();
+        let same = old["sessionId"] == entry.session_id.as_str()
+            && old["generation"].as_u64() == Some(entry.lifecycle_revision)
+            && since <= last_seq;
+        if !same || newer.len() > 200 {
+            return Ok(json!({ "kind": "reset", "sessionKey": key }));
+        }
+        let messages: Vec<Value> = newer.iter().filter_map(|l| display(l, max_chars)).collect();
+        return Ok(
+            json!({ "kind": "delta", "sessionKey": key, "messages": messages,
+            "deltaCursor": delta_cursor, "sessionInfo": row(agent, &entry) }),
+        );
+    }
     let shown: Vec<Value> = lines.iter().filter_map(|l| display(l, max_chars)).collect();
     let total = shown.len();
     let end = total.saturating_sub(offset);
@@ -306,7 +336,7 @@ pub fn chat_history(agent: &Agent, method: &str, raw: Option<&str>) -> Result<Va
         "sessionKey": key, "sessionId": entry.session_id, "messages": shown[start..end],
         "hasMore": start > 0, "totalMessages": total, "offset": offset,
         "pendingInputs": { "items": [], "total": 0 }, "defaults": defaults(agent),
-        "sessionInfo": row(agent, &entry),
+        "sessionInfo": row(agent, &entry), "deltaCursor": delta_cursor,
     });
     if start > 0 {
         out["nextOffset"] = json!(offset + (end - start));

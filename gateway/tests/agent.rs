@@ -412,6 +412,20 @@ async fn history_survives_a_restart_and_sessions_are_listed() {
             .ends_with("] first"),
         "{older}"
     );
+    // A delta cursor from this page: nothing new yet, then the next turn's two entries.
+    let cursor = h["deltaCursor"].as_str().expect("deltaCursor").to_owned();
+    let d = s
+        .request(
+            "chat.history",
+            &json!({ "sessionKey": "agent:main:notes", "cursor": cursor }),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (d["kind"].as_str(), d["messages"].as_array().map(Vec::len)),
+        (Some("delta"), Some(0)),
+        "{d}"
+    );
     let list = s.request("sessions.list", &json!({})).await.unwrap();
     let row = list["sessions"]
         .as_array()

@@ -42,6 +42,10 @@ pub struct ChatHistoryParams {
     /// Characters of one entry's text shown (longer is cut).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_chars: Option<u64>,
+    /// A previous answer's `deltaCursor`: only what came after it (`{kind:"delta"}`), or
+    /// `{kind:"reset"}` when the session started over since. Not with `offset`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cursor: Option<String>,
 }
 
 /// `chat.abort` params.
