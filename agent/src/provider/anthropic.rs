@@ -9,15 +9,14 @@ use std::collections::BTreeMap;
 
 use serde_json::{json, Map, Value};
 
-use super::{clip, sanitize_call_id, StreamError, StreamEvent, TurnRequest, MAX_OUTPUT_TOKENS};
+use super::{
+    clip, sanitize_call_id, str_of, StreamError, StreamEvent, TurnRequest, MAX_ARGUMENTS,
+    MAX_CALLS, MAX_OUTPUT_TOKENS,
+};
 use crate::sse::SseEvent;
 use crate::transcript::{Image, Message, StopReason, ToolCall, Usage};
 
 const DIALECT: &str = "anthropic-messages";
-/// The most one tool call's arguments may grow to.
-const MAX_ARGUMENTS: usize = 1 << 20;
-/// The most tool calls one response may make.
-const MAX_CALLS: usize = 64;
 
 fn ephemeral() -> Value {
     json!({"type": "ephemeral"})
@@ -223,11 +222,7 @@ impl super::Decoder for Decoder {
         if self.done || data.is_empty() {
             return Ok(Vec::new());
         }
-        let v: Value =
-            serde_json::from_str(data).map_err(|e| malformed(format!("{e}: {}", clip(data))))?;
-        if !v.is_object() {
-            return Err(malformed(format!("not an object: {}", clip(data))));
-        }
+        let v = super::event_object(DIALECT, data)?;
         let kind = match v.get("type").and_then(Value::as_str) {
             Some(t) => t,
             None => event.event.as_deref().unwrap_or(""),
@@ -346,15 +341,8 @@ impl super::Decoder for Decoder {
     }
 }
 
-fn str_of<'a>(v: &'a Value, key: &str) -> &'a str {
-    v.get(key).and_then(Value::as_str).unwrap_or("")
-}
-
 fn malformed(detail: String) -> StreamError {
-    StreamError::Malformed {
-        dialect: DIALECT,
-        detail,
-    }
+    super::malformed(DIALECT, detail)
 }
 
 #[cfg(test)]

@@ -153,6 +153,36 @@ pub trait Decoder {
     fn finish(&mut self) -> Result<Vec<StreamEvent>, StreamError>;
 }
 
+/// Bytes of one tool call's arguments a decoder assembles; past it the stream is malformed.
+pub(crate) const MAX_ARGUMENTS: usize = 1 << 20;
+/// Tool calls in one response a decoder accepts; past it the stream is malformed.
+pub(crate) const MAX_CALLS: usize = 64;
+
+/// A stream error of `dialect`.
+pub(crate) fn malformed(dialect: &'static str, detail: String) -> StreamError {
+    StreamError::Malformed { dialect, detail }
+}
+
+/// An event's `data` as the JSON object every dialect sends (`Err` for anything else).
+pub(crate) fn event_object(dialect: &'static str, data: &str) -> Result<Value, StreamError> {
+    let v: Value = serde_json::from_str(data)
+        .map_err(|e| malformed(dialect, format!("{e}: {}", clip(data))))?;
+    if !v.is_object() {
+        return Err(malformed(dialect, format!("not an object: {}", clip(data))));
+    }
+    Ok(v)
+}
+
+/// `v[key]` as a string, `""` when absent or not one.
+pub(crate) fn str_of<'a>(v: &'a Value, key: &str) -> &'a str {
+    v.get(key).and_then(Value::as_str).unwrap_or("")
+}
+
+/// An image as a `data:` URL (both OpenAI dialects).
+pub(crate) fn data_url(image: &crate::transcript::Image) -> String {
+    format!("data:{};base64,{}", image.mime_type, image.data)
+}
+
 /// Tool call ids as the reference replays them: non-alphanumerics removed
 /// (`call_1a6c0b9a` → `call1a6c0b9a`).
 pub fn sanitize_call_id(id: &str) -> String {

@@ -9,15 +9,14 @@ use std::collections::BTreeMap;
 
 use serde_json::{json, Map, Value};
 
-use super::{clip, sanitize_call_id, StreamError, StreamEvent, TurnRequest, MAX_OUTPUT_TOKENS};
+use super::{
+    clip, sanitize_call_id, StreamError, StreamEvent, TurnRequest, MAX_ARGUMENTS, MAX_CALLS,
+    MAX_OUTPUT_TOKENS,
+};
 use crate::sse::SseEvent;
 use crate::transcript::{Image, Message, StopReason, ToolCall, Usage};
 
 const DIALECT: &str = "openai-completions";
-/// The most one tool call's arguments may grow to.
-const MAX_ARGUMENTS: usize = 1 << 20;
-/// The most tool calls one response may make.
-const MAX_CALLS: usize = 64;
 
 /// The streaming request body, shaped as the reference shapes it.
 pub fn body(req: &TurnRequest<'_>) -> Value {
@@ -111,7 +110,7 @@ pub fn body(req: &TurnRequest<'_>) -> Value {
 }
 
 fn image_part(image: &Image) -> Value {
-    let url = format!("data:{};base64,{}", image.mime_type, image.data);
+    let url = super::data_url(image);
     json!({"type": "image_url", "image_url": {"url": url}})
 }
 
@@ -263,11 +262,7 @@ impl super::Decoder for Decoder {
         if data == "[DONE]" {
             return self.done();
         }
-        let v: Value =
-            serde_json::from_str(data).map_err(|e| malformed(format!("{e}: {}", clip(data))))?;
-        if !v.is_object() {
-            return Err(malformed(format!("not an object: {}", clip(data))));
-        }
+        let v = super::event_object(DIALECT, data)?;
         if let Some(err) = v.get("error").filter(|e| !e.is_null()) {
             return Err(StreamError::Provider(error_message(err)));
         }
@@ -300,10 +295,7 @@ impl super::Decoder for Decoder {
 }
 
 fn malformed(detail: String) -> StreamError {
-    StreamError::Malformed {
-        dialect: DIALECT,
-        detail,
-    }
+    super::malformed(DIALECT, detail)
 }
 
 /// `{"message": …}` or a bare string, as servers send them.

@@ -8,15 +8,14 @@
 
 use serde_json::{json, Map, Value};
 
-use super::{clip, StreamError, StreamEvent, TurnRequest, MAX_OUTPUT_TOKENS};
+use super::{
+    clip, str_of, StreamError, StreamEvent, TurnRequest, MAX_ARGUMENTS, MAX_CALLS,
+    MAX_OUTPUT_TOKENS,
+};
 use crate::sse::SseEvent;
 use crate::transcript::{Image, Message, StopReason, ToolCall, Usage};
 
 const DIALECT: &str = "openai-responses";
-/// The most one tool call's arguments may grow to.
-const MAX_ARGUMENTS: usize = 1 << 20;
-/// The most tool calls one response may make.
-const MAX_CALLS: usize = 64;
 
 /// The streaming request body, shaped as the reference shapes it.
 pub fn body(req: &TurnRequest<'_>) -> Value {
@@ -104,7 +103,7 @@ fn call_id(id: &str) -> &str {
 }
 
 fn image_part(image: &Image) -> Value {
-    let url = format!("data:{};base64,{}", image.mime_type, image.data);
+    let url = super::data_url(image);
     json!({"type": "input_image", "detail": "auto", "image_url": url})
 }
 
@@ -260,11 +259,7 @@ impl super::Decoder for Decoder {
         if self.done || data.is_empty() || data == "[DONE]" {
             return Ok(Vec::new());
         }
-        let v: Value =
-            serde_json::from_str(data).map_err(|e| malformed(format!("{e}: {}", clip(data))))?;
-        if !v.is_object() {
-            return Err(malformed(format!("not an object: {}", clip(data))));
-        }
+        let v = super::event_object(DIALECT, data)?;
         let kind = match v.get("type").and_then(Value::as_str) {
             Some(t) => t,
             None => event.event.as_deref().unwrap_or(""),
@@ -347,19 +342,12 @@ fn set_arguments(p: &mut Partial, args: &str) -> Result<(), StreamError> {
     Ok(())
 }
 
-fn str_of<'a>(v: &'a Value, key: &str) -> &'a str {
-    v.get(key).and_then(Value::as_str).unwrap_or("")
-}
-
 fn too_long() -> StreamError {
     malformed(format!("tool call arguments over {MAX_ARGUMENTS} bytes"))
 }
 
 fn malformed(detail: String) -> StreamError {
-    StreamError::Malformed {
-        dialect: DIALECT,
-        detail,
-    }
+    super::malformed(DIALECT, detail)
 }
 
 #[cfg(test)]
