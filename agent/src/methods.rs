@@ -59,20 +59,10 @@ pub const EVENTS: &[&str] = &["agent", "chat", "cron"];
 pub const HISTORY_DEFAULT: usize = 200;
 const HISTORY_MAX: usize = 1000;
 
-/// Params decoded, with the reference's wording for what is wrong.
+/// Params decoded as the gateway's decoder checked them (`protocol::decode::agent_params`).
 fn params<T: DeserializeOwned>(method: &str, raw: Option<&str>) -> Result<T, ErrorShape> {
-    let raw = raw.unwrap_or("{}");
-    serde_json::from_str(raw).map_err(|e| {
-        let m = e.to_string();
-        let m = match m
-            .strip_prefix("missing field `")
-            .and_then(|r| r.split_once('`'))
-        {
-            Some((f, _)) => format!("must have required property '{f}'"),
-            None => m,
-        };
-        ErrorShape::invalid(format!("invalid {method} params: {m}"))
-    })
+    pincer_protocol::decode::agent_params(raw)
+        .map_err(|m| ErrorShape::invalid(format!("invalid {method} params: {m}")))
 }
 
 fn store_err(e: StoreError) -> ErrorShape {

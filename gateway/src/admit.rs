@@ -159,12 +159,11 @@ fn hello_ok(hub: &Hub, conn: &ConnHandle, accepted: &Accepted) -> HelloOk {
             conn_id: conn.conn_id.clone(),
         },
         features: Features {
-            methods: methods::METHODS
-                .iter()
+            methods: methods::all_methods()
                 .filter(|m| !methods::UNADVERTISED.contains(m))
                 .map(|s| s.to_string())
                 .collect(),
-            events: methods::EVENTS.iter().map(|s| s.to_string()).collect(),
+            events: methods::all_events().map(str::to_owned).collect(),
         },
         snapshot: Snapshot {
             presence: hub.presence(),

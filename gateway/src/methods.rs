@@ -23,7 +23,8 @@ use crate::reply::to_json;
 pub use crate::reply::{missing_scope, Reply};
 use crate::{now_ms, IMPLEMENTATION, VERSION};
 
-/// Methods this gateway implements (advertised in `hello-ok.features.methods`).
+/// Methods the gateway implements itself; the agent's are `pincer_agent::methods::METHODS`, and
+/// [`all_methods`] (advertised in `hello-ok.features.methods`) is both.
 pub const METHODS: &[&str] = &[
     "health",
     "status",
@@ -51,37 +52,26 @@ pub const METHODS: &[&str] = &[
     "node.skills.update",
     "node.pluginTools.update",
     "skills.bins",
-    "chat.send",
-    "chat.history",
-    "chat.startup",
-    "chat.abort",
-    "chat.inject",
-    "agent",
-    "agent.wait",
-    "agent.identity.get",
-    "sessions.list",
-    "sessions.preview",
-    "sessions.resolve",
-    "sessions.patch",
-    "sessions.reset",
-    "sessions.delete",
-    "models.list",
-    "wake",
-    "send",
-    "cron.status",
-    "cron.list",
-    "cron.get",
-    "cron.add",
-    "cron.update",
-    "cron.remove",
-    "cron.run",
-    "cron.runs",
 ];
+
+/// Every method served: the gateway's own, then the agent's (`pincer_agent::methods::METHODS`).
+pub fn all_methods() -> impl Iterator<Item = &'static str> {
+    METHODS
+        .iter()
+        .chain(pincer_agent::methods::METHODS)
+        .copied()
+}
+
+/// Every event emitted: the gateway's own, then the agent's.
+pub fn all_events() -> impl Iterator<Item = &'static str> {
+    EVENTS.iter().chain(pincer_agent::methods::EVENTS).copied()
+}
 
 /// Methods served but, as in the reference, not listed in `hello-ok.features.methods`.
 pub const UNADVERTISED: &[&str] = &["chat.inject", "sessions.resolve", "cron.get"];
 
-/// Events this gateway emits (advertised in `hello-ok.features.events`).
+/// Events the gateway emits itself; [`all_events`] (advertised in `hello-ok.features.events`)
+/// adds the agent's.
 pub const EVENTS: &[&str] = &[
     "connect.challenge",
     "tick",
@@ -94,9 +84,6 @@ pub const EVENTS: &[&str] = &[
     "node.pair.resolved",
     "node.invoke.request",
     "node.invoke.cancel",
-    "agent",
-    "chat",
-    "cron",
 ];
 
 /// Why a request was refused before reaching a handler (used to count role violations).
@@ -137,7 +124,7 @@ pub fn dispatch(hub: &Arc<Hub>, conn: &Arc<ConnHandle>, req: Request) -> (Dispat
         let e = ErrorShape::invalid("connect is only valid as the first request");
         return (Err(e).into(), Refusal::None);
     }
-    if !METHODS.contains(&req.method.as_str()) {
+    if !all_methods().any(|m| m == req.method) {
         let e = ErrorShape::invalid(format!("unknown method: {}", req.method));
         return (Err(e).into(), Refusal::None);
     }

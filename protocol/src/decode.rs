@@ -165,10 +165,25 @@ pub const TYPED: &[(&str, Parse)] = &[
 ];
 
 /// Checks `raw` against `T` and keeps it raw ([`Params::Agent`]).
-/// Missing fields are worded as the reference words them
-/// (`must have required property 'idempotencyKey'`).
 fn agent<T: DeserializeOwned>(raw: Option<&RawValue>) -> Result<Params, String> {
-    typed::<T>(raw).map_err(|m| {
+    agent_params::<T>(raw.map(RawValue::get))?;
+    Ok(Params::Agent(raw.map(RawValue::to_owned)))
+}
+
+/// An agent method's params (absent: `{}`) as `T`, under the same bound on JSON values as
+/// every method, with missing fields worded as the reference words them (`must have required
+/// property 'idempotencyKey'`). The gateway checks them with this when it decodes the frame,
+/// and the agent runtime reads them with it.
+pub fn agent_params<T: DeserializeOwned>(raw: Option<&str>) -> Result<T, String> {
+    let text = raw.unwrap_or("{}");
+    if crate::weight::json_values(text, MAX_PARAM_VALUES + 1) > MAX_PARAM_VALUES {
+        return Err(format!(
+            "params hold more than {MAX_PARAM_VALUES} JSON values ({} bytes)",
+            text.len()
+        ));
+    }
+    serde_json::from_str(text).map_err(|e| {
+        let m = clip_echo(e.to_string());
         match m
             .strip_prefix("missing field `")
             .and_then(|r| r.split_once('`'))
@@ -176,8 +191,7 @@ fn agent<T: DeserializeOwned>(raw: Option<&RawValue>) -> Result<Params, String> 
             Some((field, _)) => format!("must have required property '{field}'"),
             None => m,
         }
-    })?;
-    Ok(Params::Agent(raw.map(RawValue::to_owned)))
+    })
 }
 
 /// Names of the typed methods.
