@@ -159,6 +159,10 @@ pub async fn run(mut ctx: RunCtx) -> Outcome {
 
 /// The model ↔ tools loop.
 async fn turn(ctx: &mut RunCtx, system: &str, out: &mut Outcome) -> Result<(), Failure> {
+    // Aborted while it waited for the session: it never reaches the provider.
+    if *ctx.abort.borrow() {
+        return Err(Failure::Aborted);
+    }
     let key = ctx.events.session_key.clone();
     let entry = ctx
         .store

@@ -80,7 +80,8 @@ struct Active {
 #[derive(Default)]
 struct State {
     active: HashMap<String, Active>,
-    finished: VecDeque<(String, Outcome)>,
+    /// Finished runs: id, the message that started it, the outcome.
+    finished: VecDeque<(String, String, Outcome)>,
     sessions: HashMap<String, Arc<tokio::sync::Mutex<()>>>,
     waiting: HashMap<String, usize>,
 }
@@ -184,8 +185,8 @@ impl Agent {
             .finished
             .iter()
             .rev()
-            .find(|(id, _)| id == run_id)
-            .map(|(_, o)| o.clone())
+            .find(|(id, _, _)| id == run_id)
+            .map(|(_, _, o)| o.clone())
     }
 
     /// Starts a run (or reports the one with the same id). The user turn is on disk when this
@@ -212,7 +213,15 @@ impl Agent {
                 }
                 return Ok(Started::InFlight);
             }
-            if let Some((_, o)) = st.finished.iter().rev().find(|(id, _)| *id == req.run_id) {
+            if let Some((_, m, o)) = st
+                .finished
+                .iter()
+                .rev()
+                .find(|(id, _, _)| *id == req.run_id)
+            {
+                if *m != req.message {
+                    return Err(StartError::Conflict);
+                }
                 return Ok(Started::Finished(o.clone()));
             }
             let waiting = st.waiting.get(&req.session_key).copied().unwrap_or(0);
@@ -308,7 +317,11 @@ impl Agent {
 
     fn forget(&self, run_id: &str, session_key: &str, outcome: Option<Outcome>) {
         let mut st = lock(&self.state);
-        st.active.remove(run_id);
+        let message = st
+            .active
+            .remove(run_id)
+            .map(|a| a.message)
+            .unwrap_or_default();
         if let Some(n) = st.waiting.get_mut(session_key) {
             *n = n.saturating_sub(1);
             if *n == 0 {
@@ -317,7 +330,7 @@ impl Agent {
             }
         }
         if let Some(o) = outcome {
-            st.finished.push_back((run_id.to_owned(), o));
+            st.finished.push_back((run_id.to_owned(), message, o));
             while st.finished.len() > MAX_FINISHED {
                 st.finished.pop_front();
             }

@@ -4,6 +4,8 @@
 //! intact, and every provider failure ending the run with a message while the gateway keeps
 //! serving.
 
+#[path = "../../tests/support/chat.rs"]
+mod chat;
 #[path = "../../tests/support/fake_provider.rs"]
 mod fake_provider;
 mod support;
@@ -17,14 +19,6 @@ use pincer_gateway::operator::call::{session, CallOptions};
 use serde_json::{json, Value};
 use support::{Gateway, TOKEN};
 
-fn api(d: Dialect) -> &'static str {
-    match d {
-        Dialect::Completions => "openai-completions",
-        Dialect::Responses => "openai-responses",
-        Dialect::Anthropic => "anthropic-messages",
-    }
-}
-
 fn temp(tag: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!(
         "pincer-agent-{tag}-{}-{}",
@@ -36,16 +30,13 @@ fn temp(tag: &str) -> PathBuf {
     d
 }
 
-/// A gateway whose default model is the fake's; `extra` goes under `[agent]`.
-fn start(dir: &Path, fake: Option<&FakeProvider>, dialect: Dialect, extra: &str) -> Gateway {
-    let mut cfg = format!("[agent]\n{extra}\n");
-    if let Some(f) = fake {
-        cfg = format!(
-            "[agent]\nmodel = \"fake/fake-model\"\n{extra}\n\n[models.providers.fake]\nbase_url = \"{}\"\napi = \"{}\"\napi_key = \"test-key\"\nmodels = [{{ id = \"fake-model\", name = \"Fake Model\" }}]\n",
-            f.base_url(),
-            api(dialect)
-        );
-    }
+/// A gateway whose default model is the fake's (`fake/fake-model`); `extra` goes under
+/// `[agent]`. Without a fake: no model at all.
+fn start(dir: &Path, fake: Option<&FakeProvider>, extra: &str) -> Gateway {
+    let cfg = match fake {
+        Some(f) => f.gateway_toml("fake", "fake-model", extra),
+        None => format!("[agent]\n{extra}\n"),
+    };
     let path = dir.join("gateway.toml");
     std::fs::write(&path, cfg).unwrap();
     let p = path.to_string_lossy().into_owned();
@@ -66,44 +57,22 @@ async fn connect(gw: &Gateway) -> Session {
     session(&opts(gw)).await.expect("operator session")
 }
 
+/// A raw-frame operator with a device key (paired silently on loopback) holding `scope`.
+async fn raw_operator(gw: &Gateway, scope: &'static str) -> (support::Client, Value) {
+    let (c, hello) = support::Connect {
+        key: Some(support::new_key()),
+        scopes: vec![scope],
+        ..Default::default()
+    }
+    .run(gw)
+    .await;
+    assert_eq!(hello["ok"], true, "{hello}");
+    (c, hello)
+}
+
 /// The `chat` events of `run_id` until its terminal state (within 30 s).
 async fn chat_until_done(s: &mut Session, run_id: &str) -> Vec<Value> {
-    let mut out = Vec::new();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let e = tokio::time::timeout_at(deadline, s.next_event())
-            .await
-            .unwrap_or_else(|_| panic!("no terminal chat state within 30 s; saw {out:?}"))
-            .expect("socket open");
-        if e.event.as_str() != "chat" {
-            continue;
-        }
-        let p = e.payload.unwrap_or_default();
-        if p["runId"] != run_id {
-            continue;
-        }
-        let state = p["state"].as_str().unwrap_or("").to_owned();
-        out.push(p);
-        if matches!(state.as_str(), "final" | "error" | "aborted") {
-            return out;
-        }
-    }
-}
-
-async fn send(s: &mut Session, key: &str, message: &str) -> (Value, String) {
-    let id = pincer_os::uuid_v4();
-    let r = s
-        .request(
-            "chat.send",
-            &json!({ "sessionKey": key, "message": message, "idempotencyKey": id }),
-        )
-        .await
-        .expect("chat.send");
-    (r, id)
-}
-
-fn text_of(p: &Value) -> &str {
-    p["message"]["content"][0]["text"].as_str().unwrap_or("")
+    chat::until_done(s, run_id, Duration::from_secs(30)).await
 }
 
 #[tokio::test]
@@ -115,16 +84,16 @@ async fn a_text_turn_streams_in_every_dialect() {
             delay_ms: 100,
         });
         let dir = temp("text");
-        let gw = start(&dir, Some(&fake), d, "");
+        let gw = start(&dir, Some(&fake), "");
         let mut s = connect(&gw).await;
-        let (r, id) = send(&mut s, "main", "Hi there").await;
+        let (r, id) = chat::send(&mut s, "main", "Hi there").await;
         assert_eq!(r["runId"], id.as_str(), "{d:?}: {r}");
         assert_eq!(r["status"], "started");
         assert_eq!(r["messageSeq"], 1);
         let events = chat_until_done(&mut s, &id).await;
         let last = events.last().unwrap();
         assert_eq!(last["state"], "final", "{d:?}: {events:?}");
-        assert_eq!(text_of(last), "Hello, board owner.", "{d:?}");
+        assert_eq!(chat::text_of(last), "Hello, board owner.", "{d:?}");
         assert_eq!(last["stopReason"], "stop");
         let deltas: Vec<&Value> = events.iter().filter(|e| e["state"] == "delta").collect();
         assert!(!deltas.is_empty(), "{d:?}: no delta");
@@ -184,13 +153,13 @@ async fn a_tool_turn_calls_nodes_and_answers_with_the_result() {
             delay_ms: 0,
         });
         let dir = temp("tool");
-        let gw = start(&dir, Some(&fake), d, "");
+        let gw = start(&dir, Some(&fake), "");
         let mut s = connect(&gw).await;
-        let (_, id) = send(&mut s, "main", "Which boards do I have?").await;
+        let (_, id) = chat::send(&mut s, "main", "Which boards do I have?").await;
         let events = chat_until_done(&mut s, &id).await;
         let last = events.last().unwrap();
         assert_eq!(last["state"], "final", "{d:?}: {events:?}");
-        assert_eq!(text_of(last), "No nodes are connected.", "{d:?}");
+        assert_eq!(chat::text_of(last), "No nodes are connected.", "{d:?}");
         let reqs = fake.wait_requests(2, Duration::from_secs(5)).await;
         // The second request carries the call and its result (the node list).
         let second = reqs[1].body.to_string();
@@ -223,9 +192,9 @@ async fn abort_stops_the_stream_and_keeps_the_partial_reply() {
     let fake = FakeProvider::start(Dialect::Completions).await;
     fake.push(Reply::Stall);
     let dir = temp("abort");
-    let gw = start(&dir, Some(&fake), Dialect::Completions, "");
+    let gw = start(&dir, Some(&fake), "");
     let mut s = connect(&gw).await;
-    let (_, id) = send(&mut s, "main", "Tell me a long story").await;
+    let (_, id) = chat::send(&mut s, "main", "Tell me a long story").await;
     // Wait for the first delta (the provider is streaming), then abort.
     loop {
         let e = s.next_event().await.unwrap();
@@ -254,7 +223,7 @@ async fn abort_stops_the_stream_and_keeps_the_partial_reply() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     // The next turn works.
-    let (_, id2) = send(&mut s, "main", "Short one then").await;
+    let (_, id2) = chat::send(&mut s, "main", "Short one then").await;
     let ev = chat_until_done(&mut s, &id2).await;
     assert_eq!(ev.last().unwrap()["state"], "final");
     let _ = std::fs::remove_dir_all(&dir);
@@ -263,30 +232,76 @@ async fn abort_stops_the_stream_and_keeps_the_partial_reply() {
 #[tokio::test]
 async fn a_repeated_idempotency_key_never_starts_a_second_run() {
     let fake = FakeProvider::start(Dialect::Completions).await;
-    fake.push(Reply::Text {
-        chunks: vec!["one".into(), " two".into(), " three".into()],
-        delay_ms: 300,
-    });
+    // The first run streams until it is aborted: it is in flight for as long as the test
+    // needs, however slow the machine.
+    fake.push(Reply::Stall);
     let dir = temp("idem");
-    let gw = start(&dir, Some(&fake), Dialect::Completions, "");
+    let gw = start(&dir, Some(&fake), "");
     let mut s = connect(&gw).await;
     let params = json!({ "sessionKey": "main", "message": "count", "idempotencyKey": "k-1" });
     let r = s.request("chat.send", &params).await.unwrap();
     assert_eq!(r["status"], "started");
     let again = s.request("chat.send", &params).await.unwrap();
     assert_eq!(again, json!({ "runId": "k-1", "status": "in_flight" }));
+    // A different message with the same key is a conflict, in flight or finished.
+    let clash = json!({ "sessionKey": "main", "message": "not that", "idempotencyKey": "k-1" });
+    let e = s.request("chat.send", &clash).await.unwrap_err();
+    assert!(e.to_string().contains("already used"), "{e}");
+    s.request(
+        "chat.abort",
+        &json!({ "sessionKey": "main", "runId": "k-1" }),
+    )
+    .await
+    .unwrap();
     chat_until_done(&mut s, "k-1").await;
     let after = s.request("chat.send", &params).await.unwrap();
-    assert_eq!(after, json!({ "runId": "k-1", "status": "ok" }));
-    // A different message with the same key is a conflict.
-    let other =
-        json!({ "sessionKey": "main", "message": "something else", "idempotencyKey": "k-2" });
-    s.request("chat.send", &other).await.unwrap();
+    assert_eq!(after, json!({ "runId": "k-1", "status": "aborted" }));
+    // A run that finished: its repeat gets the cached answer, no new run.
+    let done = json!({ "sessionKey": "main", "message": "say ok", "idempotencyKey": "k-2" });
+    s.request("chat.send", &done).await.unwrap();
+    chat_until_done(&mut s, "k-2").await;
+    let after = s.request("chat.send", &done).await.unwrap();
+    assert_eq!(after, json!({ "runId": "k-2", "status": "ok" }));
     let clash = json!({ "sessionKey": "main", "message": "not that", "idempotencyKey": "k-2" });
     let e = s.request("chat.send", &clash).await.unwrap_err();
     assert!(e.to_string().contains("already used"), "{e}");
-    chat_until_done(&mut s, "k-2").await;
     assert_eq!(fake.requests().len(), 2, "one provider call per run");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// One run at a time per session, at most 8 waiting behind it; the 10th is refused.
+#[tokio::test]
+async fn a_session_queues_at_most_eight_runs_behind_the_running_one() {
+    let fake = FakeProvider::start(Dialect::Completions).await;
+    fake.push(Reply::Stall);
+    let dir = temp("queue");
+    let gw = start(&dir, Some(&fake), "");
+    let mut s = connect(&gw).await;
+    for i in 0..9 {
+        let r = s
+            .request(
+                "chat.send",
+                &json!({ "sessionKey": "main", "message": format!("m{i}"), "idempotencyKey": format!("q{i}") }),
+            )
+            .await
+            .unwrap();
+        assert_eq!(r["status"], "started", "{i}: {r}");
+    }
+    let e = s
+        .request(
+            "chat.send",
+            &json!({ "sessionKey": "main", "message": "one too many", "idempotencyKey": "q9" }),
+        )
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("session busy"), "{e}");
+    // Only the running one reached the provider; an abort of the session ends all nine.
+    let r = s
+        .request("chat.abort", &json!({ "sessionKey": "main" }))
+        .await
+        .unwrap();
+    assert_eq!(r["runIds"].as_array().map(Vec::len), Some(9), "{r}");
+    assert_eq!(fake.requests().len(), 1);
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -298,21 +313,9 @@ async fn agent_answers_accepted_then_the_final_and_agent_wait_sees_it() {
         delay_ms: 0,
     });
     let dir = temp("agentrpc");
-    let gw = start(&dir, Some(&fake), Dialect::Anthropic, "");
+    let gw = start(&dir, Some(&fake), "");
     // The raw client: both responses arrive on the same request id.
-    let mut c = gw.open().await;
-    let nonce = c.challenge().await;
-    let hello = c
-        .connect(
-            support::Connect {
-                key: Some(support::new_key()),
-                scopes: vec!["operator.write"],
-                ..Default::default()
-            }
-            .params(&nonce),
-        )
-        .await;
-    assert_eq!(hello["ok"], true, "{hello}");
+    let (mut c, hello) = raw_operator(&gw, "operator.write").await;
     assert_eq!(
         hello["payload"]["snapshot"]["sessionDefaults"]["mainSessionKey"],
         "agent:main:main"
@@ -363,10 +366,10 @@ async fn history_survives_a_restart_and_sessions_are_listed() {
     let fake = FakeProvider::start(Dialect::Completions).await;
     let dir = temp("restart");
     {
-        let gw = start(&dir, Some(&fake), Dialect::Completions, "");
+        let gw = start(&dir, Some(&fake), "");
         let mut s = connect(&gw).await;
         for m in ["first", "second"] {
-            let (_, id) = send(&mut s, "agent:main:notes", m).await;
+            let (_, id) = chat::send(&mut s, "agent:main:notes", m).await;
             assert_eq!(
                 chat_until_done(&mut s, &id).await.last().unwrap()["state"],
                 "final"
@@ -384,7 +387,7 @@ async fn history_survives_a_restart_and_sessions_are_listed() {
         drop(s);
         drop(gw);
     }
-    let gw = start(&dir, Some(&fake), Dialect::Completions, "");
+    let gw = start(&dir, Some(&fake), "");
     let mut s = connect(&gw).await;
     let h = s
         .request(
@@ -435,7 +438,7 @@ async fn history_survives_a_restart_and_sessions_are_listed() {
         .expect("listed");
     assert_eq!(row["label"], "Notes");
     // The next turn's request carries the earlier turns.
-    let (_, id) = send(&mut s, "agent:main:notes", "third").await;
+    let (_, id) = chat::send(&mut s, "agent:main:notes", "third").await;
     chat_until_done(&mut s, &id).await;
     let last = fake.requests().last().unwrap().body.to_string();
     assert!(
@@ -451,12 +454,7 @@ async fn history_survives_a_restart_and_sessions_are_listed() {
 async fn provider_failures_are_messages_not_hangs() {
     let fake = FakeProvider::start(Dialect::Completions).await;
     let dir = temp("fail");
-    let gw = start(
-        &dir,
-        Some(&fake),
-        Dialect::Completions,
-        "stream_idle_ms = 1000",
-    );
+    let gw = start(&dir, Some(&fake), "stream_idle_ms = 1000");
     let mut s = connect(&gw).await;
     let cases: Vec<(Reply, &str)> = vec![
         (
@@ -481,7 +479,7 @@ async fn provider_failures_are_messages_not_hangs() {
     ];
     for (reply, want) in cases {
         fake.push(reply.clone());
-        let (_, id) = send(&mut s, "main", "hello?").await;
+        let (_, id) = chat::send(&mut s, "main", "hello?").await;
         let events = chat_until_done(&mut s, &id).await;
         let last = events.last().unwrap();
         assert_eq!(last["state"], "error", "{reply:?}: {events:?}");
@@ -500,17 +498,17 @@ async fn provider_failures_are_messages_not_hangs() {
         delay_ms: 0,
     });
     let before = fake.requests().len();
-    let (_, id) = send(&mut s, "main", "again").await;
+    let (_, id) = chat::send(&mut s, "main", "again").await;
     let events = chat_until_done(&mut s, &id).await;
     assert_eq!(
-        text_of(events.last().unwrap()),
+        chat::text_of(events.last().unwrap()),
         "after the wait",
         "{events:?}"
     );
     assert_eq!(fake.requests().len(), before + 2);
     // A provider that is not there at all.
     drop(fake);
-    let (_, id) = send(&mut s, "main", "anyone?").await;
+    let (_, id) = chat::send(&mut s, "main", "anyone?").await;
     let events = chat_until_done(&mut s, &id).await;
     let msg = events.last().unwrap()["errorMessage"]
         .as_str()
@@ -525,9 +523,9 @@ async fn provider_failures_are_messages_not_hangs() {
 #[tokio::test]
 async fn without_a_model_the_error_names_the_config_keys() {
     let dir = temp("nomodel");
-    let gw = start(&dir, None, Dialect::Completions, "");
+    let gw = start(&dir, None, "");
     let mut s = connect(&gw).await;
-    let (r, id) = send(&mut s, "main", "hello").await;
+    let (r, id) = chat::send(&mut s, "main", "hello").await;
     assert_eq!(r["status"], "started");
     let events = chat_until_done(&mut s, &id).await;
     let last = events.last().unwrap();
@@ -567,11 +565,11 @@ async fn kill_9_mid_run_loses_only_the_partial_reply() {
     fake.push(Reply::Stall);
     let dir = temp("kill9");
     {
-        let gw = start(&dir, Some(&fake), Dialect::Completions, "");
+        let gw = start(&dir, Some(&fake), "");
         let mut s = connect(&gw).await;
-        let (_, id) = send(&mut s, "main", "first").await;
+        let (_, id) = chat::send(&mut s, "main", "first").await;
         chat_until_done(&mut s, &id).await;
-        let (_, id) = send(&mut s, "main", "second").await;
+        let (_, id) = chat::send(&mut s, "main", "second").await;
         loop {
             let e = s.next_event().await.unwrap();
             let p = e.payload.unwrap_or_default();
@@ -581,7 +579,7 @@ async fn kill_9_mid_run_loses_only_the_partial_reply() {
         }
         drop(gw); // SIGKILL while the second reply streams
     }
-    let gw = start(&dir, Some(&fake), Dialect::Completions, "");
+    let gw = start(&dir, Some(&fake), "");
     let mut s = connect(&gw).await;
     let h = s
         .request("chat.history", &json!({ "sessionKey": "main" }))
@@ -595,7 +593,7 @@ async fn kill_9_mid_run_loses_only_the_partial_reply() {
         .collect();
     assert_eq!(texts.len(), 3, "{h}");
     assert!(texts[0].ends_with("] first") && texts[1] == "kept" && texts[2].ends_with("] second"));
-    let (_, id) = send(&mut s, "main", "third").await;
+    let (_, id) = chat::send(&mut s, "main", "third").await;
     let ev = chat_until_done(&mut s, &id).await;
     assert_eq!(ev.last().unwrap()["state"], "final", "{ev:?}");
     let _ = std::fs::remove_dir_all(&dir);
@@ -609,7 +607,7 @@ async fn cron_jobs_run_and_survive_a_restart() {
     let dir = temp("cron");
     let job_id;
     {
-        let gw = start(&dir, Some(&fake), Dialect::Completions, "");
+        let gw = start(&dir, Some(&fake), "");
         let mut s = connect(&gw).await;
         let job = s
             .request(
@@ -656,7 +654,7 @@ async fn cron_jobs_run_and_survive_a_restart() {
             .unwrap();
         assert_eq!(w, json!({ "ok": true }));
         let before = fake.requests().len();
-        let (_, id) = send(&mut s, "main", "anything new?").await;
+        let (_, id) = chat::send(&mut s, "main", "anything new?").await;
         chat_until_done(&mut s, &id).await;
         let asked: Vec<String> = fake.requests()[before..]
             .iter()
@@ -681,7 +679,7 @@ async fn cron_jobs_run_and_survive_a_restart() {
     }
     // After a restart the job is still there and fires again.
     let n = fake.requests().len();
-    let gw = start(&dir, Some(&fake), Dialect::Completions, "");
+    let gw = start(&dir, Some(&fake), "");
     let mut s = connect(&gw).await;
     let list = s.request("cron.list", &json!({})).await.unwrap();
     assert_eq!(list["jobs"][0]["id"], job_id.as_str(), "{list}");
@@ -728,11 +726,11 @@ async fn the_model_schedules_a_job_and_posts_to_a_session() {
         delay_ms: 0,
     });
     let dir = temp("tools");
-    let gw = start(&dir, Some(&fake), Dialect::Anthropic, "");
+    let gw = start(&dir, Some(&fake), "");
     let mut s = connect(&gw).await;
-    let (_, id) = send(&mut s, "main", "Take a photo every morning and note it").await;
+    let (_, id) = chat::send(&mut s, "main", "Take a photo every morning and note it").await;
     let ev = chat_until_done(&mut s, &id).await;
-    assert_eq!(text_of(ev.last().unwrap()), "Scheduled.", "{ev:?}");
+    assert_eq!(chat::text_of(ev.last().unwrap()), "Scheduled.", "{ev:?}");
     let jobs = s.request("cron.list", &json!({})).await.unwrap();
     assert_eq!(jobs["jobs"][0]["name"], "morning photo", "{jobs}");
     let h = s
@@ -752,7 +750,7 @@ async fn the_model_schedules_a_job_and_posts_to_a_session() {
 async fn a_node_that_disappears_mid_tool_call_fails_the_call_not_the_run() {
     let fake = FakeProvider::start(Dialect::Completions).await;
     let dir = temp("nodegone");
-    let gw = start(&dir, Some(&fake), Dialect::Completions, "");
+    let gw = start(&dir, Some(&fake), "");
     // A node (a raw client) that declares location.get and will hang up on the invoke.
     let key = support::new_key();
     let node_id = key.public_key().device_id().to_hex().to_string();
@@ -781,7 +779,7 @@ async fn a_node_that_disappears_mid_tool_call_fails_the_call_not_the_run() {
         delay_ms: 0,
     });
     let mut s = connect(&gw).await;
-    let (_, id) = send(&mut s, "main", "Where is the board?").await;
+    let (_, id) = chat::send(&mut s, "main", "Where is the board?").await;
     // The invoke reaches the node; it hangs up instead of answering.
     node.event("node.invoke.request", 10.0)
         .await
@@ -789,7 +787,7 @@ async fn a_node_that_disappears_mid_tool_call_fails_the_call_not_the_run() {
     drop(node);
     let ev = chat_until_done(&mut s, &id).await;
     assert_eq!(
-        text_of(ev.last().unwrap()),
+        chat::text_of(ev.last().unwrap()),
         "The board went offline.",
         "{ev:?}"
     );
@@ -815,24 +813,12 @@ async fn a_node_that_disappears_mid_tool_call_fails_the_call_not_the_run() {
 async fn agent_new_needs_admin_and_starts_the_session_over() {
     let fake = FakeProvider::start(Dialect::Completions).await;
     let dir = temp("slashnew");
-    let gw = start(&dir, Some(&fake), Dialect::Completions, "");
+    let gw = start(&dir, Some(&fake), "");
     let mut s = connect(&gw).await;
-    let (_, id) = send(&mut s, "agent:main:slash", "remember this").await;
+    let (_, id) = chat::send(&mut s, "agent:main:slash", "remember this").await;
     chat_until_done(&mut s, &id).await;
     // A writer without admin is refused.
-    let mut c = gw.open().await;
-    let nonce = c.challenge().await;
-    let hello = c
-        .connect(
-            support::Connect {
-                key: Some(support::new_key()),
-                scopes: vec!["operator.write"],
-                ..Default::default()
-            }
-            .params(&nonce),
-        )
-        .await;
-    assert_eq!(hello["ok"], true);
+    let (mut c, _) = raw_operator(&gw, "operator.write").await;
     let r = c
         .call(
             "n1",
@@ -845,17 +831,7 @@ async fn agent_new_needs_admin_and_starts_the_session_over() {
         "{r}"
     );
     // The admin's /new resets it: history is the reset marker alone.
-    let mut a = gw.open().await;
-    let nonce = a.challenge().await;
-    a.connect(
-        support::Connect {
-            key: Some(support::new_key()),
-            scopes: vec!["operator.admin"],
-            ..Default::default()
-        }
-        .params(&nonce),
-    )
-    .await;
+    let (mut a, _) = raw_operator(&gw, "operator.admin").await;
     let r = a
         .call(
             "n2",

@@ -41,6 +41,15 @@ pub enum Dialect {
 }
 
 impl Dialect {
+    /// The `api` name a gateway's config gives it.
+    pub fn api(self) -> &'static str {
+        match self {
+            Dialect::Completions => "openai-completions",
+            Dialect::Responses => "openai-responses",
+            Dialect::Anthropic => "anthropic-messages",
+        }
+    }
+
     /// The path it answers.
     pub fn path(self) -> &'static str {
         match self {
@@ -167,6 +176,28 @@ impl FakeProvider {
             Dialect::Anthropic => format!("http://{}", self.addr),
             _ => format!("http://{}/v1", self.addr),
         }
+    }
+
+    /// A pincer-gateway `gateway.toml` whose default model is `<provider>/<model>` on this
+    /// fake; `agent_extra` lines go under `[agent]`.
+    pub fn gateway_toml(&self, provider: &str, model: &str, agent_extra: &str) -> String {
+        format!(
+            "[agent]\nmodel = \"{provider}/{model}\"\n{agent_extra}\n\n[models.providers.{provider}]\nbase_url = \"{}\"\napi = \"{}\"\napi_key = \"test-key\"\nmodels = [{{ id = \"{model}\", name = \"Fake Model\" }}]\n",
+            self.base_url(),
+            self.dialect.api()
+        )
+    }
+
+    /// The same for the reference's `openclaw.json`: its `models`, `agents` and `tools` keys
+    /// (Tool Search off, so `nodes` is a direct tool as here).
+    pub fn openclaw_config(&self, provider: &str, model: &str) -> Value {
+        json!({
+            "models": { "mode": "merge", "providers": { provider: {
+                "baseUrl": self.base_url(), "apiKey": "test-key", "api": self.dialect.api(),
+                "models": [{ "id": model, "name": "Fake Model" }] } } },
+            "agents": { "defaults": { "model": { "primary": format!("{provider}/{model}") } } },
+            "tools": { "toolSearch": false }
+        })
     }
 
     /// The address it listens on.
