@@ -25,6 +25,8 @@ need gpsfake gpsd gpsd-clients   # a real gpsd fed by NMEA logs for location.get
 export PINCER_REQUIRE_GPSD=1
 need Xvfb xvfb x11-xserver-utils xauth   # a real X server for screen.snapshot over X11
 export PINCER_REQUIRE_XVFB=1
+need chromium chromium   # a real browser for the WebChat and the Control UI (gateway/tests/webchat.rs)
+export PINCER_REQUIRE_CHROMIUM=1
 done_step
 
 # Nothing may need libclang to build: a fresh Debian machine has none, and the static musl
@@ -87,6 +89,17 @@ done_step
 step "cargo clippy (all targets, all features, -D warnings)"
 cargo clippy --workspace --all-targets --all-features -- -D warnings
 done_step
+
+# The WebChat's JS signer (used where the page is not a secure context) against node:crypto.
+webchat_node="${OPENCLAW_NODE:-$(command -v node || true)}"
+if [ -n "$webchat_node" ]; then
+  step "WebChat Ed25519 / SHA-256 / SHA-512 signer against node:crypto"
+  "$webchat_node" gateway/webchat/ed25519.test.mjs
+  done_step
+elif [ "$QUICK" = 0 ]; then
+  echo "no node for gateway/webchat/ed25519.test.mjs" >&2
+  exit 1
+fi
 
 # Every test target once, the wire suite (gateway/tests/wire/) and the interop suite among them.
 step "cargo test (workspace, all features)"

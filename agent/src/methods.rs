@@ -178,7 +178,8 @@ pub fn display(l: &Line, max_chars: usize) -> Option<Value> {
             timestamp,
             run_id,
         } => {
-            let mut content = vec![json!({ "type": "text", "text": cut(text) })];
+            let mut content =
+                vec![json!({ "type": "text", "text": cut(&crate::transcript::as_typed(text)) })];
             for i in images {
                 content.push(json!({ "type": "image", "mimeType": i.mime_type, "data": i.data }));
             }

@@ -66,6 +66,8 @@ pub struct RunCtx {
     pub events: RunEvents,
     /// The model for this run (`None`: the session's or the default).
     pub model: Option<String>,
+    /// Text the model call in progress has streamed so far (kept when the run is aborted).
+    pub partial: String,
 }
 
 enum Failure {
@@ -204,8 +206,24 @@ async fn turn(ctx: &mut RunCtx, system: &str, out: &mut Outcome) -> Result<(), F
             messages: &history,
             tools: &specs,
         };
-        let (text, calls, stop, usage) =
-            stream(ctx, &model, api_key.as_deref(), &req, &item).await?;
+        ctx.partial.clear();
+        let streamed = stream(ctx, &model, api_key.as_deref(), &req, &item).await;
+        if let (Err(Failure::Aborted), false) = (&streamed, ctx.partial.is_empty()) {
+            // What the user saw stays in the history, marked as aborted (as the reference keeps it).
+            let partial = Message::Assistant {
+                text: std::mem::take(&mut ctx.partial),
+                tool_calls: vec![],
+                stop_reason: StopReason::Aborted,
+                model: reference.clone(),
+                usage: Usage::default(),
+                timestamp: pincer_os::now_ms(),
+                run_id: Some(run_id.clone()),
+            };
+            if let Err(e) = append(ctx, &partial).await {
+                tracing::warn!(run = %run_id, "partial reply not saved: {}", match e { Failure::Error { message, .. } => message, Failure::Aborted => String::new() });
+            }
+        }
+        let (text, calls, stop, usage) = streamed?;
         out.usage.input += usage.input;
         out.usage.output += usage.output;
         let assistant = Message::Assistant {
@@ -395,7 +413,10 @@ async fn stream(
         let mut abort = ctx.abort.clone();
         let chunk = tokio::select! {
             biased;
-            _ = abort.wait_for(|a| *a) => return Err(Failure::Aborted),
+            _ = abort.wait_for(|a| *a) => {
+                ctx.partial = text;
+                return Err(Failure::Aborted);
+            }
             _ = sleep_until(flush_at) => { ctx.events.flush(); continue; }
             c = tokio::time::timeout(idle, res.chunk()) => c,
         };

@@ -272,6 +272,7 @@ impl Agent {
                 abort: abort_rx,
                 events,
                 model: req.model.clone(),
+                partial: String::new(),
             };
             let outcome = run::run(ctx).await;
             agent.forget(&req.run_id, &req.session_key, Some(outcome.clone()));

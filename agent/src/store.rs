@@ -413,7 +413,8 @@ impl Store {
 
 fn preview_of(m: &Message) -> Option<String> {
     let text = match m {
-        Message::User { text, .. } | Message::Assistant { text, .. } => text,
+        Message::User { text, .. } => crate::transcript::as_typed(text),
+        Message::Assistant { text, .. } => text.clone(),
         _ => return None,
     };
     if text.is_empty() {

@@ -137,3 +137,37 @@ impl Message {
         }
     }
 }
+
+/// A user turn as its sender typed it: the transcript keeps what the model saw, with the
+/// `[Ddd YYYY-MM-DD HH:MM UTC] ` stamp after any `System:` lines; history shows it without.
+pub fn as_typed(text: &str) -> String {
+    let body_at = text
+        .find("\n\n[")
+        .filter(|_| text.starts_with("System: "))
+        .map_or(0, |i| i + 2);
+    let (system, body) = text.split_at(body_at);
+    match body.strip_prefix('[').and_then(|b| b.split_once("] ")) {
+        Some((stamp, rest)) if stamp.len() == 24 && stamp.ends_with(" UTC") => {
+            format!("{system}{rest}")
+        }
+        _ => text.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod typed_tests {
+    use super::as_typed;
+
+    #[test]
+    fn history_shows_a_user_turn_without_the_models_time_stamp() {
+        assert_eq!(
+            as_typed("[Wed 2026-12-02 08:05 UTC] Hello board"),
+            "Hello board"
+        );
+        assert_eq!(
+            as_typed("System: cron ran\n\n[Wed 2026-12-02 08:05 UTC] hi\n\n[x] y"),
+            "System: cron ran\n\nhi\n\n[x] y"
+        );
+        assert_eq!(as_typed("[not a stamp] hi"), "[not a stamp] hi");
+    }
+}

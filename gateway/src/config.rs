@@ -225,6 +225,44 @@ pub struct Config {
     pub config_path: Option<PathBuf>,
     /// The agent runtime: `[agent]` and `[models]`.
     pub agent: pincer_agent::config::AgentConfig,
+    /// `[control_ui]`: what the HTTP side of the port serves, and which browser origins may
+    /// open the WebSocket.
+    pub control_ui: ControlUi,
+}
+
+/// `[control_ui]` resolved.
+#[derive(Debug, Clone)]
+pub struct ControlUi {
+    /// Serve pages at all (default true); when false every GET is 404.
+    pub enabled: bool,
+    /// A static bundle on disk served instead of the embedded WebChat (e.g. the `dist/control-ui`
+    /// folder of an installed `openclaw` package).
+    pub root: Option<PathBuf>,
+    /// Browser origins allowed besides the gateway's own (`"*"` allows any).
+    pub allowed_origins: Vec<String>,
+}
+
+impl Default for ControlUi {
+    fn default() -> Self {
+        ControlUi {
+            enabled: true,
+            root: None,
+            allowed_origins: vec![],
+        }
+    }
+}
+
+/// `[control_ui]` in `gateway.toml`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileControlUi {
+    /// Serve pages (default true).
+    pub enabled: Option<bool>,
+    /// A static bundle directory served instead of the embedded WebChat.
+    pub root: Option<PathBuf>,
+    /// Extra browser origins allowed to open the WebSocket.
+    #[serde(default)]
+    pub allowed_origins: Vec<String>,
 }
 
 /// The TOML file layout (`configs/gateway.toml`).
@@ -255,6 +293,9 @@ pub struct FileConfig {
     /// `[models]`: `[models.providers.<id>]`.
     #[serde(default)]
     pub models: pincer_agent::config::ModelsConfig,
+    /// `[control_ui]`: the pages served on the port and the browser origins allowed.
+    #[serde(default)]
+    pub control_ui: FileControlUi,
 }
 
 /// `[nodes]` in `gateway.toml`.
@@ -351,6 +392,8 @@ pub struct Overrides {
     pub tick_interval_ms: Option<u64>,
     /// `--handshake-timeout-ms`.
     pub handshake_timeout_ms: Option<u64>,
+    /// `--control-ui-dir`: a static bundle served instead of the embedded WebChat.
+    pub control_ui_dir: Option<PathBuf>,
 }
 
 pub use pincer_os::env_first;
@@ -502,6 +545,11 @@ impl Config {
             node_deny: file.nodes.deny_commands,
             config_path: o.config,
             agent,
+            control_ui: ControlUi {
+                enabled: file.control_ui.enabled.unwrap_or(true),
+                root: o.control_ui_dir.or(file.control_ui.root),
+                allowed_origins: file.control_ui.allowed_origins,
+            },
         })
     }
 }

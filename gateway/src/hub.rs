@@ -412,6 +412,7 @@ mod tests {
                 &Default::default(),
                 &dir,
             ),
+            control_ui: Default::default(),
         };
         let devices = DeviceStore::open(&dir).unwrap();
         (Hub::new(config, devices), dir)

@@ -12,6 +12,7 @@
 //!
 //! ```text
 //! TCP ─▶ server (accept, pre-auth budget) ─▶ link (one task per socket)
+//!          link: http (request head) ─▶ a page (http::pages), or on an upgrade:
 //!          link: upgrade ─▶ challenge ─▶ admit (handshake decision, register) ─▶ hello-ok
 //!          link: reader ─▶ methods (scope check, dedupe) ─▶ reply into the Outbox
 //!          link: writer ◀─ Outbox (bounded in frames and bytes) ◀─ hub broadcast, replies
@@ -19,7 +20,9 @@
 //!
 //! * [`config`]: settings from flags, environment and `gateway.toml`.
 //! * [`server`]: accept loop, tick timer, presence flusher, graceful shutdown.
-//! * [`upgrade`]: the HTTP upgrade with capped reads and peer facts; [`limits`]: the pre-auth
+//! * [`http`]: the HTTP side of the port: request heads, pages (the embedded WebChat, a
+//!   Control UI bundle from disk, `/control-ui-config.json`), then the WebSocket upgrade.
+//! * [`upgrade`]: the WebSocket upgrade with capped reads and peer facts; [`limits`]: the pre-auth
 //!   budget and the auth lockout.
 //! * [`link`]: one connection's life: challenge, first frame, reader ∥ writer, close.
 //! * [`admit`]: lockout → [`handshake`] (protocol range, secret, device proof, pairing) →
@@ -47,6 +50,7 @@ pub mod dedupe;
 pub mod devices;
 pub mod handshake;
 pub mod health;
+pub mod http;
 pub mod hub;
 pub mod limits;
 pub mod link;

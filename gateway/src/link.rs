@@ -32,7 +32,7 @@ use crate::conn::ConnHandle;
 use crate::handshake::Rejected;
 use crate::hub::Hub;
 use crate::methods::{self, Dispatch, Refusal};
-use crate::upgrade::{self, is_bad_utf8, is_over_limit, ReadCaps, Ws, UPGRADE_ALLOWANCE};
+use crate::upgrade::{is_bad_utf8, is_over_limit, ReadCaps, Ws, UPGRADE_ALLOWANCE};
 use crate::{now_ms, secret};
 use pincer_os::outbox::write_deadline;
 
@@ -154,20 +154,7 @@ async fn establish(hub: &Arc<Hub>, tcp: TcpStream, ip: IpAddr) -> Option<(Arc<Co
     let limits = hub.config.limits;
     let caps = ReadCaps::new(limits.preauth_max_payload + UPGRADE_ALLOWANCE, usize::MAX);
     let deadline = Instant::now() + Duration::from_millis(limits.handshake_timeout_ms);
-    let trusted = hub.config.trusted_proxies.contains(&ip);
-    let (ws, peer) = match timeout_at(
-        deadline,
-        upgrade::accept(tcp, ip, trusted, &limits, caps.clone()),
-    )
-    .await
-    {
-        Ok(Ok(up)) => up,
-        Ok(Err(e)) => {
-            tracing::debug!(%ip, error = %e, "websocket upgrade failed");
-            return None;
-        }
-        Err(_) => return None,
-    };
+    let (ws, peer, deadline) = crate::http::front(hub, tcp, ip, caps.clone(), deadline).await?;
     let mut pre = Preauth { ws, deadline };
 
     let nonce = secret::uuid_v4();

@@ -59,6 +59,10 @@ struct RunArgs {
     /// Deadline for the `connect` request after the socket opens.
     #[arg(long)]
     handshake_timeout_ms: Option<u64>,
+    /// Serve this static bundle (e.g. an installed openclaw's dist/control-ui) instead of the
+    /// embedded WebChat.
+    #[arg(long)]
+    control_ui_dir: Option<PathBuf>,
 }
 
 /// One event-loop thread. A board's gateway serves a handful of clients; one thread keeps idle
@@ -91,6 +95,7 @@ fn serve(a: RunArgs) -> anyhow::Result<()> {
         config: a.config,
         tick_interval_ms: a.tick_interval_ms,
         handshake_timeout_ms: a.handshake_timeout_ms,
+        control_ui_dir: a.control_ui_dir,
     })?;
     if cfg.token_generated {
         if let AuthMode::Token(t) = &cfg.auth {

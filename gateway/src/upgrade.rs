@@ -1,23 +1,25 @@
-//! The HTTP upgrade of an accepted socket: byte-capped reads before authentication, the
-//! WebSocket accept, and what the request headers say about the peer (forwarding headers,
-//! trusted proxies, the `Host`).
+//! The WebSocket upgrade of a socket whose request head [`crate::http`] read: byte-capped
+//! reads before authentication ([`Limited`]), the `101` answer, and what the request headers
+//! say about the peer (forwarding headers, trusted proxies, the `Host`, the `Origin`).
 
 use std::io;
 use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
-use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
-use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use tokio_tungstenite::tungstenite::Error as WsError;
 use tokio_tungstenite::WebSocketStream;
 
 use crate::config::Limits;
 use crate::handshake::Peer;
+use crate::http::head::Head;
+use crate::http::{self, Response};
 use pincer_protocol::ws_meter::Meter;
 
 /// Bytes allowed for the HTTP upgrade request on top of the pre-auth frame cap.
@@ -72,6 +74,13 @@ impl<S> Limited<S> {
             meter: Meter::new(),
             caps,
         }
+    }
+
+    /// Another request head follows on this socket (HTTP keep-alive): its bytes count afresh.
+    pub fn next_request(&mut self) {
+        self.read = 0;
+        self.http_tail = Some([0; 4]);
+        self.meter = Meter::new();
     }
 }
 
@@ -189,73 +198,76 @@ fn host_is_local(host: &str) -> bool {
 }
 
 /// What the upgrade request said about the peer.
-fn peer_from(req: &Request, ip: IpAddr, trusted: bool) -> Peer {
-    let h = req.headers();
+pub fn peer_from(req: &Head, ip: IpAddr, trusted: bool) -> Peer {
     let mut p = Peer {
         client_ip: ip,
         ip,
-        forwarded: FORWARD_HEADERS.iter().any(|n| h.contains_key(*n)),
+        forwarded: FORWARD_HEADERS.iter().any(|n| req.header(n).is_some()),
         host_is_local: true,
+        origin: req.header("origin").map(str::to_owned),
+        host: req.header("host").map(str::to_owned),
     };
     if trusted {
         // The proxy appends the address it saw last: that is the client as far as we trust.
-        let header = |n: &str| h.get(n).and_then(|v| v.to_str().ok());
-        let claimed = header("x-forwarded-for")
+        let claimed = req
+            .header("x-forwarded-for")
             .and_then(|v| v.rsplit(',').next())
-            .or_else(|| header("x-real-ip"))
+            .or_else(|| req.header("x-real-ip"))
             .and_then(|v| v.trim().parse::<IpAddr>().ok());
         if let Some(c) = claimed {
             p.client_ip = c;
         }
     }
-    p.host_is_local = h
-        .get("host")
-        .and_then(|v| v.to_str().ok())
-        .is_none_or(host_is_local);
+    p.host_is_local = req.header("host").is_none_or(host_is_local);
     p
 }
 
-/// Upgrades `tcp` to a WebSocket whose reads are capped by `caps` (changed by the link after
-/// `hello-ok`) and whose frames are capped at `limits.max_payload`.
-// The upgrade callback's error type is tungstenite's (an HTTP response).
-#[allow(clippy::result_large_err)]
-pub async fn accept(
-    tcp: TcpStream,
-    ip: IpAddr,
-    trusted_proxy: bool,
+/// Answers the upgrade request `req` with `101` and wraps the socket (`leftover`: bytes read
+/// after the head) in a WebSocket whose frames are capped at `limits.max_payload`; a request
+/// that is not a valid RFC 6455 upgrade gets its error response instead.
+pub async fn finish(
+    mut io: Limited<TcpStream>,
+    req: &Head,
+    leftover: Vec<u8>,
     limits: &Limits,
-    caps: Arc<ReadCaps>,
-) -> Result<(Ws, Peer), WsError> {
-    let _ = tcp.set_nodelay(true);
-    let peer = Arc::new(Mutex::new(None));
-    let peer_cb = peer.clone();
-    let callback = move |req: &Request, resp: Response| -> Result<Response, ErrorResponse> {
-        *peer_cb.lock().unwrap_or_else(|e| e.into_inner()) =
-            Some(peer_from(req, ip, trusted_proxy));
-        Ok(resp)
+) -> Result<Ws, Response> {
+    let refuse = |status: u16, why: &str| Response::text(status, why);
+    let bad = if req.method != "GET" {
+        Some(refuse(400, "a WebSocket upgrade is a GET"))
+    } else if !req.has_token("connection", "upgrade") {
+        Some(refuse(400, "Connection: Upgrade missing"))
+    } else if req.header("sec-websocket-version").map(str::trim) != Some("13") {
+        let mut r = refuse(426, "WebSocket version 13 only");
+        r.headers.push(("sec-websocket-version", "13".into()));
+        Some(r)
+    } else {
+        None
     };
+    let key = req.header("sec-websocket-key").map(str::trim);
+    let (bad, key) = match (bad, key) {
+        (Some(b), _) => (Some(b), ""),
+        (None, None) | (None, Some("")) => (Some(refuse(400, "Sec-WebSocket-Key missing")), ""),
+        (None, Some(k)) => (None, k),
+    };
+    if let Some(r) = bad {
+        let status = r.status;
+        http::write(&mut io, r, false, false).await;
+        return Err(Response::text(status, ""));
+    }
+    let accept = derive_accept_key(key.as_bytes());
+    let answer = format!(
+        "HTTP/1.1 101 Switching Protocols\r\nconnection: Upgrade\r\nupgrade: websocket\r\nsec-websocket-accept: {accept}\r\n\r\n"
+    );
+    use tokio::io::AsyncWriteExt;
+    if io.write_all(answer.as_bytes()).await.is_err() || io.flush().await.is_err() {
+        return Err(Response::text(500, "peer left"));
+    }
     let mut cfg = WebSocketConfig::default();
     cfg.read_buffer_size = 1024;
     cfg.write_buffer_size = 0;
     cfg.max_message_size = Some(limits.max_payload);
     cfg.max_frame_size = Some(limits.max_payload);
-    let ws = tokio_tungstenite::accept_hdr_async_with_config(
-        Limited::new(tcp, caps),
-        callback,
-        Some(cfg),
-    )
-    .await?;
-    let peer = peer
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .take()
-        .unwrap_or(Peer {
-            client_ip: ip,
-            ip,
-            forwarded: false,
-            host_is_local: true,
-        });
-    Ok((ws, peer))
+    Ok(WebSocketStream::from_partially_read(io, leftover, Role::Server, Some(cfg)).await)
 }
 
 #[cfg(test)]

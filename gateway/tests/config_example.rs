@@ -25,5 +25,6 @@ fn example_gateway_toml_loads() {
         .expect("its provider is configured");
     assert_eq!(r.context_tokens, 128_000);
     assert_eq!(cfg.agent.max_model_calls, 8);
+    assert!(cfg.control_ui.enabled && cfg.control_ui.root.is_none());
     let _ = std::fs::remove_dir_all(dir);
 }

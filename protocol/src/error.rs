@@ -65,6 +65,8 @@ pub mod detail {
     pub const DEVICE_AUTH_PUBLIC_KEY_INVALID: &str = "DEVICE_AUTH_PUBLIC_KEY_INVALID";
     /// Pairing must be approved first; `details` also carry `requestId` and `reason`.
     pub const PAIRING_REQUIRED: &str = "PAIRING_REQUIRED";
+    /// A browser page from an origin the gateway does not trust.
+    pub const CONTROL_UI_ORIGIN_NOT_ALLOWED: &str = "CONTROL_UI_ORIGIN_NOT_ALLOWED";
     /// v4: the connect's protocol range excludes the gateway's; `details` give both ranges.
     pub const PROTOCOL_MISMATCH: &str = "PROTOCOL_MISMATCH";
     /// v4: the token is recognised but does not cover the requested role or scopes.

@@ -2,7 +2,7 @@
 //! nonce, where the socket comes from, and the gateway's state:
 //!
 //! 1. protocol range;
-//! 2. role;
+//! 2. role, then a browser's `Origin` — `origin`;
 //! 3. shared secret;
 //! 4. device proof (id, freshness, nonce, signature v3 then v2) — `proof`;
 //! 5. device token, when the shared secret did not authenticate — `credentials`;
@@ -17,6 +17,7 @@
 
 mod credentials;
 mod grant;
+mod origin;
 mod pair;
 mod peer;
 mod proof;
@@ -90,6 +91,7 @@ pub fn handshake(
             close::reason::INVALID_ROLE,
         ));
     };
+    origin::check(peer, &hub.config.control_ui.allowed_origins)?;
 
     // 3. Shared secret.
     let a = p.auth.clone().unwrap_or_default();

@@ -16,6 +16,11 @@ pub struct Peer {
     pub forwarded: bool,
     /// The `Host` header names this machine (or is absent).
     pub host_is_local: bool,
+    /// The `Origin` header: sent by browsers, checked against the gateway's own origin and
+    /// `[control_ui] allowed_origins`.
+    pub origin: Option<String>,
+    /// The `Host` header as sent.
+    pub host: Option<String>,
 }
 
 /// How near a client is, for silent pairing.
@@ -37,6 +42,8 @@ impl Peer {
             client_ip: ip,
             forwarded: false,
             host_is_local: true,
+            origin: None,
+            host: None,
         }
     }
 
