@@ -17,6 +17,11 @@ pub enum Audience {
         /// The connection that started the run (`None`: a run no client started).
         origin: Option<u64>,
     },
+    /// Readers that called `sessions.subscribe` (`sessions.changed`).
+    SessionWatchers,
+    /// Readers that called `sessions.messages.subscribe` for the payload's `sessionKey`
+    /// (`session.message`).
+    MessageWatchers,
 }
 
 /// A node command's failure, as the gateway reports it.

@@ -16,6 +16,7 @@
 #![warn(missing_docs)]
 
 pub mod config;
+pub mod control_ui;
 pub mod cron;
 pub mod events;
 pub mod host;
@@ -29,3 +30,4 @@ pub mod sse;
 pub mod store;
 pub mod tools;
 pub mod transcript;
+pub mod watch;

@@ -16,7 +16,7 @@ use pincer_protocol::error::ErrorShape;
 use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
 
-use crate::events::AGENT_ID;
+pub use crate::events::AGENT_ID;
 use crate::host::Audience;
 use crate::run::Outcome;
 use crate::runtime::{Agent, StartError, StartRun, Started};
@@ -53,14 +53,23 @@ pub const METHODS: &[&str] = &[
 ];
 
 /// Events this module causes.
-pub const EVENTS: &[&str] = &["agent", "chat", "cron"];
+pub const EVENTS: &[&str] = &[
+    "agent",
+    "chat",
+    "cron",
+    "session.message",
+    "sessions.changed",
+];
 
 /// Default and largest `chat.history` page.
 pub const HISTORY_DEFAULT: usize = 200;
 const HISTORY_MAX: usize = 1000;
 
 /// Params decoded as the gateway's decoder checked them (`protocol::decode::agent_params`).
-fn params<T: DeserializeOwned>(method: &str, raw: Option<&str>) -> Result<T, ErrorShape> {
+pub(crate) fn params<T: DeserializeOwned>(
+    method: &str,
+    raw: Option<&str>,
+) -> Result<T, ErrorShape> {
     pincer_protocol::decode::agent_params(raw)
         .map_err(|m| ErrorShape::invalid(format!("invalid {method} params: {m}")))
 }
@@ -313,7 +322,18 @@ pub fn chat_history(agent: &Agent, method: &str, raw: Option<&str>) -> Result<Va
         if !same || newer.len() > 200 {
             return Ok(json!({ "kind": "reset", "sessionKey": key }));
         }
-        let messages: Vec<Value> = newer.iter().filter_map(|l| display(l, max_chars)).collect();
+        // As the reference pages them: `session.message`-style envelopes, not bare entries.
+        let session = row(agent, &entry);
+        let messages: Vec<Value> = newer
+            .iter()
+            .filter_map(|l| {
+                let m = display(l, max_chars)?;
+                Some(
+                    json!({ "sessionKey": key, "agentId": AGENT_ID, "message": m,
+                    "messageId": format!("m{}", l.seq), "messageSeq": l.seq, "session": session }),
+                )
+            })
+            .collect();
         return Ok(
             json!({ "kind": "delta", "sessionKey": key, "messages": messages,
             "deltaCursor": delta_cursor, "sessionInfo": row(agent, &entry) }),
@@ -691,6 +711,7 @@ pub async fn sessions_patch(agent: &Agent, raw: Option<&str>) -> Result<Value, E
     .await
     .map_err(|e| ErrorShape::unavailable(e.to_string()))?
     .map_err(store_err)?;
+    crate::watch::changed(agent, &key, json!({ "reason": "patch" }));
     Ok(
         json!({ "ok": true, "path": agent.store().dir().display().to_string(), "key": key, "entry": entry }),
     )
@@ -710,6 +731,7 @@ pub async fn sessions_reset(agent: &Agent, raw: Option<&str>) -> Result<Value, E
     .await
     .map_err(|e| ErrorShape::unavailable(e.to_string()))?
     .map_err(store_err)?;
+    crate::watch::changed(agent, &key, json!({ "reason": "reset" }));
     Ok(json!({ "ok": true, "key": key, "entry": entry }))
 }
 
@@ -724,6 +746,7 @@ pub async fn sessions_delete(agent: &Agent, raw: Option<&str>) -> Result<Value, 
         .await
         .map_err(|e| ErrorShape::unavailable(e.to_string()))?
         .map_err(store_err)?;
+    crate::watch::changed(agent, &key, json!({ "reason": "delete" }));
     Ok(json!({ "ok": true, "key": key, "deleted": true, "archived": [] }))
 }
 

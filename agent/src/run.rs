@@ -272,11 +272,13 @@ fn result_message(c: &ToolCall, r: &tools::ToolOutput) -> Message {
 async fn append(ctx: &RunCtx, m: &Message) -> Result<u64, Failure> {
     let store = ctx.store.clone();
     let key = ctx.events.session_key.clone();
-    let m = m.clone();
-    tokio::task::spawn_blocking(move || store.append(&key, &m))
+    let owned = m.clone();
+    let seq = tokio::task::spawn_blocking(move || store.append(&key, &owned))
         .await
         .map_err(|e| fail(format!("transcript write: {e}")))?
-        .map_err(|e| fail(format!("transcript not saved: {e}")))
+        .map_err(|e| fail(format!("transcript not saved: {e}")))?;
+    crate::watch::appended(&ctx.agent, &ctx.events.session_key, seq, m);
+    Ok(seq)
 }
 
 async fn tool(ctx: &mut RunCtx, c: &ToolCall) -> Result<tools::ToolOutput, Failure> {

@@ -6,6 +6,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use serde_json::json;
 use tokio::sync::watch;
 
 use crate::config::AgentConfig;
@@ -274,8 +275,18 @@ impl Agent {
                 model: req.model.clone(),
                 partial: String::new(),
             };
+            crate::watch::changed(
+                &agent,
+                &req.session_key,
+                json!({ "phase": "start", "runId": req.run_id }),
+            );
             let outcome = run::run(ctx).await;
             agent.forget(&req.run_id, &req.session_key, Some(outcome.clone()));
+            crate::watch::changed(
+                &agent,
+                &req.session_key,
+                json!({ "phase": "end", "runId": req.run_id }),
+            );
             let _ = done_tx.send(Some(outcome));
         });
         Ok(Started::Started { message_seq })
@@ -285,6 +296,7 @@ impl Agent {
         let store = self.store.clone();
         let req = req.clone();
         let events = self.take_system_events(&req.session_key);
+        let key = req.session_key.clone();
         let r = tokio::task::spawn_blocking(move || {
             let now = pincer_os::now_ms();
             store.ensure(&req.session_key, &req.created_via, now)?;
@@ -296,19 +308,23 @@ impl Agent {
                 text.push('\n');
             }
             let text = format!("{text}[{}] {}", crate::prompt::stamp(now), req.message);
-            store.append(
-                &req.session_key,
-                &Message::User {
-                    text,
-                    images: req.images,
-                    timestamp: now,
-                    run_id: Some(req.run_id),
-                },
-            )
+            let message = Message::User {
+                text,
+                images: req.images,
+                timestamp: now,
+                run_id: Some(req.run_id),
+            };
+            store
+                .append(&req.session_key, &message)
+                .map(|seq| (seq, message))
         })
         .await;
         match r {
-            Ok(r) => Ok(r?),
+            Ok(r) => {
+                let (seq, message) = r?;
+                crate::watch::appended(self, &key, seq, &message);
+                Ok(seq)
+            }
             Err(e) => Err(StartError::Store(StoreError::Io {
                 path: self.store.dir().to_owned(),
                 source: std::io::Error::other(e.to_string()),

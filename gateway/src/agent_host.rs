@@ -26,6 +26,10 @@ pub fn attach(hub: &Arc<Hub>) -> Result<(), pincer_agent::store::StoreError> {
     Ok(())
 }
 
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 impl Host for GatewayHost {
     fn emit(&self, event: &str, payload: &Value, to: Audience) {
         let Some(hub) = self.hub.upgrade() else {
@@ -42,6 +46,15 @@ impl Host for GatewayHost {
             Audience::ToolRecipients { origin } => hub.broadcast(event, &text, None, false, |c| {
                 Some(c.id) == origin && c.tool_events
             }),
+            Audience::SessionWatchers => hub.broadcast(event, &text, None, true, |c| {
+                c.has_scope(scopes::READ) && lock(&c.watching).sessions
+            }),
+            Audience::MessageWatchers => {
+                let key = payload["sessionKey"].as_str().unwrap_or("");
+                hub.broadcast(event, &text, None, false, |c| {
+                    c.has_scope(scopes::READ) && lock(&c.watching).messages.iter().any(|k| k == key)
+                })
+            }
         }
     }
 

@@ -15,7 +15,7 @@ use crate::reply::Reply;
 
 /// Whether `method` is the agent's.
 pub fn handles(method: &str) -> bool {
-    m::METHODS.contains(&method)
+    m::METHODS.contains(&method) || pincer_agent::control_ui::METHODS.contains(&method)
 }
 
 fn json(r: Result<Value, ErrorShape>) -> Reply {
@@ -44,6 +44,10 @@ pub fn dispatch(
         "sessions.preview" => now(m::sessions_preview(&agent, raw.as_deref())),
         "sessions.resolve" => now(m::sessions_resolve(&agent, raw.as_deref())),
         "models.list" => now(Ok(m::models_list(&agent))),
+        _ if pincer_agent::control_ui::METHODS.contains(&method) => now(
+            pincer_agent::control_ui::answer(&agent, method, raw.as_deref())
+                .unwrap_or_else(|| Err(ErrorShape::invalid(format!("unknown method: {method}")))),
+        ),
         "agent"
             if !conn.has_scope(pincer_protocol::scopes::ADMIN)
                 && raw

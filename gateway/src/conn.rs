@@ -44,6 +44,32 @@ pub struct ConnHandle {
     pub node: Option<crate::nodes::NodeSession>,
     /// The client asked for the agent's `tool` stream (`caps: ["tool-events"]`).
     pub tool_events: bool,
+    /// What it watches (`sessions.subscribe`, `sessions.messages.subscribe`).
+    pub watching: Mutex<Watching>,
+}
+
+/// A connection's session subscriptions.
+#[derive(Debug, Default)]
+pub struct Watching {
+    /// `sessions.changed` for every session.
+    pub sessions: bool,
+    /// `session.message` for these session keys (at most [`MAX_WATCHED`]).
+    pub messages: Vec<String>,
+}
+
+/// Sessions one connection may watch the messages of; a further subscribe drops the oldest.
+pub const MAX_WATCHED: usize = 16;
+
+impl Watching {
+    /// Watches `key`'s messages (the oldest watched key goes past [`MAX_WATCHED`]).
+    pub fn watch(&mut self, key: &str) {
+        if !self.messages.iter().any(|k| k == key) {
+            if self.messages.len() >= MAX_WATCHED {
+                self.messages.remove(0);
+            }
+            self.messages.push(key.to_owned());
+        }
+    }
 }
 
 /// Details of a new connection, for the hub's `register`.
@@ -85,6 +111,7 @@ impl ConnHandle {
             dropped: AtomicU64::new(0),
             node: r.node,
             tool_events: r.tool_events,
+            watching: Mutex::new(Watching::default()),
         }
     }
 

@@ -27,6 +27,8 @@
 //! * [`link`]: one connection's life: challenge, first frame, reader ∥ writer, close.
 //! * [`admit`]: lockout → [`handshake`] (protocol range, secret, device proof, pairing) →
 //!   durable trust change → register → `hello-ok`; [`auth`]: constant-time secret checks.
+//! * [`control_ui`]: what the official Control UI reads on load that is the gateway's
+//!   (session subscriptions, empty approval and question lists).
 //! * [`conn`]: a connection's handle (role, scopes, outbox, seq, close request).
 //! * [`hub`]: connection registry and broadcast; [`presence`], [`health`] and system events.
 //! * [`methods`]: method dispatch, scope enforcement, idempotency ([`dedupe`]); [`pairing`]:
@@ -46,6 +48,7 @@ pub mod agent_methods;
 pub mod auth;
 pub mod config;
 pub mod conn;
+pub mod control_ui;
 pub mod dedupe;
 pub mod devices;
 pub mod handshake;

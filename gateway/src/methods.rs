@@ -59,6 +59,8 @@ pub fn all_methods() -> impl Iterator<Item = &'static str> {
     METHODS
         .iter()
         .chain(pincer_agent::methods::METHODS)
+        .chain(pincer_agent::control_ui::METHODS)
+        .chain(crate::control_ui::METHODS)
         .copied()
 }
 
@@ -136,8 +138,16 @@ pub fn dispatch(hub: &Arc<Hub>, conn: &Arc<ConnHandle>, req: Request) -> (Dispat
         }
         Err(Denied::Scope(s)) => return (Err(missing_scope(conn, s)).into(), Refusal::None),
     }
+    if crate::control_ui::METHODS.contains(&req.method.as_str()) {
+        let raw = match &req.params {
+            Params::Unknown(r) | Params::Agent(r) => r.as_ref().map(|r| r.get().to_owned()),
+            _ => None,
+        };
+        let reply = crate::control_ui::answer(conn, &req.method, raw.as_deref());
+        return (Dispatch::Now(reply), Refusal::None);
+    }
     if crate::agent_methods::handles(&req.method) {
-        if let Params::Agent(raw) = req.params {
+        if let Params::Agent(raw) | Params::Unknown(raw) = req.params {
             let d = crate::agent_methods::dispatch(hub, conn, &req.method, raw);
             return (d, Refusal::None);
         }

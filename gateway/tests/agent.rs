@@ -451,6 +451,88 @@ async fn history_survives_a_restart_and_sessions_are_listed() {
         last.contains("] first") && last.contains("] second"),
         "{last}"
     );
+    // The cursor now catches up with that turn: two envelopes, as the reference pages them.
+    let d = s
+        .request(
+            "chat.history",
+            &json!({ "sessionKey": "agent:main:notes", "cursor": cursor }),
+        )
+        .await
+        .unwrap();
+    let m = d["messages"].as_array().expect("messages");
+    assert_eq!((d["kind"].as_str(), m.len()), (Some("delta"), 2), "{d}");
+    assert_eq!(m[0]["message"]["content"][0]["text"], "third", "{d}");
+    assert_eq!(m[1]["message"]["role"], "assistant", "{d}");
+    assert_eq!(m[0]["sessionKey"], "agent:main:notes");
+    assert!(m[1]["messageSeq"].as_u64() > m[0]["messageSeq"].as_u64());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `sessions.messages.subscribe {key}` gets that session's new entries as `session.message`,
+/// `sessions.subscribe` gets `sessions.changed`; another session's entries and a connection
+/// that did not subscribe get nothing.
+#[tokio::test]
+async fn subscribers_hear_of_new_messages_and_changed_sessions() {
+    let fake = FakeProvider::start(Dialect::Completions).await;
+    let dir = temp("watch");
+    let gw = start(&dir, Some(&fake), "");
+    let (mut watcher, _) = raw_operator(&gw, "operator.read").await;
+    let (mut bystander, _) = raw_operator(&gw, "operator.read").await;
+    let r = watcher
+        .call(
+            "w1",
+            "sessions.messages.subscribe",
+            json!({ "key": "agent:main:watched" }),
+        )
+        .await;
+    assert_eq!(r["payload"]["subscribed"], true, "{r}");
+    assert_eq!(r["payload"]["key"], "agent:main:watched");
+    let r = watcher.call("w2", "sessions.subscribe", json!({})).await;
+    assert_eq!(r["payload"]["subscribed"], true, "{r}");
+    let mut s = connect(&gw).await;
+    for (key, text) in [
+        ("agent:main:other", "elsewhere"),
+        ("agent:main:watched", "hello"),
+    ] {
+        fake.push(Reply::Text {
+            chunks: vec![format!("re: {text}")],
+            delay_ms: 0,
+        });
+        let (_, id) = chat::send(&mut s, key, text).await;
+        chat_until_done(&mut s, &id).await;
+    }
+    let mut messages = Vec::new();
+    let mut changed = Vec::new();
+    while messages.len() < 2 {
+        let Some(support::Next::Frame(f)) = watcher.next_within(10.0).await else {
+            panic!("no session.message: got {messages:?}");
+        };
+        match f["event"].as_str() {
+            Some("session.message") => messages.push(f["payload"].clone()),
+            Some("sessions.changed") => changed.push(f["payload"].clone()),
+            _ => {}
+        }
+    }
+    assert!(
+        messages
+            .iter()
+            .all(|m| m["sessionKey"] == "agent:main:watched"),
+        "{messages:?}"
+    );
+    assert_eq!(messages[0]["message"]["content"][0]["text"], "hello");
+    assert_eq!(messages[1]["message"]["content"][0]["text"], "re: hello");
+    assert_eq!(messages[1]["session"]["key"], "agent:main:watched");
+    assert!(
+        changed
+            .iter()
+            .any(|c| c["sessionKey"] == "agent:main:other" && c["reason"] == "send"),
+        "sessions.changed covers every session: {changed:?}"
+    );
+    // The bystander subscribed to nothing.
+    while let Some(support::Next::Frame(f)) = bystander.next_within(0.5).await {
+        let e = f["event"].as_str().unwrap_or("");
+        assert!(e != "session.message" && e != "sessions.changed", "{f}");
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -9,7 +9,9 @@
 //! * a run aborted from the page; a pending device listed and approved from the page;
 //! * a page from a foreign origin refused the WebSocket, and allowed once listed;
 //! * from a second network namespace (plain http, so no WebCrypto: the page's own signer),
-//!   the page shows its pairing code, the CLI approves it, and the page chats.
+//!   the page shows its pairing code, the CLI approves it, and the page chats;
+//! * the official Control UI of the pinned reference package, served from disk
+//!   (`--control-ui-dir`): it loads with no error toast, sends, and renders the reply.
 //!
 //! Screenshots of each step are written to `target/tmp/webchat-screens/`.
 
@@ -579,5 +581,82 @@ async fn from_another_host_the_page_shows_its_code_and_chats_once_approved() {
     drop(page);
     drop(browser);
     drop(ns);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Every element of the page, shadow roots included (the Control UI is Lit components), as
+/// a JS expression prefix: `deep().filter(...)`.
+const DEEP: &str = "(() => { const all = []; const walk = r => { for (const e of r.querySelectorAll('*')) { all.push(e); if (e.shadowRoot) walk(e.shadowRoot); } }; walk(document); return all; })()";
+
+/// The official Control UI (the reference package's own bundle, not shipped with Pincer)
+/// served by pincer-gateway: it loads and connects without an error toast, sends a message
+/// and renders the streamed reply.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_official_control_ui_loads_sends_and_renders_the_reply() {
+    let Some(reference) = support::openclaw::reference() else {
+        return;
+    };
+    let bundle = reference.control_ui_dir();
+    assert!(bundle.join("index.html").is_file(), "{}", bundle.display());
+    let fake = FakeProvider::start(Dialect::Completions).await;
+    fake.push(Reply::Text {
+        chunks: vec![
+            "Hello from ".into(),
+            "the board, ".into(),
+            "through the official UI.".into(),
+        ],
+        delay_ms: 200,
+    });
+    let dir = temp("control-ui");
+    let ui = bundle.to_string_lossy().into_owned();
+    let gw = start(&dir, &fake, "", &["--control-ui-dir", &ui]);
+    let Some(browser) = launch(Options::default()) else {
+        eprintln!("no chromium here (PINCER_REQUIRE_CHROMIUM unset): skipped");
+        return;
+    };
+    let page = blocking(|| browser.page());
+    blocking(|| page.goto(&format!("http://127.0.0.1:{}/#token={TOKEN}", gw.port)));
+    // Connected: the composer is there and the model picker names the configured model.
+    wait(
+        &page,
+        &format!("{DEEP}.some(e => e.tagName === 'TEXTAREA')"),
+    );
+    shot(&page, "13-control-ui-loading");
+    wait(
+        &page,
+        &format!(
+            "{DEEP}.some(e => e.children.length === 0 && e.textContent.trim() === 'Fake Model')"
+        ),
+    );
+    // Everything it calls on load has been answered; no toast is up.
+    let toasts = || {
+        eval(
+            &page,
+            &format!("{DEEP}.filter(e => (/toast/i.test(e.tagName + ' ' + e.className) && e.textContent.trim()) || (e.children.length === 0 && !['SCRIPT', 'STYLE', 'TEMPLATE'].includes(e.tagName) && /unknown method|^Error:|failed/i.test(e.textContent.trim()))).map(e => e.textContent.trim())"),
+        )
+    };
+    blocking(|| std::thread::sleep(Duration::from_secs(2)));
+    assert_eq!(toasts(), json!([]), "no error toast after load");
+    shot(&page, "13-control-ui-loaded");
+    eval(
+        &page,
+        &format!("(() => {{ const t = {DEEP}.find(e => e.tagName === 'TEXTAREA'); t.focus(); t.value = 'Hello from the official UI'; \
+             t.dispatchEvent(new Event('input', {{ bubbles: true, composed: true }})); \
+             t.dispatchEvent(new KeyboardEvent('keydown', {{ key: 'Enter', code: 'Enter', bubbles: true, composed: true }})); return true; }})()"),
+    );
+    wait(
+        &page,
+        &format!("{DEEP}.some(e => e.children.length === 0 && e.textContent.includes('through the official UI.'))"),
+    );
+    assert_eq!(toasts(), json!([]), "no error toast after sending");
+    let reqs = fake.wait_requests(1, Duration::from_secs(5)).await;
+    assert!(
+        reqs[0]
+            .body
+            .to_string()
+            .contains("Hello from the official UI"),
+        "the message reached the model"
+    );
+    shot(&page, "14-control-ui-reply");
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -126,6 +126,9 @@ pub struct ClientInfo {
     pub display_name: Option<NonEmpty>,
     /// The client software's version.
     pub version: NonEmpty,
+    /// The client's build (the Control UI sends its bundle's id).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub build_id: Option<NonEmpty>,
     /// OS platform (`linux`, `darwin`, …): picks the node command allowlist; pinned at pairing.
     pub platform: NonEmpty,
     /// Device family (`iPhone`, `Android`, …); pinned at pairing.
@@ -134,6 +137,9 @@ pub struct ClientInfo {
     /// Hardware model, e.g. `iPhone17,1`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub model_identifier: Option<NonEmpty>,
+    /// Self-reported IANA time zone (`Europe/Berlin`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time_zone: Option<NonEmpty>,
     /// How the client connects (`node`, `cli`, `ui`, …).
     pub mode: ClientMode,
     /// Stable per install; the presence key when there is no device id.
@@ -206,6 +212,15 @@ pub struct ConnectParams {
     /// The node's `PATH` (headless hosts).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub path_env: Option<String>,
+    /// A node's Computer Use declaration (reference v4; accepted, not used).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub computer_use: Option<Value>,
+    /// The v1 node-host worker envelope (deprecated in the reference; accepted, not used).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub worker_runs: Option<Value>,
+    /// Which model catalog the client reads first (the Control UI sends `{sessionKey}`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model_catalog: Option<ModelCatalogScope>,
     /// `operator` (the default when absent) or `node`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub role: Option<NonEmpty>,
@@ -225,6 +240,25 @@ pub struct ConnectParams {
     /// Free-text user agent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user_agent: Option<String>,
+}
+
+/// `connect.modelCatalog`: `{agentId?, sessionKey?}` or `{agentId?, shortId, slugHint?}`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ModelCatalogScope {
+    /// The agent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent_id: Option<NonEmpty>,
+    /// The session whose catalog is read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_key: Option<NonEmpty>,
+    /// A shared catalog's short id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub short_id: Option<NonEmpty>,
+    /// Its slug.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slug_hint: Option<NonEmpty>,
 }
 
 impl ConnectParams {

@@ -82,6 +82,35 @@ pub fn all() -> Vec<(String, Value)> {
     ] {
         method(m, gen::<CronJobParams>(), open());
     }
+    // What the official Control UI reads on load (pincer_agent::control_ui and the gateway's
+    // control_ui): open params, open results, arrays for the approval lists.
+    for m in [
+        "agents.list",
+        "models.authStatus",
+        "chat.metadata",
+        "sessions.describe",
+        "sessions.branches.list",
+        "sessions.companion.state",
+        "progressCard.get",
+        "tasks.list",
+        "sessions.subscribe",
+        "sessions.unsubscribe",
+        "sessions.messages.subscribe",
+        "sessions.messages.unsubscribe",
+        "sessions.observer.visibility",
+        "update.status",
+        "question.list",
+        "talk.catalog",
+    ] {
+        method(m, open(), open());
+    }
+    for m in [
+        "exec.approval.list",
+        "plugin.approval.list",
+        "openclaw.approval.list",
+    ] {
+        method(m, open(), gen::<Vec<Value>>());
+    }
     method("health", gen::<HealthParams>(), gen::<HealthSummary>());
     method("status", gen::<EmptyParams>(), gen::<StatusSummary>());
     method(

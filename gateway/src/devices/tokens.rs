@@ -90,6 +90,23 @@ impl DeviceStore {
         Ok(TokenCheck::Mismatch)
     }
 
+    /// Whether `token` is a live device token of some paired device's `role` (for HTTP requests
+    /// that carry a device token as a bearer, where no device proof comes with it). Read-only:
+    /// nothing is promoted.
+    pub fn is_live_token(&self, role: &str, token: &str) -> bool {
+        let hash = token_hash(token);
+        let file = self.lock();
+        file.devices.values().any(|d| {
+            d.tokens.get(role).is_some_and(|rt| {
+                rt.revoked_at_ms.is_none()
+                    && [&rt.current, &rt.pending].iter().any(|s| {
+                        s.as_ref()
+                            .is_some_and(|s| ct_eq(s.hash.as_bytes(), hash.as_bytes()))
+                    })
+            })
+        })
+    }
+
     /// Mints a new token for (`device_id`, `role`) into the pending slot and returns it.
     pub fn issue_token(
         &self,

@@ -1,7 +1,7 @@
 //! What a GET on the port is answered with:
 //!
 //! * `/control-ui-config.json`: the Control UI's bootstrap config, behind the shared secret
-//!   (`Authorization: Bearer …`), as the reference gates it;
+//!   or an operator device token (`Authorization: Bearer …`), as the reference gates it;
 //! * with `[control_ui] root` (or `--control-ui-dir`): files of that directory, precompressed
 //!   `.br`/`.gz` siblings when the client takes them, `index.html` for paths that name no file
 //!   (single-page app fallback);
@@ -348,7 +348,8 @@ fn bundle_csp(html: &[u8]) -> String {
     )
 }
 
-/// `/control-ui-config.json`: 401 without the shared secret as a bearer token.
+/// `/control-ui-config.json`: 401 without the shared secret or a paired operator's device
+/// token as a bearer token.
 fn control_ui_config(hub: &Hub, head: &Head) -> Response {
     let bearer = head
         .header("authorization")
@@ -357,7 +358,9 @@ fn control_ui_config(hub: &Hub, head: &Head) -> Response {
                 .or_else(|| v.strip_prefix("bearer "))
         })
         .map(str::trim);
-    if crate::auth::check_shared(&hub.config.auth, bearer, bearer).is_err() {
+    let shared = crate::auth::check_shared(&hub.config.auth, bearer, bearer).is_ok();
+    let device = bearer.is_some_and(|t| !t.is_empty() && hub.devices.is_live_token("operator", t));
+    if !shared && !device {
         let mut r = Response::text(401, "Unauthorized");
         r.headers.push(("www-authenticate", "Bearer".into()));
         return r;

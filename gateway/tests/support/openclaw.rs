@@ -46,6 +46,14 @@ impl Drop for Proc {
 }
 
 impl Reference {
+    /// The package's Control UI bundle (`dist/control-ui`, beside `openclaw.mjs`).
+    pub fn control_ui_dir(&self) -> PathBuf {
+        self.mjs
+            .parent()
+            .map(|p| p.join("dist/control-ui"))
+            .unwrap_or_default()
+    }
+
     pub fn command(&self, home: &Path) -> Command {
         let mut c = Command::new(&self.node);
         c.arg(&self.mjs).envs(headless::env(home));

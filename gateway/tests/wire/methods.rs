@@ -21,7 +21,7 @@ async fn unknown_methods_are_refused_by_name_at_both_protocols() {
         .run(&gw)
         .await;
         for (method, params) in [
-            ("talk.catalog", json!({ "any": "thing" })),
+            ("voicewake.get", json!({ "any": "thing" })),
             ("no.such.method", json!({})),
         ] {
             let r = c.call("u", method, params).await;
