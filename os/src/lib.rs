@@ -22,6 +22,26 @@ pub fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
+/// The civil date `(year, month 1..=12, day 1..=31)` of `days` since 1970-01-01 (UTC), after
+/// Howard Hinnant's `civil_from_days`; the one calendar the gateway, agent and node share
+/// (HTTP dates, the model's time stamps, ISO 8601 fixes).
+pub fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
+}
+
+/// The English weekday abbreviation of `days` since 1970-01-01 (a Thursday).
+pub fn weekday(days: i64) -> &'static str {
+    ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"][days.rem_euclid(7) as usize]
+}
+
 /// Raises this process's soft limit on open files to `want` (at most the hard limit) and
 /// returns the soft limit in force afterwards (`None` if it cannot be read). systemd starts
 /// services with a soft limit of 1024 whatever the hard one is; a daemon that holds a socket
