@@ -843,22 +843,8 @@ async fn a_node_that_disappears_mid_tool_call_fails_the_call_not_the_run() {
     let dir = temp("nodegone");
     let gw = start(&dir, Some(&fake), "");
     // A node (a raw client) that declares location.get and will hang up on the invoke.
-    let key = support::new_key();
-    let node_id = key.public_key().device_id().to_hex().to_string();
-    let mut node = gw.open().await;
-    let nonce = node.challenge().await;
-    let mut params = support::Connect {
-        key: Some(key),
-        role: "node",
-        client_id: "node-host",
-        mode: "node",
-        ..Default::default()
-    }
-    .params(&nonce);
-    params["caps"] = json!(["location"]);
-    params["commands"] = json!(["location.get"]);
-    let hello = node.connect(params).await;
-    assert_eq!(hello["ok"], true, "{hello}");
+    let (mut node, node_id) =
+        support::node_client(&gw, "gone-node", &["location"], &["location.get"]).await;
     fake.push(Reply::ToolCall {
         id: "call_gone".into(),
         name: "nodes".into(),

@@ -97,23 +97,13 @@ fn bars_jpeg() -> Vec<u8> {
 /// A node (raw frames, real wire format) that declares `camera.snap` and answers every invoke
 /// with `jpeg`; returns its node id. It stays connected until the test ends.
 async fn camera_node(gw: &Gateway, jpeg: Vec<u8>) -> String {
-    let key = support::new_key();
-    let node_id = key.public_key().device_id().to_hex().to_string();
-    let mut node = gw.open().await;
-    let nonce = node.challenge().await;
-    let mut params = support::Connect {
-        key: Some(key),
-        role: "node",
-        client_id: "node-host",
-        mode: "node",
-        ..Default::default()
-    }
-    .params(&nonce);
-    params["client"]["displayName"] = json!("kitchen-pi");
-    params["caps"] = json!(["camera"]);
-    params["commands"] = json!(["camera.list", "camera.snap"]);
-    let hello = node.connect(params).await;
-    assert_eq!(hello["ok"], true, "{hello}");
+    let (mut node, node_id) = support::node_client(
+        gw,
+        "kitchen-pi",
+        &["camera"],
+        &["camera.list", "camera.snap"],
+    )
+    .await;
     let id = node_id.clone();
     let b64 = pincer_protocol::base64url::encode_standard(&jpeg);
     tokio::spawn(async move {

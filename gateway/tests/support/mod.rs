@@ -238,6 +238,34 @@ impl Client {
     }
 }
 
+/// A node (raw frames) named `name`, admitted on loopback, that declares `caps` and
+/// `commands`; its node id.
+pub async fn node_client(
+    gw: &Gateway,
+    name: &str,
+    caps: &[&str],
+    commands: &[&str],
+) -> (Client, String) {
+    let key = new_key();
+    let node_id = key.public_key().device_id().to_hex().to_string();
+    let mut node = gw.open().await;
+    let nonce = node.challenge().await;
+    let mut params = Connect {
+        key: Some(key),
+        role: "node",
+        client_id: "node-host",
+        mode: "node",
+        ..Default::default()
+    }
+    .params(&nonce);
+    params["client"]["displayName"] = json!(name);
+    params["caps"] = json!(caps);
+    params["commands"] = json!(commands);
+    let hello = node.connect(params).await;
+    assert_eq!(hello["ok"], true, "{hello}");
+    (node, node_id)
+}
+
 /// A `connect` request under construction.
 pub struct Connect {
     pub min: u32,
