@@ -322,6 +322,7 @@ fn system_event(hub: &Hub, p: &SystemEventParams) -> Reply {
             roles: p.roles.clone(),
             scopes: p.scopes.clone(),
             instance_id: p.instance_id.clone(),
+            ..Default::default()
         };
         hub.presence_upsert(key, entry, false);
     }

@@ -283,11 +283,16 @@ pub struct ChallengePayload {
     pub ts: u64,
 }
 
-/// One presence entry (closed).
+/// One presence entry. Open on decode: the reference adds keys to the entries of some clients
+/// (a Control UI's carries `user`, `onlineSince`, `timeZone`, `lastActivityAt`), and a client
+/// that refused them could not join a gateway a browser had visited.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[serde(rename_all = "camelCase")]
 pub struct PresenceEntry {
+    /// `client.id` of the connection (`openclaw-control-ui`, `pincer-node`, …).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
     /// Host name of the client's machine.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host: Option<String>,
@@ -335,6 +340,12 @@ pub struct PresenceEntry {
     /// `client.instanceId`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub instance_id: Option<String>,
+    /// `client.timeZone`, when the client sent one (IANA name).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time_zone: Option<String>,
+    /// When this client's connection opened, ms since the Unix epoch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub online_since: Option<u64>,
 }
 
 /// `hello-ok.snapshot`.
@@ -469,4 +480,34 @@ pub struct ShutdownPayload {
 pub struct PresencePayload {
     /// The full presence list (not a delta).
     pub presence: Vec<PresenceEntry>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A Control UI's entry exactly as openclaw@2026.9.6 lists it in `hello-ok.snapshot.presence`
+    /// (after the browser disconnected): keys Pincer does not model are skipped, not refused.
+    #[test]
+    fn the_reference_presence_entry_of_a_control_ui_decodes() {
+        let entry = r#"{"clientId":"openclaw-control-ui","mode":"webchat",
+            "user":{"id":"gateway-owner","identity":{"type":"profile","id":"gateway-owner"},
+                    "avatarUrl":"/api/users/gateway-owner/avatar?v=1796219239057"},
+            "onlineSince":1796219239661,"roles":["operator"],
+            "scopes":["operator.admin","operator.read","operator.write","operator.approvals",
+                      "operator.questions","operator.pairing"],
+            "ts":1796219248959,"text":"Node: unknown · mode webchat","host":"openclaw-control-ui",
+            "version":"2026.9.6","platform":"Linux x86_64","timeZone":"UTC",
+            "deviceId":"1477ec925c09a9c9c92742119a62f3bea882117ab94566452fbf41b4967333af",
+            "instanceId":"5834bf90-8bf7-40e6-aa62-de4ae820bf71","reason":"disconnect",
+            "lastActivityAt":1796219243839}"#;
+        let e: PresenceEntry = serde_json::from_str(entry).expect("decodes");
+        assert_eq!(e.client_id.as_deref(), Some("openclaw-control-ui"));
+        assert_eq!(e.time_zone.as_deref(), Some("UTC"));
+        assert_eq!(e.online_since, Some(1_796_219_239_661));
+        assert_eq!(e.reason.as_deref(), Some("disconnect"));
+        // Re-encoded, it carries only what Pincer models.
+        let back = serde_json::to_value(&e).expect("encodes");
+        assert!(back.get("user").is_none(), "{back}");
+    }
 }

@@ -219,6 +219,9 @@ pub fn presence_entry(
         roles: Some(vec![a.role.as_str().into()]),
         scopes: Some(a.scopes.clone()),
         instance_id: p.client.instance_id.as_ref().map(|s| clip(s)),
+        client_id: Some(clip(p.client.id.as_str())),
+        time_zone: p.client.time_zone.as_ref().map(|s| clip(s)),
+        online_since: Some(now_ms),
         ..Default::default()
     };
     Some((key, entry))

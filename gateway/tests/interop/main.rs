@@ -5,7 +5,8 @@
 //! * `cli`: the OpenClaw CLI reads pincer-gateway (`gateway health|call|probe`, `status`).
 //! * `trust`: the OpenClaw CLI approves devices and node surfaces on pincer-gateway, and the
 //!   real headless node host (`openclaw node run`) connects and answers invokes.
-//! * `pincer_node`: pincer-node joins the real OpenClaw gateway, over `ws://` and pinned `wss://`.
+//! * `pincer_node`: pincer-node joins the real OpenClaw gateway (after a browser used its
+//!   Control UI), over `ws://` and pinned `wss://`.
 //!
 //! Needs `PINCER_OPENCLAW` (path to `openclaw.mjs`) and `PINCER_NODE` (Node 24), which
 //! `scripts/test.sh` installs and exports (see `support::openclaw`). Without them every test
@@ -15,6 +16,9 @@
 
 #[path = "../support/mod.rs"]
 mod support;
+
+#[path = "../../../tests/support/cdp.rs"]
+mod cdp;
 
 mod agent;
 mod cli;

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
+use crate::cdp::{Browser, Options, Page};
 use crate::support::openclaw::{free_port, json_of, reference, show, Proc, TOKEN};
 
 /// The variables cargo sets for the crate it runs (its manifest, package metadata, binaries).
@@ -89,6 +90,10 @@ fn pincer_node_serves_the_real_openclaw_gateway() {
     let home = root.join("openclaw");
     let _gw = r.start_gateway(&home, port);
     let url = format!("ws://127.0.0.1:{port}");
+    // A browser is on the gateway's own Control UI: its presence entry carries keys Pincer does
+    // not model (`user`, `onlineSince`, `lastActivityAt`, …) and every hello-ok lists it.
+    let browser = Browser::launch(Options::default());
+    let _page = browser.as_ref().map(|b| control_ui_connected(b, port));
     let node_log = root.join("node.log");
     let _node = Proc(
         Command::new(node_bin)
@@ -186,7 +191,45 @@ fn pincer_node_serves_the_real_openclaw_gateway() {
         1,
         "node reconnected:\n{log}"
     );
+    // Pincer's operator CLI reads the same hello-ok.
+    let o = Command::new(env!("CARGO_BIN_EXE_pincer-gateway"))
+        .args([
+            "call",
+            "system-presence",
+            "--json",
+            "--url",
+            &url,
+            "--token",
+            TOKEN,
+        ])
+        .arg("--state-dir")
+        .arg(root.join("cli"))
+        .output()
+        .expect("run pincer-gateway call");
+    assert!(o.status.success(), "{}", show(&o));
+    if browser.is_some() {
+        let listed = String::from_utf8_lossy(&o.stdout);
+        assert!(
+            listed.contains("openclaw-control-ui"),
+            "the browser is in the presence list: {listed}"
+        );
+    }
     let _ = std::fs::remove_dir_all(&root);
+}
+
+/// Opens the reference's own Control UI on `port` (token in the fragment) and waits until its
+/// WebSocket got `hello-ok`. Keep the page to keep the browser connected.
+fn control_ui_connected(browser: &Browser, port: u16) -> Page {
+    let page = browser.page();
+    page.call(
+        "Page.addScriptToEvaluateOnNewDocument",
+        serde_json::json!({ "source": "(() => { const W = window.WebSocket; window.WebSocket = class extends W { \
+            constructor(...a) { super(...a); this.addEventListener('message', (e) => { \
+            if (typeof e.data === 'string' && e.data.includes('\"hello-ok\"')) window.__connected = true; }); } }; })();" }),
+    );
+    page.goto(&format!("http://127.0.0.1:{port}/#token={TOKEN}"));
+    page.wait_for("window.__connected === true", Duration::from_secs(60));
+    page
 }
 
 /// The gateway's certificate, from the PEM file OpenClaw generated, as DER.

@@ -118,11 +118,16 @@ fn state_version(sv: &Value, what: &str, problems: &mut Vec<String>) {
     }
 }
 
+/// The reference's entry keys (its schema's, plus `clientId`, `timeZone` and `onlineSince`,
+/// which openclaw@2026.9.6 puts on a Control UI's entry).
 fn presence_entry(e: &Value, what: &str, problems: &mut Vec<String>) {
     keys_within(
         e,
         &[
             "ts",
+            "clientId",
+            "timeZone",
+            "onlineSince",
             "host",
             "ip",
             "version",
