@@ -270,17 +270,37 @@ pub fn row(agent: &Agent, e: &SessionEntry) -> Value {
         .or(agent.config().model.as_deref())
         .and_then(|m| m.split_once('/'))
         .map_or((Value::Null, Value::Null), |(p, m)| (json!(p), json!(m)));
-    json!({
+    // The reference's words: `running`, then `failed` after an error, else `idle`.
+    let status = match &e.last_run {
+        _ if !active.is_empty() => "running",
+        Some(r) if r.status == "error" => "failed",
+        _ => "idle",
+    };
+    let mut row = json!({
         "key": e.key, "kind": if e.key.contains(":group:") { "group" } else { "direct" },
         "classification": if e.key.ends_with(":main") { "main" } else { "other" },
         "agentId": AGENT_ID, "isMain": e.key == "agent:main:main", "sessionId": e.session_id,
         "updatedAt": e.updated_at, "createdAt": e.created_at, "createdVia": e.created_via,
         "label": e.label, "displayName": e.label.clone().unwrap_or_else(|| display.to_owned()),
-        "lastMessagePreview": e.last_preview, "status": if active.is_empty() { "idle" } else { "running" },
+        "lastMessagePreview": e.last_preview, "status": status,
         "modelProvider": mp, "model": m, "inputTokens": e.input_tokens, "outputTokens": e.output_tokens,
         "totalTokens": e.input_tokens + e.output_tokens, "hasActiveRun": !active.is_empty(),
         "activeRunIds": active, "lifecycleRevision": e.lifecycle_revision, "snapshotAt": pincer_os::now_ms(),
-    })
+    });
+    if let (Some(r), Some(o)) = (&e.last_run, row.as_object_mut()) {
+        o.insert("lastRunId".into(), json!(r.run_id));
+        o.insert("startedAt".into(), json!(r.started_at));
+        o.insert("endedAt".into(), json!(r.ended_at));
+        o.insert(
+            "runtimeMs".into(),
+            json!(r.ended_at.saturating_sub(r.started_at)),
+        );
+        o.insert("abortedLastRun".into(), json!(r.status == "aborted"));
+        if let Some(err) = &r.error {
+            o.insert("lastRunError".into(), json!(err));
+        }
+    }
+    row
 }
 
 /// `chat.history` and `chat.startup`: the newest `limit` entries (oldest first) after

@@ -3,7 +3,7 @@
 
 use crate::config::AgentConfig;
 use crate::store::Line;
-use crate::transcript::Message;
+use crate::transcript::{Message, StopReason};
 
 /// Workspace files fed into the system prompt, in this order, when present (the reference's
 /// bootstrap files).
@@ -62,10 +62,20 @@ pub fn history(lines: Vec<Line>, context_tokens: u64, system_chars: usize) -> Ve
         .iter()
         .rposition(|l| matches!(l.message, Message::Reset { .. }))
         .map_or(0, |i| i + 1);
+    // A failed run's error note is for the people reading the history, not for the model.
     let mut msgs: Vec<Message> = lines
         .into_iter()
         .skip(after_reset)
         .map(|l| l.message)
+        .filter(|m| {
+            !matches!(
+                m,
+                Message::Assistant {
+                    stop_reason: StopReason::Error,
+                    ..
+                }
+            )
+        })
         .collect();
     let budget = (context_tokens.saturating_mul(CHARS_PER_TOKEN) as usize)
         .saturating_sub(system_chars)

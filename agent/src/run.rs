@@ -14,6 +14,7 @@ use crate::host::Host;
 use crate::http;
 use crate::provider::{StreamError, StreamEvent, TurnRequest};
 use crate::sse::SseParser;
+use crate::store::LastRun;
 use crate::store::Store;
 use crate::transcript::{Message, StopReason, ToolCall, Usage};
 use crate::{prompt, tools};
@@ -112,6 +113,24 @@ pub async fn run(mut ctx: RunCtx) -> Outcome {
     let ended_at = pincer_os::now_ms();
     out.ended_at = ended_at;
     out.text = ctx.events.chat_text().to_owned();
+    if let Err(Failure::Error { message, .. }) = &result {
+        // Kept in the history (as the reference does), so a reload still says why there is no
+        // answer; saved before the `chat error` event, which makes clients reload it.
+        let note = Message::Assistant {
+            text: message.clone(),
+            tool_calls: vec![],
+            stop_reason: StopReason::Error,
+            model: out.model.clone().unwrap_or_default(),
+            usage: Usage::default(),
+            timestamp: ended_at,
+            run_id: Some(ctx.events.run_id.clone()),
+        };
+        if ctx.store.get(&ctx.events.session_key).is_some() {
+            if let Err(Failure::Error { message, .. }) = append(&ctx, &note).await {
+                tracing::warn!(run = %ctx.events.run_id, "error note not saved: {message}");
+            }
+        }
+    }
     let ev = &mut ctx.events;
     match result {
         Ok(()) => {
@@ -155,7 +174,22 @@ pub async fn run(mut ctx: RunCtx) -> Outcome {
             ev.chat_error(&message, kind, detail);
         }
     }
-    let _ = ctx.store.checkpoint();
+    let last = LastRun {
+        run_id: ctx.events.run_id.clone(),
+        status: out.status.to_owned(),
+        error: out.error.as_ref().map(|e| e.chars().take(500).collect()),
+        started_at,
+        ended_at,
+    };
+    let usage = out.usage;
+    let recorded = ctx.store.update(&ctx.events.session_key, |e| {
+        e.last_run = Some(last);
+        e.input_tokens = usage.input;
+        e.output_tokens = usage.output;
+    });
+    if recorded.is_err() {
+        let _ = ctx.store.checkpoint();
+    }
     out
 }
 

@@ -106,6 +106,26 @@ pub struct SessionEntry {
     /// Tokens the last run produced.
     #[serde(default)]
     pub output_tokens: u64,
+    /// How the last finished run ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_run: Option<LastRun>,
+}
+
+/// The last finished run of a session, for lists (`status: "failed"`, `lastRunError`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LastRun {
+    /// Its id.
+    pub run_id: String,
+    /// `ok`, `error` or `aborted`.
+    pub status: String,
+    /// What went wrong, cut to 500 characters.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Started, ms.
+    pub started_at: u64,
+    /// Ended, ms.
+    pub ended_at: u64,
 }
 
 /// One transcript line.
@@ -229,6 +249,7 @@ impl Store {
             last_preview: None,
             input_tokens: 0,
             output_tokens: 0,
+            last_run: None,
         };
         map.insert(key.to_owned(), entry.clone());
         let evicted = self.evict(&mut map);

@@ -574,6 +574,29 @@ async fn provider_failures_are_messages_not_hangs() {
         let msg = last["errorMessage"].as_str().unwrap();
         assert!(msg.contains(want), "{reply:?}: {msg}");
         assert!(msg.contains("\"fake\""), "names the provider: {msg}");
+        // A reload still says why there is no answer, and the list marks the session.
+        let h = s
+            .request("chat.history", &json!({ "sessionKey": "main" }))
+            .await
+            .unwrap();
+        let last = h["messages"].as_array().unwrap().last().unwrap().clone();
+        assert_eq!(last["role"], "assistant", "{last}");
+        assert_eq!(last["stopReason"], "error", "{last}");
+        assert!(last.to_string().contains(want), "{last}");
+        let l = s.request("sessions.list", &json!({})).await.unwrap();
+        let row = l["sessions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["key"] == "agent:main:main")
+            .unwrap()
+            .clone();
+        assert_eq!(row["status"], "failed", "{row}");
+        assert_eq!(row["lastRunId"], id.as_str(), "{row}");
+        assert!(
+            row["lastRunError"].as_str().unwrap().contains(want),
+            "{row}"
+        );
     }
     // 429 with retry-after: retried, then answered.
     fake.push(Reply::Status {
@@ -594,6 +617,16 @@ async fn provider_failures_are_messages_not_hangs() {
         "{events:?}"
     );
     assert_eq!(fake.requests().len(), before + 2);
+    // The error notes were for people: the model saw the questions, none of the failures.
+    let sent = fake.requests().last().unwrap().body.to_string();
+    assert!(sent.contains("hello?") && sent.contains("again"), "{sent}");
+    assert!(
+        !sent.contains("HTTP 401") && !sent.contains("malformed"),
+        "{sent}"
+    );
+    let l = s.request("sessions.list", &json!({})).await.unwrap();
+    assert_eq!(l["sessions"][0]["status"], "idle", "{l}");
+    assert!(l["sessions"][0].get("lastRunError").is_none(), "{l}");
     // A provider that is not there at all.
     drop(fake);
     let (_, id) = chat::send(&mut s, "main", "anyone?").await;
