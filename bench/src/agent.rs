@@ -18,7 +18,7 @@ use serde_json::json;
 use tokio::process::Command;
 
 #[path = "../../tests/support/fake_provider.rs"]
-mod fake_provider;
+pub(crate) mod fake_provider;
 use fake_provider::{Dialect, FakeProvider, Reply};
 
 use crate::{
@@ -194,7 +194,12 @@ async fn measure(server: &Server, fake: &FakeProvider, samples: usize) -> Result
     })
 }
 
-async fn spawn_pincer(bin: &Path, fake: &FakeProvider) -> Result<Server> {
+/// pincer-gateway with the fake model configured, plus `extra` arguments to `run`.
+pub(crate) async fn spawn_pincer(
+    bin: &Path,
+    fake: &FakeProvider,
+    extra: &[String],
+) -> Result<Server> {
     let dir = temp_dir("agent-gw");
     let cfg = dir.join("gateway.toml");
     std::fs::write(
@@ -209,6 +214,7 @@ async fn spawn_pincer(bin: &Path, fake: &FakeProvider) -> Result<Server> {
         .arg(dir.join("state"))
         .arg("--config")
         .arg(&cfg)
+        .args(extra)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -225,7 +231,8 @@ async fn spawn_pincer(bin: &Path, fake: &FakeProvider) -> Result<Server> {
     })
 }
 
-async fn spawn_openclaw(node: &Path, mjs: &Path, fake: &FakeProvider) -> Result<Server> {
+/// The reference with the same fake model, once an operator session answers `health`.
+pub(crate) async fn spawn_openclaw(node: &Path, mjs: &Path, fake: &FakeProvider) -> Result<Server> {
     let dir = temp_dir("agent-openclaw");
     let port = free_port()?;
     let mut config = openclaw_headless::config(port, TOKEN, false);
@@ -286,7 +293,7 @@ pub async fn run(
     }
     let (alone_first, alone_done) = (p50(alone.0), p50(alone.1));
     eprintln!("measuring pincer-gateway…");
-    let server = spawn_pincer(gateway, &fake).await?;
+    let server = spawn_pincer(gateway, &fake, &[]).await?;
     let ours = measure(&server, &fake, samples).await;
     server.stop().await;
     let ours = ours?;

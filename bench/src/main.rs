@@ -71,6 +71,9 @@ enum Cmd {
         #[arg(long, default_value_t = 30)]
         samples: usize,
     },
+    /// WebChat in headless Chromium: bytes and navigation → connected, for pincer-gateway's own
+    /// page, the official Control UI served by pincer-gateway, and OpenClaw serving it.
+    Webchat,
     /// camera.snap end to end vs a bare V4L2 capture, on vivid in the tests/vm qemu VM.
     Camera {
         /// Static x86_64-musl pincer-node for the VM (default:
@@ -82,8 +85,11 @@ enum Cmd {
 
 mod agent;
 mod camera;
+#[path = "../../tests/support/cdp.rs"]
+mod cdp;
 #[path = "../../gateway/tests/support/openclaw_headless.rs"]
 mod openclaw_headless;
+mod webchat;
 
 fn main() -> Result<()> {
     let cli = Cli::parse();
@@ -99,6 +105,15 @@ fn main() -> Result<()> {
                 .clone()
                 .unwrap_or_else(|| workspace_root().join("target/release/pincer-gateway"));
             rt.block_on(camera::run(&gw, vm_node.clone()))
+        }
+        Some(Cmd::Webchat) => {
+            let gw = cli
+                .gateway
+                .clone()
+                .unwrap_or_else(|| workspace_root().join("target/release/pincer-gateway"));
+            let (openclaw, node) = reference_paths(&cli);
+            let reference = (!cli.no_openclaw).then_some((node, openclaw));
+            rt.block_on(webchat::run(&gw, reference))
         }
         Some(Cmd::Agent { samples }) => {
             let gw = cli

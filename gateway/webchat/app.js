@@ -121,6 +121,7 @@ async function onFrame(ws, f) {
 }
 
 async function sendConnect(ws, nonce) {
+  if (!S.id) S.id = await S.idReady;
   const signedAt = Date.now(), platform = navigator.platform || "web";
   const deviceToken = store.get(LS.token);
   const auth = S.token ? { token: S.token } : deviceToken ? { deviceToken } : {};
@@ -264,7 +265,7 @@ function renderMessage(m) {
   }
   if (m.role !== "user" && m.role !== "assistant") return out;
   const text = parts.filter((c) => c.type === "text").map((c) => c.text).join("\n");
-  const box = el("div", { class: "msg " + m.role });
+  const box = el("div", { class: "msg " + m.role + (m.stopReason === "error" ? " error" : "") });
   if (text) box.innerHTML = markdown(text);
   for (const c of parts) if (c.type === "image") box.append(el("img", { src: "data:" + c.mimeType + ";base64," + c.data, alt: "image" }));
   if (m.stopReason === "aborted") box.append(el("p", { class: "muted stopped" }, "(stopped)"));
@@ -452,7 +453,8 @@ async function start() {
   $("composer").onsubmit = (e) => { e.preventDefault(); const t = input.value.trim(); if (!t || !S.hello) return; input.value = ""; send(t); };
   input.onkeydown = (e) => { if (e.key === "Enter" && !e.shiftKey) { e.preventDefault(); $("composer").requestSubmit(); } };
   $("signin-form").onsubmit = (e) => { e.preventDefault(); S.token = $("token").value.trim(); $("token").value = ""; S.stop = false; show("signin", false); connect(); };
-  S.id = await identity();
+  // The key is loaded (or made) while the socket opens; the connect waits for it.
+  S.idReady = identity();
   if (!S.token && !store.get(LS.token)) return askToken();
   connect();
 }
