@@ -28,7 +28,8 @@
 //! * [`admit`]: lockout → [`handshake`] (protocol range, secret, device proof, pairing) →
 //!   durable trust change → register → `hello-ok`; [`auth`]: constant-time secret checks.
 //! * [`control_ui`]: what the official Control UI reads on load that is the gateway's
-//!   (session subscriptions, empty approval and question lists).
+//!   (session subscriptions, empty approval and question lists); [`host_info`]: its Systems
+//!   view (`system.info`, `environments.list`).
 //! * [`conn`]: a connection's handle (role, scopes, outbox, seq, close request).
 //! * [`hub`]: connection registry and broadcast; [`presence`], [`health`] and system events.
 //! * [`methods`]: method dispatch, scope enforcement, idempotency ([`dedupe`]); [`pairing`]:
@@ -53,6 +54,7 @@ pub mod dedupe;
 pub mod devices;
 pub mod handshake;
 pub mod health;
+pub mod host_info;
 pub mod http;
 pub mod hub;
 pub mod limits;

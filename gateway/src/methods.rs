@@ -61,6 +61,7 @@ pub fn all_methods() -> impl Iterator<Item = &'static str> {
         .chain(pincer_agent::methods::METHODS)
         .chain(pincer_agent::control_ui::METHODS)
         .chain(crate::control_ui::METHODS)
+        .chain(crate::host_info::METHODS)
         .copied()
 }
 
@@ -144,6 +145,10 @@ pub fn dispatch(hub: &Arc<Hub>, conn: &Arc<ConnHandle>, req: Request) -> (Dispat
             _ => None,
         };
         let reply = crate::control_ui::answer(conn, &req.method, raw.as_deref());
+        return (Dispatch::Now(reply), Refusal::None);
+    }
+    if crate::host_info::METHODS.contains(&req.method.as_str()) {
+        let reply = crate::host_info::answer(hub, &req.method);
         return (Dispatch::Now(reply), Refusal::None);
     }
     if crate::agent_methods::handles(&req.method) {

@@ -580,7 +580,7 @@ const DEEP: &str = "(() => { const all = []; const walk = r => { for (const e of
 
 /// The official Control UI (the reference package's own bundle, not shipped with Pincer)
 /// served by pincer-gateway: it loads and connects without an error toast, sends a message
-/// and renders the streamed reply.
+/// and renders the streamed reply; its Systems view shows this host and a connected node.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_official_control_ui_loads_sends_and_renders_the_reply() {
     let Some(reference) = support::openclaw::reference() else {
@@ -648,5 +648,26 @@ async fn the_official_control_ui_loads_sends_and_renders_the_reply() {
         "the message reached the model"
     );
     shot(&page, "14-control-ui-reply");
+    // Its Systems view lists this host (system.info) and the connected node
+    // (environments.list).
+    let _node = camera_node(&gw, bars_jpeg()).await;
+    eval(
+        &page,
+        &format!("(() => {{ const e = {DEEP}.find(e => e.children.length === 0 && e.textContent.trim() === 'Systems'); (e.closest('a,button') || e).click(); return true; }})()"),
+    );
+    wait(
+        &page,
+        &format!(
+            "{DEEP}.some(e => e.children.length === 0 && e.textContent.trim() === 'kitchen-pi')"
+        ),
+    );
+    wait(
+        &page,
+        &format!(
+            "{DEEP}.some(e => e.children.length === 0 && /^LOAD/i.test(e.textContent.trim()))"
+        ),
+    );
+    assert_eq!(toasts(), json!([]), "no error in the Systems view");
+    shot(&page, "15-control-ui-systems");
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -101,6 +101,8 @@ pub fn all() -> Vec<(String, Value)> {
         "update.status",
         "question.list",
         "talk.catalog",
+        "system.info",
+        "environments.list",
     ] {
         method(m, open(), open());
     }

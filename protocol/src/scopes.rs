@@ -122,6 +122,8 @@ const READ_METHODS: &[&str] = &[
     "cron.get",
     "node.list",
     "node.describe",
+    "system.info",
+    "environments.list",
 ];
 
 const WRITE_METHODS: &[&str] = &[
