@@ -183,7 +183,8 @@ impl Client {
         Client::default()
     }
 
-    /// `POST url` with `body` (JSON) and `headers`; the response once its headers arrived
+    /// `POST url` with `body` and `headers` (`content-type` defaults to JSON, `accept` to an
+    /// event stream); the response once its headers arrived
     /// (within `timeout`, which covers connect, TLS and the wait for the status line).
     pub async fn post(
         &self,
@@ -215,9 +216,15 @@ impl Client {
         let _ = tcp.set_nodelay(true);
         let mut req = hyper::Request::post(t.path.as_str())
             .header("host", t.host_header())
-            .header("content-type", "application/json")
-            .header("accept", "text/event-stream")
             .header("user-agent", concat!("pincer/", env!("CARGO_PKG_VERSION")));
+        // JSON and an event stream unless the caller says otherwise (a multipart upload).
+        let has = |name: &str| headers.iter().any(|(k, _)| k.eq_ignore_ascii_case(name));
+        if !has("content-type") {
+            req = req.header("content-type", "application/json");
+        }
+        if !has("accept") {
+            req = req.header("accept", "text/event-stream");
+        }
         for (k, v) in headers {
             req = req.header(*k, v.as_str());
         }

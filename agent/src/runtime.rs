@@ -139,6 +139,11 @@ impl Agent {
         &self.store
     }
 
+    /// The HTTP client (providers; channels reuse it for their APIs).
+    pub fn http(&self) -> &http::Client {
+        &self.http
+    }
+
     /// The host.
     pub fn host(&self) -> &Arc<dyn Host> {
         &self.host
@@ -300,6 +305,20 @@ impl Agent {
         let r = tokio::task::spawn_blocking(move || {
             let now = pincer_os::now_ms();
             store.ensure(&req.session_key, &req.created_via, now)?;
+            // A channel replays a stored message after a crash with the same run id: its user
+            // turn is on disk already, once is enough.
+            if req.created_via == "channel" {
+                let lines = store.transcript(&req.session_key).unwrap_or_default();
+                let known = lines.iter().rev().find_map(|l| match &l.message {
+                    Message::User {
+                        run_id: Some(r), ..
+                    } if *r == req.run_id => Some((l.seq, l.message.clone())),
+                    _ => None,
+                });
+                if let Some(k) = known {
+                    return Ok(k);
+                }
+            }
             let mut text = String::new();
             for e in &events {
                 text.push_str(&format!("System: {e}\n"));
