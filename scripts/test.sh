@@ -117,7 +117,7 @@ fi
 
 # Each hardware class and node feature must build on its own: a board owner builds only what
 # the board has (cargo check: type and borrow errors, no codegen).
-step "feature matrix: pincer-hal and pincer-node with no features, each alone, all"
+step "feature matrix: pincer-hal and pincer-node with no features, each alone, all; channels off"
 for f in "" location camera screen audio; do
   cargo check -q -p pincer-hal --no-default-features ${f:+--features "$f"}
 done
@@ -126,7 +126,10 @@ for f in "" system tls location camera screen audio; do
   cargo check -q -p pincer-node --no-default-features ${f:+--features "$f"}
 done
 cargo check -q -p pincer-node --all-features
-echo "    13 combinations build"
+# Channels are features too: the gateway and pincer-channels without any.
+cargo check -q -p pincer-channels --no-default-features
+cargo check -q -p pincer-gateway --no-default-features
+echo "    15 combinations build"
 done_step
 
 step "no_std core for riscv32imc-unknown-none-elf"

@@ -16,13 +16,18 @@ struct GatewayHost {
     hub: Weak<Hub>,
 }
 
-/// Makes the hub's agent runtime (opening its session store).
-pub fn attach(hub: &Arc<Hub>) -> Result<(), pincer_agent::store::StoreError> {
+/// Makes the hub's agent runtime (opening its session store) and its channels (not started).
+pub fn attach(hub: &Arc<Hub>) -> Result<(), crate::server::GatewayError> {
     let host = Arc::new(GatewayHost {
         hub: Arc::downgrade(hub),
     });
     let agent = Agent::new(host, hub.config.agent.clone())?;
+    let channels =
+        pincer_channels::Channels::new(&hub.config.channels, &agent, &hub.config.state_dir, |k| {
+            std::env::var(k).ok().filter(|v| !v.is_empty())
+        })?;
     let _ = hub.agent.set(agent);
+    let _ = hub.channels.set(Arc::new(channels));
     Ok(())
 }
 
@@ -35,6 +40,9 @@ impl Host for GatewayHost {
         let Some(hub) = self.hub.upgrade() else {
             return;
         };
+        if let Some(c) = hub.channels.get() {
+            c.observe(event, payload);
+        }
         // Chat deltas may be skipped for a slow client (the next one carries the whole text);
         // everything else is not (a client that cannot keep up is closed, as for `tick`).
         let droppable = event == "chat" && payload["state"] == "delta";

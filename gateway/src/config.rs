@@ -228,6 +228,9 @@ pub struct Config {
     /// `[control_ui]`: what the HTTP side of the port serves, and which browser origins may
     /// open the WebSocket.
     pub control_ui: ControlUi,
+    /// `[channels]` as written (resolved when the gateway starts: tokens may come from the
+    /// environment and files).
+    pub channels: pincer_channels::ChannelsSection,
 }
 
 /// `[control_ui]` resolved.
@@ -296,6 +299,9 @@ pub struct FileConfig {
     /// `[control_ui]`: the pages served on the port and the browser origins allowed.
     #[serde(default)]
     pub control_ui: FileControlUi,
+    /// `[channels]`: `[channels.telegram]`.
+    #[serde(default)]
+    pub channels: pincer_channels::ChannelsSection,
 }
 
 /// `[nodes]` in `gateway.toml`.
@@ -550,6 +556,7 @@ impl Config {
                 root: o.control_ui_dir.or(file.control_ui.root),
                 allowed_origins: file.control_ui.allowed_origins,
             },
+            channels: file.channels,
         })
     }
 }

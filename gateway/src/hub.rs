@@ -65,6 +65,8 @@ pub struct Hub {
     pub outbound: Arc<Total>,
     /// The agent runtime (set once, right after the hub is made: it holds a weak reference back).
     pub agent: std::sync::OnceLock<Arc<pincer_agent::runtime::Agent>>,
+    /// The messaging channels (set once, after the agent).
+    pub channels: std::sync::OnceLock<Arc<pincer_channels::Channels>>,
     health: Health,
     started: Instant,
     /// This gateway process's id (a UUID), the `instanceId` of its own presence entry.
@@ -113,6 +115,7 @@ impl Hub {
             presence_dirty: tokio::sync::Notify::new(),
             presence_sent: Mutex::new((None, false)),
             agent: std::sync::OnceLock::new(),
+            channels: std::sync::OnceLock::new(),
         }
     }
 
@@ -413,6 +416,7 @@ mod tests {
                 &dir,
             ),
             control_ui: Default::default(),
+            channels: Default::default(),
         };
         let devices = DeviceStore::open(&dir).unwrap();
         (Hub::new(config, devices), dir)

@@ -34,6 +34,8 @@
 //! * [`hub`]: connection registry and broadcast; [`presence`], [`health`] and system events.
 //! * [`methods`]: method dispatch, scope enforcement, idempotency ([`dedupe`]); [`pairing`]:
 //!   operator methods over the trust store.
+//! * [`channel_methods`]: `channels.status` and the channels' DM pairing methods (the
+//!   channels themselves are `pincer-channels`, set up with the agent in [`agent_host`]).
 //! * [`devices`]: paired devices, hashed tokens, pending requests, setup codes and node
 //!   approvals, persisted atomically by one writer thread.
 //! * [`nodes`]: command policy, a node's session and admission, invoke routing.
@@ -47,6 +49,7 @@ pub mod admit;
 pub mod agent_host;
 pub mod agent_methods;
 pub mod auth;
+pub mod channel_methods;
 pub mod config;
 pub mod conn;
 pub mod control_ui;

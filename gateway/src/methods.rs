@@ -9,7 +9,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use pincer_protocol::methods::{
-    ChannelsStatusResult, ConfigGetResult, StatusSummary, SystemEventParams, SystemEventResult,
+    ConfigGetResult, StatusSummary, SystemEventParams, SystemEventResult,
 };
 use pincer_protocol::methods::{NodeListNode, NodeListResult};
 use pincer_protocol::scopes::{self, Denied};
@@ -62,6 +62,7 @@ pub fn all_methods() -> impl Iterator<Item = &'static str> {
         .chain(pincer_agent::control_ui::METHODS)
         .chain(crate::control_ui::METHODS)
         .chain(crate::host_info::METHODS)
+        .chain(crate::channel_methods::METHODS)
         .copied()
 }
 
@@ -147,6 +148,14 @@ pub fn dispatch(hub: &Arc<Hub>, conn: &Arc<ConnHandle>, req: Request) -> (Dispat
         let reply = crate::control_ui::answer(conn, &req.method, raw.as_deref());
         return (Dispatch::Now(reply), Refusal::None);
     }
+    if crate::channel_methods::METHODS.contains(&req.method.as_str()) {
+        let raw = match &req.params {
+            Params::Unknown(r) | Params::Agent(r) => r.as_ref().map(|r| r.get().to_owned()),
+            _ => None,
+        };
+        let d = crate::channel_methods::dispatch(hub, &req.method, raw.as_deref());
+        return (d, Refusal::None);
+    }
     if crate::host_info::METHODS.contains(&req.method.as_str()) {
         let reply = crate::host_info::answer(hub, &req.method);
         return (Dispatch::Now(reply), Refusal::None);
@@ -167,14 +176,7 @@ fn run(hub: &Arc<Hub>, conn: &Arc<ConnHandle>, method: &str, params: Params) -> 
         Params::SystemPresence(_) => to_json(&hub.presence()),
         Params::LastHeartbeat(_) => Ok("null".into()),
         Params::ConfigGet(_) => config_get(hub),
-        Params::ChannelsStatus(_) => to_json(&ChannelsStatusResult {
-            ts: now_ms(),
-            channel_order: vec![],
-            channel_labels: Default::default(),
-            channels: Default::default(),
-            channel_accounts: Default::default(),
-            channel_default_account_id: Default::default(),
-        }),
+        Params::ChannelsStatus(_) => to_json(&crate::channel_methods::status(hub)),
         Params::SystemEvent(p) => {
             idempotent(hub, "system-event", p.idempotency_key.as_deref(), || {
                 system_event(hub, &p)

@@ -43,6 +43,9 @@ pub enum GatewayError {
     /// The agent's session store cannot be opened.
     #[error(transparent)]
     Sessions(#[from] pincer_agent::store::StoreError),
+    /// A channel's configuration or state is wrong.
+    #[error(transparent)]
+    Channels(#[from] pincer_channels::ChannelError),
 }
 
 /// A bound, not yet running gateway.
@@ -133,6 +136,9 @@ impl Gateway {
             .get()
             .cloned()
             .map(|a| tokio::spawn(pincer_agent::cron::schedule(a)));
+        if let Some(c) = hub.channels.get() {
+            c.spawn();
+        }
         let trimmer = tokio::spawn(async {
             let mut every = tokio::time::interval(TRIM_PERIOD);
             loop {

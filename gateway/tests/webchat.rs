@@ -75,54 +75,6 @@ fn start(dir: &Path, fake: &FakeProvider, toml_extra: &str, args: &[&str]) -> Ga
     Gateway::start_in(&dir.join("state"), TOKEN, &all)
 }
 
-/// A 320×240 JPEG of four colour bars, made by the HAL's encoder (the one `camera.snap` uses).
-fn bars_jpeg() -> Vec<u8> {
-    let (w, h) = (320u32, 240u32);
-    let colours = [[192u8, 192, 192], [192, 192, 0], [0, 192, 192], [0, 192, 0]];
-    let mut data = Vec::with_capacity((w * h * 3) as usize);
-    for _ in 0..h {
-        for x in 0..w {
-            data.extend_from_slice(&colours[(x * 4 / w) as usize]);
-        }
-    }
-    pincer_hal::image::Rgb {
-        width: w,
-        height: h,
-        data,
-    }
-    .to_jpeg(85)
-    .expect("jpeg")
-}
-
-/// A node (raw frames, real wire format) that declares `camera.snap` and answers every invoke
-/// with `jpeg`; returns its node id. It stays connected until the test ends.
-async fn camera_node(gw: &Gateway, jpeg: Vec<u8>) -> String {
-    let (mut node, node_id) = support::node_client(
-        gw,
-        "kitchen-pi",
-        &["camera"],
-        &["camera.list", "camera.snap"],
-    )
-    .await;
-    let id = node_id.clone();
-    let b64 = pincer_protocol::base64url::encode_standard(&jpeg);
-    tokio::spawn(async move {
-        let mut n = 0;
-        while let Some(support::Next::Frame(f)) = node.next_within(3600.0).await {
-            if f["event"] != "node.invoke.request" {
-                continue;
-            }
-            n += 1;
-            let p = &f["payload"];
-            let payload = json!({ "format": "jpg", "base64": b64, "width": 320, "height": 240 });
-            node.send(&json!({ "type": "req", "id": format!("r{n}"), "method": "node.invoke.result",
-                "params": { "id": p["id"], "nodeId": id, "ok": true, "payloadJSON": payload.to_string() } }))
-                .await;
-        }
-    });
-    node_id
-}
-
 fn launch(opts: Options) -> Option<Browser> {
     blocking(|| Browser::launch(opts))
 }
@@ -254,7 +206,7 @@ async fn webchat_signs_in_streams_shows_a_snap_aborts_and_approves() {
     shot(&page, "02-streamed-reply");
 
     // 3. A node's camera waits for approval; the pairing panel approves it.
-    let node_id = camera_node(&gw, bars_jpeg()).await;
+    let node_id = support::camera_node(&gw, support::bars_jpeg()).await;
     click(&page, "button.tab", "Pairing");
     wait(
         &page,
@@ -650,7 +602,7 @@ async fn the_official_control_ui_loads_sends_and_renders_the_reply() {
     shot(&page, "14-control-ui-reply");
     // Its Systems view lists this host (system.info) and the connected node
     // (environments.list).
-    let _node = camera_node(&gw, bars_jpeg()).await;
+    let _node = support::camera_node(&gw, support::bars_jpeg()).await;
     eval(
         &page,
         &format!("(() => {{ const e = {DEEP}.find(e => e.children.length === 0 && e.textContent.trim() === 'Systems'); (e.closest('a,button') || e).click(); return true; }})()"),

@@ -103,6 +103,9 @@ pub fn all() -> Vec<(String, Value)> {
         "talk.catalog",
         "system.info",
         "environments.list",
+        "channels.pairing.list",
+        "channels.pairing.approve",
+        "channels.pairing.dismiss",
     ] {
         method(m, open(), open());
     }

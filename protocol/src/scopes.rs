@@ -153,6 +153,9 @@ const WRITE_METHODS: &[&str] = &[
 ];
 
 const PAIRING_METHODS: &[&str] = &[
+    "channels.pairing.list",
+    "channels.pairing.approve",
+    "channels.pairing.dismiss",
     "node.pair.request",
     "node.pair.list",
     "node.pair.approve",

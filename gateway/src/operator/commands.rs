@@ -49,6 +49,133 @@ pub enum Command {
     /// Nodes: list, describe, approve their command surface, invoke commands.
     #[command(subcommand)]
     Nodes(NodesCmd),
+    /// Channel DM pairing: who asked for a code, approve or dismiss them.
+    #[command(subcommand)]
+    Pairing(PairingCmd),
+}
+
+/// `pairing …` (the reference CLI's `openclaw pairing list|approve`).
+#[derive(Subcommand)]
+pub enum PairingCmd {
+    /// Pending pairing requests (codes) of the channels.
+    List {
+        /// Only this channel (e.g. telegram).
+        channel: Option<String>,
+        /// Where and how to connect.
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Approve a code: that sender may talk to the assistant from now on.
+    Approve {
+        /// The channel, e.g. telegram.
+        channel: String,
+        /// The code the sender was given (or its request id).
+        code: String,
+        /// Tell the sender on the channel.
+        #[arg(long)]
+        notify: bool,
+        /// Where and how to connect.
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Drop a pending request without approving it.
+    Dismiss {
+        /// The channel.
+        channel: String,
+        /// The code (or request id).
+        code: String,
+        /// Where and how to connect.
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+}
+
+impl PairingCmd {
+    /// The request id of `code` on `channel` (a code is shown to people, the methods take ids).
+    fn request_id(client: &ClientArgs, channel: &str, code: &str) -> Result<String, CliError> {
+        let v = client.call("channels.pairing.list", json!({ "channel": channel }))?;
+        let found = v["requests"].as_array().and_then(|rs| {
+            rs.iter().find_map(|r| {
+                let id = r["requestId"].as_str()?;
+                let matches = id == code
+                    || r["metadata"]["code"]
+                        .as_str()
+                        .is_some_and(|c| c.eq_ignore_ascii_case(code.trim()));
+                matches.then(|| id.to_owned())
+            })
+        });
+        found.ok_or_else(|| {
+            CliError::Result(format!(
+                "no pending {channel} pairing request with code {code:?} (codes expire after an hour; `pincer-gateway pairing list` shows them)"
+            ))
+        })
+    }
+
+    fn run(self) -> Result<(), CliError> {
+        match self {
+            PairingCmd::List { channel, client } => {
+                let mut p = json!({});
+                if let Some(c) = &channel {
+                    p["channel"] = json!(c);
+                }
+                let v = client.call("channels.pairing.list", p)?;
+                if client.json {
+                    print_json(&v, true);
+                    return Ok(());
+                }
+                let rs = v["requests"].as_array().cloned().unwrap_or_default();
+                if rs.is_empty() {
+                    println!("no pending pairing requests");
+                }
+                for r in rs {
+                    println!(
+                        "{}  {:<10} {}  {} (id {}), expires {}",
+                        r["metadata"]["code"].as_str().unwrap_or("-"),
+                        r["channel"].as_str().unwrap_or("?"),
+                        r["senderLabel"].as_str().unwrap_or("?"),
+                        r["senderId"].as_str().unwrap_or("?"),
+                        r["requestId"].as_str().unwrap_or("?"),
+                        r["expiresAt"].as_str().unwrap_or("?"),
+                    );
+                }
+                Ok(())
+            }
+            PairingCmd::Approve {
+                channel,
+                code,
+                notify,
+                client,
+            } => {
+                let id = Self::request_id(&client, &channel, &code)?;
+                let v = client.call(
+                    "channels.pairing.approve",
+                    json!({ "channel": channel, "accountId": "default", "requestId": id, "notify": notify }),
+                )?;
+                if client.json {
+                    print_json(&v, true);
+                } else {
+                    println!(
+                        "approved {channel} sender {}",
+                        v["senderId"].as_str().unwrap_or("?")
+                    );
+                }
+                Ok(())
+            }
+            PairingCmd::Dismiss {
+                channel,
+                code,
+                client,
+            } => {
+                let id = Self::request_id(&client, &channel, &code)?;
+                let v = client.call(
+                    "channels.pairing.dismiss",
+                    json!({ "channel": channel, "accountId": "default", "requestId": id }),
+                )?;
+                print_json(&v, client.json);
+                Ok(())
+            }
+        }
+    }
 }
 
 /// `nodes …`.
@@ -296,6 +423,7 @@ impl Command {
             }
             Command::Devices(cmd) => cmd.run(),
             Command::Nodes(cmd) => cmd.run(),
+            Command::Pairing(cmd) => cmd.run(),
             Command::Events(c) => events(&c),
         }
     }

@@ -9,7 +9,7 @@ mod commands;
 pub mod render;
 
 pub use call::CallOptions;
-pub use commands::{ClientArgs, Command, DevicesCmd, NodesCmd};
+pub use commands::{ClientArgs, Command, DevicesCmd, NodesCmd, PairingCmd};
 
 use std::path::PathBuf;
 

@@ -63,9 +63,17 @@ impl Gateway {
             .args(["run", "--port", "0", "--token", token, "--state-dir"])
             .arg(dir)
             .args(extra)
-            .env("RUST_LOG", "warn")
+            .env(
+                "RUST_LOG",
+                std::env::var("PINCER_GATEWAY_LOG").unwrap_or("warn".into()),
+            )
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            // PINCER_GATEWAY_LOG=debug shows the gateway's log in the test's output.
+            .stderr(if std::env::var_os("PINCER_GATEWAY_LOG").is_some() {
+                Stdio::inherit()
+            } else {
+                Stdio::null()
+            })
             .spawn()
             .expect("spawn gateway");
         let mut line = String::new();
@@ -351,4 +359,52 @@ impl Connect {
         let res = c.connect(self.params(&nonce)).await;
         (c, res)
     }
+}
+
+/// A 320×240 JPEG of four colour bars, made by the HAL's encoder (the one `camera.snap` uses).
+pub fn bars_jpeg() -> Vec<u8> {
+    let (w, h) = (320u32, 240u32);
+    let colours = [[192u8, 192, 192], [192, 192, 0], [0, 192, 192], [0, 192, 0]];
+    let mut data = Vec::with_capacity((w * h * 3) as usize);
+    for _ in 0..h {
+        for x in 0..w {
+            data.extend_from_slice(&colours[(x * 4 / w) as usize]);
+        }
+    }
+    pincer_hal::image::Rgb {
+        width: w,
+        height: h,
+        data,
+    }
+    .to_jpeg(85)
+    .expect("jpeg")
+}
+
+/// A node (raw frames, real wire format) that declares `camera.snap` and answers every invoke
+/// with `jpeg`; returns its node id. It stays connected until the test ends.
+pub async fn camera_node(gw: &Gateway, jpeg: Vec<u8>) -> String {
+    let (mut node, node_id) = node_client(
+        gw,
+        "kitchen-pi",
+        &["camera"],
+        &["camera.list", "camera.snap"],
+    )
+    .await;
+    let id = node_id.clone();
+    let b64 = pincer_protocol::base64url::encode_standard(&jpeg);
+    tokio::spawn(async move {
+        let mut n = 0;
+        while let Some(Next::Frame(f)) = node.next_within(3600.0).await {
+            if f["event"] != "node.invoke.request" {
+                continue;
+            }
+            n += 1;
+            let p = &f["payload"];
+            let payload = json!({ "format": "jpg", "base64": b64, "width": 320, "height": 240 });
+            node.send(&json!({ "type": "req", "id": format!("r{n}"), "method": "node.invoke.result",
+                "params": { "id": p["id"], "nodeId": id, "ok": true, "payloadJSON": payload.to_string() } }))
+                .await;
+        }
+    });
+    node_id
 }

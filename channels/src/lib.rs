@@ -1,0 +1,285 @@
+//! # pincer-channels
+//!
+//! The messaging channels pincer-gateway owns: an inbound message becomes a turn of the agent
+//! runtime in the chat's session, and the reply goes back on the channel it came from.
+//!
+//! **Owns:** each channel's connection to its service (one module and cargo feature per
+//! channel: [`telegram`]), the durable ingress of inbound messages ([`ingress`]), DM pairing
+//! ([`pairing`]), and what `channels.status` shows.
+//! **Must not touch:** the gateway's sockets, registry or trust store, or the agent's
+//! internals: a channel starts turns with [`pincer_agent::runtime::Agent::start`], waits for
+//! them, reads their transcript, and hears their streamed text through [`Channels::observe`],
+//! which the gateway calls for every event the agent emits.
+//!
+//! State lives under `<state dir>/channels/<channel>/<account>/`.
+
+#![warn(missing_docs)]
+
+pub mod ingress;
+pub mod pairing;
+#[cfg(feature = "telegram")]
+pub mod telegram;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use pincer_agent::runtime::Agent;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+/// What setting up a channel can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum ChannelError {
+    /// The ingress directory could not be opened.
+    #[error(transparent)]
+    Ingress(#[from] ingress::IngressError),
+    /// A channel's section is wrong.
+    #[cfg(feature = "telegram")]
+    #[error(transparent)]
+    Telegram(#[from] telegram::config::TelegramConfigError),
+    /// No such channel (or not built in).
+    #[error("unknown channel {0:?} (this gateway has: {1})")]
+    Unknown(String, String),
+    /// No pending request with that code.
+    #[error("no pending pairing request {0:?} (codes expire after an hour)")]
+    NoRequest(String),
+    /// The pairing store could not be written.
+    #[error(transparent)]
+    Pairing(#[from] pairing::PairingError),
+}
+
+/// `[channels]` in `gateway.toml`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChannelsSection {
+    /// `[channels.telegram]`.
+    #[cfg(feature = "telegram")]
+    #[serde(default)]
+    pub telegram: telegram::config::TelegramSection,
+}
+
+/// The running channels.
+#[derive(Default)]
+pub struct Channels {
+    #[cfg(feature = "telegram")]
+    telegram: Option<Arc<telegram::Telegram>>,
+}
+
+/// The channels this build has.
+pub const BUILT_IN: &[&str] = &[
+    #[cfg(feature = "telegram")]
+    "telegram",
+];
+
+impl Channels {
+    /// Resolves `section` and sets up each configured channel over `state_dir` (not started:
+    /// see [`Channels::spawn`]). `env` reads the gateway's environment (`TELEGRAM_BOT_TOKEN`).
+    pub fn new(
+        section: &ChannelsSection,
+        agent: &Arc<Agent>,
+        state_dir: &Path,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Channels, ChannelError> {
+        #[cfg(not(feature = "telegram"))]
+        let _ = (section, agent, state_dir, &env);
+        Ok(Channels {
+            #[cfg(feature = "telegram")]
+            telegram: match section.telegram.resolve(env("TELEGRAM_BOT_TOKEN"))? {
+                Some(cfg) => Some(telegram::Telegram::new(
+                    cfg,
+                    agent.clone(),
+                    &state_dir
+                        .join("channels")
+                        .join("telegram")
+                        .join(telegram::ACCOUNT),
+                )?),
+                None => None,
+            },
+        })
+    }
+
+    /// Starts every configured channel on the current runtime.
+    pub fn spawn(&self) {
+        #[cfg(feature = "telegram")]
+        if let Some(t) = &self.telegram {
+            tokio::spawn(t.clone().run());
+        }
+    }
+
+    /// Whether any channel is configured.
+    pub fn any(&self) -> bool {
+        #[cfg(feature = "telegram")]
+        if self.telegram.is_some() {
+            return true;
+        }
+        false
+    }
+
+    /// The Telegram account, when configured.
+    #[cfg(feature = "telegram")]
+    pub fn telegram(&self) -> Option<&Arc<telegram::Telegram>> {
+        self.telegram.as_ref()
+    }
+
+    /// Feeds an agent event to the channels (their streamed replies).
+    pub fn observe(&self, event: &str, payload: &Value) {
+        #[cfg(feature = "telegram")]
+        if let Some(t) = &self.telegram {
+            t.observe(event, payload);
+        }
+        #[cfg(not(feature = "telegram"))]
+        let _ = (event, payload);
+    }
+
+    /// `channels.status`'s `channelOrder`, `channelLabels`, `channels`, `channelAccounts` and
+    /// `channelDefaultAccountId`.
+    pub fn status(&self) -> ChannelsStatus {
+        #[allow(unused_mut)]
+        let mut st = ChannelsStatus::default();
+        #[cfg(feature = "telegram")]
+        if let Some(t) = &self.telegram {
+            let s = t.status();
+            let account = json!({
+                "accountId": telegram::ACCOUNT, "enabled": true, "configured": true,
+                "running": s.running, "connected": s.connected, "mode": "polling",
+                "lastError": s.last_error, "lastErrorAt": s.last_error_at,
+                "stopped": s.stopped.is_some(), "lastStartAt": s.last_start_at,
+                "lastInboundAt": s.last_inbound_at, "lastOutboundAt": s.last_outbound_at,
+                "bot": s.bot, "pendingUpdates": t.ingress.len(),
+                "dmPolicy": format!("{:?}", t.cfg.dm_policy).to_lowercase(),
+                "pendingPairings": t.pairing().pending(pincer_os::now_ms()).len(),
+            });
+            st.order.push("telegram".into());
+            st.labels.insert("telegram".into(), "Telegram".into());
+            st.channels.insert(
+                "telegram".into(),
+                json!({ "configured": true, "running": s.running, "connected": s.connected,
+                        "lastError": s.last_error, "bot": s.bot }),
+            );
+            st.accounts.insert("telegram".into(), json!([account]));
+            st.default_account
+                .insert("telegram".into(), telegram::ACCOUNT.into());
+        }
+        st
+    }
+
+    /// `channels.pairing.list` (the reference's shape): the accounts under pairing and their
+    /// pending requests; each request's code is in `metadata.code`.
+    pub fn pairing_list(&self, channel: Option<&str>) -> Result<Value, ChannelError> {
+        if let Some(c) = channel {
+            if !BUILT_IN.contains(&c) {
+                return Err(ChannelError::Unknown(c.into(), BUILT_IN.join(", ")));
+            }
+        }
+        #[allow(unused_mut)] // nothing to add without a channel feature
+        let mut accounts: Vec<Value> = Vec::new();
+        #[allow(unused_mut)]
+        let mut requests: Vec<Value> = Vec::new();
+        #[cfg(feature = "telegram")]
+        if channel.is_none_or(|c| c == "telegram") {
+            if let Some(t) = &self.telegram {
+                accounts.push(json!({ "channel": "telegram", "channelLabel": "Telegram",
+                    "accountId": telegram::ACCOUNT, "notifySupported": true }));
+                for r in t.pairing().pending(pincer_os::now_ms()) {
+                    requests.push(json!({
+                        "requestId": r.id, "channel": "telegram", "channelLabel": "Telegram",
+                        "accountId": telegram::ACCOUNT, "senderId": r.sender_id,
+                        "senderLabel": r.sender_name, "metadata": { "code": r.code },
+                        "createdAt": iso(r.created_at_ms), "lastSeenAt": iso(r.last_seen_at_ms),
+                        "expiresAt": iso(r.created_at_ms + pairing::TTL_MS), "notifySupported": true,
+                    }));
+                }
+            }
+        }
+        Ok(json!({
+            "accounts": accounts, "requests": requests, "commandOwnerConfigured": false,
+            "limits": { "pendingPerAccount": pairing::MAX_PENDING, "ttlMs": pairing::TTL_MS },
+        }))
+    }
+
+    fn pairing_of(&self, channel: &str) -> Result<&pairing::Pairing, ChannelError> {
+        #[cfg(feature = "telegram")]
+        if channel == "telegram" {
+            if let Some(t) = &self.telegram {
+                return Ok(t.pairing());
+            }
+        }
+        Err(ChannelError::Unknown(channel.into(), BUILT_IN.join(", ")))
+    }
+
+    /// `channels.pairing.approve`: approves the request with this id (or code); with `notify`,
+    /// tells the sender on the channel. The reference's result.
+    pub async fn pairing_approve(
+        &self,
+        channel: &str,
+        request: &str,
+        notify: bool,
+    ) -> Result<Value, ChannelError> {
+        let r = self
+            .pairing_of(channel)?
+            .approve(request, pincer_os::now_ms())?
+            .ok_or_else(|| ChannelError::NoRequest(request.into()))?;
+        tracing::info!(channel, sender = %r.sender_id, "pairing approved");
+        #[allow(unused_mut)]
+        let mut notification = "not-requested";
+        #[cfg(feature = "telegram")]
+        if notify && channel == "telegram" {
+            if let (Some(t), Ok(chat)) = (&self.telegram, r.sender_id.parse::<i64>()) {
+                let sent = t
+                    .api
+                    .call(
+                        "sendMessage",
+                        &json!({ "chat_id": chat, "text": "You are approved: send me a message." }),
+                        telegram::api::CALL_TIMEOUT,
+                    )
+                    .await;
+                notification = if sent.is_ok() { "sent" } else { "failed" };
+            }
+        }
+        #[cfg(not(feature = "telegram"))]
+        let _ = notify;
+        Ok(
+            json!({ "requestId": r.id, "senderId": r.sender_id, "notification": notification,
+                   "commandOwnerBootstrap": "not-requested" }),
+        )
+    }
+
+    /// `channels.pairing.dismiss`: drops the request without approving it.
+    pub fn pairing_dismiss(&self, channel: &str, request: &str) -> Result<Value, ChannelError> {
+        let r = self
+            .pairing_of(channel)?
+            .dismiss(request, pincer_os::now_ms())?
+            .ok_or_else(|| ChannelError::NoRequest(request.into()))?;
+        Ok(json!({ "requestId": r.id, "senderId": r.sender_id }))
+    }
+}
+
+/// `ms` since the epoch as ISO 8601 UTC with milliseconds (`2026-12-02T14:03:46.700Z`).
+pub fn iso(ms: u64) -> String {
+    let secs = ms / 1000;
+    let (y, m, d) = pincer_os::civil_from_days((secs / 86_400) as i64);
+    let t = secs % 86_400;
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
+        t / 3600,
+        t % 3600 / 60,
+        t % 60,
+        ms % 1000
+    )
+}
+
+/// The pieces of `channels.status` the channels fill in.
+#[derive(Debug, Default)]
+pub struct ChannelsStatus {
+    /// Channel ids in display order.
+    pub order: Vec<String>,
+    /// Display labels.
+    pub labels: BTreeMap<String, String>,
+    /// Per channel.
+    pub channels: BTreeMap<String, Value>,
+    /// Accounts per channel.
+    pub accounts: BTreeMap<String, Value>,
+    /// Default account per channel.
+    pub default_account: BTreeMap<String, String>,
+}

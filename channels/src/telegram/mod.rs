@@ -1,0 +1,341 @@
+//! Telegram through the Bot API, long polling (no port opened at home):
+//!
+//! ```text
+//! poll:  deleteWebhook, getMe ─▶ getUpdates(offset, timeout) ─▶ ingress.push (durable)
+//!        ─▶ ingress.confirm ─▶ wake the drain            (the next poll's offset confirms)
+//! drain: a record ─▶ inbound (who, where, what) ─▶ policy (DM pairing / allowlist, groups and
+//!        mentions) ─▶ a turn of the agent in its session ─▶ reply (draft edited at a bounded
+//!        rate, then the final text, split, as Telegram HTML; photos from tool results)
+//!        ─▶ ingress.done
+//! ```
+//!
+//! Faults: 401 stops the channel with a clear status; 409 (another poller or a webhook) and
+//! 429 (`retry_after`) are shown in the status and retried; network errors back off (1 s
+//! doubling to 30 s) and resume. The token never appears in logs or errors ([`api`]).
+
+pub mod api;
+pub mod config;
+pub mod format;
+mod inbound;
+mod reply;
+
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use pincer_agent::runtime::Agent;
+use serde_json::{json, Value};
+use tokio::sync::Notify;
+
+use crate::ingress::{Ingress, IngressError, Limits};
+use crate::pairing::Pairing;
+use crate::ChannelError;
+use api::{Api, ApiError};
+use config::TelegramConfig;
+
+/// What `channels.status` shows of the bot.
+#[derive(Debug, Clone, Default)]
+pub struct Status {
+    /// The poller runs.
+    pub running: bool,
+    /// The last Bot API call succeeded.
+    pub connected: bool,
+    /// The bot (`getMe`): id, username, first name.
+    pub bot: Option<Value>,
+    /// The last error, token-free.
+    pub last_error: Option<String>,
+    /// When it happened, ms.
+    pub last_error_at: Option<u64>,
+    /// Why the channel stopped for good (401).
+    pub stopped: Option<String>,
+    /// Started, ms.
+    pub last_start_at: Option<u64>,
+    /// Last update received, ms.
+    pub last_inbound_at: Option<u64>,
+    /// Last message sent, ms.
+    pub last_outbound_at: Option<u64>,
+}
+
+/// One bot account.
+pub struct Telegram {
+    pub(crate) cfg: TelegramConfig,
+    pub(crate) api: Api,
+    pub(crate) agent: Arc<Agent>,
+    pub(crate) ingress: Ingress,
+    pub(crate) pairing: Pairing,
+    status: Mutex<Status>,
+    wake: Notify,
+    /// Room in the ingress (the drain finished a record).
+    room: Notify,
+    /// Runs of this account whose reply is streaming: run id → latest text.
+    pub(crate) streams: Mutex<Vec<(String, tokio::sync::watch::Sender<String>)>>,
+}
+
+/// The account id (one account per channel for now, as the reference's default).
+pub const ACCOUNT: &str = "default";
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Telegram {
+    /// The account over `dir` (its ingress and pairing store live there).
+    pub fn new(
+        cfg: TelegramConfig,
+        agent: Arc<Agent>,
+        dir: &std::path::Path,
+    ) -> Result<Arc<Telegram>, ChannelError> {
+        let ingress = Ingress::open(&dir.join("ingress"), Limits::default())?;
+        let pairing = Pairing::open(&dir.join("pairing.json"));
+        let api = Api::new(agent.http().clone(), &cfg.api_root, &cfg.token);
+        Ok(Arc::new(Telegram {
+            cfg,
+            api,
+            agent,
+            ingress,
+            pairing,
+            status: Mutex::new(Status::default()),
+            wake: Notify::new(),
+            room: Notify::new(),
+            streams: Mutex::new(Vec::new()),
+        }))
+    }
+
+    /// A copy of the status.
+    pub fn status(&self) -> Status {
+        lock(&self.status).clone()
+    }
+
+    /// The pairing store.
+    pub fn pairing(&self) -> &Pairing {
+        &self.pairing
+    }
+
+    pub(crate) fn set_status(&self, f: impl FnOnce(&mut Status)) {
+        f(&mut lock(&self.status));
+    }
+
+    pub(crate) fn error(&self, e: &ApiError) {
+        let text = self.api.scrub(&e.to_string());
+        tracing::warn!(channel = "telegram", "{text}");
+        self.set_status(|s| {
+            s.connected = matches!(e, ApiError::Refused { .. } | ApiError::RetryAfter { .. });
+            s.last_error = Some(text);
+            s.last_error_at = Some(pincer_os::now_ms());
+        });
+    }
+
+    /// Runs the poller and the drain until the token is refused.
+    pub async fn run(self: Arc<Self>) {
+        self.set_status(|s| {
+            s.running = true;
+            s.last_start_at = Some(pincer_os::now_ms());
+        });
+        let drain = tokio::spawn(self.clone().drain());
+        self.clone().poll().await;
+        drain.abort();
+        self.set_status(|s| s.running = false);
+    }
+
+    /// `deleteWebhook` and `getMe`, retried until they answer (or the token is refused).
+    async fn start(&self) -> Result<(), ()> {
+        let mut backoff = Backoff::default();
+        loop {
+            let r = async {
+                self.api
+                    .call(
+                        "deleteWebhook",
+                        &json!({ "drop_pending_updates": false }),
+                        api::CALL_TIMEOUT,
+                    )
+                    .await?;
+                self.api.get_me().await
+            }
+            .await;
+            match r {
+                Ok(me) => {
+                    tracing::info!(channel = "telegram", bot = %me["username"].as_str().unwrap_or(""), "connected");
+                    self.set_status(|s| {
+                        s.bot = Some(json!({ "id": me["id"], "username": me["username"], "firstName": me["first_name"] }));
+                        s.connected = true;
+                    });
+                    return Ok(());
+                }
+                Err(ApiError::Unauthorized) => {
+                    self.stop(&ApiError::Unauthorized);
+                    return Err(());
+                }
+                Err(e) => {
+                    self.error(&e);
+                    backoff.wait(&e).await;
+                }
+            }
+        }
+    }
+
+    fn stop(&self, e: &ApiError) {
+        self.error(e);
+        self.set_status(|s| {
+            s.stopped = Some(e.to_string());
+            s.connected = false;
+        });
+        tracing::error!(channel = "telegram", "stopped: {e}");
+    }
+
+    /// The bot's own user id and username (after [`Telegram::start`]).
+    pub(crate) fn me(&self) -> (i64, String) {
+        let s = lock(&self.status);
+        let bot = s.bot.clone().unwrap_or_default();
+        (
+            bot["id"].as_i64().unwrap_or(0),
+            bot["username"].as_str().unwrap_or("").to_owned(),
+        )
+    }
+
+    async fn poll(self: Arc<Self>) {
+        if self.start().await.is_err() {
+            return;
+        }
+        let mut first = true;
+        let mut backoff = Backoff::default();
+        loop {
+            let offset = self.ingress.offset().map(|o| o + 1);
+            let timeout = if first { 0 } else { self.cfg.poll_timeout_s };
+            let mut params = json!({
+                "timeout": timeout, "limit": 100,
+                "allowed_updates": ["message", "edited_message", "channel_post", "callback_query", "message_reaction"],
+            });
+            if let Some(o) = offset {
+                params["offset"] = json!(o);
+            }
+            let deadline = Duration::from_secs(timeout + 15);
+            match self.api.call("getUpdates", &params, deadline).await {
+                Ok(updates) => {
+                    first = false;
+                    backoff = Backoff::default();
+                    self.set_status(|s| {
+                        s.connected = true;
+                    });
+                    let list = updates.as_array().cloned().unwrap_or_default();
+                    if !list.is_empty() {
+                        self.set_status(|s| s.last_inbound_at = Some(pincer_os::now_ms()));
+                    }
+                    if let Err(e) = self.store(list) {
+                        tracing::warn!(channel = "telegram", "{e}");
+                        // Full: wait for the drain to make room (the updates stay at Telegram).
+                        let _ = tokio::time::timeout(Duration::from_secs(5), self.room.notified())
+                            .await;
+                    }
+                }
+                Err(ApiError::Unauthorized) => {
+                    self.stop(&ApiError::Unauthorized);
+                    return;
+                }
+                Err(e) => {
+                    self.error(&e);
+                    backoff.wait(&e).await;
+                }
+            }
+        }
+    }
+
+    /// Stores a batch durably, then confirms it, then wakes the drain.
+    fn store(&self, updates: Vec<Value>) -> Result<(), IngressError> {
+        let mut last = None;
+        let mut result = Ok(());
+        for u in updates {
+            let Some(id) = u["update_id"].as_i64() else {
+                continue;
+            };
+            match self.ingress.push(id, u) {
+                Ok(_) => last = Some(id),
+                Err(e) => {
+                    result = Err(e);
+                    break;
+                }
+            }
+        }
+        if let Some(id) = last {
+            self.ingress.confirm(id)?;
+            self.wake.notify_one();
+        }
+        result
+    }
+
+    async fn drain(self: Arc<Self>) {
+        loop {
+            let pending = self.ingress.pending();
+            if pending.is_empty() {
+                let _ = tokio::time::timeout(Duration::from_secs(30), self.wake.notified()).await;
+                continue;
+            }
+            for rec in pending {
+                let id = rec.id;
+                match inbound::handle(&self, rec).await {
+                    Ok(()) => {
+                        if let Err(e) = self.ingress.done(id) {
+                            tracing::warn!(channel = "telegram", "{e}");
+                        }
+                        self.room.notify_one();
+                    }
+                    Err(e) => {
+                        // Left in the ingress: tried again after a pause (network down, flood
+                        // control). Later records wait behind it, so a chat's order holds.
+                        self.error(&e);
+                        let mut b = Backoff::default();
+                        b.wait(&e).await;
+                        break;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Called for every `chat` event of the agent: feeds the streams of this account's runs.
+    pub fn observe(&self, event: &str, payload: &Value) {
+        if event != "chat" {
+            return;
+        }
+        let Some(run) = payload["runId"].as_str() else {
+            return;
+        };
+        let streams = lock(&self.streams);
+        let Some((_, tx)) = streams.iter().find(|(id, _)| id == run) else {
+            return;
+        };
+        let text = payload["message"]["content"]
+            .as_array()
+            .map(|parts| {
+                parts
+                    .iter()
+                    .filter_map(|p| p["text"].as_str())
+                    .collect::<String>()
+            })
+            .unwrap_or_default();
+        if !text.is_empty() {
+            let _ = tx.send(text);
+        }
+    }
+}
+
+/// Waits after an error: `retry_after` for 429, else 1 s doubling to 30 s (5 s at least after a
+/// 409, which another poller keeps causing).
+#[derive(Default)]
+pub(crate) struct Backoff {
+    next_ms: u64,
+}
+
+impl Backoff {
+    pub(crate) async fn wait(&mut self, e: &ApiError) {
+        let ms = match e {
+            ApiError::RetryAfter { retry_after, .. } => retry_after * 1000,
+            ApiError::Conflict(_) => self.step().max(5_000),
+            _ => self.step(),
+        };
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+    }
+
+    fn step(&mut self) -> u64 {
+        self.next_ms = (self.next_ms * 2).clamp(1_000, 30_000);
+        self.next_ms
+    }
+}
