@@ -20,7 +20,6 @@ pub mod pairing;
 #[cfg(feature = "telegram")]
 pub mod telegram;
 
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -132,36 +131,63 @@ impl Channels {
         let _ = (event, payload);
     }
 
-    /// `channels.status`'s `channelOrder`, `channelLabels`, `channels`, `channelAccounts` and
-    /// `channelDefaultAccountId`.
-    pub fn status(&self) -> ChannelsStatus {
+    /// `channels.status`, as the reference answers it (`channelOrder`, `channelLabels`,
+    /// `channelDetailLabels`, `channelSystemImages`, `channelMeta`, `channels`,
+    /// `channelAccounts`, `channelDefaultAccountId`, `statusIssues`) plus, per account, what
+    /// Pincer adds (`bot`, `pendingUpdates`, `pendingPairings`, `stopped`). With `probe`, each
+    /// account asks its service now (`probe`, `lastProbeAt`).
+    pub async fn status(&self, probe: bool) -> Value {
         #[allow(unused_mut)]
-        let mut st = ChannelsStatus::default();
+        let mut out = json!({
+            "ts": pincer_os::now_ms(), "channelOrder": [], "channelLabels": {},
+            "channelDetailLabels": {}, "channelSystemImages": {}, "channelMeta": [],
+            "channels": {}, "channelAccounts": {}, "channelDefaultAccountId": {}, "statusIssues": [],
+        });
         #[cfg(feature = "telegram")]
         if let Some(t) = &self.telegram {
+            let probed = if probe { Some(t.probe().await) } else { None };
             let s = t.status();
-            let account = json!({
-                "accountId": telegram::ACCOUNT, "enabled": true, "configured": true,
-                "running": s.running, "connected": s.connected, "mode": "polling",
-                "lastError": s.last_error, "lastErrorAt": s.last_error_at,
-                "stopped": s.stopped.is_some(), "lastStartAt": s.last_start_at,
+            let now = pincer_os::now_ms();
+            let mut account = json!({
+                "accountId": telegram::ACCOUNT, "enabled": true,
+                "lastStartAt": s.last_start_at, "lastStopAt": s.last_stop_at,
+                "restartPending": false, "reconnectAttempts": s.reconnect_attempts,
+                "lastConnectedAt": s.last_connected_at, "lastEventAt": s.last_event_at,
+                "lastTransportActivityAt": s.last_event_at, "lifecycle": s.lifecycle(),
                 "lastInboundAt": s.last_inbound_at, "lastOutboundAt": s.last_outbound_at,
-                "bot": s.bot, "pendingUpdates": t.ingress.len(),
+                "tokenSource": t.cfg.token_source,
+                "tokenStatus": if s.stopped.is_some() { "invalid" } else { "available" },
+                "mode": "polling", "allowUnmentionedGroups": false, "configured": true,
+                "running": s.running, "connected": s.connected, "lastError": s.last_error,
+                "bot": s.bot, "stopped": s.stopped.is_some(), "pendingUpdates": t.ingress.len(),
+                "pendingPairings": t.pairing().pending(now).len(),
                 "dmPolicy": format!("{:?}", t.cfg.dm_policy).to_lowercase(),
-                "pendingPairings": t.pairing().pending(pincer_os::now_ms()).len(),
             });
-            st.order.push("telegram".into());
-            st.labels.insert("telegram".into(), "Telegram".into());
-            st.channels.insert(
-                "telegram".into(),
-                json!({ "configured": true, "running": s.running, "connected": s.connected,
-                        "lastError": s.last_error, "bot": s.bot }),
-            );
-            st.accounts.insert("telegram".into(), json!([account]));
-            st.default_account
-                .insert("telegram".into(), telegram::ACCOUNT.into());
+            if let Some(p) = probed {
+                account["probe"] = p;
+                account["lastProbeAt"] = json!(now);
+            }
+            out["channelOrder"] = json!(["telegram"]);
+            out["channelLabels"] = json!({ "telegram": "Telegram" });
+            out["channelDetailLabels"] = json!({ "telegram": "Telegram Bot" });
+            out["channelSystemImages"] = json!({ "telegram": "paperplane" });
+            out["channelMeta"] = json!([{ "id": "telegram", "label": "Telegram",
+                "detailLabel": "Telegram Bot", "systemImage": "paperplane" }]);
+            out["channels"] = json!({ "telegram": {
+                "configured": true, "running": s.running, "lastStartAt": s.last_start_at,
+                "lastStopAt": s.last_stop_at, "lastError": s.last_error,
+                "tokenSource": t.cfg.token_source, "lastProbeAt": account["lastProbeAt"].clone(),
+                "mode": "polling" } });
+            out["channelAccounts"] = json!({ "telegram": [account] });
+            out["channelDefaultAccountId"] = json!({ "telegram": telegram::ACCOUNT });
+            if let Some(why) = &s.stopped {
+                out["statusIssues"] = json!([{ "channel": "telegram", "accountId": telegram::ACCOUNT,
+                    "kind": "auth", "message": why }]);
+            }
         }
-        st
+        #[cfg(not(feature = "telegram"))]
+        let _ = probe;
+        out
     }
 
     /// `channels.pairing.list` (the reference's shape): the accounts under pairing and their
@@ -267,19 +293,4 @@ pub fn iso(ms: u64) -> String {
         t % 60,
         ms % 1000
     )
-}
-
-/// The pieces of `channels.status` the channels fill in.
-#[derive(Debug, Default)]
-pub struct ChannelsStatus {
-    /// Channel ids in display order.
-    pub order: Vec<String>,
-    /// Display labels.
-    pub labels: BTreeMap<String, String>,
-    /// Per channel.
-    pub channels: BTreeMap<String, Value>,
-    /// Accounts per channel.
-    pub accounts: BTreeMap<String, Value>,
-    /// Default account per channel.
-    pub default_account: BTreeMap<String, String>,
 }

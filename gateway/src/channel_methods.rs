@@ -19,17 +19,16 @@ pub const METHODS: &[&str] = &[
     "channels.pairing.dismiss",
 ];
 
-/// `channels.status`.
-pub fn status(hub: &Hub) -> ChannelsStatusResult {
-    let s = hub.channels.get().map(|c| c.status()).unwrap_or_default();
-    ChannelsStatusResult {
-        ts: crate::now_ms(),
-        channel_order: s.order,
-        channel_labels: s.labels,
-        channels: s.channels,
-        channel_accounts: s.accounts,
-        channel_default_account_id: s.default_account,
-    }
+/// `channels.status` (`probe`: each account asks its service now).
+pub async fn status(hub: &Hub, probe: bool) -> Reply {
+    let v = match hub.channels.get() {
+        Some(c) => c.status(probe).await,
+        None => serde_json::json!({ "ts": crate::now_ms(), "channelOrder": [], "channelLabels": {},
+            "channels": {}, "channelAccounts": {}, "channelDefaultAccountId": {} }),
+    };
+    let typed: ChannelsStatusResult = serde_json::from_value(v)
+        .map_err(|e| ErrorShape::unavailable(format!("channels.status: {e}")))?;
+    serde_json::to_string(&typed).map_err(|e| ErrorShape::unavailable(e.to_string()))
 }
 
 fn err(e: pincer_channels::ChannelError) -> ErrorShape {

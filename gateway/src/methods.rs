@@ -176,7 +176,13 @@ fn run(hub: &Arc<Hub>, conn: &Arc<ConnHandle>, method: &str, params: Params) -> 
         Params::SystemPresence(_) => to_json(&hub.presence()),
         Params::LastHeartbeat(_) => Ok("null".into()),
         Params::ConfigGet(_) => config_get(hub),
-        Params::ChannelsStatus(_) => to_json(&crate::channel_methods::status(hub)),
+        Params::ChannelsStatus(p) => {
+            let hub = hub.clone();
+            let probe = p.probe.unwrap_or(false);
+            return Dispatch::Later(Box::pin(async move {
+                crate::channel_methods::status(&hub, probe).await
+            }));
+        }
         Params::SystemEvent(p) => {
             idempotent(hub, "system-event", p.idempotency_key.as_deref(), || {
                 system_event(hub, &p)

@@ -221,6 +221,10 @@ async fn an_allowed_dm_is_answered_and_a_stranger_pairs_with_a_code() {
     assert_eq!(acc["running"], true, "{st}");
     assert_eq!(acc["connected"], true, "{st}");
     assert_eq!(acc["bot"]["username"], fake_telegram::BOT_USERNAME, "{st}");
+    assert_eq!(acc["lifecycle"], "ready", "{st}");
+    assert_eq!(acc["tokenSource"], "config", "{st}");
+    assert!(acc["lastInboundAt"].is_u64() && acc["lastOutboundAt"].is_u64(), "{st}");
+    assert_eq!(st["channelDetailLabels"]["telegram"], "Telegram Bot", "{st}");
     assert!(
         !st.to_string().contains(fake_telegram::TOKEN),
         "no token in the status"
@@ -411,6 +415,8 @@ async fn api_faults_back_off_and_resume_and_a_bad_token_stops_with_a_clear_statu
     assert_eq!(acc["running"], false, "{st}");
     assert!(acc["lastError"].as_str().unwrap().contains("401"), "{st}");
     assert!(!st.to_string().contains("WRONGwrong"), "{st}");
+    assert_eq!(acc["lifecycle"], "stopped", "{st}");
+    assert!(st["statusIssues"][0]["message"].as_str().unwrap().contains("401"), "{st}");
     let n = tg2.calls().len();
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(tg2.calls().len(), n, "no more calls after a 401");

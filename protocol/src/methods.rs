@@ -209,16 +209,28 @@ pub type SystemPresenceResult = Vec<PresenceEntry>;
 pub struct ChannelsStatusResult {
     /// When the status was taken, ms since the Unix epoch.
     pub ts: u64,
-    /// Channel ids in display order (empty: Pincer has no channels).
+    /// Channel ids in display order (empty when none is configured).
     pub channel_order: Vec<String>,
     /// Display label per channel id.
     pub channel_labels: BTreeMap<String, String>,
+    /// Longer label per channel id (`Telegram Bot`).
+    #[serde(default)]
+    pub channel_detail_labels: BTreeMap<String, String>,
+    /// Icon name per channel id (the reference's SF Symbols names, `paperplane`).
+    #[serde(default)]
+    pub channel_system_images: BTreeMap<String, String>,
+    /// `{id, label, detailLabel, systemImage}` per channel, in order.
+    #[serde(default)]
+    pub channel_meta: Vec<Value>,
     /// Status per channel id.
     pub channels: BTreeMap<String, Value>,
     /// Accounts per channel id.
     pub channel_accounts: BTreeMap<String, Value>,
     /// Default account id per channel id.
     pub channel_default_account_id: BTreeMap<String, String>,
+    /// Problems to show (a refused token).
+    #[serde(default)]
+    pub status_issues: Vec<Value>,
 }
 
 /// `config.get` result: the redacted config and its hash.

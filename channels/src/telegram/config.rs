@@ -154,6 +154,8 @@ pub enum TelegramConfigError {
 pub struct TelegramConfig {
     /// The token (never printed: see the `Debug` impl).
     pub token: String,
+    /// Where it came from: `config`, `file` or `env` (the reference's `tokenSource`).
+    pub token_source: &'static str,
     /// Bot API base URL.
     pub api_root: String,
     /// DM policy.
@@ -228,14 +230,12 @@ impl TelegramSection {
             ),
             None => None,
         };
-        let token = self
-            .bot_token
-            .clone()
-            .or(from_file)
-            .or(env_token)
-            .map(|t| t.trim().to_owned())
-            .filter(|t| !t.is_empty());
-        let Some(token) = token else {
+        let nonempty = |t: Option<String>| t.map(|t| t.trim().to_owned()).filter(|t| !t.is_empty());
+        let token = nonempty(self.bot_token.clone())
+            .map(|t| (t, "config"))
+            .or_else(|| nonempty(from_file).map(|t| (t, "file")))
+            .or_else(|| nonempty(env_token).map(|t| (t, "env")));
+        let Some((token, token_source)) = token else {
             return if self.enabled == Some(true) {
                 Err(TelegramConfigError::NoToken)
             } else {
@@ -289,6 +289,7 @@ impl TelegramSection {
             .collect();
         Ok(Some(TelegramConfig {
             token,
+            token_source,
             api_root: self
                 .api_root
                 .clone()

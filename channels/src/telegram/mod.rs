@@ -53,6 +53,29 @@ pub struct Status {
     pub last_inbound_at: Option<u64>,
     /// Last message sent, ms.
     pub last_outbound_at: Option<u64>,
+    /// Last successful Bot API call, ms.
+    pub last_event_at: Option<u64>,
+    /// When `getMe` last succeeded, ms.
+    pub last_connected_at: Option<u64>,
+    /// When the poller stopped, ms.
+    pub last_stop_at: Option<u64>,
+    /// Failed calls in a row.
+    pub reconnect_attempts: u32,
+}
+
+impl Status {
+    /// The reference's `lifecycle`: `starting`, `ready`, `backoff` or `stopped`.
+    pub fn lifecycle(&self) -> &'static str {
+        if self.stopped.is_some() || !self.running {
+            "stopped"
+        } else if self.reconnect_attempts > 0 {
+            "backoff"
+        } else if self.connected {
+            "ready"
+        } else {
+            "starting"
+        }
+    }
 }
 
 /// One bot account.
@@ -110,6 +133,30 @@ impl Telegram {
         &self.pairing
     }
 
+    /// `getMe` now, for `channels.status {probe:true}`: the reference's `probe` object.
+    pub async fn probe(&self) -> Value {
+        let t0 = std::time::Instant::now();
+        match self.api.get_me().await {
+            Ok(me) => json!({ "ok": true, "status": null, "error": null, "botInfo": me,
+                "bot": { "id": me["id"], "isBot": me["is_bot"], "firstName": me["first_name"],
+                         "username": me["username"], "canJoinGroups": me["can_join_groups"],
+                         "canReadAllGroupMessages": me["can_read_all_group_messages"],
+                         "supportsInlineQueries": me["supports_inline_queries"] },
+                "elapsedMs": t0.elapsed().as_millis() as u64 }),
+            Err(e) => {
+                let status = match &e {
+                    ApiError::Unauthorized => json!(401),
+                    ApiError::Conflict(_) => json!(409),
+                    ApiError::RetryAfter { .. } => json!(429),
+                    ApiError::Refused { code, .. } => json!(code),
+                    _ => Value::Null,
+                };
+                json!({ "ok": false, "status": status, "error": self.api.scrub(&e.to_string()),
+                        "elapsedMs": t0.elapsed().as_millis() as u64 })
+            }
+        }
+    }
+
     pub(crate) fn set_status(&self, f: impl FnOnce(&mut Status)) {
         f(&mut lock(&self.status));
     }
@@ -121,6 +168,16 @@ impl Telegram {
             s.connected = matches!(e, ApiError::Refused { .. } | ApiError::RetryAfter { .. });
             s.last_error = Some(text);
             s.last_error_at = Some(pincer_os::now_ms());
+            s.reconnect_attempts = s.reconnect_attempts.saturating_add(1);
+        });
+    }
+
+    /// A Bot API call succeeded.
+    pub(crate) fn ok(&self) {
+        self.set_status(|s| {
+            s.connected = true;
+            s.reconnect_attempts = 0;
+            s.last_event_at = Some(pincer_os::now_ms());
         });
     }
 
@@ -133,7 +190,10 @@ impl Telegram {
         let drain = tokio::spawn(self.clone().drain());
         self.clone().poll().await;
         drain.abort();
-        self.set_status(|s| s.running = false);
+        self.set_status(|s| {
+            s.running = false;
+            s.last_stop_at = Some(pincer_os::now_ms());
+        });
     }
 
     /// `deleteWebhook` and `getMe`, retried until they answer (or the token is refused).
@@ -156,8 +216,9 @@ impl Telegram {
                     tracing::info!(channel = "telegram", bot = %me["username"].as_str().unwrap_or(""), "connected");
                     self.set_status(|s| {
                         s.bot = Some(json!({ "id": me["id"], "username": me["username"], "firstName": me["first_name"] }));
-                        s.connected = true;
+                        s.last_connected_at = Some(pincer_os::now_ms());
                     });
+                    self.ok();
                     return Ok(());
                 }
                 Err(ApiError::Unauthorized) => {
@@ -212,9 +273,7 @@ impl Telegram {
                 Ok(updates) => {
                     first = false;
                     backoff = Backoff::default();
-                    self.set_status(|s| {
-                        s.connected = true;
-                    });
+                    self.ok();
                     let list = updates.as_array().cloned().unwrap_or_default();
                     if !list.is_empty() {
                         self.set_status(|s| s.last_inbound_at = Some(pincer_os::now_ms()));

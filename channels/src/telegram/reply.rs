@@ -40,10 +40,8 @@ async fn call(tg: &Telegram, method: &str, params: &Value) -> Result<Value, ApiE
         tries += 1;
         match tg.api.call(method, params, CALL_TIMEOUT).await {
             Ok(v) => {
-                tg.set_status(|s| {
-                    s.connected = true;
-                    s.last_outbound_at = Some(pincer_os::now_ms());
-                });
+                tg.ok();
+                tg.set_status(|s| s.last_outbound_at = Some(pincer_os::now_ms()));
                 return Ok(v);
             }
             Err(e) if e.is_transient() && tries < SEND_TRIES => {

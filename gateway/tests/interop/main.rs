@@ -3,6 +3,7 @@
 //!
 //! * `agent`: the same scripted turns through both gateways; `openclaw agent` on pincer-gateway.
 //! * `cli`: the OpenClaw CLI reads pincer-gateway (`gateway health|call|probe`, `status`).
+//! * `channels`: `openclaw channels status [--probe]` shows pincer-gateway's Telegram bot.
 //! * `trust`: the OpenClaw CLI approves devices and node surfaces on pincer-gateway, and the
 //!   real headless node host (`openclaw node run`) connects and answers invokes.
 //! * `pincer_node`: pincer-node joins the real OpenClaw gateway (after a browser used its
@@ -19,8 +20,11 @@ mod support;
 
 #[path = "../../../tests/support/cdp.rs"]
 mod cdp;
+#[path = "../../../tests/support/fake_telegram.rs"]
+mod fake_telegram;
 
 mod agent;
+mod channels;
 mod cli;
 mod pincer_node;
 mod trust;
