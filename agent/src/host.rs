@@ -53,4 +53,22 @@ pub trait Host: Send + Sync + 'static {
         timeout_ms: u64,
         idempotency_key: String,
     ) -> BoxFuture<Result<Value, InvokeError>>;
+
+    /// Sends `text` to `to` on a messaging channel (`channel`: `None` for the only one
+    /// configured); the channel's receipt (`{channel, to, chatId, messageId}`). Codes:
+    /// `NO_CHANNELS` (none configured), `UNKNOWN_CHANNEL`, `BAD_TARGET`, `DELIVERY_FAILED`.
+    fn deliver(
+        &self,
+        channel: Option<String>,
+        to: String,
+        text: String,
+    ) -> BoxFuture<Result<Value, InvokeError>> {
+        let _ = (channel, to, text);
+        Box::pin(async {
+            Err(InvokeError {
+                code: "NO_CHANNELS".into(),
+                message: "no messaging channel is configured".into(),
+            })
+        })
+    }
 }

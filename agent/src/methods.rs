@@ -824,15 +824,30 @@ pub async fn wake(agent: &Arc<Agent>, raw: Option<&str>) -> Result<Value, ErrorS
     Ok(json!({ "ok": true }))
 }
 
-/// `send`: no channel is configured in this build yet, so it is refused as the reference
-/// refuses it then.
-pub fn send(raw: Option<&str>) -> Result<Value, ErrorShape> {
+/// `send`: a message to `to` on a channel, through the host's channels; refused as the
+/// reference refuses it when no channel (or not that one) is configured.
+pub async fn send(agent: &Agent, raw: Option<&str>) -> Result<Value, ErrorShape> {
     let p: pincer_protocol::agent::SendParams = params("send", raw)?;
-    Err(match p.channel.as_deref() {
-        None => ErrorShape::invalid("Error: Channel is required (no configured channels detected). Configure one in gateway.toml ([channels.<name>]), or pass channel after enabling it."),
-        Some(c) => ErrorShape::unavailable(format!("OutboundDeliveryError: channel \"{c}\" is not configured on this gateway"))
-            .with_details(json!({ "code": "OUTBOUND_DELIVERY_FAILED" })),
-    })
+    let text = p.message.clone().unwrap_or_default();
+    if text.trim().is_empty() {
+        return Err(ErrorShape::invalid(
+            "invalid send params: message is required (media is not supported yet)",
+        ));
+    }
+    match agent.host().deliver(p.channel.clone(), p.to.clone(), text).await {
+        Ok(mut receipt) => {
+            receipt["runId"] = json!(p.idempotency_key);
+            Ok(receipt)
+        }
+        Err(e) => Err(match (e.code.as_str(), p.channel.as_deref()) {
+            ("NO_CHANNELS", None) => ErrorShape::invalid("Error: Channel is required (no configured channels detected). Configure one in gateway.toml ([channels.<name>]), or pass channel after enabling it."),
+            ("NO_CHANNELS" | "UNKNOWN_CHANNEL", Some(c)) => ErrorShape::unavailable(format!("OutboundDeliveryError: channel \"{c}\" is not configured on this gateway"))
+                .with_details(json!({ "code": "OUTBOUND_DELIVERY_FAILED" })),
+            ("BAD_TARGET", _) => ErrorShape::invalid(format!("invalid send params: {}", e.message)),
+            _ => ErrorShape::unavailable(format!("OutboundDeliveryError: {}", e.message))
+                .with_details(json!({ "code": "OUTBOUND_DELIVERY_FAILED" })),
+        }),
+    }
 }
 
 fn cron_err(e: crate::cron::CronError) -> ErrorShape {

@@ -29,6 +29,16 @@ pub struct ToolOutput {
 }
 
 impl ToolOutput {
+    fn ok(title: String, details: Value) -> ToolOutput {
+        ToolOutput {
+            text: details.to_string(),
+            images: vec![],
+            is_error: false,
+            details,
+            title,
+        }
+    }
+
     fn error(title: String, message: impl Into<String>) -> ToolOutput {
         let message = message.into();
         ToolOutput {
@@ -72,14 +82,14 @@ pub fn specs() -> Vec<ToolSpec> {
         },
         ToolSpec {
             name: "message".into(),
-            description: "Send a message. Until messaging channels are configured, the target is a chat \
-                session key (e.g. agent:main:main); the message appears there as an assistant message."
+            description: "Send a message. The target is a messaging channel's chat (telegram:<chat id>) \
+                or a chat session key (e.g. agent:main:main), where it appears as an assistant message."
                 .into(),
             parameters: json!({
                 "type": "object",
                 "properties": {
                     "action": { "type": "string", "enum": ["send"] },
-                    "target": { "type": "string", "description": "A session key" },
+                    "target": { "type": "string", "description": "telegram:<chat id>, or a session key" },
                     "message": { "type": "string" }
                 },
                 "required": ["action", "message"]
@@ -408,7 +418,24 @@ async fn message(agent: &Arc<crate::runtime::Agent>, args: &Value) -> ToolOutput
     let Some(text) = args["message"].as_str().filter(|m| !m.is_empty()) else {
         return ToolOutput::error("Message".into(), "message is required");
     };
-    let key = crate::methods::session_key(args["target"].as_str().unwrap_or("main"));
+    let target = args["target"].as_str().unwrap_or("main");
+    if let Some((_, to)) = target
+        .split_once(':')
+        .filter(|(c, _)| matches!(*c, "telegram" | "tg"))
+    {
+        return match agent
+            .host()
+            .deliver(Some("telegram".into()), to.to_owned(), text.to_owned())
+            .await
+        {
+            Ok(v) => ToolOutput::ok(format!("Message {target}"), v),
+            Err(e) => ToolOutput::error(
+                format!("Message {target}"),
+                format!("{}: {}", e.code, e.message),
+            ),
+        };
+    }
+    let key = crate::methods::session_key(target);
     let store = agent.store().clone();
     let k = key.clone();
     if let Ok(Err(e)) =

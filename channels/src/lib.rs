@@ -40,6 +40,15 @@ pub enum ChannelError {
     /// No such channel (or not built in).
     #[error("unknown channel {0:?} (this gateway has: {1})")]
     Unknown(String, String),
+    /// `to` is not an address on that channel.
+    #[error("{0}")]
+    BadTarget(String),
+    /// The channel's service refused or could not be reached.
+    #[error("{0}")]
+    Delivery(String),
+    /// No channel is configured.
+    #[error("no messaging channel is configured")]
+    NoChannels,
     /// No pending request with that code.
     #[error("no pending pairing request {0:?} (codes expire after an hour)")]
     NoRequest(String),
@@ -129,6 +138,44 @@ impl Channels {
         }
         #[cfg(not(feature = "telegram"))]
         let _ = (event, payload);
+    }
+
+    /// Sends `text` to `to` on `channel` (`None`: the only one configured); the receipt
+    /// `{channel, to, chatId, messageId}`. Telegram addresses: a chat id, `telegram:<id>`,
+    /// `tg:<id>`.
+    pub async fn send(
+        &self,
+        channel: Option<&str>,
+        to: &str,
+        text: &str,
+    ) -> Result<Value, ChannelError> {
+        let channel = match channel {
+            Some(c) => c.to_owned(),
+            None if self.any() => BUILT_IN
+                .first()
+                .map(|c| (*c).to_owned())
+                .unwrap_or_default(),
+            None => return Err(ChannelError::NoChannels),
+        };
+        #[cfg(feature = "telegram")]
+        if channel == "telegram" {
+            let Some(t) = &self.telegram else {
+                return Err(ChannelError::Unknown(channel, "none configured".into()));
+            };
+            let chat = telegram::config::parse_user_id(to).ok_or_else(|| {
+                ChannelError::BadTarget(format!("{to:?} is not a Telegram chat id (telegram:<id>)"))
+            })?;
+            let id = t
+                .send_text(chat, text)
+                .await
+                .map_err(|e| ChannelError::Delivery(t.api.scrub(&e.to_string())))?;
+            return Ok(
+                json!({ "channel": "telegram", "to": to, "chatId": chat.to_string(), "messageId": id.to_string() }),
+            );
+        }
+        #[cfg(not(feature = "telegram"))]
+        let _ = (to, text);
+        Err(ChannelError::Unknown(channel, BUILT_IN.join(", ")))
     }
 
     /// `channels.status`, as the reference answers it (`channelOrder`, `channelLabels`,

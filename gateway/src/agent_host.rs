@@ -66,6 +66,35 @@ impl Host for GatewayHost {
         }
     }
 
+    fn deliver(
+        &self,
+        channel: Option<String>,
+        to: String,
+        text: String,
+    ) -> BoxFuture<Result<Value, InvokeError>> {
+        let channels = self.hub.upgrade().and_then(|h| h.channels.get().cloned());
+        Box::pin(async move {
+            let Some(c) = channels.filter(|c| c.any()) else {
+                return Err(InvokeError {
+                    code: "NO_CHANNELS".into(),
+                    message: "no messaging channel is configured".into(),
+                });
+            };
+            c.send(channel.as_deref(), &to, &text).await.map_err(|e| {
+                use pincer_channels::ChannelError as E;
+                let code = match e {
+                    E::Unknown(..) | E::NoChannels => "UNKNOWN_CHANNEL",
+                    E::BadTarget(_) => "BAD_TARGET",
+                    _ => "DELIVERY_FAILED",
+                };
+                InvokeError {
+                    code: code.into(),
+                    message: e.to_string(),
+                }
+            })
+        })
+    }
+
     fn nodes(&self) -> Vec<Value> {
         let Some(hub) = self.hub.upgrade() else {
             return vec![];

@@ -84,7 +84,7 @@ pub fn dispatch(
                     "sessions.reset" => m::sessions_reset(&agent, raw.as_deref()).await,
                     "sessions.delete" => m::sessions_delete(&agent, raw.as_deref()).await,
                     "wake" => m::wake(&agent, raw.as_deref()).await,
-                    "send" => m::send(raw.as_deref()),
+                    "send" => m::send(&agent, raw.as_deref()).await,
                     c if c.starts_with("cron.") => m::cron(&agent, c, raw.as_deref()).await,
                     other => Err(ErrorShape::invalid(format!("unknown method: {other}"))),
                 })

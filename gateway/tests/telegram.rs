@@ -223,12 +223,44 @@ async fn an_allowed_dm_is_answered_and_a_stranger_pairs_with_a_code() {
     assert_eq!(acc["bot"]["username"], fake_telegram::BOT_USERNAME, "{st}");
     assert_eq!(acc["lifecycle"], "ready", "{st}");
     assert_eq!(acc["tokenSource"], "config", "{st}");
-    assert!(acc["lastInboundAt"].is_u64() && acc["lastOutboundAt"].is_u64(), "{st}");
-    assert_eq!(st["channelDetailLabels"]["telegram"], "Telegram Bot", "{st}");
+    assert!(
+        acc["lastInboundAt"].is_u64() && acc["lastOutboundAt"].is_u64(),
+        "{st}"
+    );
+    assert_eq!(
+        st["channelDetailLabels"]["telegram"], "Telegram Bot",
+        "{st}"
+    );
     assert!(
         !st.to_string().contains(fake_telegram::TOKEN),
         "no token in the status"
     );
+
+    // Outbound: `send` from an operator, and the model's `message` tool.
+    let params = json!({ "to": format!("telegram:{OWNER}"), "message": "Dinner is *ready*", "idempotencyKey": "send-1" });
+    let r = cli(
+        &gw,
+        &dir,
+        &["call", "send", "--json", "--params", &params.to_string()],
+    );
+    let r: Value = serde_json::from_str(&r).unwrap();
+    assert_eq!(r["channel"], "telegram", "{r}");
+    assert_eq!(r["chatId"], OWNER.to_string(), "{r}");
+    wait_reply(&tg, OWNER, "Dinner is ready").await;
+    fake.push(Reply::ToolCall {
+        id: "call_msg".into(),
+        name: "message".into(),
+        arguments: json!({ "action": "send", "target": "telegram:777", "message": "Ann says hi." })
+            .to_string(),
+        preamble: None,
+    });
+    fake.push(Reply::Text {
+        chunks: vec!["Told Bob.".into()],
+        delay_ms: 0,
+    });
+    tg.dm(OWNER, "Ann", "tell Bob I say hi");
+    wait_reply(&tg, 777, "Ann says hi.").await;
+    wait_reply(&tg, OWNER, "Told Bob.").await;
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -416,7 +448,13 @@ async fn api_faults_back_off_and_resume_and_a_bad_token_stops_with_a_clear_statu
     assert!(acc["lastError"].as_str().unwrap().contains("401"), "{st}");
     assert!(!st.to_string().contains("WRONGwrong"), "{st}");
     assert_eq!(acc["lifecycle"], "stopped", "{st}");
-    assert!(st["statusIssues"][0]["message"].as_str().unwrap().contains("401"), "{st}");
+    assert!(
+        st["statusIssues"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("401"),
+        "{st}"
+    );
     let n = tg2.calls().len();
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(tg2.calls().len(), n, "no more calls after a 401");

@@ -133,6 +133,16 @@ impl Telegram {
         &self.pairing
     }
 
+    /// An outbound message (`send`, the `message` tool) to `chat`; the last message id.
+    pub async fn send_text(&self, chat: i64, text: &str) -> Result<i64, ApiError> {
+        let target = inbound::Target {
+            chat_id: chat,
+            thread: None,
+            reply_to: 0,
+        };
+        reply::send(self, &target, text).await
+    }
+
     /// `getMe` now, for `channels.status {probe:true}`: the reference's `probe` object.
     pub async fn probe(&self) -> Value {
         let t0 = std::time::Instant::now();

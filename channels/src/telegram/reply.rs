@@ -109,13 +109,19 @@ async fn piece(
 
 /// A short text (a command's answer, a pairing code), split if long.
 pub(crate) async fn text(tg: &Telegram, target: &Target, md: &str) -> Result<(), ApiError> {
+    send(tg, target, md).await.map(drop)
+}
+
+/// [`text`], answering `target.reply_to` when there is one; the last message's id.
+pub(crate) async fn send(tg: &Telegram, target: &Target, md: &str) -> Result<i64, ApiError> {
+    let mut last = 0;
     for (i, c) in format::chunks(md, tg.cfg.text_chunk_limit)
         .iter()
         .enumerate()
     {
-        piece(tg, target, c, None, i == 0).await?;
+        last = piece(tg, target, c, None, i == 0 && target.reply_to > 0).await?;
     }
-    Ok(())
+    Ok(last)
 }
 
 fn save(tg: &Telegram, update: i64, run_id: &str, draft: Option<i64>, delivered: usize) {
