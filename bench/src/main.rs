@@ -74,6 +74,13 @@ enum Cmd {
     /// WebChat in headless Chromium: bytes and navigation → connected, for pincer-gateway's own
     /// page, the official Control UI served by pincer-gateway, and OpenClaw serving it.
     Webchat,
+    /// The Telegram channel against a fake Bot API: RSS polling idle, update → first
+    /// sendMessage and → reply complete, pincer-gateway and the reference side by side.
+    Telegram {
+        /// Measured DMs per gateway (OpenClaw: at most 10).
+        #[arg(long, default_value_t = 20)]
+        samples: usize,
+    },
     /// camera.snap end to end vs a bare V4L2 capture, on vivid in the tests/vm qemu VM.
     Camera {
         /// Static x86_64-musl pincer-node for the VM (default:
@@ -89,6 +96,7 @@ mod camera;
 mod cdp;
 #[path = "../../gateway/tests/support/openclaw_headless.rs"]
 mod openclaw_headless;
+mod telegram;
 mod webchat;
 
 fn main() -> Result<()> {
@@ -105,6 +113,15 @@ fn main() -> Result<()> {
                 .clone()
                 .unwrap_or_else(|| workspace_root().join("target/release/pincer-gateway"));
             rt.block_on(camera::run(&gw, vm_node.clone()))
+        }
+        Some(Cmd::Telegram { samples }) => {
+            let gw = cli
+                .gateway
+                .clone()
+                .unwrap_or_else(|| workspace_root().join("target/release/pincer-gateway"));
+            let (openclaw, node) = reference_paths(&cli);
+            let reference = (!cli.no_openclaw).then_some((node, openclaw));
+            rt.block_on(telegram::run(&gw, reference, samples))
         }
         Some(Cmd::Webchat) => {
             let gw = cli

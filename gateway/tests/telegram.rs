@@ -81,7 +81,7 @@ fn status(gw: &Gateway, dir: &Path) -> Value {
 fn chat_texts(calls: &[Call], chat: i64) -> Vec<String> {
     let mut msgs: Vec<(i64, String)> = Vec::new();
     for c in calls {
-        if c.params["chat_id"].as_i64() != Some(chat) {
+        if fake_telegram::chat_of(&c.params) != Some(chat) {
             continue;
         }
         let Some(id) = c.message_id else { continue };

@@ -77,6 +77,8 @@ struct State {
     faults: Vec<(String, Fault)>,
     /// Text of each message by id (for "not modified").
     texts: Vec<(i64, String)>,
+    /// When each update was first handed out by `getUpdates` (the last 1000).
+    delivered: VecDeque<(i64, Instant)>,
 }
 
 /// The running fake.
@@ -186,6 +188,15 @@ impl FakeTelegram {
             .collect()
     }
 
+    /// When `getUpdates` first handed out update `id`.
+    pub fn delivered_at(&self, id: i64) -> Option<Instant> {
+        lock(&self.state)
+            .delivered
+            .iter()
+            .find(|(d, _)| *d == id)
+            .map(|(_, t)| *t)
+    }
+
     /// Updates still held (not confirmed by an offset).
     pub fn held(&self) -> usize {
         lock(&self.state).updates.len()
@@ -285,7 +296,9 @@ impl FakeTelegram {
                 json!({ "id": BOT_ID, "is_bot": true, "first_name": "Pincer", "username": BOT_USERNAME,
                 "can_join_groups": true, "can_read_all_group_messages": false, "supports_inline_queries": false }),
             ),
-            "deleteWebhook" | "sendChatAction" | "setMyCommands" => Ok(json!(true)),
+            "deleteWebhook" | "sendChatAction" | "setMyCommands" | "deleteMyCommands" => {
+                Ok(json!(true))
+            }
             "getUpdates" => Ok(self.get_updates(&params).await),
             "sendMessage" | "sendPhoto" | "sendDocument" => self.message(&method, &params),
             "editMessageText" => self.edit(&params),
@@ -323,7 +336,18 @@ impl FakeTelegram {
                         .retain(|u| u["update_id"].as_i64().unwrap_or(0) >= offset);
                 }
                 if !st.updates.is_empty() {
-                    return Value::Array(st.updates.iter().take(limit).cloned().collect());
+                    let out: Vec<Value> = st.updates.iter().take(limit).cloned().collect();
+                    let now = Instant::now();
+                    for u in &out {
+                        let id = u["update_id"].as_i64().unwrap_or(0);
+                        if !st.delivered.iter().any(|(d, _)| *d == id) {
+                            st.delivered.push_back((id, now));
+                            if st.delivered.len() > 1000 {
+                                st.delivered.pop_front();
+                            }
+                        }
+                    }
+                    return Value::Array(out);
                 }
             }
             let now = Instant::now();
@@ -335,10 +359,7 @@ impl FakeTelegram {
     }
 
     fn message(&self, method: &str, p: &Value) -> Result<Value, (u16, String)> {
-        let chat = p["chat_id"]
-            .as_i64()
-            .or_else(|| p["chat_id"].as_str().and_then(|s| s.parse().ok()))
-            .ok_or((400, "Bad Request: chat not found".to_owned()))?;
+        let chat = chat_of(p).ok_or((400, "Bad Request: chat not found".to_owned()))?;
         let text = p["text"].as_str().unwrap_or("").to_owned();
         if method == "sendMessage" {
             check_text(&text, p["parse_mode"].as_str())?;
@@ -451,6 +472,13 @@ pub fn strip_html(text: &str) -> Result<String, (u16, String)> {
         return Err(bad("unclosed tag"));
     }
     Ok(out)
+}
+
+/// The `chat_id` of a call's params, sent as a number or a string (both are valid).
+pub fn chat_of(params: &Value) -> Option<i64> {
+    params["chat_id"]
+        .as_i64()
+        .or_else(|| params["chat_id"].as_str().and_then(|s| s.parse().ok()))
 }
 
 fn header(headers: &[(String, String)], name: &str) -> Option<String> {
