@@ -565,3 +565,67 @@ async fn take_a_photo_is_answered_with_the_nodes_jpeg() {
     assert_eq!(photo.params["chat_id"], OWNER.to_string());
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_answer_in_one_chat_does_not_hold_up_another() {
+    let fake = FakeProvider::start(Dialect::Completions).await;
+    let tg = FakeTelegram::start().await;
+    let dir = temp("chats");
+    let gw = start(
+        &dir,
+        &fake,
+        &tg,
+        "dm_policy = \"open\"\nallow_from = [\"*\"]\ndm_scope = \"per-channel-peer\"\n[channels.telegram.streaming]\nmode = \"off\"",
+    );
+    tg.wait_for(WAIT, |c| c.iter().any(|c| c.method == "getUpdates"))
+        .await;
+    // A session per sender; Ann's answer takes 3 s; Bob asks right after her and is
+    // answered first.
+    fake.push(Reply::Text {
+        chunks: (0..10).map(|i| format!("slow{i} ")).collect(),
+        delay_ms: 300,
+    });
+    fake.push(Reply::Text {
+        chunks: vec!["Quick one.".into()],
+        delay_ms: 0,
+    });
+    tg.dm(OWNER, "Ann", "a long question");
+    fake.wait_requests(1, WAIT).await;
+    tg.dm(777, "Bob", "a short one");
+    let calls = wait_reply(&tg, 777, "Quick one.").await;
+    assert!(
+        !chat_texts(&calls, OWNER)
+            .iter()
+            .any(|t| t.contains("slow9")),
+        "Bob was answered while Ann's answer was still being written"
+    );
+    wait_reply(
+        &tg,
+        OWNER,
+        "slow0 slow1 slow2 slow3 slow4 slow5 slow6 slow7 slow8 slow9",
+    )
+    .await;
+    // Ann's next messages are answered in order.
+    fake.push(Reply::Text {
+        chunks: vec!["First.".into()],
+        delay_ms: 200,
+    });
+    fake.push(Reply::Text {
+        chunks: vec!["Second.".into()],
+        delay_ms: 0,
+    });
+    tg.dm(OWNER, "Ann", "one");
+    tg.dm(OWNER, "Ann", "two");
+    let calls = wait_reply(&tg, OWNER, "Second.").await;
+    let texts = chat_texts(&calls, OWNER);
+    let first = texts.iter().position(|t| t == "First.").unwrap();
+    let second = texts.iter().position(|t| t == "Second.").unwrap();
+    assert!(first < second, "{texts:?}");
+    let l = cli(&gw, &dir, &["call", "sessions.list", "--json"]);
+    assert!(
+        l.contains("agent:main:telegram:direct:4242")
+            && l.contains("agent:main:telegram:direct:777"),
+        "{l}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -24,6 +24,19 @@ pub enum DmPolicy {
     Disabled,
 }
 
+/// Which session a private chat goes to (the reference's `session.dmScope`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DmScope {
+    /// Every DM in the agent's main session, `agent:main:main` (the default: one assistant).
+    #[default]
+    Main,
+    /// A session per sender: `agent:main:direct:<user id>`.
+    PerPeer,
+    /// A session per sender and channel: `agent:main:telegram:direct:<user id>`.
+    PerChannelPeer,
+}
+
 /// Which groups the bot answers in.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -90,6 +103,9 @@ pub struct TelegramSection {
     /// `pairing`, `allowlist`, `open` or `disabled`.
     #[serde(default)]
     pub dm_policy: Option<DmPolicy>,
+    /// `main`, `per-peer` or `per-channel-peer`.
+    #[serde(default)]
+    pub dm_scope: Option<DmScope>,
     /// Numeric Telegram user ids (`tg:`/`telegram:` prefixes accepted), or `"*"`.
     #[serde(default)]
     pub allow_from: Vec<String>,
@@ -160,6 +176,8 @@ pub struct TelegramConfig {
     pub api_root: String,
     /// DM policy.
     pub dm_policy: DmPolicy,
+    /// DM sessions.
+    pub dm_scope: DmScope,
     /// Allowed DM senders; `None` inside means `"*"`.
     pub allow_from: Vec<i64>,
     /// `allow_from` had `"*"`.
@@ -295,6 +313,7 @@ impl TelegramSection {
                 .clone()
                 .unwrap_or_else(|| DEFAULT_API_ROOT.to_owned()),
             dm_policy,
+            dm_scope: self.dm_scope.unwrap_or_default(),
             allow_from,
             allow_any,
             group_policy: self.group_policy.unwrap_or_default(),

@@ -7,7 +7,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::api::{ApiError, CALL_TIMEOUT};
-use super::config::{DmPolicy, GroupPolicy};
+use super::config::{DmPolicy, DmScope, GroupPolicy};
 use super::Telegram;
 use crate::ingress::{Progress, Record};
 use crate::pairing::Asked;
@@ -142,7 +142,11 @@ pub(crate) async fn handle(tg: &Telegram, rec: Record) -> Result<(), ApiError> {
         format!("{}: {clean}", from.first_name)
     };
     let session_key = if private {
-        "agent:main:main".to_owned()
+        match cfg.dm_scope {
+            DmScope::Main => "agent:main:main".to_owned(),
+            DmScope::PerPeer => format!("agent:main:direct:{}", from.id),
+            DmScope::PerChannelPeer => format!("agent:main:telegram:direct:{}", from.id),
+        }
     } else {
         match target.thread {
             Some(t) => format!("agent:main:telegram:group:{}:topic:{t}", msg.chat.id),

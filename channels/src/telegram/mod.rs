@@ -19,6 +19,7 @@ pub mod format;
 mod inbound;
 mod reply;
 
+use std::collections::HashSet;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -91,6 +92,17 @@ pub struct Telegram {
     room: Notify,
     /// Runs of this account whose reply is streaming: run id → latest text.
     pub(crate) streams: Mutex<Vec<(String, tokio::sync::watch::Sender<String>)>>,
+}
+
+/// Chats answered at the same time.
+pub const MAX_CHATS: usize = 4;
+
+/// The chat a stored update belongs to (0 for updates without one).
+fn chat_key(rec: &crate::ingress::Record) -> i64 {
+    ["message", "edited_message", "channel_post"]
+        .iter()
+        .find_map(|k| rec.payload[*k]["chat"]["id"].as_i64())
+        .unwrap_or(0)
 }
 
 /// The account id (one account per channel for now, as the reference's default).
@@ -330,33 +342,66 @@ impl Telegram {
         result
     }
 
+    /// Hands stored records to one worker per chat, at most [`MAX_CHATS`] at once: a chat's
+    /// messages are answered one after the other, and a slow answer in one chat does not hold
+    /// up the others.
     async fn drain(self: Arc<Self>) {
+        let busy: Arc<Mutex<HashSet<i64>>> = Arc::default();
         loop {
-            let pending = self.ingress.pending();
-            if pending.is_empty() {
-                let _ = tokio::time::timeout(Duration::from_secs(30), self.wake.notified()).await;
-                continue;
-            }
-            for rec in pending {
-                let id = rec.id;
-                match inbound::handle(&self, rec).await {
-                    Ok(()) => {
-                        if let Err(e) = self.ingress.done(id) {
-                            tracing::warn!(channel = "telegram", "{e}");
-                        }
-                        self.room.notify_one();
-                    }
-                    Err(e) => {
-                        // Left in the ingress: tried again after a pause (network down, flood
-                        // control). Later records wait behind it, so a chat's order holds.
-                        self.error(&e);
-                        let mut b = Backoff::default();
-                        b.wait(&e).await;
-                        break;
-                    }
+            for rec in self.ingress.pending() {
+                let chat = chat_key(&rec);
+                let mut b = lock(&busy);
+                if b.len() >= MAX_CHATS {
+                    break;
+                }
+                if b.insert(chat) {
+                    drop(b);
+                    tokio::spawn(self.clone().chat_worker(chat, busy.clone()));
                 }
             }
+            // Woken by a stored batch or a worker that finished (a permit is kept if no one
+            // waits, so nothing is missed between the scan and here).
+            let _ = tokio::time::timeout(Duration::from_secs(30), self.wake.notified()).await;
         }
+    }
+
+    async fn chat_worker(self: Arc<Self>, chat: i64, busy: Arc<Mutex<HashSet<i64>>>) {
+        let mut backoff = Backoff::default();
+        while let Some(rec) = self
+            .ingress
+            .pending()
+            .into_iter()
+            .find(|r| chat_key(r) == chat)
+        {
+            let id = rec.id;
+            match inbound::handle(&self, rec).await {
+                Ok(()) => {}
+                Err(e) if e.is_transient() => {
+                    // Left in the ingress and tried again (network down, flood control); the
+                    // chat's later messages wait behind it, so its order holds.
+                    self.error(&e);
+                    backoff.wait(&e).await;
+                    continue;
+                }
+                Err(e) => {
+                    // Telegram will not take it (blocked by the user, chat gone): dropped.
+                    self.error(&e);
+                    tracing::warn!(
+                        channel = "telegram",
+                        update = id,
+                        "not answered: {}",
+                        self.api.scrub(&e.to_string())
+                    );
+                }
+            }
+            backoff = Backoff::default();
+            if let Err(e) = self.ingress.done(id) {
+                tracing::warn!(channel = "telegram", "{e}");
+            }
+            self.room.notify_one();
+        }
+        lock(&busy).remove(&chat);
+        self.wake.notify_one();
     }
 
     /// Called for every `chat` event of the agent: feeds the streams of this account's runs.
