@@ -52,7 +52,7 @@ pub enum Progress {
         /// The draft message being edited with the streamed reply, once sent.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         draft: Option<i64>,
-        /// Reply chunks already delivered (a replay sends only the rest).
+        /// Reply pieces already delivered, text then photos (a replay sends only the rest).
         #[serde(default)]
         delivered: usize,
     },

@@ -13,6 +13,8 @@
 //! * The agent's `nodes` tool takes a photo: a fake model provider (anthropic-messages) asks
 //!   for `camera_snap`, and the photo from vivid reaches it as image content in the next
 //!   request (decoded: a JPEG of the asked width with the colour bars).
+//! * The same from Telegram: a DM "take a photo" through a fake Bot API
+//!   (`tests/support/fake_telegram.rs`) comes back as a `sendPhoto` whose JPEG is vivid's.
 //!
 //! Needs `PINCER_VM_NODE` (a static x86_64-musl `pincer-node`; `scripts/test.sh` builds it) and
 //! qemu (installed by `tests/vm/build.sh`). Without them the test says so and passes, unless
@@ -20,6 +22,8 @@
 
 #[path = "../../tests/support/fake_provider.rs"]
 mod fake_provider;
+#[path = "../../tests/support/fake_telegram.rs"]
+mod fake_telegram;
 #[path = "../../gateway/tests/support/openclaw.rs"]
 mod openclaw;
 mod support;
@@ -59,6 +63,9 @@ impl Drop for Qemu {
         let _ = self.child.wait();
     }
 }
+
+/// The board owner's Telegram user id.
+const OWNER: i64 = 4242;
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -290,6 +297,10 @@ async fn camera_screen_audio_on_real_drivers() {
 
     let fake = fake_provider::FakeProvider::start(fake_provider::Dialect::Anthropic).await;
     let base_url = fake.base_url();
+    // The owner's phone, through a fake Bot API: "take a photo" must come back as this
+    // board's camera picture.
+    let tg = fake_telegram::FakeTelegram::start().await;
+    let api_root = tg.api_root();
     let gw = Gw::start_with(
         Overrides {
             port: Some(0),
@@ -316,6 +327,13 @@ async fn camera_screen_audio_on_real_drivers() {
                 ..Default::default()
             };
             cfg.agent = AgentConfig::resolve(&section, &models, &cfg.state_dir);
+            cfg.channels.telegram = pincer_channels::telegram::config::TelegramSection {
+                bot_token: Some(fake_telegram::TOKEN.into()),
+                api_root: Some(api_root),
+                allow_from: vec![OWNER.to_string()],
+                poll_timeout_s: Some(2),
+                ..Default::default()
+            };
         },
     )
     .await;
@@ -483,6 +501,41 @@ async fn camera_screen_audio_on_real_drivers() {
     assert_eq!(img.0, 320, "{}x{}", img.0, img.1);
     assert_colour_bars(&img);
     drop(s);
+
+    // The same from Telegram: the owner asks from the phone, the photo the board's camera took
+    // comes back with sendPhoto.
+    fake.push(fake_provider::Reply::ToolCall {
+        id: "toolu_tg_snap".into(),
+        name: "nodes".into(),
+        arguments: json!({ "action": "camera_snap", "node": node_id, "maxWidth": 320 }).to_string(),
+        preamble: None,
+    });
+    fake.push(fake_provider::Reply::Text {
+        chunks: vec!["Here is the view.".into()],
+        delay_ms: 0,
+    });
+    tg.dm(OWNER, "Ann", "take a photo");
+    let calls = tg
+        .wait_for(Duration::from_secs(180), |c| {
+            c.iter().any(|c| c.method == "sendPhoto")
+        })
+        .await;
+    let photo = calls
+        .iter()
+        .find(|c| c.method == "sendPhoto")
+        .expect("sendPhoto");
+    let (field, _, mime, bytes) = photo.file.clone().expect("a multipart photo");
+    assert_eq!((field.as_str(), mime.as_str()), ("photo", "image/jpeg"));
+    let img = decode_jpeg(&bytes);
+    assert_eq!(img.0, 320, "{}x{}", img.0, img.1);
+    keep("telegram-photo", &img);
+    assert_colour_bars(&img);
+    assert!(
+        calls
+            .iter()
+            .any(|c| c.method == "editMessageText" || c.method == "sendMessage"),
+        "the text came too"
+    );
 
     // A width between the camera's sizes: the next smaller mode, no upscaling.
     let snap = invoke(

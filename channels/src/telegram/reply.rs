@@ -2,7 +2,7 @@
 //! one draft message (plain text) edited as the text grows, never more often than
 //! `edit_interval_ms`; at the end the final text as Telegram HTML, split at `text_chunk_limit`
 //! (the first piece replaces the draft), then the photos the run's tools returned
-//! (`sendPhoto`). Each piece delivered is recorded in the ingress record, so a replay after a
+//! (`sendPhoto`). Each piece and photo delivered is recorded in the ingress record, so a replay after a
 //! crash sends only what is missing.
 
 use std::time::{Duration, Instant};
@@ -229,16 +229,42 @@ pub(crate) async fn turn(
             let _ = piece(tg, target, "(no text)", Some(id), false).await;
         }
     }
-    photos(tg, target, run_id, session_key).await
+    // `delivered` counts the text pieces, then the photos: a replay skips what went out.
+    let sent = Sent {
+        update,
+        run_id,
+        draft,
+        before: pieces.len(),
+    };
+    photos(
+        tg,
+        target,
+        session_key,
+        &sent,
+        delivered.saturating_sub(pieces.len()),
+    )
+    .await
+}
+
+/// Where [`photos`] records its progress.
+struct Sent<'a> {
+    update: i64,
+    run_id: &'a str,
+    draft: Option<i64>,
+    /// Text pieces before the photos.
+    before: usize,
 }
 
 /// The images the run's tools returned, as photos (documents past the photo limits).
 async fn photos(
     tg: &Telegram,
     target: &Target,
-    run_id: &str,
     session_key: &str,
+    sent: &Sent<'_>,
+    skip: usize,
 ) -> Result<(), ApiError> {
+    let run_id = sent.run_id;
+    let mut n = 0usize;
     let store = tg.agent.store().clone();
     let key = session_key.to_owned();
     let lines = tokio::task::spawn_blocking(move || store.transcript(&key).unwrap_or_default())
@@ -261,6 +287,10 @@ async fn photos(
             continue;
         };
         for img in images {
+            n += 1;
+            if n <= skip {
+                continue;
+            }
             let Ok(bytes) = pincer_protocol::base64url::decode(&img.data) else {
                 continue;
             };
@@ -299,6 +329,7 @@ async fn photos(
                 {
                     Ok(_) => {
                         tg.set_status(|s| s.last_outbound_at = Some(pincer_os::now_ms()));
+                        save(tg, sent.update, run_id, sent.draft, sent.before + n);
                         break;
                     }
                     Err(e) if e.is_transient() && tries < SEND_TRIES => {
