@@ -629,3 +629,42 @@ async fn a_slow_answer_in_one_chat_does_not_hold_up_another() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kill_after_the_answer_but_before_its_delivery_sends_that_answer_without_a_new_turn() {
+    let fake = FakeProvider::start(Dialect::Completions).await;
+    let tg = FakeTelegram::start().await;
+    let dir = temp("kill2");
+    let extra =
+        format!("allow_from = [\"{OWNER}\"]\n[channels.telegram.streaming]\nmode = \"off\"");
+    let mut gw = start(&dir, &fake, &tg, &extra);
+    tg.wait_for(WAIT, |c| c.iter().any(|c| c.method == "getUpdates"))
+        .await;
+    // The model answers at once; Telegram drops the first send, and the gateway dies while it
+    // waits to retry.
+    fake.push(Reply::Text {
+        chunks: vec!["Answered before the crash.".into()],
+        delay_ms: 0,
+    });
+    tg.fault("sendMessage", Fault::Drop);
+    tg.dm(OWNER, "Ann", "quick question");
+    tg.wait_for(WAIT, |c| c.iter().any(|c| c.method == "sendMessage"))
+        .await;
+    gw.child.kill().unwrap();
+    gw.child.wait().unwrap();
+    assert_eq!(fake.requests().len(), 1);
+    let _gw = start(&dir, &fake, &tg, &extra);
+    wait_reply(&tg, OWNER, "Answered before the crash.").await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        fake.requests().len(),
+        1,
+        "the saved answer was sent; the model was not asked again"
+    );
+    let n = chat_texts(&tg.calls(), OWNER)
+        .iter()
+        .filter(|t| *t == "Answered before the crash.")
+        .count();
+    assert_eq!(n, 1);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -214,6 +214,23 @@ pub(crate) async fn handle(tg: &Telegram, rec: Record) -> Result<(), ApiError> {
     ) {
         tracing::warn!(channel = "telegram", "{e}");
     }
+    // A replay whose run had finished before the crash: its answer is in the transcript, sent
+    // as it was (the model is not asked again).
+    if matches!(rec.progress, Progress::Started { .. }) {
+        if let Some(answer) = finished_answer(tg, &session_key, &run_id).await {
+            return super::reply::deliver(
+                tg,
+                &target,
+                rec.id,
+                &run_id,
+                &session_key,
+                &answer,
+                draft,
+                delivered,
+            )
+            .await;
+        }
+    }
     let (tx, rx) = tokio::sync::watch::channel(String::new());
     super::lock(&tg.streams).push((run_id.clone(), tx));
     let started = tg
@@ -283,4 +300,26 @@ async fn pair(tg: &Telegram, target: &Target, from: &User) -> Result<(), ApiErro
             Ok(())
         }
     }
+}
+
+/// The final answer of `run_id` in `session_key`'s transcript, if the run got that far.
+async fn finished_answer(tg: &Telegram, session_key: &str, run_id: &str) -> Option<String> {
+    use pincer_agent::transcript::{Message as Entry, StopReason};
+    let store = tg.agent.store().clone();
+    let key = session_key.to_owned();
+    let lines = tokio::task::spawn_blocking(move || store.transcript(&key).unwrap_or_default())
+        .await
+        .ok()?;
+    lines.iter().rev().find_map(|l| match &l.message {
+        Entry::Assistant {
+            text,
+            stop_reason,
+            run_id: Some(r),
+            ..
+        } if r == run_id && *stop_reason != StopReason::ToolUse => Some(match stop_reason {
+            StopReason::Error => format!("⚠️ {text}"),
+            _ => text.clone(),
+        }),
+        _ => None,
+    })
 }

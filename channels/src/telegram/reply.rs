@@ -217,7 +217,33 @@ pub(crate) async fn turn(
         Some(o) => o.text.clone(),
         None => "⚠️ The answer took too long; the run goes on in the session.".into(),
     };
-    let pieces = format::chunks(&final_text, tg.cfg.text_chunk_limit);
+    deliver(
+        tg,
+        target,
+        update,
+        run_id,
+        session_key,
+        &final_text,
+        draft,
+        delivered,
+    )
+    .await
+}
+
+/// The final text of `run_id` (split, the first piece replacing the draft), then its photos,
+/// skipping the `delivered` items a crash interrupted.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn deliver(
+    tg: &Telegram,
+    target: &Target,
+    update: i64,
+    run_id: &str,
+    session_key: &str,
+    final_text: &str,
+    draft: Option<i64>,
+    delivered: usize,
+) -> Result<(), ApiError> {
+    let pieces = format::chunks(final_text, tg.cfg.text_chunk_limit);
     for (i, p) in pieces.iter().enumerate().skip(delivered) {
         let replace = if i == 0 { draft } else { None };
         piece(tg, target, p, replace, i == 0).await?;
