@@ -668,3 +668,45 @@ async fn a_kill_after_the_answer_but_before_its_delivery_sends_that_answer_witho
     assert_eq!(n, 1);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flooding_chat_is_capped_and_others_are_still_answered() {
+    let fake = FakeProvider::start(Dialect::Completions).await;
+    let tg = FakeTelegram::start().await;
+    let dir = temp("flood");
+    let gw = start(
+        &dir,
+        &fake,
+        &tg,
+        "dm_policy = \"open\"\nallow_from = [\"*\"]\ndm_scope = \"per-channel-peer\"",
+    );
+    tg.wait_for(WAIT, |c| c.iter().any(|c| c.method == "getUpdates"))
+        .await;
+    // Ann's first question hangs the model; she sends 70 more.
+    fake.push(Reply::Stall);
+    tg.dm(OWNER, "Ann", "first");
+    fake.wait_requests(1, WAIT).await;
+    for i in 0..70 {
+        tg.dm(OWNER, "Ann", &format!("again {i}"));
+    }
+    // Bob is still answered.
+    fake.push(Reply::Text {
+        chunks: vec!["Hi Bob.".into()],
+        delay_ms: 0,
+    });
+    tg.dm(777, "Bob", "hello");
+    wait_reply(&tg, 777, "Hi Bob.").await;
+    let st = status(&gw, &dir);
+    let acc = &st["channelAccounts"]["telegram"][0];
+    let pending = acc["pendingUpdates"].as_u64().unwrap();
+    assert!(pending <= 50, "at most 50 waiting for one chat: {st}");
+    assert!(
+        acc["lastError"]
+            .as_str()
+            .unwrap_or("")
+            .contains("messages already waiting"),
+        "{st}"
+    );
+    assert_eq!(tg.held(), 0, "every update was confirmed to Telegram");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -92,10 +92,15 @@ pub struct Telegram {
     room: Notify,
     /// Runs of this account whose reply is streaming: run id → latest text.
     pub(crate) streams: Mutex<Vec<(String, tokio::sync::watch::Sender<String>)>>,
+    /// Records waiting per chat.
+    waiting: Mutex<std::collections::HashMap<i64, usize>>,
 }
 
 /// Chats answered at the same time.
 pub const MAX_CHATS: usize = 4;
+/// Messages waiting in one chat; more are dropped (logged, shown in the status) so that one
+/// flooding chat cannot fill the ingress for everyone.
+pub const MAX_PER_CHAT: usize = 50;
 
 /// The chat a stored update belongs to (0 for updates without one).
 fn chat_key(rec: &crate::ingress::Record) -> i64 {
@@ -122,6 +127,10 @@ impl Telegram {
         let ingress = Ingress::open(&dir.join("ingress"), Limits::default())?;
         let pairing = Pairing::open(&dir.join("pairing.json"));
         let api = Api::new(agent.http().clone(), &cfg.api_root, &cfg.token);
+        let mut waiting = std::collections::HashMap::new();
+        for r in ingress.pending() {
+            *waiting.entry(chat_key(&r)).or_insert(0) += 1;
+        }
         Ok(Arc::new(Telegram {
             cfg,
             api,
@@ -132,6 +141,7 @@ impl Telegram {
             wake: Notify::new(),
             room: Notify::new(),
             streams: Mutex::new(Vec::new()),
+            waiting: Mutex::new(waiting),
         }))
     }
 
@@ -319,7 +329,9 @@ impl Telegram {
         }
     }
 
-    /// Stores a batch durably, then confirms it, then wakes the drain.
+    /// Stores a batch durably, then confirms it, then wakes the drain. A chat with
+    /// [`MAX_PER_CHAT`] messages waiting gets no more until it has caught up: those updates are
+    /// confirmed and dropped, with a warning.
     fn store(&self, updates: Vec<Value>) -> Result<(), IngressError> {
         let mut last = None;
         let mut result = Ok(());
@@ -327,8 +339,29 @@ impl Telegram {
             let Some(id) = u["update_id"].as_i64() else {
                 continue;
             };
+            let chat = ["message", "edited_message", "channel_post"]
+                .iter()
+                .find_map(|k| u[*k]["chat"]["id"].as_i64())
+                .unwrap_or(0);
+            if lock(&self.waiting).get(&chat).copied().unwrap_or(0) >= MAX_PER_CHAT {
+                let why = format!(
+                    "chat {chat}: {MAX_PER_CHAT} messages already waiting; update {id} dropped"
+                );
+                tracing::warn!(channel = "telegram", "{why}");
+                self.set_status(|s| {
+                    s.last_error = Some(why);
+                    s.last_error_at = Some(pincer_os::now_ms());
+                });
+                last = Some(id);
+                continue;
+            }
             match self.ingress.push(id, u) {
-                Ok(_) => last = Some(id),
+                Ok(new) => {
+                    if new {
+                        *lock(&self.waiting).entry(chat).or_insert(0) += 1;
+                    }
+                    last = Some(id);
+                }
                 Err(e) => {
                     result = Err(e);
                     break;
@@ -397,6 +430,9 @@ impl Telegram {
             backoff = Backoff::default();
             if let Err(e) = self.ingress.done(id) {
                 tracing::warn!(channel = "telegram", "{e}");
+            }
+            if let Some(n) = lock(&self.waiting).get_mut(&chat) {
+                *n = n.saturating_sub(1);
             }
             self.room.notify_one();
         }
