@@ -72,6 +72,29 @@ pub fn dispatch(
                 }
             }
         })),
+        "send" => {
+            // A retry with the same idempotencyKey gets the first outcome, not a second message.
+            let key = raw
+                .as_deref()
+                .and_then(|r| serde_json::from_str::<Value>(r).ok())
+                .and_then(|v| {
+                    v["idempotencyKey"]
+                        .as_str()
+                        .map(|k| crate::dedupe::Dedupe::key("send", k))
+                });
+            let hub = hub.clone();
+            Dispatch::Later(Box::pin(async move {
+                let lock = || hub.dedupe.lock().unwrap_or_else(|p| p.into_inner());
+                if let Some(o) = key.as_deref().and_then(|k| lock().get(k)) {
+                    return o;
+                }
+                let out = json(m::send(&agent, raw.as_deref()).await);
+                if let Some(k) = key {
+                    lock().put(k, out.clone());
+                }
+                out
+            }))
+        }
         _ => {
             let method = method.to_owned();
             Dispatch::Later(Box::pin(async move {
@@ -84,7 +107,6 @@ pub fn dispatch(
                     "sessions.reset" => m::sessions_reset(&agent, raw.as_deref()).await,
                     "sessions.delete" => m::sessions_delete(&agent, raw.as_deref()).await,
                     "wake" => m::wake(&agent, raw.as_deref()).await,
-                    "send" => m::send(&agent, raw.as_deref()).await,
                     c if c.starts_with("cron.") => m::cron(&agent, c, raw.as_deref()).await,
                     other => Err(ErrorShape::invalid(format!("unknown method: {other}"))),
                 })

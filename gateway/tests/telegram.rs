@@ -247,6 +247,19 @@ async fn an_allowed_dm_is_answered_and_a_stranger_pairs_with_a_code() {
     assert_eq!(r["channel"], "telegram", "{r}");
     assert_eq!(r["chatId"], OWNER.to_string(), "{r}");
     wait_reply(&tg, OWNER, "Dinner is ready").await;
+    // A retry with the same key: the same receipt, no second message.
+    let again = cli(
+        &gw,
+        &dir,
+        &["call", "send", "--json", "--params", &params.to_string()],
+    );
+    let again: Value = serde_json::from_str(&again).unwrap();
+    assert_eq!(again["messageId"], r["messageId"], "{again}");
+    let dinners = chat_texts(&tg.calls(), OWNER)
+        .iter()
+        .filter(|t| *t == "Dinner is ready")
+        .count();
+    assert_eq!(dinners, 1, "sent once");
     fake.push(Reply::ToolCall {
         id: "call_msg".into(),
         name: "message".into(),
