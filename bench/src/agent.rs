@@ -200,15 +200,18 @@ pub(crate) async fn spawn_pincer(
     fake: &FakeProvider,
     extra: &[String],
 ) -> Result<Server> {
-    let dir = temp_dir("agent-gw");
+    spawn_pincer_with(bin, &fake.gateway_toml("fakeoai", "fake-model", ""), extra).await
+}
+
+/// pincer-gateway with `config` as its `gateway.toml`, plus `extra` arguments to `run`.
+pub(crate) async fn spawn_pincer_with(
+    bin: &Path,
+    config: &str,
+    extra: &[String],
+) -> Result<Server> {
+    let dir = temp_dir("gw");
     let cfg = dir.join("gateway.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "[agent]\nmodel = \"fakeoai/fake-model\"\n\n[models.providers.fakeoai]\nbase_url = \"{}\"\napi = \"openai-completions\"\napi_key = \"k\"\nmodels = [{{ id = \"fake-model\" }}]\n",
-            fake.base_url()
-        ),
-    )?;
+    std::fs::write(&cfg, config)?;
     let mut child = Command::new(bin)
         .args(["run", "--port", "0", "--token", TOKEN, "--state-dir"])
         .arg(dir.join("state"))

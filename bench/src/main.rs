@@ -105,42 +105,21 @@ fn main() -> Result<()> {
         .worker_threads(2)
         .enable_all()
         .build()?;
+    // The gateway under test and the reference (node, openclaw.mjs) unless --no-openclaw.
+    let gw = cli
+        .gateway
+        .clone()
+        .unwrap_or_else(|| workspace_root().join("target/release/pincer-gateway"));
+    let reference = {
+        let (openclaw, node) = reference_paths(&cli);
+        (!cli.no_openclaw).then_some((node, openclaw))
+    };
     match cli.cmd {
         Some(Cmd::EchoServer { port }) => rt.block_on(echo_server(port)),
-        Some(Cmd::Camera { ref vm_node }) => {
-            let gw = cli
-                .gateway
-                .clone()
-                .unwrap_or_else(|| workspace_root().join("target/release/pincer-gateway"));
-            rt.block_on(camera::run(&gw, vm_node.clone()))
-        }
-        Some(Cmd::Telegram { samples }) => {
-            let gw = cli
-                .gateway
-                .clone()
-                .unwrap_or_else(|| workspace_root().join("target/release/pincer-gateway"));
-            let (openclaw, node) = reference_paths(&cli);
-            let reference = (!cli.no_openclaw).then_some((node, openclaw));
-            rt.block_on(telegram::run(&gw, reference, samples))
-        }
-        Some(Cmd::Webchat) => {
-            let gw = cli
-                .gateway
-                .clone()
-                .unwrap_or_else(|| workspace_root().join("target/release/pincer-gateway"));
-            let (openclaw, node) = reference_paths(&cli);
-            let reference = (!cli.no_openclaw).then_some((node, openclaw));
-            rt.block_on(webchat::run(&gw, reference))
-        }
-        Some(Cmd::Agent { samples }) => {
-            let gw = cli
-                .gateway
-                .clone()
-                .unwrap_or_else(|| workspace_root().join("target/release/pincer-gateway"));
-            let (openclaw, node) = reference_paths(&cli);
-            let reference = (!cli.no_openclaw).then_some((node, openclaw));
-            rt.block_on(agent::run(&gw, reference, samples))
-        }
+        Some(Cmd::Camera { ref vm_node }) => rt.block_on(camera::run(&gw, vm_node.clone())),
+        Some(Cmd::Telegram { samples }) => rt.block_on(telegram::run(&gw, reference, samples)),
+        Some(Cmd::Webchat) => rt.block_on(webchat::run(&gw, reference)),
+        Some(Cmd::Agent { samples }) => rt.block_on(agent::run(&gw, reference, samples)),
         None => rt.block_on(run(cli)),
     }
 }

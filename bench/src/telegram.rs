@@ -9,17 +9,14 @@
 //! * update → reply complete: to the moment the chat shows the provider's whole text.
 
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{anyhow, bail, Result};
 use serde_json::json;
 use tokio::process::Command;
 
 use crate::agent::fake_provider::{Dialect, FakeProvider, Reply};
-use crate::{
-    free_port, mb, openclaw_headless, read_url, temp_dir, tree_rss_kb, Kind, Server, TOKEN,
-};
+use crate::{free_port, mb, openclaw_headless, temp_dir, tree_rss_kb, Kind, Server, TOKEN};
 
 #[path = "../../tests/support/fake_telegram.rs"]
 mod fake_telegram;
@@ -139,8 +136,6 @@ async fn measure(
 }
 
 async fn spawn_pincer(bin: &Path, fake: &FakeProvider, tg: &FakeTelegram) -> Result<Server> {
-    let dir = temp_dir("tg-gw");
-    let cfg = dir.join("gateway.toml");
     let text = format!(
         "{}{}",
         fake.gateway_toml("fakeoai", "fake-model", ""),
@@ -148,26 +143,7 @@ async fn spawn_pincer(bin: &Path, fake: &FakeProvider, tg: &FakeTelegram) -> Res
     )
     // The test fakes' short poll is for tests; the bench polls as a board would.
     .replace("poll_timeout_s = 2\n", "");
-    std::fs::write(&cfg, text)?;
-    let mut child = Command::new(bin)
-        .args(["run", "--port", "0", "--token", TOKEN, "--state-dir"])
-        .arg(dir.join("state"))
-        .arg("--config")
-        .arg(&cfg)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .process_group(0)
-        .spawn()
-        .with_context(|| format!("spawn {}", bin.display()))?;
-    let url = read_url(&mut child, "pincer-gateway listening on ").await?;
-    Ok(Server {
-        kind: Kind::Pincer,
-        child,
-        url,
-        dir: Some(dir),
-        stopped: false,
-    })
+    crate::agent::spawn_pincer_with(bin, &text, &[]).await
 }
 
 async fn spawn_openclaw(
