@@ -64,6 +64,10 @@ pub enum Progress {
 pub struct Record {
     /// The source's id (Telegram's `update_id`).
     pub id: i64,
+    /// What it is answered in order with (Telegram: the chat id); records of one group are
+    /// handed out oldest first.
+    #[serde(default)]
+    pub group: i64,
     /// When it was stored, ms.
     pub received_at: u64,
     /// How far it got.
@@ -94,8 +98,9 @@ pub enum IngressError {
 }
 
 struct State {
-    /// Record sizes by id.
-    sizes: BTreeMap<i64, u64>,
+    /// Record size and group by id (what the bounds and [`Ingress::next_of`] need, so neither
+    /// reads the disk).
+    sizes: BTreeMap<i64, (u64, i64)>,
     /// Highest id stored, ever.
     offset: Option<i64>,
 }
@@ -139,12 +144,13 @@ impl Ingress {
             let Ok(id) = stem.parse::<i64>() else {
                 continue;
             };
-            match std::fs::read(&path)
-                .ok()
-                .and_then(|b| serde_json::from_slice::<Record>(&b).ok().map(|_| b.len()))
-            {
-                Some(len) => {
-                    sizes.insert(id, len as u64);
+            match std::fs::read(&path).ok().and_then(|b| {
+                serde_json::from_slice::<Record>(&b)
+                    .ok()
+                    .map(|r| (b.len(), r.group))
+            }) {
+                Some((len, group)) => {
+                    sizes.insert(id, (len as u64, group));
                 }
                 None => {
                     tracing::warn!(file = %path.display(), "unreadable ingress record set aside");
@@ -173,21 +179,22 @@ impl Ingress {
         self.lock().offset
     }
 
-    /// Stores `payload` as update `id`, durably. `Ok(false)` when it is known already (stored,
-    /// or answered: at or below the offset).
-    pub fn push(&self, id: i64, payload: Value) -> Result<bool, IngressError> {
+    /// Stores `payload` as update `id` of `group`, durably. `Ok(false)` when it is known already
+    /// (stored, or answered: at or below the offset).
+    pub fn push(&self, id: i64, group: i64, payload: Value) -> Result<bool, IngressError> {
         let mut st = self.lock();
         if st.sizes.contains_key(&id) || st.offset.is_some_and(|o| id <= o) {
             return Ok(false);
         }
         let rec = Record {
             id,
+            group,
             received_at: pincer_os::now_ms(),
             progress: Progress::Received,
             payload,
         };
         let bytes = serde_json::to_vec(&rec).unwrap_or_default();
-        let held: u64 = st.sizes.values().sum();
+        let held: u64 = st.sizes.values().map(|(n, _)| n).sum();
         if st.sizes.len() >= self.limits.max_records
             || held + bytes.len() as u64 > self.limits.max_bytes
         {
@@ -198,7 +205,7 @@ impl Ingress {
         }
         let path = self.path(id);
         pincer_os::write_atomic(&path, &bytes).map_err(io_err(&path))?;
-        st.sizes.insert(id, bytes.len() as u64);
+        st.sizes.insert(id, (bytes.len() as u64, group));
         Ok(true)
     }
 
@@ -215,15 +222,47 @@ impl Ingress {
         Ok(())
     }
 
-    /// The stored records, oldest first.
+    fn read(&self, id: i64) -> Option<Record> {
+        let b = std::fs::read(self.path(id)).ok()?;
+        serde_json::from_slice(&b).ok()
+    }
+
+    /// The stored records, oldest first (reads every one: for tests and tools, not the drain).
     pub fn pending(&self) -> Vec<Record> {
         let ids: Vec<i64> = self.lock().sizes.keys().copied().collect();
-        ids.into_iter()
-            .filter_map(|id| {
-                let b = std::fs::read(self.path(id)).ok()?;
-                serde_json::from_slice(&b).ok()
-            })
-            .collect()
+        ids.into_iter().filter_map(|id| self.read(id)).collect()
+    }
+
+    /// The groups with records waiting, by their oldest record.
+    pub fn groups(&self) -> Vec<i64> {
+        let st = self.lock();
+        let mut out: Vec<i64> = Vec::new();
+        for (_, g) in st.sizes.values() {
+            if !out.contains(g) {
+                out.push(*g);
+            }
+        }
+        out
+    }
+
+    /// The oldest record of `group` (one file read).
+    pub fn next_of(&self, group: i64) -> Option<Record> {
+        let id = self
+            .lock()
+            .sizes
+            .iter()
+            .find(|(_, (_, g))| *g == group)
+            .map(|(id, _)| *id)?;
+        self.read(id)
+    }
+
+    /// Records of `group` waiting.
+    pub fn count_of(&self, group: i64) -> usize {
+        self.lock()
+            .sizes
+            .values()
+            .filter(|(_, g)| *g == group)
+            .count()
     }
 
     /// Rewrites a record's progress, durably.
@@ -235,7 +274,9 @@ impl Ingress {
         rec.progress = progress;
         let bytes = serde_json::to_vec(&rec).unwrap_or_default();
         pincer_os::write_atomic(&path, &bytes).map_err(io_err(&path))?;
-        self.lock().sizes.insert(id, bytes.len() as u64);
+        self.lock()
+            .sizes
+            .insert(id, (bytes.len() as u64, rec.group));
         Ok(())
     }
 
@@ -281,9 +322,9 @@ mod tests {
     fn records_survive_a_reopen_and_answered_ids_are_not_taken_again() {
         let d = dir("reopen");
         let i = Ingress::open(&d, Limits::default()).unwrap();
-        assert!(i.push(10, json!({"update_id": 10})).unwrap());
-        assert!(i.push(11, json!({"update_id": 11})).unwrap());
-        assert!(!i.push(10, json!({})).unwrap(), "a duplicate");
+        assert!(i.push(10, 0, json!({"update_id": 10})).unwrap());
+        assert!(i.push(11, 0, json!({"update_id": 11})).unwrap());
+        assert!(!i.push(10, 0, json!({})).unwrap(), "a duplicate");
         i.confirm(11).unwrap();
         i.progress(
             10,
@@ -310,8 +351,11 @@ mod tests {
                 ..
             }
         ));
-        assert!(!i.push(11, json!({})).unwrap(), "answered before the crash");
-        assert!(i.push(12, json!({})).unwrap());
+        assert!(
+            !i.push(11, 0, json!({})).unwrap(),
+            "answered before the crash"
+        );
+        assert!(i.push(12, 0, json!({})).unwrap());
         let _ = std::fs::remove_dir_all(&d);
     }
 
@@ -319,11 +363,11 @@ mod tests {
     fn stored_but_unconfirmed_updates_are_known_after_a_crash() {
         let d = dir("unconfirmed");
         let i = Ingress::open(&d, Limits::default()).unwrap();
-        assert!(i.push(7, json!({})).unwrap());
+        assert!(i.push(7, 0, json!({})).unwrap());
         drop(i); // killed before confirm
         let i = Ingress::open(&d, Limits::default()).unwrap();
         assert_eq!(i.offset(), Some(7), "the poll resumes after it");
-        assert!(!i.push(7, json!({})).unwrap());
+        assert!(!i.push(7, 0, json!({})).unwrap());
         let _ = std::fs::remove_dir_all(&d);
     }
 
@@ -335,18 +379,18 @@ mod tests {
             max_bytes: 1024,
         };
         let i = Ingress::open(&d, limits).unwrap();
-        i.push(1, json!({})).unwrap();
-        i.push(2, json!({})).unwrap();
+        i.push(1, 0, json!({})).unwrap();
+        i.push(2, 0, json!({})).unwrap();
         assert!(matches!(
-            i.push(3, json!({})),
+            i.push(3, 0, json!({})),
             Err(IngressError::Full { records: 2, .. })
         ));
         i.done(1).unwrap();
         assert!(matches!(
-            i.push(4, json!({ "text": "x".repeat(2000) })),
+            i.push(4, 0, json!({ "text": "x".repeat(2000) })),
             Err(IngressError::Full { .. })
         ));
-        assert!(i.push(4, json!({})).unwrap());
+        assert!(i.push(4, 0, json!({})).unwrap());
         drop(i);
         std::fs::write(d.join(format!("{:020}.json", 2)), b"{\"id\":2,\"rece").unwrap();
         std::fs::write(d.join("x.json.tmp"), b"junk").unwrap();
@@ -354,6 +398,26 @@ mod tests {
         assert_eq!(i.pending().len(), 1, "only the good record");
         assert!(d.join(format!("{:020}.bad", 2)).exists(), "kept for a look");
         assert!(!d.join("x.json.tmp").exists());
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn groups_come_out_oldest_first_and_survive_a_reopen() {
+        let d = dir("groups");
+        let i = Ingress::open(&d, Limits::default()).unwrap();
+        i.push(1, 42, json!({"n": 1})).unwrap();
+        i.push(2, 7, json!({"n": 2})).unwrap();
+        i.push(3, 42, json!({"n": 3})).unwrap();
+        assert_eq!(i.groups(), vec![42, 7]);
+        assert_eq!(i.count_of(42), 2);
+        assert_eq!(i.next_of(42).unwrap().id, 1);
+        i.done(1).unwrap();
+        drop(i);
+        let i = Ingress::open(&d, Limits::default()).unwrap();
+        assert_eq!(i.next_of(42).unwrap().payload, json!({"n": 3}));
+        assert_eq!(i.count_of(42), 1);
+        assert_eq!(i.groups(), vec![7, 42]);
+        assert!(i.next_of(5).is_none());
         let _ = std::fs::remove_dir_all(&d);
     }
 }

@@ -92,8 +92,6 @@ pub struct Telegram {
     room: Notify,
     /// Runs of this account whose reply is streaming: run id → latest text.
     pub(crate) streams: Mutex<Vec<(String, tokio::sync::watch::Sender<String>)>>,
-    /// Records waiting per chat.
-    waiting: Mutex<std::collections::HashMap<i64, usize>>,
 }
 
 /// Chats answered at the same time.
@@ -102,11 +100,11 @@ pub const MAX_CHATS: usize = 4;
 /// flooding chat cannot fill the ingress for everyone.
 pub const MAX_PER_CHAT: usize = 50;
 
-/// The chat a stored update belongs to (0 for updates without one).
-fn chat_key(rec: &crate::ingress::Record) -> i64 {
+/// The chat an update belongs to (0 for updates without one): its ingress group.
+fn chat_of(update: &Value) -> i64 {
     ["message", "edited_message", "channel_post"]
         .iter()
-        .find_map(|k| rec.payload[*k]["chat"]["id"].as_i64())
+        .find_map(|k| update[*k]["chat"]["id"].as_i64())
         .unwrap_or(0)
 }
 
@@ -127,10 +125,6 @@ impl Telegram {
         let ingress = Ingress::open(&dir.join("ingress"), Limits::default())?;
         let pairing = Pairing::open(&dir.join("pairing.json"));
         let api = Api::new(agent.http().clone(), &cfg.api_root, &cfg.token);
-        let mut waiting = std::collections::HashMap::new();
-        for r in ingress.pending() {
-            *waiting.entry(chat_key(&r)).or_insert(0) += 1;
-        }
         Ok(Arc::new(Telegram {
             cfg,
             api,
@@ -141,7 +135,6 @@ impl Telegram {
             wake: Notify::new(),
             room: Notify::new(),
             streams: Mutex::new(Vec::new()),
-            waiting: Mutex::new(waiting),
         }))
     }
 
@@ -339,11 +332,8 @@ impl Telegram {
             let Some(id) = u["update_id"].as_i64() else {
                 continue;
             };
-            let chat = ["message", "edited_message", "channel_post"]
-                .iter()
-                .find_map(|k| u[*k]["chat"]["id"].as_i64())
-                .unwrap_or(0);
-            if lock(&self.waiting).get(&chat).copied().unwrap_or(0) >= MAX_PER_CHAT {
+            let chat = chat_of(&u);
+            if self.ingress.count_of(chat) >= MAX_PER_CHAT {
                 let why = format!(
                     "chat {chat}: {MAX_PER_CHAT} messages already waiting; update {id} dropped"
                 );
@@ -355,13 +345,8 @@ impl Telegram {
                 last = Some(id);
                 continue;
             }
-            match self.ingress.push(id, u) {
-                Ok(new) => {
-                    if new {
-                        *lock(&self.waiting).entry(chat).or_insert(0) += 1;
-                    }
-                    last = Some(id);
-                }
+            match self.ingress.push(id, chat, u) {
+                Ok(_) => last = Some(id),
                 Err(e) => {
                     result = Err(e);
                     break;
@@ -381,8 +366,8 @@ impl Telegram {
     async fn drain(self: Arc<Self>) {
         let busy: Arc<Mutex<HashSet<i64>>> = Arc::default();
         loop {
-            for rec in self.ingress.pending() {
-                let chat = chat_key(&rec);
+            // From the ingress's index: no record is read here.
+            for chat in self.ingress.groups() {
                 let mut b = lock(&busy);
                 if b.len() >= MAX_CHATS {
                     break;
@@ -400,12 +385,7 @@ impl Telegram {
 
     async fn chat_worker(self: Arc<Self>, chat: i64, busy: Arc<Mutex<HashSet<i64>>>) {
         let mut backoff = Backoff::default();
-        while let Some(rec) = self
-            .ingress
-            .pending()
-            .into_iter()
-            .find(|r| chat_key(r) == chat)
-        {
+        while let Some(rec) = self.ingress.next_of(chat) {
             let id = rec.id;
             match inbound::handle(&self, rec).await {
                 Ok(()) => {}
@@ -430,9 +410,6 @@ impl Telegram {
             backoff = Backoff::default();
             if let Err(e) = self.ingress.done(id) {
                 tracing::warn!(channel = "telegram", "{e}");
-            }
-            if let Some(n) = lock(&self.waiting).get_mut(&chat) {
-                *n = n.saturating_sub(1);
             }
             self.room.notify_one();
         }
