@@ -290,6 +290,12 @@ async fn photos(
     skip: usize,
 ) -> Result<(), ApiError> {
     let run_id = sent.run_id;
+    // A run that used no tool returned no image: the transcript is not read for it.
+    if let Some(o) = tg.agent.wait(run_id, Duration::ZERO).await {
+        if o.tools.is_empty() {
+            return Ok(());
+        }
+    }
     let mut n = 0usize;
     let store = tg.agent.store().clone();
     let key = session_key.to_owned();
