@@ -64,11 +64,16 @@ pub trait Host: Send + Sync + 'static {
         text: String,
     ) -> BoxFuture<Result<Value, InvokeError>> {
         let _ = (channel, to, text);
-        Box::pin(async {
-            Err(InvokeError {
-                code: "NO_CHANNELS".into(),
-                message: "no messaging channel is configured".into(),
-            })
-        })
+        Box::pin(async { Err(InvokeError::no_channels()) })
+    }
+}
+
+impl InvokeError {
+    /// `NO_CHANNELS`: [`Host::deliver`] with no messaging channel configured.
+    pub fn no_channels() -> InvokeError {
+        InvokeError {
+            code: "NO_CHANNELS".into(),
+            message: "no messaging channel is configured".into(),
+        }
     }
 }

@@ -75,10 +75,7 @@ impl Host for GatewayHost {
         let channels = self.hub.upgrade().and_then(|h| h.channels.get().cloned());
         Box::pin(async move {
             let Some(c) = channels.filter(|c| c.any()) else {
-                return Err(InvokeError {
-                    code: "NO_CHANNELS".into(),
-                    message: "no messaging channel is configured".into(),
-                });
+                return Err(InvokeError::no_channels());
             };
             c.send(channel.as_deref(), &to, &text).await.map_err(|e| {
                 use pincer_channels::ChannelError as E;
