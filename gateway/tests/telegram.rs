@@ -236,6 +236,36 @@ async fn an_allowed_dm_is_answered_and_a_stranger_pairs_with_a_code() {
         "no token in the status"
     );
 
+    // Commands: /status names the session and model; /new starts the session afresh, and the
+    // model is not called for either.
+    let before = fake.requests().len();
+    tg.dm(OWNER, "Ann", "/status");
+    tg.wait_for(WAIT, |c| {
+        chat_texts(c, OWNER).last().is_some_and(|t| {
+            t.starts_with("Session agent:main:main") && t.contains("fake/fake-model")
+        })
+    })
+    .await;
+    tg.dm(OWNER, "Ann", "/new");
+    wait_reply(&tg, OWNER, "New session started.").await;
+    assert_eq!(fake.requests().len(), before, "commands are not turns");
+    let h = cli(
+        &gw,
+        &dir,
+        &[
+            "call",
+            "chat.history",
+            "--json",
+            "--params",
+            r#"{"sessionKey":"main"}"#,
+        ],
+    );
+    let h: Value = serde_json::from_str(&h).unwrap();
+    assert!(
+        !h["messages"].to_string().contains("hi bot"),
+        "the old turns are gone from the session: {h}"
+    );
+
     // Outbound: `send` from an operator, and the model's `message` tool.
     let params = json!({ "to": format!("telegram:{OWNER}"), "message": "Dinner is *ready*", "idempotencyKey": "send-1" });
     let r = cli(
