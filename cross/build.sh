@@ -7,7 +7,7 @@
 #
 # Each artefact is checked: ELF machine, float ABI / CPU arch tag for ARM, static for musl, and
 # `--version` under qemu-user (natively for x86_64-musl; armv6 on an emulated ARM1176). Sizes
-# are printed; the budgets apply to the boards' targets: pincer-node 2.5 MB, pincer-gateway 4 MB.
+# are printed; the budgets apply to the boards' targets: pincer-node 3 MB, pincer-gateway 4 MB.
 #
 # armv6 (Pi Zero / Pi 1) is arm-unknown-linux-musleabihf, fully static: rustup has no std for
 # it here (std is built with -Zbuild-std), and Debian's armhf crt files, libgcc and glibc are
@@ -22,7 +22,8 @@ TARGETS=("$@")
 [ ${#TARGETS[@]} -gt 0 ] || TARGETS=(aarch64-unknown-linux-gnu aarch64-unknown-linux-musl armv7-unknown-linux-gnueabihf arm-unknown-linux-musleabihf x86_64-unknown-linux-musl)
 TARGET_DIR=${CARGO_TARGET_DIR:-target}
 ARMV6=arm-unknown-linux-musleabihf
-NODE_BUDGET=$((2500 * 1024))
+# 3 MB with the software H.264 encoder (issue 15: `video-soft`, ~0.4 MB); 2.5 MB before it.
+NODE_BUDGET=$((3000 * 1024))
 GATEWAY_BUDGET=$((4000 * 1024))
 
 # shellcheck source=../scripts/need.sh

@@ -25,6 +25,7 @@ need gpsfake gpsd gpsd-clients   # a real gpsd fed by NMEA logs for location.get
 export PINCER_REQUIRE_GPSD=1
 need Xvfb xvfb x11-xserver-utils xauth   # a real X server for screen.snapshot over X11
 export PINCER_REQUIRE_XVFB=1
+need ffprobe ffmpeg      # reads and decodes the MP4s camera.clip / screen.record return (vm_hw.rs)
 need chromium chromium   # a real browser for the WebChat and the Control UI (gateway/tests/webchat.rs)
 export PINCER_REQUIRE_CHROMIUM=1
 done_step
@@ -118,18 +119,18 @@ fi
 # Each hardware class and node feature must build on its own: a board owner builds only what
 # the board has (cargo check: type and borrow errors, no codegen).
 step "feature matrix: pincer-hal and pincer-node with no features, each alone, all; channels off"
-for f in "" location camera screen audio; do
+for f in "" location camera screen audio video video-soft "camera video"; do
   cargo check -q -p pincer-hal --no-default-features ${f:+--features "$f"}
 done
 cargo check -q -p pincer-hal --all-features
-for f in "" system tls location camera screen audio; do
+for f in "" system tls location camera screen audio video-soft; do
   cargo check -q -p pincer-node --no-default-features ${f:+--features "$f"}
 done
 cargo check -q -p pincer-node --all-features
 # Channels are features too: the gateway and pincer-channels without any.
 cargo check -q -p pincer-channels --no-default-features
 cargo check -q -p pincer-gateway --no-default-features
-echo "    15 combinations build"
+echo "    19 combinations build"
 done_step
 
 step "no_std core for riscv32imc-unknown-none-elf"

@@ -81,6 +81,8 @@ enum Cmd {
         #[arg(long, default_value_t = 20)]
         samples: usize,
     },
+    /// The software H.264 encoder on 640x480 frames vs ffmpeg's libx264 ultrafast.
+    Video,
     /// camera.snap end to end vs a bare V4L2 capture, on vivid in the tests/vm qemu VM.
     Camera {
         /// Static x86_64-musl pincer-node for the VM (default:
@@ -97,6 +99,7 @@ mod cdp;
 #[path = "../../gateway/tests/support/openclaw_headless.rs"]
 mod openclaw_headless;
 mod telegram;
+mod video;
 mod webchat;
 
 fn main() -> Result<()> {
@@ -119,6 +122,7 @@ fn main() -> Result<()> {
         Some(Cmd::Camera { ref vm_node }) => rt.block_on(camera::run(&gw, vm_node.clone())),
         Some(Cmd::Telegram { samples }) => rt.block_on(telegram::run(&gw, reference, samples)),
         Some(Cmd::Webchat) => rt.block_on(webchat::run(&gw, reference)),
+        Some(Cmd::Video) => video::run(),
         Some(Cmd::Agent { samples }) => rt.block_on(agent::run(&gw, reference, samples)),
         None => rt.block_on(run(cli)),
     }

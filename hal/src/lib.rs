@@ -14,6 +14,7 @@
 //! | camera | `camera` | V4L2 single-planar capture (kernel ioctls, mmap streaming), JPEG (`jpeg-encoder`) | stills |
 //! | screen | `screen` | X11 `GetImage` when `DISPLAY` answers, else fbdev (`/dev/fbN`, incl. KMS fbdev emulation); PNG/JPEG | done |
 //! | audio | `audio` | ALSA kernel PCM ioctls on `hw:` devices, 16-bit WAV | done |
+//! | video | `video`, `video-soft` | I420 conversion, H.264 (software: `rusty_h264-encoder`), MP4 muxer | clips |
 //!
 //! `image` (raw frame conversion, downscaling, JPEG) is shared by camera and screen.
 
@@ -23,9 +24,11 @@
 pub mod audio;
 #[cfg(feature = "camera")]
 pub mod camera;
-#[cfg(any(feature = "camera", feature = "screen"))]
+#[cfg(any(feature = "camera", feature = "screen", feature = "video"))]
 pub mod image;
 #[cfg(feature = "location")]
 pub mod location;
 #[cfg(feature = "screen")]
 pub mod screen;
+#[cfg(feature = "video")]
+pub mod video;

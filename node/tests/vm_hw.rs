@@ -144,6 +144,92 @@ async fn invoke(
     .map(|v| v["payload"].clone())
 }
 
+async fn invoke_within(
+    op: &CallOptions,
+    node: &str,
+    cmd: &str,
+    params: Value,
+    timeout_ms: u64,
+) -> Result<Value, ClientError> {
+    call(
+        op,
+        "node.invoke",
+        json!({ "nodeId": node, "command": cmd, "params": params, "timeoutMs": timeout_ms,
+                "idempotencyKey": format!("{cmd}-{}-{}", pincer_gateway::now_ms(), rand_suffix()) }),
+    )
+    .await
+    .map(|v| v["payload"].clone())
+}
+
+/// What ffprobe says of an MP4: (video codec, duration in seconds, decoded frame count).
+fn ffprobe(mp4: &[u8]) -> (String, f64, u64) {
+    let dir = std::env::temp_dir().join(format!("pincer-vm-clip-{}", rand_suffix()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let f = dir.join("clip.mp4");
+    std::fs::write(&f, mp4).expect("write clip");
+    let out = Command::new("ffprobe")
+        .args(["-v", "error", "-count_frames", "-select_streams", "v:0"])
+        .args([
+            "-show_entries",
+            "stream=codec_name,nb_read_frames:format=duration,format_name",
+        ])
+        .args(["-of", "json"])
+        .arg(&f)
+        .output()
+        .expect("ffprobe (Debian's ffmpeg package) runs");
+    assert!(
+        out.status.success(),
+        "ffprobe: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).expect("ffprobe JSON");
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(
+        v["format"]["format_name"]
+            .as_str()
+            .unwrap_or("")
+            .contains("mp4"),
+        "{v}"
+    );
+    (
+        v["streams"][0]["codec_name"]
+            .as_str()
+            .unwrap_or("")
+            .to_owned(),
+        v["format"]["duration"]
+            .as_str()
+            .and_then(|d| d.parse().ok())
+            .unwrap_or(0.0),
+        v["streams"][0]["nb_read_frames"]
+            .as_str()
+            .and_then(|d| d.parse().ok())
+            .unwrap_or(0),
+    )
+}
+
+/// The MP4's picture at `at_s` seconds, decoded by ffmpeg, as (width, height, RGB).
+fn ffmpeg_frame(mp4: &[u8], at_s: f64) -> (u32, u32, Vec<u8>) {
+    let dir = std::env::temp_dir().join(format!("pincer-vm-frame-{}", rand_suffix()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let (f, png) = (dir.join("clip.mp4"), dir.join("frame.png"));
+    std::fs::write(&f, mp4).expect("write clip");
+    let out = Command::new("ffmpeg")
+        .args(["-v", "error", "-ss", &format!("{at_s:.2}"), "-i"])
+        .arg(&f)
+        .args(["-frames:v", "1", "-pix_fmt", "rgb24"])
+        .arg(&png)
+        .output()
+        .expect("ffmpeg runs");
+    assert!(
+        out.status.success(),
+        "ffmpeg: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let img = decode_png(&std::fs::read(&png).expect("frame.png"));
+    let _ = std::fs::remove_dir_all(&dir);
+    img
+}
+
 fn rand_suffix() -> u64 {
     let mut b = [0u8; 8];
     let _ = getrandom::fill(&mut b);
@@ -406,6 +492,8 @@ async fn camera_screen_audio_on_real_drivers() {
         "audio.list",
         "audio.record",
         "audio.play",
+        "camera.clip",
+        "screen.record",
     ] {
         assert!(
             desc["commands"]
@@ -633,6 +721,95 @@ async fn camera_screen_audio_on_real_drivers() {
         other => panic!("absent screen: {other:?}"),
     }
 
+    // --- video: H.264 MP4 clips that ffmpeg plays ---
+    let t = Instant::now();
+    let clip = invoke(&op, &node_id, "camera.clip", json!({ "durationMs": 3000 }))
+        .await
+        .expect("camera.clip");
+    eprintln!(
+        "camera.clip of 3 s answered in {} ms (emulated CPU)",
+        t.elapsed().as_millis()
+    );
+    assert_eq!(clip["format"], "mp4");
+    assert_eq!(
+        clip["hasAudio"], false,
+        "no AAC encoder: no audio track, said so"
+    );
+    let mp4 = b64(&clip);
+    let (codec, secs, frames) = ffprobe(&mp4);
+    eprintln!(
+        "camera.clip: {} bytes, {codec}, {secs:.3} s, {frames} frames",
+        mp4.len()
+    );
+    assert_eq!(codec, "h264");
+    assert!((2.7..=3.3).contains(&secs), "duration {secs} s, asked 3 s");
+    assert!(frames >= 3, "{frames} frames");
+    let ms = clip["durationMs"].as_u64().expect("durationMs");
+    assert!((2700..=3300).contains(&ms), "durationMs {ms}");
+    let img = ffmpeg_frame(&mp4, 1.5);
+    keep("clip-frame", &img);
+    assert_eq!(img.0, 640, "{}x{}", img.0, img.1);
+    assert_colour_bars(&img);
+
+    let rec = invoke(
+        &op,
+        &node_id,
+        "screen.record",
+        json!({ "durationMs": 2000, "fps": 10 }),
+    )
+    .await
+    .expect("screen.record");
+    assert_eq!(
+        (
+            rec["format"].as_str(),
+            rec["fps"].as_u64(),
+            rec["screenIndex"].as_u64()
+        ),
+        (Some("mp4"), Some(10), Some(0))
+    );
+    let mp4 = b64(&rec);
+    let (codec, secs, frames) = ffprobe(&mp4);
+    eprintln!(
+        "screen.record: {} bytes, {codec}, {secs:.3} s, {frames} frames",
+        mp4.len()
+    );
+    assert_eq!(codec, "h264");
+    assert!((1.8..=2.2).contains(&secs), "duration {secs} s, asked 2 s");
+    let img = ffmpeg_frame(&mp4, 1.0);
+    keep("record-frame", &img);
+    assert_eq!((img.0, img.1), SCREEN);
+    assert_red_blue(&img, 48);
+    match invoke(&op, &node_id, "screen.record", json!({ "format": "gif" })).await {
+        Err(ClientError::Method(e)) => assert!(e.message.starts_with("INVALID_REQUEST"), "{e:?}"),
+        other => panic!("screen.record as gif: {other:?}"),
+    }
+
+    // A cancelled recording lets go of the camera at once: a 40 s clip whose invoke times out
+    // after 2 s (the gateway sends node.invoke.cancel), then a photo that must not wait for
+    // the rest of those 40 s.
+    match invoke_within(
+        &op,
+        &node_id,
+        "camera.clip",
+        json!({ "durationMs": 40000 }),
+        2000,
+    )
+    .await
+    {
+        Err(ClientError::Method(e)) => assert!(e.message.contains("TIMEOUT"), "{e:?}"),
+        other => panic!("a clip longer than its invoke: {other:?}"),
+    }
+    let snap = invoke_within(
+        &op,
+        &node_id,
+        "camera.snap",
+        json!({ "maxWidth": 320 }),
+        20_000,
+    )
+    .await
+    .expect("the camera is free soon after the cancel");
+    assert_colour_bars(&decode_jpeg(&b64(&snap)));
+
     // --- audio: the tone played into the loopback is what is recorded on the other side ---
     let list = invoke(&op, &node_id, "audio.list", json!({}))
         .await
@@ -763,6 +940,45 @@ async fn camera_screen_audio_on_real_drivers() {
     let snap = invoke(&op, &node_id, "camera.snap", json!({ "maxWidth": 320 }))
         .await
         .expect("camera.snap after replug");
+    assert_colour_bars(&decode_jpeg(&b64(&snap)));
+
+    // Unplugged in the middle of a clip: CAMERA_UNAVAILABLE, and photos after the replug.
+    let op2 = op.clone();
+    let node2 = node_id.clone();
+    let long_clip = tokio::spawn(async move {
+        invoke(&op2, &node2, "camera.clip", json!({ "durationMs": 8000 })).await
+    });
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    let unbind = invoke(
+        &op,
+        &node_id,
+        "system.run",
+        sh("echo vivid.0 > /sys/bus/platform/drivers/vivid/unbind"),
+    )
+    .await
+    .expect("unbind");
+    assert_eq!(unbind["exitCode"], 0, "{unbind}");
+    match long_clip.await.expect("join") {
+        Err(ClientError::Method(e)) => {
+            eprintln!("clip across the unplug: {}", e.message);
+            assert!(e.message.contains("CAMERA_UNAVAILABLE"), "{e:?}");
+        }
+        other => panic!(
+            "clip across an unplug: {:?}",
+            other.map(|v| v["durationMs"].clone())
+        ),
+    }
+    invoke(
+        &op,
+        &node_id,
+        "system.run",
+        sh("echo vivid.0 > /sys/bus/platform/drivers/vivid/bind"),
+    )
+    .await
+    .expect("bind");
+    let snap = invoke(&op, &node_id, "camera.snap", json!({ "maxWidth": 320 }))
+        .await
+        .expect("camera.snap after the clip's unplug");
     assert_colour_bars(&decode_jpeg(&b64(&snap)));
 
     let console = vm.console();

@@ -57,6 +57,17 @@ pub enum CameraError {
     /// Any other OS error on the device (first).
     #[error("{0}: {1}")]
     Io(String, io::Error),
+    /// Recording from the device (first) failed in the encoder or container.
+    #[cfg(feature = "video")]
+    #[error("{0}: {1}")]
+    Video(String, crate::video::VideoError),
+}
+
+#[cfg(feature = "video")]
+impl From<crate::video::VideoError> for CameraError {
+    fn from(e: crate::video::VideoError) -> Self {
+        CameraError::Video(String::new(), e)
+    }
 }
 
 impl CameraError {
@@ -65,6 +76,10 @@ impl CameraError {
         match self {
             CameraError::Permission(_) => "CAMERA_PERMISSION_REQUIRED",
             CameraError::NotCapture(_) => "INVALID_REQUEST",
+            #[cfg(feature = "video")]
+            CameraError::Video(_, crate::video::VideoError::Cancelled) => "CANCELLED",
+            #[cfg(feature = "video")]
+            CameraError::Video(_, _) => "UNAVAILABLE",
             _ => "CAMERA_UNAVAILABLE",
         }
     }
@@ -127,6 +142,9 @@ pub trait Cameras: Send + Sync {
     fn list(&self) -> Vec<CameraInfo>;
     /// One still photo.
     fn snap(&self, req: &SnapRequest) -> Result<Photo, CameraError>;
+    /// A video clip (H.264 MP4).
+    #[cfg(feature = "video")]
+    fn clip(&self, req: &ClipRequest) -> Result<crate::video::Clip, CameraError>;
 }
 
 impl Cameras for V4l2 {
@@ -153,24 +171,10 @@ impl Cameras for V4l2 {
     }
     /// Takes one photo; see [`SnapRequest`].
     fn snap(&self, req: &SnapRequest) -> Result<Photo, CameraError> {
-        let path = match &req.device {
-            Some(d) => d.clone(),
-            None => {
-                let cams = self.list();
-                let pick = req
-                    .facing
-                    .and_then(|f| cams.iter().find(|c| c.position == f))
-                    .or_else(|| cams.first())
-                    .ok_or(CameraError::NoCamera)?;
-                pick.id.clone()
-            }
-        };
-        let lock = {
-            let mut locks = self.locks.lock().unwrap_or_else(|p| p.into_inner());
-            locks.entry(path.clone()).or_default().clone()
-        };
+        let path = self.pick(req.device.as_deref(), req.facing)?;
+        let lock = self.lock_of(&path);
         let _one_at_a_time = lock.lock().unwrap_or_else(|p| p.into_inner());
-        let mut cam = Camera::open(&path, req.max_width, req.frame_timeout)?;
+        let mut cam = Camera::open(&path, req.max_width, req.frame_timeout, FORMATS)?;
         let settle_until = Instant::now() + req.delay;
         let mut dropped = 0;
         while dropped < req.warmup_frames || Instant::now() < settle_until {
@@ -210,6 +214,52 @@ impl Cameras for V4l2 {
             height,
             source_format: String::from_utf8_lossy(&cam.fourcc).into_owned(),
             device: path,
+        })
+    }
+
+    /// Records a clip; see [`ClipRequest`]. Raw formats are preferred (the encoder takes
+    /// I420); a camera that offers only JPEG frames is [`CameraError::Unsupported`].
+    #[cfg(feature = "video")]
+    fn clip(&self, req: &ClipRequest) -> Result<crate::video::Clip, CameraError> {
+        use crate::video::{self, I420};
+        let path = self.pick(req.device.as_deref(), req.facing)?;
+        let lock = self.lock_of(&path);
+        let _one_at_a_time = lock.lock().unwrap_or_else(|p| p.into_inner());
+        let mut cam = Camera::open(&path, req.max_width, req.frame_timeout, RAW_FORMATS)?;
+        let (w, h, stride) = (cam.width, cam.height, cam.stride);
+        let Some(layout) = cam.layout else {
+            return Err(CameraError::Unsupported(path, "JPEG only".into()));
+        };
+        // Let exposure settle as for a photo; the clip starts after.
+        for _ in 0..req.warmup_frames {
+            cam.frame()?;
+        }
+        let mut pic = I420::new(w, h);
+        let rec = &req.record;
+        let bitrate =
+            video::bitrate_for(pic.width, pic.height, rec.fps, rec.duration, rec.max_bytes);
+        let enc = video::encoder(pic.width, pic.height, rec.fps, bitrate)
+            .map_err(|e| CameraError::Video(path.clone(), e))?;
+        tracing::info!(
+            path,
+            width = pic.width,
+            height = pic.height,
+            fps = rec.fps,
+            bitrate,
+            encoder = enc.name(),
+            "camera.clip recording"
+        );
+        let clip = video::record(&mut pic, rec, enc, |pic, due| loop {
+            let data = cam.frame()?;
+            if Instant::now() >= due {
+                return pic
+                    .fill_from(layout, data, w, h, stride)
+                    .map_err(|e| CameraError::Frame(path.clone(), e));
+            }
+        });
+        clip.map_err(|e| match e {
+            CameraError::Video(_, v) => CameraError::Video(path.clone(), v),
+            other => other,
         })
     }
 }
@@ -314,6 +364,37 @@ const FORMATS: &[(&[u8; 4], Option<PixelFormat>)] = &[
     (b"GREY", Some(PixelFormat::Grey)),
 ];
 
+/// For video: the raw layouts only, in the order they convert to I420 most cheaply.
+#[cfg(feature = "video")]
+const RAW_FORMATS: &[(&[u8; 4], Option<PixelFormat>)] = &[
+    (b"YU12", Some(PixelFormat::Yu12)),
+    (b"NV12", Some(PixelFormat::Nv12)),
+    (b"YUYV", Some(PixelFormat::Yuyv)),
+    (b"UYVY", Some(PixelFormat::Uyvy)),
+    (b"RGB3", Some(PixelFormat::Rgb24)),
+    (b"BGR3", Some(PixelFormat::Bgr24)),
+    (b"RGBP", Some(PixelFormat::Rgb565)),
+    (b"GREY", Some(PixelFormat::Grey)),
+];
+
+/// What `clip` should record.
+#[cfg(feature = "video")]
+#[derive(Debug, Clone)]
+pub struct ClipRequest {
+    /// A device node from [`V4l2::list`]; none: by `facing`, else the first camera.
+    pub device: Option<String>,
+    /// With no `device`: the first camera facing this way, else the first camera.
+    pub facing: Option<Position>,
+    /// Widest picture wanted; 0 = as large as the camera gives.
+    pub max_width: u32,
+    /// Frames thrown away before recording starts.
+    pub warmup_frames: u32,
+    /// Longest wait for any one frame.
+    pub frame_timeout: Duration,
+    /// Duration, rate, size budget and the stop flag.
+    pub record: crate::video::RecordRequest,
+}
+
 /// Capture buffers asked for: one with the application, one being filled, one queued.
 const BUFFERS: u32 = 3;
 
@@ -333,7 +414,12 @@ pub struct Camera {
 impl Camera {
     /// Opens `path`, negotiates a format no wider than `max_width` when the camera has one
     /// (largest such size; else its smallest), and starts streaming.
-    pub fn open(path: &str, max_width: u32, timeout: Duration) -> Result<Camera, CameraError> {
+    pub fn open(
+        path: &str,
+        max_width: u32,
+        timeout: Duration,
+        formats: &[(&[u8; 4], Option<PixelFormat>)],
+    ) -> Result<Camera, CameraError> {
         let err = |e| CameraError::from_io(path, e);
         let dev = Device::open(Path::new(path)).map_err(err)?;
         let (_, _, _, caps) = query(&dev).map_err(err)?;
@@ -343,7 +429,7 @@ impl Camera {
         let want = if max_width == 0 { u32::MAX } else { max_width };
         let mut chosen = None;
         let mut offered = Vec::new();
-        for (code, layout) in FORMATS {
+        for (code, layout) in formats {
             let fourcc = u32::from_le_bytes(**code);
             let Some((w, h)) = pick_size(&dev, fourcc, want) else {
                 continue;
@@ -472,6 +558,25 @@ fn pick_size(dev: &Device, fourcc: u32, want: u32) -> Option<(u32, u32)> {
 }
 
 impl V4l2 {
+    /// The device `device` names, else the first camera facing `facing`, else the first.
+    fn pick(&self, device: Option<&str>, facing: Option<Position>) -> Result<String, CameraError> {
+        if let Some(d) = device {
+            return Ok(d.to_owned());
+        }
+        let cams = self.list();
+        let pick = facing
+            .and_then(|f| cams.iter().find(|c| c.position == f))
+            .or_else(|| cams.first())
+            .ok_or(CameraError::NoCamera)?;
+        Ok(pick.id.clone())
+    }
+
+    /// The lock that makes snaps and clips on one device take turns.
+    fn lock_of(&self, path: &str) -> Arc<Mutex<()>> {
+        let mut locks = self.locks.lock().unwrap_or_else(|p| p.into_inner());
+        locks.entry(path.to_owned()).or_default().clone()
+    }
+
     /// Devices under `dev_dir` (normally `/dev`).
     pub fn new(dev_dir: impl Into<PathBuf>) -> V4l2 {
         V4l2 {

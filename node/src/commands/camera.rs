@@ -1,6 +1,8 @@
 //! `camera.list {}` → `{devices:[{id, name, position, deviceType:"v4l2"}]}`
 //! `camera.snap {facing?, maxWidth=1600, quality=0.9, format?="jpg", delayMs=0, deviceId?}` →
 //! `{format:"jpg", base64, width, height}` — the reference's shapes, from V4L2 devices.
+//! `camera.clip {facing?, durationMs=3000 (200..60000), includeAudio=true, format?="mp4",
+//! deviceId?, maxWidth?}` → `{format:"mp4", base64, durationMs, hasAudio}`: H.264 in MP4.
 
 use std::time::Duration;
 
@@ -125,6 +127,99 @@ impl Command for Snap {
     }
 }
 
+#[cfg(feature = "video")]
+pub use clip::Clip;
+
+#[cfg(feature = "video")]
+mod clip {
+    use super::*;
+    use pincer_hal::camera::ClipRequest;
+    use pincer_hal::video::RecordRequest;
+
+    #[derive(Deserialize, Default)]
+    #[serde(rename_all = "camelCase")]
+    struct ClipParams {
+        #[serde(default)]
+        facing: Option<String>,
+        #[serde(default)]
+        duration_ms: Option<i64>,
+        #[serde(default)]
+        include_audio: Option<bool>,
+        #[serde(default)]
+        format: Option<String>,
+        #[serde(default)]
+        device_id: Option<String>,
+        #[serde(default)]
+        max_width: Option<i64>,
+    }
+
+    /// Pictures per second in a camera clip: smooth enough to see motion, cheap enough for
+    /// a software encoder on a small board.
+    pub const CLIP_FPS: u32 = 15;
+    /// Default picture width (a board camera's 640×480 mode).
+    pub const CLIP_WIDTH: u32 = 640;
+
+    /// `camera.clip`.
+    pub struct Clip(pub Arc<dyn Cameras>);
+
+    /// The HAL request for `camera.clip` params, checked; also whether audio was asked for.
+    pub(super) fn clip_request(params: Value) -> Result<(ClipRequest, bool), CommandError> {
+        let p: ClipParams = serde_json::from_value(params)
+            .map_err(|e| CommandError::invalid(format!("camera.clip: {e}")))?;
+        if let Some(f) = p.format.as_deref() {
+            if f != "mp4" {
+                return Err(CommandError::invalid(format!(
+                    "camera.clip: format {f:?} is not supported (mp4)"
+                )));
+            }
+        }
+        let facing = match p.facing.as_deref() {
+            None => None,
+            Some("front") => Some(Position::Front),
+            Some("back") => Some(Position::Back),
+            Some(other) => {
+                return Err(CommandError::invalid(format!(
+                    "camera.clip: facing {other:?} is not front|back"
+                )))
+            }
+        };
+        let duration = p.duration_ms.unwrap_or(3000).clamp(200, 60_000) as u64;
+        Ok((
+            ClipRequest {
+                device: p.device_id.filter(|d| !d.is_empty()),
+                facing,
+                max_width: match p.max_width {
+                    None => CLIP_WIDTH,
+                    Some(w) if w <= 0 => 0,
+                    Some(w) => w.min(16_384) as u32,
+                },
+                warmup_frames: 4,
+                frame_timeout: Duration::from_secs(3),
+                record: RecordRequest {
+                    duration: Duration::from_millis(duration),
+                    fps: CLIP_FPS,
+                    max_bytes: super::super::video::MAX_MP4_BYTES,
+                    stop: Default::default(),
+                },
+            },
+            p.include_audio.unwrap_or(true),
+        ))
+    }
+
+    impl Command for Clip {
+        fn run(&self, params: Value) -> CommandFuture {
+            let cams = self.0.clone();
+            Box::pin(async move {
+                let (req, audio) = clip_request(params)?;
+                let stop = super::super::video::StopOnDrop(req.record.stop.clone());
+                let clip = blocking(move || cams.clip(&req).map_err(hal_error)).await?;
+                drop(stop);
+                super::super::video::result(clip, audio, json!({}))
+            })
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -148,6 +243,34 @@ mod tests {
             json!({"maxWidth": "x"}),
         ] {
             assert_eq!(snap_request(bad).unwrap_err().code, "INVALID_REQUEST");
+        }
+    }
+}
+
+#[cfg(all(test, feature = "video"))]
+mod clip_tests {
+    use super::clip::clip_request;
+    use serde_json::json;
+
+    #[test]
+    fn clip_params_follow_the_reference() {
+        let (r, audio) = clip_request(json!({})).unwrap();
+        assert_eq!(r.record.duration.as_millis(), 3000);
+        assert!(audio);
+        let (r, audio) =
+            clip_request(json!({"durationMs": 10, "includeAudio": false, "maxWidth": 0})).unwrap();
+        assert_eq!(
+            (r.record.duration.as_millis(), r.max_width, audio),
+            (200, 0, false)
+        );
+        let (r, _) = clip_request(json!({"durationMs": 999999})).unwrap();
+        assert_eq!(r.record.duration.as_millis(), 60_000);
+        for bad in [
+            json!({"format": "webm"}),
+            json!({"facing": "up"}),
+            json!({"durationMs": "x"}),
+        ] {
+            assert_eq!(clip_request(bad).unwrap_err().code, "INVALID_REQUEST");
         }
     }
 }

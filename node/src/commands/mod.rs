@@ -19,6 +19,8 @@ pub mod location;
 pub mod screen;
 #[cfg(feature = "system")]
 pub mod system;
+#[cfg(feature = "video")]
+pub mod video;
 
 /// What command classes need from the node's configuration.
 #[derive(Debug, Clone)]
@@ -126,15 +128,18 @@ impl Registry {
                     let cams: Arc<dyn pincer_hal::camera::Cameras> =
                         Arc::new(pincer_hal::camera::V4l2::default());
                     r.add("camera.list", Arc::new(camera::List(cams.clone())));
+                    #[cfg(feature = "video")]
+                    r.add("camera.clip", Arc::new(camera::Clip(cams.clone())));
                     r.add("camera.snap", Arc::new(camera::Snap(cams)));
                 }
                 #[cfg(feature = "screen")]
-                "screen" => r.add(
-                    "screen.snapshot",
-                    Arc::new(screen::Snapshot(Arc::new(
-                        pincer_hal::screen::Framebuffers::default(),
-                    ))),
-                ),
+                "screen" => {
+                    let fbs: Arc<dyn pincer_hal::screen::Screens> =
+                        Arc::new(pincer_hal::screen::Framebuffers::default());
+                    #[cfg(feature = "video")]
+                    r.add("screen.record", Arc::new(screen::Record(fbs.clone())));
+                    r.add("screen.snapshot", Arc::new(screen::Snapshot(fbs)));
+                }
                 #[cfg(feature = "audio")]
                 "audio" => {
                     let alsa: Arc<dyn pincer_hal::audio::AudioDevices> =
