@@ -1040,13 +1040,13 @@ async fn real_openclaw_snaps_a_photo_and_gets_a_position() {
         &home,
         port,
         false,
-        json!({ "allowCommands": ["camera.list", "camera.snap", "location.get"] }),
+        json!({ "allowCommands": ["camera.list", "camera.snap", "camera.clip", "screen.record", "location.get"] }),
     );
     let url = format!("ws://127.0.0.1:{port}");
     let vm = boot(
         &dir.join("vm"),
         &format!(
-            "run --gateway ws://10.0.2.2:{port} --token {} --caps camera,location \
+            "run --gateway ws://10.0.2.2:{port} --token {} --caps camera,location,screen \
              --gpsd 10.0.2.2:{gps_port} --name vm-board --state-dir /state/node",
             openclaw::TOKEN
         ),
@@ -1131,6 +1131,69 @@ async fn real_openclaw_snaps_a_photo_and_gets_a_position() {
     let img = decode_jpeg(&std::fs::read(&path).expect("the saved photo"));
     assert_eq!(img.0, 640, "{out}");
     assert_colour_bars(&img);
+
+    // `openclaw nodes camera clip` and `openclaw nodes screen record` save MP4s that ffprobe
+    // reads as H.264.
+    let o = r.cli(
+        &home,
+        &url,
+        &[
+            "nodes",
+            "camera",
+            "clip",
+            "--node",
+            "vm-board",
+            "--duration",
+            "3000",
+            "--json",
+        ],
+    );
+    assert!(
+        o.status.success(),
+        "{}\nconsole:\n{}",
+        openclaw::show(&o),
+        vm.console()
+    );
+    let out = openclaw::json_of(&o);
+    let path = find_path(&out).unwrap_or_else(|| panic!("no file path in {out}"));
+    let (codec, secs, _) = ffprobe(&std::fs::read(&path).expect("the saved clip"));
+    eprintln!(
+        "openclaw nodes camera clip: {} ({codec}, {secs:.3} s)",
+        path.display()
+    );
+    assert_eq!(codec, "h264", "{out}");
+    assert!((2.7..=3.3).contains(&secs), "{secs} s");
+    let o = r.cli(
+        &home,
+        &url,
+        &[
+            "nodes",
+            "screen",
+            "record",
+            "--node",
+            "vm-board",
+            "--duration",
+            "2000",
+            "--json",
+        ],
+    );
+    assert!(
+        o.status.success(),
+        "{}\nconsole:\n{}",
+        openclaw::show(&o),
+        vm.console()
+    );
+    let out = openclaw::json_of(&o);
+    let path = find_path(&out).unwrap_or_else(|| panic!("no file path in {out}"));
+    let mp4 = std::fs::read(&path).expect("the saved recording");
+    let (codec, secs, _) = ffprobe(&mp4);
+    eprintln!(
+        "openclaw nodes screen record: {} ({codec}, {secs:.3} s)",
+        path.display()
+    );
+    assert_eq!(codec, "h264", "{out}");
+    assert!((1.8..=2.2).contains(&secs), "{secs} s");
+    assert_red_blue(&ffmpeg_frame(&mp4, 1.0), 48);
 
     // `openclaw nodes location get` prints the NMEA log's position.
     let o = r.cli(
