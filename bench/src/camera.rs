@@ -1,6 +1,7 @@
 //! `pincer-bench camera`: `camera.snap` at 640×480 end to end (operator → pincer-gateway →
 //! pincer-node → V4L2 → JPEG → operator) against the bare V4L2 capture of one frame on the same
-//! device, in one run, plus the node's RSS idle and its peak across the snaps.
+//! device, in one run, plus the node's RSS idle, its peak across the snaps and its peak while
+//! recording a 10 s `camera.clip`.
 //!
 //! The device is `vivid` in the qemu VM of `tests/vm/` (TCG: an emulated CPU, so absolute
 //! figures are several times a real board's; the columns compare within one run).
@@ -247,6 +248,28 @@ async fn figures(gateway: &Path, url: &str, work: &Path) -> Result<String> {
         .and_then(|l| l.trim().parse().ok())
         .unwrap_or(f64::NAN);
     // What an invoke costs without a device: system.run of `true`, timed at the operator.
+    // A 10 s clip at 640×480: what the recording costs in memory (after the bare capture: a
+    // clip leaves the device in the raw format it chose).
+    let t0 = Instant::now();
+    let clip = request(
+        &mut ws,
+        "clip",
+        "node.invoke",
+        json!({ "nodeId": node_id, "command": "camera.clip", "timeoutMs": 120000,
+                "params": { "durationMs": 10000, "maxWidth": 640 }, "idempotencyKey": "clip" }),
+    )
+    .await?;
+    let clip_ms = t0.elapsed();
+    let clip_bytes = clip["payload"]["base64"]
+        .as_str()
+        .map_or(0, |b| b.len() * 3 / 4);
+    let after_clip = guest_sh(
+        &mut ws,
+        &node_id,
+        &mut n,
+        &format!("cat /proc/{pid}/status"),
+    )
+    .await?;
     let mut trivial = Vec::new();
     for _ in 0..5 {
         let t0 = Instant::now();
@@ -264,7 +287,9 @@ async fn figures(gateway: &Path, url: &str, work: &Path) -> Result<String> {
          | bare V4L2 capture of 5 frames in one stream (the snap's 4 warm-up frames + 1) | {:.0} ms |\n\
          | `node.invoke` round trip without a device (`system.run true`), median | {:.0} ms |\n\
          | pincer-node RSS idle (VmRSS) | {} |\n\
-         | pincer-node peak RSS across the snaps (VmHWM) | {} |\n",
+         | pincer-node peak RSS across the snaps (VmHWM) | {} |\n\
+         | `camera.clip` 10 s, 640×480: answered in / MP4 size | {:.0} ms / {} KB |\n\
+         | pincer-node peak RSS after the clip too (VmHWM) | {} |\n",
         ms(snaps[snaps.len() / 2]),
         ms(snaps[0]),
         ms(snaps[snaps.len() - 1]),
@@ -277,5 +302,8 @@ async fn figures(gateway: &Path, url: &str, work: &Path) -> Result<String> {
         ms(trivial[trivial.len() / 2]),
         status("VmRSS:", &idle),
         status("VmHWM:", &after),
+        ms(clip_ms),
+        clip_bytes / 1024,
+        status("VmHWM:", &after_clip),
     ))
 }

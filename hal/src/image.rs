@@ -15,6 +15,12 @@ pub struct Rgb {
     pub data: Vec<u8>,
 }
 
+/// An 8-bit full-range YCbCr image (JPEG's own colour space), laid out as an [`Rgb`]'s pixels
+/// (Y Cb Cr per pixel): a camera's YUV frames go to JPEG through this with one range expansion
+/// instead of a round trip through RGB.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ycc(pub Rgb);
+
 /// A raw pixel layout this module can read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PixelFormat {
@@ -77,6 +83,16 @@ fn clamp_u8(v: i32) -> u8 {
     v.clamp(0, 255) as u8
 }
 
+/// `v * 255 / range`, rounded half away from zero.
+fn expand(v: i32, range: i32) -> i32 {
+    let d = v * 510;
+    if d >= 0 {
+        (d + range) / (2 * range)
+    } else {
+        -((range - d) / (2 * range))
+    }
+}
+
 /// BT.601 limited range YCbCr to RGB, integer arithmetic.
 fn yuv_to_rgb(y: u8, u: u8, v: u8, out: &mut [u8]) {
     let c = (i32::from(y) - 16) * 298;
@@ -113,6 +129,89 @@ impl PixelFormat {
             PixelFormat::Yu12 => stride * height + 2 * (stride / 2) * height.div_ceil(2),
             _ => stride * (height.saturating_sub(1)) + packed,
         }
+    }
+
+    /// Converts one frame of a YUV layout to full-range YCbCr (`None` for RGB layouts: use
+    /// [`PixelFormat::to_rgb`]). Chroma is repeated per pixel; limited range (16–235/240, what
+    /// V4L2 YUV is) is expanded to JPEG's 0–255 by table.
+    pub fn to_ycc(
+        self,
+        src: &[u8],
+        width: u32,
+        height: u32,
+        stride: u32,
+    ) -> Result<Option<Ycc>, ImageError> {
+        if !matches!(
+            self,
+            PixelFormat::Yuyv | PixelFormat::Uyvy | PixelFormat::Nv12 | PixelFormat::Yu12
+        ) {
+            return Ok(None);
+        }
+        let (w, h) = (width as usize, height as usize);
+        if w == 0 || h == 0 {
+            return Err(ImageError::Empty(width, height));
+        }
+        let need = self.frame_len(w, h, stride as usize);
+        if src.len() < need {
+            return Err(ImageError::Short {
+                got: src.len(),
+                need,
+                width,
+                height,
+            });
+        }
+        let stride = (stride as usize).max(self.row_bytes(w));
+        let mut luma = [0u8; 256];
+        let mut chroma = [0u8; 256];
+        for i in 0..256 {
+            luma[i] = clamp_u8(expand(i as i32 - 16, 219));
+            chroma[i] = clamp_u8(128 + expand(i as i32 - 128, 224));
+        }
+        let mut out = vec![0u8; w * h * 3];
+        let plane = stride * h;
+        for (row, dst) in out.chunks_exact_mut(w * 3).enumerate() {
+            let line = &src[row * stride..];
+            match self {
+                PixelFormat::Yuyv | PixelFormat::Uyvy => {
+                    let (yo, uo, vo) = if self == PixelFormat::Yuyv {
+                        (0, 1, 3)
+                    } else {
+                        (1, 0, 2)
+                    };
+                    for (pair, px) in line.chunks_exact(4).zip(dst.chunks_mut(6)) {
+                        let (u, v) = (chroma[pair[uo] as usize], chroma[pair[vo] as usize]);
+                        px[0] = luma[pair[yo] as usize];
+                        px[1] = u;
+                        px[2] = v;
+                        if px.len() == 6 {
+                            px[3] = luma[pair[yo + 2] as usize];
+                            px[4] = u;
+                            px[5] = v;
+                        }
+                    }
+                }
+                _ => {
+                    let (cs, quarter) = (stride / 2, (stride / 2) * h.div_ceil(2));
+                    for (x, px) in dst.chunks_exact_mut(3).enumerate() {
+                        let (u, v) = if self == PixelFormat::Nv12 {
+                            let c = plane + (row / 2) * stride + (x / 2) * 2;
+                            (src[c], src[c + 1])
+                        } else {
+                            let c = (row / 2) * cs + x / 2;
+                            (src[plane + c], src[plane + quarter + c])
+                        };
+                        px[0] = luma[line[x] as usize];
+                        px[1] = chroma[u as usize];
+                        px[2] = chroma[v as usize];
+                    }
+                }
+            }
+        }
+        Ok(Some(Ycc(Rgb {
+            width,
+            height,
+            data: out,
+        })))
     }
 
     /// Converts one frame to RGB.
@@ -247,20 +346,10 @@ impl Rgb {
         }
     }
 
-    /// Baseline JPEG at `quality` (1..=100).
+    /// Baseline JPEG at `quality` (1..=100), chroma subsampled 4:2:0 (what cameras make).
     #[cfg(feature = "jpeg")]
     pub fn to_jpeg(&self, quality: u8) -> Result<Vec<u8>, ImageError> {
-        let (w, h) = (
-            u16::try_from(self.width).map_err(|_| ImageError::TooLarge(self.width, self.height))?,
-            u16::try_from(self.height)
-                .map_err(|_| ImageError::TooLarge(self.width, self.height))?,
-        );
-        let mut out = Vec::with_capacity(self.data.len() / 8);
-        let encoder = jpeg_encoder::Encoder::new(&mut out, quality.clamp(1, 100));
-        encoder
-            .encode(&self.data, w, h, jpeg_encoder::ColorType::Rgb)
-            .map_err(|e| ImageError::Encode(e.to_string()))?;
-        Ok(out)
+        jpeg(self, quality, jpeg_encoder::ColorType::Rgb)
     }
 
     /// JPEG whose base64 form stays under `max_base64` bytes: lowers the quality, then halves
@@ -271,34 +360,100 @@ impl Rgb {
         quality: u8,
         max_base64: usize,
     ) -> Result<(Vec<u8>, u32, u32), ImageError> {
-        let max_bytes = max_base64 / 4 * 3;
-        let mut img = self;
+        jpeg_within(self, quality, max_base64, jpeg_encoder::ColorType::Rgb)
+    }
+}
+
+impl Ycc {
+    /// As [`Rgb::fit_width`].
+    pub fn fit_width(self, max_width: u32) -> Ycc {
+        Ycc(self.0.fit_width(max_width))
+    }
+
+    /// As [`Rgb::to_jpeg_within`]: the samples go to the encoder as they are.
+    #[cfg(feature = "jpeg")]
+    pub fn to_jpeg_within(
+        self,
+        quality: u8,
+        max_base64: usize,
+    ) -> Result<(Vec<u8>, u32, u32), ImageError> {
+        jpeg_within(self.0, quality, max_base64, jpeg_encoder::ColorType::Ycbcr)
+    }
+}
+
+#[cfg(feature = "jpeg")]
+fn jpeg(img: &Rgb, quality: u8, colour: jpeg_encoder::ColorType) -> Result<Vec<u8>, ImageError> {
+    let (w, h) = (
+        u16::try_from(img.width).map_err(|_| ImageError::TooLarge(img.width, img.height))?,
+        u16::try_from(img.height).map_err(|_| ImageError::TooLarge(img.width, img.height))?,
+    );
+    let mut out = Vec::with_capacity(img.data.len() / 8);
+    let mut encoder = jpeg_encoder::Encoder::new(&mut out, quality.clamp(1, 100));
+    // 4:2:0 at every quality (the encoder's default keeps full chroma from quality 90 up):
+    // half the blocks to code, and camera sources carry no more chroma than that.
+    encoder.set_sampling_factor(jpeg_encoder::SamplingFactor::F_2_2);
+    encoder
+        .encode(&img.data, w, h, colour)
+        .map_err(|e| ImageError::Encode(e.to_string()))?;
+    Ok(out)
+}
+
+#[cfg(feature = "jpeg")]
+fn jpeg_within(
+    img: Rgb,
+    quality: u8,
+    max_base64: usize,
+    colour: jpeg_encoder::ColorType,
+) -> Result<(Vec<u8>, u32, u32), ImageError> {
+    let max_bytes = max_base64 / 4 * 3;
+    let mut img = img;
+    loop {
+        let mut q = quality;
         loop {
-            let mut q = quality;
-            loop {
-                let jpeg = img.to_jpeg(q)?;
-                if jpeg.len() <= max_bytes {
-                    return Ok((jpeg, img.width, img.height));
-                }
-                if q <= 40 {
-                    break;
-                }
-                q = q.saturating_sub(15).max(40);
+            let jpeg = jpeg(&img, q, colour)?;
+            if jpeg.len() <= max_bytes {
+                return Ok((jpeg, img.width, img.height));
             }
-            if img.width <= 16 {
-                return Err(ImageError::Encode(format!(
-                    "cannot fit the image in {max_base64} base64 bytes"
-                )));
+            if q <= 40 {
+                break;
             }
-            let half = img.width / 2;
-            img = img.fit_width(half);
+            q = q.saturating_sub(15).max(40);
         }
+        if img.width <= 16 {
+            return Err(ImageError::Encode(format!(
+                "cannot fit the image in {max_base64} base64 bytes"
+            )));
+        }
+        let half = img.width / 2;
+        img = img.fit_width(half);
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn yuv_to_full_range_ycc() {
+        // Two YUYV pairs: black and white at limited range, chroma at its extremes.
+        let yuyv = [16, 16, 235, 240, 235, 128, 16, 128];
+        let ycc = PixelFormat::Yuyv.to_ycc(&yuyv, 4, 1, 0).unwrap().unwrap();
+        assert_eq!(
+            ycc.0.data,
+            vec![0, 0, 255, 255, 0, 255, 255, 128, 128, 0, 128, 128]
+        );
+        assert_eq!(PixelFormat::Rgb24.to_ycc(&[0; 3], 1, 1, 0), Ok(None));
+        assert!(matches!(
+            PixelFormat::Nv12.to_ycc(&[0; 5], 2, 2, 0),
+            Err(ImageError::Short { .. })
+        ));
+        // NV12 and YUYV of the same picture agree.
+        let nv12 = [235, 16, 235, 16, 240, 16];
+        let a = PixelFormat::Nv12.to_ycc(&nv12, 2, 2, 0).unwrap().unwrap();
+        let yuyv = [235, 240, 16, 16, 235, 240, 16, 16];
+        let b = PixelFormat::Yuyv.to_ycc(&yuyv, 2, 2, 0).unwrap().unwrap();
+        assert_eq!(a, b);
+    }
 
     #[test]
     fn odd_widths_and_wild_offsets_are_errors_or_pixels_never_panics() {

@@ -15,7 +15,13 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::image::{ImageError, PixelFormat, Rgb};
+use crate::image::{ImageError, PixelFormat, Rgb, Ycc};
+
+/// A frame ready for the JPEG encoder.
+enum Pixels {
+    Ycc(Ycc),
+    Rgb(Rgb),
+}
 
 mod v4l2;
 use v4l2::{
@@ -174,15 +180,22 @@ impl Cameras for V4l2 {
         let path = self.pick(req.device.as_deref(), req.facing)?;
         let lock = self.lock_of(&path);
         let _one_at_a_time = lock.lock().unwrap_or_else(|p| p.into_inner());
+        let t0 = Instant::now();
         let mut cam = Camera::open(&path, req.max_width, req.frame_timeout, FORMATS)?;
+        let opened = t0.elapsed();
         let settle_until = Instant::now() + req.delay;
         let mut dropped = 0;
         while dropped < req.warmup_frames || Instant::now() < settle_until {
             cam.frame()?;
             dropped += 1;
         }
-        let (jpeg, width, height) = match cam.frame_rgb()? {
-            Some(rgb) => rgb
+        let warmed = t0.elapsed();
+        let (jpeg, width, height) = match cam.frame_pixels()? {
+            Some(Pixels::Ycc(ycc)) => ycc
+                .fit_width(req.max_width)
+                .to_jpeg_within(req.quality, req.max_base64)
+                .map_err(|e| CameraError::Frame(path.clone(), e))?,
+            Some(Pixels::Rgb(rgb)) => rgb
                 .fit_width(req.max_width)
                 .to_jpeg_within(req.quality, req.max_base64)
                 .map_err(|e| CameraError::Frame(path.clone(), e))?,
@@ -208,6 +221,13 @@ impl Cameras for V4l2 {
                 (jpeg, width, height)
             }
         };
+        let done = t0.elapsed();
+        tracing::debug!(
+            open_ms = opened.as_secs_f64() * 1e3,
+            warmup_ms = (warmed - opened).as_secs_f64() * 1e3,
+            frame_and_encode_ms = (done - warmed).as_secs_f64() * 1e3,
+            "camera.snap phases"
+        );
         Ok(Photo {
             jpeg,
             width,
@@ -500,16 +520,21 @@ impl Camera {
         }
     }
 
-    /// The next frame as RGB (decoding is not offered for compressed formats: `None`).
-    fn frame_rgb(&mut self) -> Result<Option<Rgb>, CameraError> {
+    /// The next frame as JPEG-ready pixels: YCbCr for YUV layouts, else RGB (`None` for
+    /// compressed formats, which are not decoded).
+    fn frame_pixels(&mut self) -> Result<Option<Pixels>, CameraError> {
         let (w, h, stride, layout) = (self.width, self.height, self.stride, self.layout);
         let path = self.path.clone();
         let data = self.frame()?;
+        let err = |e| CameraError::Frame(path.clone(), e);
         match layout {
-            Some(l) => l
-                .to_rgb(data, w, h, stride)
-                .map(Some)
-                .map_err(|e| CameraError::Frame(path, e)),
+            Some(l) => match l.to_ycc(data, w, h, stride).map_err(err)? {
+                Some(ycc) => Ok(Some(Pixels::Ycc(ycc))),
+                None => l
+                    .to_rgb(data, w, h, stride)
+                    .map(|rgb| Some(Pixels::Rgb(rgb)))
+                    .map_err(err),
+            },
             None => Ok(None),
         }
     }
