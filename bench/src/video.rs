@@ -73,9 +73,8 @@ pub fn run() -> Result<()> {
     for (i, f) in frames.iter().enumerate() {
         pic.fill_from(PixelFormat::Yuyv, f, W, H, 0)?;
         let pts = i as u64 * 1_000_000 / u64::from(FPS);
-        let au = enc.encode(&pic, pts)?;
-        if !au.is_empty() {
-            mux.push(&au, pts)?;
+        for unit in enc.encode(&pic, pts)? {
+            mux.push(&unit.data, unit.pts_us)?;
         }
     }
     let mp4 = mux

@@ -30,5 +30,8 @@ pub mod image;
 pub mod location;
 #[cfg(feature = "screen")]
 pub mod screen;
+#[cfg(any(feature = "camera", feature = "video"))]
+#[cfg_attr(not(feature = "video"), allow(dead_code))] // the M2M half is video's
+mod v4l2;
 #[cfg(feature = "video")]
 pub mod video;

@@ -113,6 +113,57 @@ pub async fn report(cfg: &NodeConfig) -> Vec<Check> {
     out
 }
 
+/// The encoder `camera.clip` / `screen.record` use, and each hardware encoder found, tried
+/// with a short test stream.
+#[cfg(feature = "video")]
+fn video() -> Vec<Check> {
+    use pincer_hal::video::{self, m2m};
+    let mut out = Vec::new();
+    for d in m2m::list(std::path::Path::new("/dev")) {
+        let api = if d.mplane {
+            "multi-planar"
+        } else {
+            "single-planar"
+        };
+        out.push(match m2m::self_test(&d, 10) {
+            Ok(t) if t.units >= t.pictures && t.bytes > 0 => Check::new(
+                "video",
+                Status::Ok,
+                format!(
+                    "{} {}: {} ({api}): {} test pictures in, {} units out, {} bytes, head {}",
+                    d.path,
+                    d.card,
+                    d.coded.join(","),
+                    t.pictures,
+                    t.units,
+                    t.bytes,
+                    t.head
+                        .iter()
+                        .map(|b| format!("{b:02x}"))
+                        .collect::<String>()
+                ),
+            ),
+            Ok(t) => Check::new(
+                "video",
+                Status::Fail,
+                format!(
+                    "{} {}: {} test pictures in, only {} units out",
+                    d.path, d.card, t.pictures, t.units
+                ),
+            ),
+            Err(e) => Check::new("video", Status::Fail, format!("{} {}: {e}", d.path, d.card)),
+        });
+    }
+    let name = video::encoder_name();
+    let status = if name.starts_with("none") {
+        Status::Fail
+    } else {
+        Status::Ok
+    };
+    out.push(Check::new("video", status, format!("clips use {name}")));
+    out
+}
+
 /// One check per hardware class compiled in: what is there, or why not.
 #[allow(unused_variables, unused_mut)] // (a build without hardware classes checks none)
 async fn hardware(gpsd: &str) -> Vec<Check> {
@@ -136,6 +187,8 @@ async fn hardware(gpsd: &str) -> Vec<Check> {
             ));
         }
     }
+    #[cfg(feature = "video")]
+    out.extend(video());
     #[cfg(feature = "screen")]
     {
         use pincer_hal::screen::Screens as _;

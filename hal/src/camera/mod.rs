@@ -23,8 +23,7 @@ enum Pixels {
     Rgb(Rgb),
 }
 
-mod v4l2;
-use v4l2::{
+use crate::v4l2::{
     Device, Fract, FrameSize, Stream, CAP_STREAMING, CAP_VIDEO_CAPTURE, CAP_VIDEO_M2M,
     CAP_VIDEO_M2M_MPLANE,
 };

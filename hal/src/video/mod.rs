@@ -16,6 +16,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 mod i420;
+pub mod m2m;
 pub mod mp4;
 #[cfg(feature = "video-soft")]
 pub mod soft;
@@ -44,27 +45,47 @@ pub enum VideoError {
     Cancelled,
 }
 
+/// One coded unit (Annex-B for H.264) and the presentation time of the picture it codes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Coded {
+    /// The bytes.
+    pub data: Vec<u8>,
+    /// Microseconds from the start of the clip.
+    pub pts_us: u64,
+}
+
 /// One H.264 stream's encoder.
 pub trait H264Encoder: Send {
     /// What it is, for logs and `doctor`.
     fn name(&self) -> &'static str;
-    /// Codes one picture presented at `pts_us`: Annex-B access units out (possibly none yet;
-    /// the first carries SPS/PPS).
-    fn encode(&mut self, pic: &I420, pts_us: u64) -> Result<Vec<u8>, VideoError>;
+    /// Codes one picture presented at `pts_us`: the units that are ready (possibly none yet,
+    /// possibly earlier pictures'; the first carries SPS/PPS).
+    fn encode(&mut self, pic: &I420, pts_us: u64) -> Result<Vec<Coded>, VideoError>;
     /// Drains what the encoder still holds at the end of the stream.
-    fn finish(&mut self) -> Result<Vec<Vec<u8>>, VideoError>;
+    fn finish(&mut self) -> Result<Vec<Coded>, VideoError>;
 }
 
-/// The encoder this board would use, described (for `doctor` and logs).
-pub fn encoder_name() -> &'static str {
+/// Where the board's hardware H.264 encoders are looked for.
+const DEV_DIR: &str = "/dev";
+
+/// The encoder `camera.clip` and `screen.record` will use, described (for `doctor` and logs):
+/// the first V4L2 memory-to-memory H.264 encoder, else the software one, else none.
+pub fn encoder_name() -> String {
+    if let Some(d) = m2m::list(std::path::Path::new(DEV_DIR))
+        .into_iter()
+        .find(|d| d.coded.iter().any(|c| c == "H264"))
+    {
+        return format!("hardware: {} ({}, V4L2 memory-to-memory)", d.path, d.card);
+    }
     if cfg!(feature = "video-soft") {
-        "software (rusty_h264, Constrained Baseline)"
+        "software: rusty_h264, Constrained Baseline (no hardware H.264 encoder found)".into()
     } else {
-        "none (built without video-soft)"
+        "none: no hardware H.264 encoder found and this node was built without video-soft".into()
     }
 }
 
-/// An encoder for `width`×`height` (even) at about `fps`, aiming at `bitrate` bits/s.
+/// An encoder for `width`×`height` (even) at about `fps`, aiming at `bitrate` bits/s: the
+/// board's hardware encoder when it has one that opens, else the software one.
 #[allow(unused_variables)]
 pub fn encoder(
     width: u32,
@@ -72,10 +93,29 @@ pub fn encoder(
     fps: u32,
     bitrate: u32,
 ) -> Result<Box<dyn H264Encoder>, VideoError> {
+    // An IDR every 2 s: seeking and a damaged frame recover quickly.
+    let gop = fps.max(1) * 2;
+    for d in m2m::list(std::path::Path::new(DEV_DIR)) {
+        if !d.coded.iter().any(|c| c == "H264") {
+            continue;
+        }
+        // Hardware encoders need a rate: 0.1 bit per pixel and picture unless capped.
+        let rate = if bitrate == 0 {
+            (u64::from(width) * u64::from(height) * u64::from(fps.max(1)) / 10)
+                .min(u64::from(u32::MAX)) as u32
+        } else {
+            bitrate
+        };
+        match m2m::M2mEncoder::open(&d.path, b"H264", width, height, rate, gop) {
+            Ok(enc) => return Ok(Box::new(enc)),
+            Err(e) => {
+                tracing::warn!(path = %d.path, error = %e, "hardware encoder unusable; trying the next")
+            }
+        }
+    }
     #[cfg(feature = "video-soft")]
     {
-        // An IDR every 2 s: seeking and a damaged frame recover quickly.
-        let enc = soft::Soft::new(width, height, fps, bitrate, fps.max(1) * 2)?;
+        let enc = soft::Soft::new(width, height, fps, bitrate, gop)?;
         return Ok(Box::new(enc));
     }
     #[allow(unreachable_code)]
@@ -166,10 +206,9 @@ pub fn record<E: From<VideoError>>(
             break;
         }
         let pts = now.duration_since(start).as_micros() as u64;
-        let au = enc.encode(pic, pts)?;
-        if !au.is_empty() {
-            match mux.push(&au, pts) {
-                Ok(()) => last_pts = pts,
+        for unit in enc.encode(pic, pts)? {
+            match mux.push(&unit.data, unit.pts_us) {
+                Ok(()) => last_pts = last_pts.max(unit.pts_us),
                 Err(Mp4Error::Full(limit)) => {
                     tracing::warn!(
                         limit,
@@ -177,15 +216,19 @@ pub fn record<E: From<VideoError>>(
                         "the clip reached its size budget; ending it early"
                     );
                     truncated = true;
+                    break;
                 }
                 Err(e) => return Err(VideoError::from(e).into()),
             }
         }
         due = (due + interval).max(now);
     }
-    for au in enc.finish()? {
-        if mux.push(&au, last_pts + 1).is_err() {
-            break;
+    if !truncated {
+        for unit in enc.finish()? {
+            if mux.push(&unit.data, unit.pts_us).is_err() {
+                break;
+            }
+            last_pts = last_pts.max(unit.pts_us);
         }
     }
     let frames = mux.samples();

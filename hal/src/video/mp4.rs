@@ -102,6 +102,10 @@ impl Mp4Writer {
             return Err(Mp4Error::NoParameterSets);
         }
         if sample.is_empty() {
+            // Parameter sets alone (hardware encoders send them as a unit of their own).
+            if annex_b_has_parameter_sets(annex_b) {
+                return Ok(());
+            }
             return Err(Mp4Error::Empty);
         }
         if self.len() + sample.len() + PER_SAMPLE > self.budget {
@@ -287,6 +291,10 @@ impl Mp4Writer {
         }
         v
     }
+}
+
+fn annex_b_has_parameter_sets(annex_b: &[u8]) -> bool {
+    nals(annex_b).any(|n| matches!(n.first().map(|b| b & 0x1f), Some(7 | 8)))
 }
 
 /// The NAL units of an Annex-B stream (3- or 4-byte start codes).

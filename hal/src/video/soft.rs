@@ -8,7 +8,7 @@
 use rusty_h264_common::YuvPlanes;
 use rusty_h264_encoder::{Encoder, EncoderConfig};
 
-use super::{H264Encoder, VideoError, I420};
+use super::{Coded, H264Encoder, VideoError, I420};
 
 /// The software encoder for one stream.
 pub struct Soft {
@@ -50,7 +50,7 @@ impl H264Encoder for Soft {
         "software (rusty_h264)"
     }
 
-    fn encode(&mut self, pic: &I420, _pts_us: u64) -> Result<Vec<u8>, VideoError> {
+    fn encode(&mut self, pic: &I420, pts_us: u64) -> Result<Vec<Coded>, VideoError> {
         if pic.width != self.width || pic.height != self.height {
             return Err(VideoError::Encoder(format!(
                 "picture {}x{} for a {}x{} stream",
@@ -64,10 +64,13 @@ impl H264Encoder for Soft {
             .enc
             .encode_into(&planes, &mut self.out)
             .map_err(|e| VideoError::Encoder(format!("{e:?}")))?;
-        Ok(self.out[..n].to_vec())
+        Ok(vec![Coded {
+            data: self.out[..n].to_vec(),
+            pts_us,
+        }])
     }
 
-    fn finish(&mut self) -> Result<Vec<Vec<u8>>, VideoError> {
+    fn finish(&mut self) -> Result<Vec<Coded>, VideoError> {
         // baseline() buffers nothing.
         Ok(Vec::new())
     }

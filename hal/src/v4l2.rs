@@ -19,10 +19,17 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-/// `V4L2_BUF_TYPE_VIDEO_CAPTURE`: the only buffer type used here.
-const BUF_TYPE_VIDEO_CAPTURE: u32 = 1;
+/// `V4L2_BUF_TYPE_VIDEO_CAPTURE`: a camera's queue, and an M2M device's coded side.
+pub const BUF_TYPE_VIDEO_CAPTURE: u32 = 1;
+/// `V4L2_BUF_TYPE_VIDEO_OUTPUT`: an M2M device's raw side (single-planar).
+pub const BUF_TYPE_VIDEO_OUTPUT: u32 = 2;
+/// `V4L2_BUF_TYPE_VIDEO_CAPTURE_MPLANE` / `..._OUTPUT_MPLANE`.
+pub const BUF_TYPE_VIDEO_CAPTURE_MPLANE: u32 = 9;
+pub const BUF_TYPE_VIDEO_OUTPUT_MPLANE: u32 = 10;
 /// `V4L2_MEMORY_MMAP`.
-const MEMORY_MMAP: u32 = 1;
+pub const MEMORY_MMAP: u32 = 1;
+/// `V4L2_BUF_FLAG_LAST`: the last buffer of a drained stream.
+pub const BUF_FLAG_LAST: u32 = 0x0010_0000;
 
 /// `V4L2_FRMSIZE_TYPE_*`.
 const FRMSIZE_TYPE_DISCRETE: u32 = 1;
@@ -49,7 +56,7 @@ const MAX_WAIT: Duration = Duration::from_secs(24 * 60 * 60);
 ///
 /// Only for `#[repr(C)]` types made of integers, integer arrays, and unions of those and of
 /// raw pointers (which may be null).
-unsafe trait Zeroed: Sized {
+pub unsafe trait Zeroed: Sized {
     fn zeroed() -> Self {
         // SAFETY: the trait's contract: all-zero bytes are a valid Self.
         unsafe { std::mem::zeroed() }
@@ -93,14 +100,42 @@ pub struct PixFormat {
 #[repr(C)]
 union FormatUnion {
     pix: PixFormat,
+    pix_mp: PixFormatMplane,
     raw_data: [u8; 200],
     _align: *mut c_void,
 }
 
+/// `struct v4l2_plane_pix_format` (packed).
+#[repr(C, packed)]
+#[derive(Debug, Clone, Copy)]
+pub struct PlanePixFormat {
+    pub sizeimage: u32,
+    pub bytesperline: u32,
+    pub reserved: [u16; 6],
+}
+
+/// `struct v4l2_pix_format_mplane` (packed).
+#[repr(C, packed)]
+#[derive(Debug, Clone, Copy)]
+pub struct PixFormatMplane {
+    pub width: u32,
+    pub height: u32,
+    pub pixelformat: u32,
+    pub field: u32,
+    pub colorspace: u32,
+    pub plane_fmt: [PlanePixFormat; 8],
+    pub num_planes: u8,
+    pub flags: u8,
+    pub ycbcr_enc: u8,
+    pub quantization: u8,
+    pub xfer_func: u8,
+    pub reserved: [u8; 7],
+}
+
 /// `struct v4l2_format`.
 #[repr(C)]
-struct Format {
-    type_: u32,
+pub struct Format {
+    pub type_: u32,
     fmt: FormatUnion,
 }
 
@@ -151,7 +186,7 @@ struct FrmSizeEnum {
 
 /// `struct v4l2_requestbuffers`.
 #[repr(C)]
-struct RequestBuffers {
+pub struct RequestBuffers {
     count: u32,
     type_: u32,
     memory: u32,
@@ -164,14 +199,14 @@ struct RequestBuffers {
 /// the only layout; on 32-bit it is the time32 one (`VIDIOC_DQBUF_TIME32`), which every
 /// kernel accepts, whatever `time_t` the C library uses.
 #[repr(C)]
-struct Timeval {
-    tv_sec: c_long,
-    tv_usec: c_long,
+pub struct Timeval {
+    pub tv_sec: c_long,
+    pub tv_usec: c_long,
 }
 
 /// `struct v4l2_timecode`.
 #[repr(C)]
-struct Timecode {
+pub struct Timecode {
     type_: u32,
     flags: u32,
     frames: u8,
@@ -183,29 +218,76 @@ struct Timecode {
 
 /// The `m` union of `struct v4l2_buffer` (pointer-sized).
 #[repr(C)]
-union BufferM {
-    offset: u32,
-    userptr: c_ulong,
-    planes: *mut c_void,
-    fd: i32,
+pub union BufferM {
+    pub offset: u32,
+    pub userptr: c_ulong,
+    pub planes: *mut Plane,
+    pub fd: i32,
 }
 
 /// `struct v4l2_buffer` (`request_fd` shares its place with `reserved`).
 #[repr(C)]
-struct Buffer {
-    index: u32,
-    type_: u32,
-    bytesused: u32,
-    flags: u32,
-    field: u32,
-    timestamp: Timeval,
-    timecode: Timecode,
-    sequence: u32,
-    memory: u32,
-    m: BufferM,
-    length: u32,
-    reserved2: u32,
-    request_fd: i32,
+pub struct Buffer {
+    pub index: u32,
+    pub type_: u32,
+    pub bytesused: u32,
+    pub flags: u32,
+    pub field: u32,
+    pub timestamp: Timeval,
+    pub timecode: Timecode,
+    pub sequence: u32,
+    pub memory: u32,
+    pub m: BufferM,
+    pub length: u32,
+    pub reserved2: u32,
+    pub request_fd: i32,
+}
+
+/// The `m` union of `struct v4l2_plane`.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub union PlaneM {
+    pub mem_offset: u32,
+    pub userptr: c_ulong,
+    pub fd: i32,
+}
+
+/// `struct v4l2_plane`.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct Plane {
+    pub bytesused: u32,
+    pub length: u32,
+    pub m: PlaneM,
+    pub data_offset: u32,
+    pub reserved: [u32; 11],
+}
+
+/// `struct v4l2_fmtdesc`.
+#[repr(C)]
+pub struct FmtDesc {
+    pub index: u32,
+    pub type_: u32,
+    pub flags: u32,
+    pub description: [u8; 32],
+    pub pixelformat: u32,
+    pub mbus_code: u32,
+    pub reserved: [u32; 3],
+}
+
+/// `struct v4l2_encoder_cmd`.
+#[repr(C)]
+pub struct EncoderCmd {
+    pub cmd: u32,
+    pub flags: u32,
+    pub data: [u32; 8],
+}
+
+/// `struct v4l2_control`.
+#[repr(C)]
+pub struct Control {
+    pub id: u32,
+    pub value: i32,
 }
 
 // SAFETY: each is #[repr(C)] and made of integers, integer arrays, and unions of those and raw
@@ -221,6 +303,12 @@ unsafe impl Zeroed for FrmSizeEnum {}
 unsafe impl Zeroed for RequestBuffers {}
 // SAFETY: as above.
 unsafe impl Zeroed for Buffer {}
+// SAFETY: as above.
+unsafe impl Zeroed for Plane {}
+// SAFETY: as above.
+unsafe impl Zeroed for FmtDesc {}
+// SAFETY: as above.
+unsafe impl Zeroed for EncoderCmd {}
 
 impl Buffer {
     /// A capture MMAP buffer descriptor for `index`.
@@ -245,7 +333,7 @@ const IOC_READ: u32 = 2;
 
 /// A request whose argument is a `T`: the size in the number is `T`'s, so the kernel never
 /// reads or writes past the value it is given.
-struct Ioctl<T> {
+pub struct Ioctl<T> {
     request: c_ulong,
     arg: PhantomData<fn(&mut T)>,
 }
@@ -259,17 +347,20 @@ impl<T> Ioctl<T> {
     }
 }
 
-const QUERYCAP: Ioctl<Capability> = Ioctl::new(IOC_READ, 0);
-const G_FMT: Ioctl<Format> = Ioctl::new(IOC_READ | IOC_WRITE, 4);
-const S_FMT: Ioctl<Format> = Ioctl::new(IOC_READ | IOC_WRITE, 5);
-const REQBUFS: Ioctl<RequestBuffers> = Ioctl::new(IOC_READ | IOC_WRITE, 8);
-const QUERYBUF: Ioctl<Buffer> = Ioctl::new(IOC_READ | IOC_WRITE, 9);
-const QBUF: Ioctl<Buffer> = Ioctl::new(IOC_READ | IOC_WRITE, 15);
-const DQBUF: Ioctl<Buffer> = Ioctl::new(IOC_READ | IOC_WRITE, 17);
-const STREAMON: Ioctl<c_int> = Ioctl::new(IOC_WRITE, 18);
-const STREAMOFF: Ioctl<c_int> = Ioctl::new(IOC_WRITE, 19);
+pub const QUERYCAP: Ioctl<Capability> = Ioctl::new(IOC_READ, 0);
+pub const G_FMT: Ioctl<Format> = Ioctl::new(IOC_READ | IOC_WRITE, 4);
+pub const S_FMT: Ioctl<Format> = Ioctl::new(IOC_READ | IOC_WRITE, 5);
+pub const REQBUFS: Ioctl<RequestBuffers> = Ioctl::new(IOC_READ | IOC_WRITE, 8);
+pub const QUERYBUF: Ioctl<Buffer> = Ioctl::new(IOC_READ | IOC_WRITE, 9);
+pub const QBUF: Ioctl<Buffer> = Ioctl::new(IOC_READ | IOC_WRITE, 15);
+pub const DQBUF: Ioctl<Buffer> = Ioctl::new(IOC_READ | IOC_WRITE, 17);
+pub const STREAMON: Ioctl<c_int> = Ioctl::new(IOC_WRITE, 18);
+pub const STREAMOFF: Ioctl<c_int> = Ioctl::new(IOC_WRITE, 19);
 const S_PARM: Ioctl<StreamParm> = Ioctl::new(IOC_READ | IOC_WRITE, 22);
 const ENUM_FRAMESIZES: Ioctl<FrmSizeEnum> = Ioctl::new(IOC_READ | IOC_WRITE, 74);
+pub const ENUM_FMT: Ioctl<FmtDesc> = Ioctl::new(IOC_READ | IOC_WRITE, 2);
+pub const S_CTRL: Ioctl<Control> = Ioctl::new(IOC_READ | IOC_WRITE, 28);
+pub const ENCODER_CMD: Ioctl<EncoderCmd> = Ioctl::new(IOC_READ | IOC_WRITE, 77);
 
 /// One entry of `VIDIOC_ENUM_FRAMESIZES`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -306,7 +397,8 @@ impl Device {
         Ok(Device { file })
     }
 
-    fn ioctl<T>(&self, op: Ioctl<T>, arg: &mut T) -> io::Result<()> {
+    /// One request on the device.
+    pub fn ioctl<T>(&self, op: Ioctl<T>, arg: &mut T) -> io::Result<()> {
         // SAFETY: the request's encoded size is size_of::<T>() (Ioctl::new), and arg is a live,
         // exclusive T: the kernel reads and writes only within it. The #[repr(C)] layouts
         // match the kernel's (see the tests).
@@ -323,6 +415,74 @@ impl Device {
         let mut caps = Capability::zeroed();
         self.ioctl(QUERYCAP, &mut caps)?;
         Ok(caps)
+    }
+
+    /// The raw file descriptor (for `mmap`).
+    pub fn fd(&self) -> c_int {
+        self.file.as_raw_fd()
+    }
+
+    /// `VIDIOC_S_FMT` of a multi-planar queue (`type_`).
+    pub fn set_format_mplane(
+        &self,
+        type_: u32,
+        pix: &PixFormatMplane,
+    ) -> io::Result<PixFormatMplane> {
+        let mut f = Format {
+            type_,
+            ..Format::zeroed()
+        };
+        f.fmt.pix_mp = *pix;
+        self.ioctl(S_FMT, &mut f)?;
+        // SAFETY: every member of the union is plain integers (or a pointer never read).
+        Ok(unsafe { f.fmt.pix_mp })
+    }
+
+    /// `VIDIOC_S_FMT` of a single-planar queue (`type_`).
+    pub fn set_format_of(&self, type_: u32, pix: &PixFormat) -> io::Result<PixFormat> {
+        let mut f = Format {
+            type_,
+            ..Format::zeroed()
+        };
+        f.fmt.pix = *pix;
+        self.ioctl(S_FMT, &mut f)?;
+        // SAFETY: as in `format`.
+        Ok(unsafe { f.fmt.pix })
+    }
+
+    /// The pixel formats queue `type_` offers (`VIDIOC_ENUM_FMT`, at most 64).
+    pub fn formats(&self, type_: u32) -> Vec<u32> {
+        let mut out = Vec::new();
+        for index in 0..64 {
+            let mut d = FmtDesc {
+                index,
+                type_,
+                ..FmtDesc::zeroed()
+            };
+            if self.ioctl(ENUM_FMT, &mut d).is_err() {
+                break;
+            }
+            out.push(d.pixelformat);
+        }
+        out
+    }
+
+    /// `VIDIOC_REQBUFS` of queue `type_` (MMAP): the count granted.
+    pub fn request_buffers_of(&self, type_: u32, count: u32) -> io::Result<u32> {
+        let mut r = RequestBuffers {
+            count,
+            type_,
+            memory: MEMORY_MMAP,
+            ..RequestBuffers::zeroed()
+        };
+        self.ioctl(REQBUFS, &mut r)?;
+        Ok(r.count)
+    }
+
+    /// `VIDIOC_STREAMON` / `STREAMOFF` of queue `type_`.
+    pub fn stream(&self, type_: u32, on: bool) -> io::Result<()> {
+        let mut t = type_ as c_int;
+        self.ioctl(if on { STREAMON } else { STREAMOFF }, &mut t)
     }
 
     /// `VIDIOC_G_FMT` of the capture queue.
@@ -427,9 +587,14 @@ impl Device {
     /// Waits until the device is readable (or reports an error or hang-up) or `deadline`
     /// passes (`TimedOut`).
     fn wait_readable(&self, deadline: Instant) -> io::Result<i16> {
+        self.wait(libc::POLLIN, deadline)
+    }
+
+    /// Waits until one of `events` (or an error or hang-up) or `deadline` (`TimedOut`).
+    pub fn wait(&self, events: i16, deadline: Instant) -> io::Result<i16> {
         let mut pfd = libc::pollfd {
             fd: self.file.as_raw_fd(),
-            events: libc::POLLIN,
+            events,
             revents: 0,
         };
         loop {
@@ -460,10 +625,57 @@ fn poll_ms(left: Duration) -> c_int {
         .clamp(1, c_int::MAX as u128) as c_int
 }
 
-/// One buffer mapped into our memory (read-only).
-struct Mapping {
+/// One buffer mapped into our memory.
+pub struct Mapping {
     ptr: *mut c_void,
     len: usize,
+}
+
+impl Mapping {
+    /// Maps `len` bytes of the device's buffer at `offset`, writable when `write`.
+    pub fn new(dev: &Device, offset: u32, len: usize, write: bool) -> io::Result<Mapping> {
+        let prot = if write {
+            libc::PROT_READ | libc::PROT_WRITE
+        } else {
+            libc::PROT_READ
+        };
+        // SAFETY: a new shared mapping of the driver's buffer (offset and length as the driver
+        // gave them); nothing else in this process aliases it.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                prot,
+                libc::MAP_SHARED,
+                dev.fd(),
+                offset as libc::off_t,
+            )
+        };
+        if ptr == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(Mapping { ptr, len })
+    }
+
+    /// The mapped bytes.
+    pub fn bytes(&self) -> &[u8] {
+        // SAFETY: a live mapping of len bytes, unmapped only on drop.
+        unsafe { std::slice::from_raw_parts(self.ptr.cast::<u8>(), self.len) }
+    }
+
+    /// The mapped bytes, to fill (only for mappings made writable, and only while the driver
+    /// does not own the buffer).
+    pub fn bytes_mut(&mut self) -> &mut [u8] {
+        // SAFETY: as in `bytes`; &mut self makes this the only borrow.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.cast::<u8>(), self.len) }
+    }
+}
+
+impl Drop for Mapping {
+    fn drop(&mut self) {
+        // SAFETY: a mapping made in `new`, unmapped once.
+        unsafe { libc::munmap(self.ptr, self.len) };
+    }
 }
 
 // SAFETY: a Mapping is owned by one Stream; its memory is process-wide, so the Stream may move
@@ -503,24 +715,9 @@ impl Stream {
             // SAFETY: `offset` is the member QUERYBUF fills for MMAP buffers, and any bytes
             // are a valid u32.
             let offset = unsafe { b.m.offset };
-            let len = b.length as usize;
-            // SAFETY: a new shared read-only mapping of the driver's buffer (offset and length
-            // as QUERYBUF gave them); nothing else in this process aliases it.
-            let ptr = unsafe {
-                libc::mmap(
-                    std::ptr::null_mut(),
-                    len,
-                    libc::PROT_READ,
-                    libc::MAP_SHARED,
-                    stream.dev.file.as_raw_fd(),
-                    offset as libc::off_t,
-                )
-            };
-            if ptr == libc::MAP_FAILED {
-                // Drop unmaps those mapped so far and frees the buffers.
-                return Err(io::Error::last_os_error());
-            }
-            stream.bufs.push(Mapping { ptr, len });
+            // Drop unmaps those mapped so far and frees the buffers when this fails.
+            let m = Mapping::new(&stream.dev, offset, b.length as usize, false)?;
+            stream.bufs.push(m);
         }
         Ok(stream)
     }
@@ -586,10 +783,8 @@ impl Drop for Stream {
         if self.streaming {
             let _ = self.dev.stream_type(STREAMOFF);
         }
-        for m in self.bufs.drain(..) {
-            // SAFETY: a mapping made in `new`, unmapped once; no borrow of it outlives &mut self.
-            unsafe { libc::munmap(m.ptr, m.len) };
-        }
+        // Unmapped by each Mapping's drop; no borrow of one outlives &mut self.
+        self.bufs.clear();
         let _ = self.dev.request_buffers(0);
         // The device closes when `dev` drops, after this.
     }
@@ -618,6 +813,13 @@ mod tests {
         assert_eq!(size_of::<RequestBuffers>(), 20);
         assert_eq!(offset_of!(RequestBuffers, capabilities), 12);
         assert_eq!(size_of::<Timecode>(), 16);
+        assert_eq!(size_of::<PlanePixFormat>(), 20);
+        assert_eq!(size_of::<PixFormatMplane>(), 192);
+        assert_eq!(offset_of!(PixFormatMplane, num_planes), 180);
+        assert_eq!(size_of::<FmtDesc>(), 64);
+        assert_eq!(offset_of!(FmtDesc, pixelformat), 44);
+        assert_eq!(size_of::<EncoderCmd>(), 40);
+        assert_eq!(size_of::<Control>(), 8);
         #[cfg(target_pointer_width = "64")]
         {
             assert_eq!(size_of::<Format>(), 208);
@@ -627,6 +829,8 @@ mod tests {
             assert_eq!(offset_of!(Buffer, sequence), 56);
             assert_eq!(offset_of!(Buffer, m), 64);
             assert_eq!(offset_of!(Buffer, length), 72);
+            assert_eq!(size_of::<Plane>(), 64);
+            assert_eq!(offset_of!(Plane, data_offset), 16);
         }
         #[cfg(target_pointer_width = "32")]
         {
@@ -637,6 +841,8 @@ mod tests {
             assert_eq!(offset_of!(Buffer, sequence), 44);
             assert_eq!(offset_of!(Buffer, m), 52);
             assert_eq!(offset_of!(Buffer, length), 56);
+            assert_eq!(size_of::<Plane>(), 60);
+            assert_eq!(offset_of!(Plane, data_offset), 12);
         }
     }
 
@@ -649,6 +855,9 @@ mod tests {
         assert_eq!(STREAMOFF.request, 0x4004_5613);
         assert_eq!(S_PARM.request, 0xc0cc_5616);
         assert_eq!(ENUM_FRAMESIZES.request, 0xc02c_564a);
+        assert_eq!(ENUM_FMT.request, 0xc040_5602);
+        assert_eq!(S_CTRL.request, 0xc008_561c);
+        assert_eq!(ENCODER_CMD.request, 0xc028_564d);
         #[cfg(target_pointer_width = "64")]
         {
             assert_eq!(G_FMT.request, 0xc0d0_5604);
