@@ -73,6 +73,11 @@ fn repo() -> PathBuf {
 
 /// Builds the initramfs around `node` (cached downloads make this a few seconds).
 fn build_vm(out: &Path, node: &Path) {
+    build_vm_with(out, node, false)
+}
+
+/// `m2m`: also the out-of-tree `v4l2-mem2mem` + `vicodec` modules (`PINCER_VM_M2M=1`).
+fn build_vm_with(out: &Path, node: &Path, m2m: bool) {
     std::fs::create_dir_all(out.join("extra")).expect("mkdir");
     let policy = out.join("extra/exec-policy.toml");
     std::fs::write(&policy, "mode = \"full\"\n").expect("policy");
@@ -81,6 +86,7 @@ fn build_vm(out: &Path, node: &Path) {
         .arg(out)
         .arg(node)
         .arg(format!("{}:/state/node/exec-policy.toml", policy.display()))
+        .env("PINCER_VM_M2M", if m2m { "1" } else { "0" })
         .status()
         .expect("run tests/vm/build.sh");
     assert!(status.success(), "tests/vm/build.sh failed");
@@ -88,11 +94,16 @@ fn build_vm(out: &Path, node: &Path) {
 
 /// Boots the VM; `node_args` is the guest node's command line (no spaces inside arguments).
 fn boot(out: &Path, node_args: &str) -> Qemu {
+    boot_with(out, "", node_args)
+}
+
+/// [`boot`] with more kernel command line options for `/init` (`pincer.vicodec=…`).
+fn boot_with(out: &Path, cmdline: &str, node_args: &str) -> Qemu {
     let mut child = Command::new("bash")
         .arg(repo().join("tests/vm/boot.sh"))
         .arg(out)
         .args(["--screen", &format!("{}x{}", SCREEN.0, SCREEN.1)])
-        .args(["--cmdline", "pincer.novfb", "--"])
+        .args(["--cmdline", &format!("pincer.novfb {cmdline}"), "--"])
         .args(node_args.split_whitespace())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -985,6 +996,57 @@ async fn camera_screen_audio_on_real_drivers() {
     assert!(!console.contains("panicked"), "node panicked:\n{console}");
     drop(vm);
     gw.stop().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The hardware-encoder path (`pincer_hal::video::m2m`) against a real kernel
+/// memory-to-memory driver: `vicodec` (FWHT, the same stateful-encoder ioctl sequence as the
+/// Pi's `bcm2835-codec`), built out of tree for the VM's kernel, once single-planar and once
+/// multi-planar. `pincer-node doctor` runs the encoder's self-test: ten pictures queued, ten
+/// FWHT frames dequeued (magic `4f4f4f4f ffffffff`), drained with `V4L2_ENC_CMD_STOP`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hardware_encoder_path_on_vicodec() {
+    let Some(node_bin) = vm_node() else { return };
+    let _one = ONE_VM.lock().await;
+    let dir = std::env::temp_dir().join(format!("pincer-vm-m2m-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    build_vm_with(&dir.join("vm"), &node_bin, true);
+    for (cmdline, api) in [
+        ("", "single-planar"),
+        ("pincer.vicodec=multiplanar=1", "multi-planar"),
+    ] {
+        let vm = boot_with(&dir.join("vm"), cmdline, "doctor --state-dir /state/node");
+        let started = Instant::now();
+        let console = loop {
+            let c = vm.console();
+            if c.contains("PINCER-VM NODE EXIT") {
+                break c;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(150),
+                "doctor did not finish in the VM:\n{c}"
+            );
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        };
+        let line = console
+            .lines()
+            .find(|l| l.starts_with("video") && l.contains("vicodec"))
+            .unwrap_or_else(|| panic!("no vicodec line from doctor:\n{console}"));
+        eprintln!("{api}: {line}");
+        assert!(line.contains(" ok "), "{line}");
+        assert!(line.contains(&format!("FWHT ({api})")), "{line}");
+        assert!(line.contains("10 test pictures in, 10 units out"), "{line}");
+        assert!(line.contains("head 4f4f4f4fffffffff"), "FWHT magic: {line}");
+        // vicodec codes FWHT, not H.264: clips keep the software encoder.
+        assert!(
+            console
+                .lines()
+                .any(|l| l.starts_with("video") && l.contains("clips use software")),
+            "{console}"
+        );
+        assert!(!console.contains("panicked"), "{console}");
+        drop(vm);
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }
 

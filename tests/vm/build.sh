@@ -7,6 +7,8 @@
 # /bin/pincer-node; each EXTRA_FILE is copied to /extra/<basename>, or to an absolute path in
 # the guest when given as SRC:/guest/path. Downloads (apt-get download, never installed on the
 # host) are cached in ${PINCER_CACHE:-$HOME/.cache/pincer}/vm/<package>_<version>/.
+# With PINCER_VM_M2M=1 the initramfs also gets v4l2-mem2mem + vicodec (not in Debian's kernel;
+# built out of tree by m2m-modules.sh), loaded after vivid so vivid stays /dev/video0.
 # See tests/vm/README.md for the boot line and what the guest provides.
 set -euo pipefail
 
@@ -117,6 +119,15 @@ while IFS= read -r f; do
   n=${f##*/}; n=${n%.xz}; n=${n%.zst}; n=${n%.gz}; n=${n%.ko}; n=${n//-/_}
   MODFILE[$n]=$f
 done < <(find "$MODDIR/kernel" -name '*.ko' -o -name '*.ko.xz' -o -name '*.ko.zst' -o -name '*.ko.gz')
+M2M=()
+if [ "${PINCER_VM_M2M:-0}" = 1 ]; then
+  # out-of-tree v4l2-mem2mem.ko + vicodec.ko for this very kernel package (cached after one build)
+  KVERSION=$(basename "$(dirname "$KROOT")"); KVERSION=${KVERSION#"${KPKG}_"}; KVERSION=${KVERSION//%3a/:}
+  PINCER_VM_KPKG=$KPKG PINCER_VM_KVERSION=$KVERSION "$HERE/m2m-modules.sh" "$STAGE/m2m"
+  MODFILE[v4l2_mem2mem]=$STAGE/m2m/v4l2-mem2mem.ko
+  MODFILE[vicodec]=$STAGE/m2m/vicodec.ko
+  M2M=(vicodec)
+fi
 
 ORDER=()
 modcat() {
@@ -141,8 +152,9 @@ resolve() {
   ORDER+=("$n")
 }
 # Load order matters for numbering: snd_aloop = ALSA card 0, snd_dummy = card 1;
-# bochs before vfb so the bochs-display is /dev/fb0 (vfb, if loaded, becomes fb1).
-WANT=(virtio_pci virtio_net snd_aloop snd_dummy vivid bochs vfb)
+# bochs before vfb so the bochs-display is /dev/fb0 (vfb, if loaded, becomes fb1);
+# vicodec (PINCER_VM_M2M=1) last, after vivid, so vivid's capture node stays /dev/video0.
+WANT=(virtio_pci virtio_net snd_aloop snd_dummy vivid bochs vfb "${M2M[@]}")
 for m in "${WANT[@]}"; do resolve "$m"; done
 printf '%s\n' "${ORDER[@]}" > "$R/mods/order"
 log "modules: ${ORDER[*]}"

@@ -193,6 +193,8 @@ impl M2mEncoder {
             f.pixelformat = raw;
             f.num_planes = 1;
             let got = dev.set_format_mplane(out_type, &f).map_err(err)?;
+            let (gw, gh) = (got.width, got.height);
+            size_taken(path, (width, height), (gw, gh))?;
             let plane = got.plane_fmt[0];
             (
                 (plane.bytesperline as usize).max(width as usize),
@@ -217,6 +219,7 @@ impl M2mEncoder {
             f.height = height;
             f.pixelformat = raw;
             let got = dev.set_format_of(out_type, &f).map_err(err)?;
+            size_taken(path, (width, height), (got.width, got.height))?;
             (
                 (got.bytesperline as usize).max(width as usize),
                 (got.height as usize).max(height as usize),
@@ -435,6 +438,17 @@ impl M2mEncoder {
     }
 }
 
+/// The raw side must keep the width and may only round the height up (alignment rows).
+fn size_taken(path: &str, asked: (u32, u32), got: (u32, u32)) -> Result<(), VideoError> {
+    if got.0 != asked.0 || got.1 < asked.1 {
+        return Err(VideoError::Encoder(format!(
+            "{path} does not take {}x{} pictures (offers {}x{})",
+            asked.0, asked.1, got.0, got.1
+        )));
+    }
+    Ok(())
+}
+
 fn zeroed_pix() -> PixFormat {
     PixFormat {
         width: 0,
@@ -556,7 +570,7 @@ pub struct SelfTest {
     pub head: Vec<u8>,
 }
 
-/// Codes `pictures` 320×240 test pictures (a moving gradient) on `dev` in its first coded
+/// Codes `pictures` 640×480 test pictures (a moving gradient) on `dev` in its first coded
 /// format and drains it: the whole stateful-encoder sequence, for `pincer-node doctor`.
 pub fn self_test(dev: &M2mDevice, pictures: usize) -> Result<SelfTest, VideoError> {
     let code = dev
@@ -564,7 +578,8 @@ pub fn self_test(dev: &M2mDevice, pictures: usize) -> Result<SelfTest, VideoErro
         .first()
         .and_then(|c| <[u8; 4]>::try_from(c.as_bytes()).ok())
         .ok_or_else(|| VideoError::Encoder(format!("{}: no coded format", dev.path)))?;
-    let (w, h) = (320, 240);
+    // 640×480: within every encoder's range (vicodec's smallest is 640×360).
+    let (w, h) = (640, 480);
     let mut enc = M2mEncoder::open(&dev.path, &code, w, h, 500_000, 30)?;
     let mut pic = I420::new(w, h);
     let mut units = Vec::new();
