@@ -31,7 +31,7 @@ pub mod location;
 #[cfg(feature = "screen")]
 pub mod screen;
 #[cfg(any(feature = "camera", feature = "video"))]
-#[cfg_attr(not(feature = "video"), allow(dead_code))] // the M2M half is video's
+#[cfg_attr(not(all(feature = "camera", feature = "video")), allow(dead_code))] // one half each
 mod v4l2;
 #[cfg(feature = "video")]
 pub mod video;
