@@ -100,7 +100,12 @@ pub fn run() -> Result<()> {
         .args(["-s", &format!("{W}x{H}"), "-r", &FPS.to_string(), "-i"])
         .arg(&raw_path)
         .args(["-c:v", "libx264", "-preset", "ultrafast", "-threads", "1"])
-        .args(["-b:v", &bitrate.to_string()])
+        // The same rate mode: constant QP 28 (as the node's default), else the same bitrate.
+        .args(if bitrate == 0 {
+            ["-qp".to_string(), "28".to_string()]
+        } else {
+            ["-b:v".to_string(), bitrate.to_string()]
+        })
         .arg(&out_path)
         .status()
         .context("ffmpeg (Debian's ffmpeg package)")?;
@@ -110,10 +115,14 @@ pub fn run() -> Result<()> {
     }
     let x264_bytes = std::fs::metadata(&out_path)?.len();
     let fps = |d: Duration| f64::from(FRAMES) / d.as_secs_f64();
+    let rate = if bitrate == 0 {
+        "constant QP 28".to_string()
+    } else {
+        format!("{} kb/s", bitrate / 1000)
+    };
     println!(
-        "## Video encode, 640x480, {FRAMES} frames ({} s at {FPS} fps), bitrate {} kb/s",
-        FRAMES / FPS,
-        bitrate / 1000
+        "## Video encode, 640x480, {FRAMES} frames ({} s at {FPS} fps), {rate}",
+        FRAMES / FPS
     );
     println!();
     println!("| encoder | frames/s | file bytes |");

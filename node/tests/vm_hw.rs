@@ -795,6 +795,19 @@ async fn camera_screen_audio_on_real_drivers() {
         other => panic!("screen.record as gif: {other:?}"),
     }
 
+    // Two clips at once on the one camera: the second waits for the first (as snaps do), both
+    // are whole.
+    let (a, b) = tokio::join!(
+        invoke(&op, &node_id, "camera.clip", json!({ "durationMs": 1000 })),
+        invoke(&op, &node_id, "camera.clip", json!({ "durationMs": 1000 })),
+    );
+    for r in [a, b] {
+        let v = r.expect("both clips of a busy camera are answered");
+        let (codec, secs, _) = ffprobe(&b64(&v));
+        assert_eq!(codec, "h264");
+        assert!((0.9..=1.1).contains(&secs), "{secs} s");
+    }
+
     // A cancelled recording lets go of the camera at once: a 40 s clip whose invoke times out
     // after 2 s (the gateway sends node.invoke.cancel), then a photo that must not wait for
     // the rest of those 40 s.
