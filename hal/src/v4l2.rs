@@ -380,6 +380,28 @@ pub enum FrameSize {
     },
 }
 
+/// The `videoN` nodes under `dev_dir`, in number order (`video2` before `video10`).
+pub fn video_nodes(dev_dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut paths: Vec<std::path::PathBuf> = std::fs::read_dir(dev_dir)
+        .map(|rd| {
+            rd.filter_map(Result::ok)
+                .map(|e| e.path())
+                .filter(|p| {
+                    p.file_name()
+                        .and_then(|n| n.to_str())
+                        .is_some_and(|n| n.starts_with("video"))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    paths.sort_by_key(|p| {
+        let n = p.to_string_lossy();
+        let digits: String = n.chars().filter(char::is_ascii_digit).collect();
+        (digits.parse::<u32>().unwrap_or(u32::MAX), n.into_owned())
+    });
+    paths
+}
+
 /// An open V4L2 device node.
 pub struct Device {
     file: File,

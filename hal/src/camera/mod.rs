@@ -155,23 +155,7 @@ pub trait Cameras: Send + Sync {
 impl Cameras for V4l2 {
     /// The capture devices present now (not metadata, output or codec nodes), sorted by path.
     fn list(&self) -> Vec<CameraInfo> {
-        let mut paths: Vec<PathBuf> = std::fs::read_dir(&self.dev_dir)
-            .map(|rd| {
-                rd.filter_map(Result::ok)
-                    .map(|e| e.path())
-                    .filter(|p| {
-                        p.file_name()
-                            .and_then(|n| n.to_str())
-                            .is_some_and(|n| n.starts_with("video"))
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        paths.sort_by_key(|p| {
-            let n = p.to_string_lossy();
-            let digits: String = n.chars().filter(char::is_ascii_digit).collect();
-            (digits.parse::<u32>().unwrap_or(u32::MAX), n.into_owned())
-        });
+        let paths = crate::v4l2::video_nodes(&self.dev_dir);
         paths.iter().filter_map(|p| probe(p)).collect()
     }
     /// Takes one photo; see [`SnapRequest`].

@@ -10,7 +10,7 @@
 //! a hang. `finish` drains with `V4L2_ENC_CMD_STOP` until the buffer flagged `LAST`.
 
 use std::io;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use super::{Coded, H264Encoder, VideoError, I420};
@@ -54,19 +54,7 @@ pub struct M2mDevice {
 /// Every encoder under `dev_dir` (M2M devices whose raw side takes `YU12` or `NV12` and whose
 /// coded side gives one of the known formats), by path.
 pub fn list(dev_dir: &Path) -> Vec<M2mDevice> {
-    let mut paths: Vec<PathBuf> = std::fs::read_dir(dev_dir)
-        .map(|rd| {
-            rd.filter_map(Result::ok)
-                .map(|e| e.path())
-                .filter(|p| {
-                    p.file_name()
-                        .and_then(|n| n.to_str())
-                        .is_some_and(|n| n.starts_with("video"))
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    paths.sort();
+    let paths = crate::v4l2::video_nodes(dev_dir);
     paths.iter().filter_map(|p| probe(p)).collect()
 }
 

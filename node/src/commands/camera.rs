@@ -59,6 +59,18 @@ struct SnapParams {
     device_id: Option<String>,
 }
 
+/// The `facing` param: `front`, `back` or none.
+fn facing(command: &str, f: Option<&str>) -> Result<Option<Position>, CommandError> {
+    match f {
+        None => Ok(None),
+        Some("front") => Ok(Some(Position::Front)),
+        Some("back") => Ok(Some(Position::Back)),
+        Some(other) => Err(CommandError::invalid(format!(
+            "{command}: facing {other:?} is not front|back"
+        ))),
+    }
+}
+
 /// `camera.snap`.
 pub struct Snap(pub Arc<dyn Cameras>);
 
@@ -73,16 +85,7 @@ fn snap_request(params: Value) -> Result<SnapRequest, CommandError> {
             )));
         }
     }
-    let facing = match p.facing.as_deref() {
-        None => None,
-        Some("front") => Some(Position::Front),
-        Some("back") => Some(Position::Back),
-        Some(other) => {
-            return Err(CommandError::invalid(format!(
-                "camera.snap: facing {other:?} is not front|back"
-            )))
-        }
-    };
+    let facing = facing("camera.snap", p.facing.as_deref())?;
     let quality = p.quality.unwrap_or(0.9);
     if !quality.is_finite() {
         return Err(CommandError::invalid(
@@ -173,16 +176,7 @@ mod clip {
                 )));
             }
         }
-        let facing = match p.facing.as_deref() {
-            None => None,
-            Some("front") => Some(Position::Front),
-            Some("back") => Some(Position::Back),
-            Some(other) => {
-                return Err(CommandError::invalid(format!(
-                    "camera.clip: facing {other:?} is not front|back"
-                )))
-            }
-        };
+        let facing = super::facing("camera.clip", p.facing.as_deref())?;
         let duration = p.duration_ms.unwrap_or(3000).clamp(200, 60_000) as u64;
         Ok((
             ClipRequest {
