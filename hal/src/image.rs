@@ -107,7 +107,7 @@ impl PixelFormat {
     /// Bytes of one packed row of `width` pixels (a row's least stride): 4:2:2 comes in
     /// 4-byte pairs and 4:2:0 chroma rows hold ceil(width / 2) samples, so an odd width
     /// still ends on a whole pair.
-    fn row_bytes(self, width: usize) -> usize {
+    pub(crate) fn row_bytes(self, width: usize) -> usize {
         match self {
             PixelFormat::Yuyv | PixelFormat::Uyvy => width.div_ceil(2) * 4,
             PixelFormat::Rgb565 => width * 2,
@@ -119,7 +119,7 @@ impl PixelFormat {
     }
 
     /// Bytes needed for a frame whose rows are `stride` bytes apart (stride 0: packed).
-    fn frame_len(self, width: usize, height: usize, stride: usize) -> usize {
+    pub(crate) fn frame_len(self, width: usize, height: usize, stride: usize) -> usize {
         let packed = self.row_bytes(width);
         let stride = stride.max(packed);
         match self {

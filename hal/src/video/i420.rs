@@ -48,22 +48,22 @@ impl I420 {
         if width & !1 != self.width || height & !1 != self.height {
             return Err(ImageError::Empty(width, height));
         }
-        let packed = match format {
-            PixelFormat::Yuyv | PixelFormat::Uyvy => (width as usize).div_ceil(2) * 4,
-            PixelFormat::Nv12 | PixelFormat::Yu12 | PixelFormat::Grey => width as usize,
-            _ => {
-                let rgb = format.to_rgb(src, width, height, stride)?;
-                self.fill_from_rgb(&rgb);
-                return Ok(());
-            }
-        };
+        if !matches!(
+            format,
+            PixelFormat::Yuyv
+                | PixelFormat::Uyvy
+                | PixelFormat::Nv12
+                | PixelFormat::Yu12
+                | PixelFormat::Grey
+        ) {
+            let rgb = format.to_rgb(src, width, height, stride)?;
+            self.fill_from_rgb(&rgb);
+            return Ok(());
+        }
+        let packed = format.row_bytes(width as usize);
         let stride = (stride as usize).max(packed);
         let rows = height as usize;
-        let need = match format {
-            PixelFormat::Nv12 => stride * rows + stride * rows.div_ceil(2),
-            PixelFormat::Yu12 => stride * rows + 2 * (stride / 2) * rows.div_ceil(2),
-            _ => stride * (rows - 1) + packed,
-        };
+        let need = format.frame_len(width as usize, rows, stride);
         if src.len() < need {
             return Err(ImageError::Short {
                 got: src.len(),
