@@ -1,4 +1,4 @@
-//! Raw camera / framebuffer pixels to RGB: a driver (or an emulated one) may hand over short,
+//! Raw camera / framebuffer pixels to RGB and to JPEG: a driver (or an emulated one) may hand over short,
 //! odd-sized or odd-strided frames. The first 9 bytes choose the format, size and stride.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
@@ -32,4 +32,14 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(rgb) = format.to_rgb(&data[9..], width, height, stride) {
         let _ = rgb.fit_width(u32::from(data[7]).max(1));
     }
+    // A photo straight from the frame, as camera.snap codes YUV (small sizes: speed).
+    let _ = format.to_jpeg_within(
+        &data[9..],
+        width % 97,
+        height % 97,
+        stride,
+        u32::from(data[7]),
+        data[8] % 101,
+        1 << 20,
+    );
 });

@@ -11,7 +11,7 @@
 //! | class | feature | backend | status |
 //! |---|---|---|---|
 //! | location | `location` | gpsd (TCP JSON, `gpsd_proto` types) | done |
-//! | camera | `camera` | V4L2 single-planar capture (kernel ioctls, mmap streaming), JPEG (`jpeg-encoder`) | stills |
+//! | camera | `camera` | V4L2 single-planar capture (kernel ioctls, mmap streaming), JPEG (our baseline encoder, `image::jpeg`, coded straight from YUV frames) | stills |
 //! | screen | `screen` | X11 `GetImage` when `DISPLAY` answers, else fbdev (`/dev/fbN`, incl. KMS fbdev emulation); PNG/JPEG | done |
 //! | audio | `audio` | ALSA kernel PCM ioctls on `hw:` devices, 16-bit WAV | done |
 //! | video | `video`, `video-soft` | I420 conversion, H.264 (software: `rusty_h264-encoder`), MP4 muxer | clips |

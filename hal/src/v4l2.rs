@@ -752,6 +752,26 @@ impl Stream {
     /// for it (`TimedOut`). The first call queues every buffer and starts streaming; each later one
     /// gives the previous frame's buffer back to the driver first.
     pub fn next(&mut self, timeout: Duration) -> io::Result<&[u8]> {
+        let (index, used) = self.dequeue(timeout)?;
+        self.held = Some(index as u32); // < bufs.len() <= MAX_BUFFERS
+        Ok(self.bytes(index, used))
+    }
+
+    /// As [`Stream::next`], then stops streaming: the frame a caller keeps (a photo) is
+    /// read while the sensor and the driver rest, instead of sharing the CPU with frames
+    /// nobody will take. A later `next` starts streaming again.
+    pub fn last(&mut self, timeout: Duration) -> io::Result<&[u8]> {
+        let (index, used) = self.dequeue(timeout)?;
+        // STREAMOFF hands every buffer back dequeued; the driver writes none of them until
+        // they are queued again, and the mappings live until Drop.
+        self.dev.stream_type(STREAMOFF)?;
+        self.streaming = false;
+        self.held = None;
+        Ok(self.bytes(index, used))
+    }
+
+    /// Waits for a filled buffer; returns its index (checked) and length.
+    fn dequeue(&mut self, timeout: Duration) -> io::Result<(usize, usize)> {
         let deadline = Instant::now() + timeout.min(MAX_WAIT);
         if !self.streaming {
             for index in 0..self.bufs.len() as u32 {
@@ -789,12 +809,17 @@ impl Stream {
                 ),
             ));
         };
-        self.held = Some(b.index);
-        let used = (b.bytesused as usize).min(buf.len);
-        // SAFETY: buf is a live PROT_READ mapping of buf.len bytes (unmapped only in Drop, which
-        // needs &mut self). The driver does not write to a dequeued buffer until it is queued
-        // again, which takes the next `next` call and so ends this borrow first.
-        Ok(unsafe { std::slice::from_raw_parts(buf.ptr.cast::<u8>(), used) })
+        Ok((b.index as usize, (b.bytesused as usize).min(buf.len)))
+    }
+
+    /// The first `used` bytes of buffer `index` (both checked by `dequeue`).
+    fn bytes(&self, index: usize, used: usize) -> &[u8] {
+        let buf = &self.bufs[index];
+        // SAFETY: buf is a live PROT_READ mapping of buf.len >= used bytes (unmapped only in
+        // Drop, which needs &mut self). The driver does not write to a dequeued buffer until
+        // it is queued again, which takes the next `next` call (&mut self) and so ends this
+        // borrow first.
+        unsafe { std::slice::from_raw_parts(buf.ptr.cast::<u8>(), used) }
     }
 }
 

@@ -15,13 +15,10 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::image::{ImageError, PixelFormat, Rgb, Ycc};
+use crate::image::{ImageError, PixelFormat};
 
-/// A frame ready for the JPEG encoder.
-enum Pixels {
-    Ycc(Ycc),
-    Rgb(Rgb),
-}
+mod queue;
+use queue::Queue;
 
 use crate::v4l2::{
     Device, Fract, FrameSize, Stream, CAP_STREAMING, CAP_VIDEO_CAPTURE, CAP_VIDEO_M2M,
@@ -161,8 +158,7 @@ impl Cameras for V4l2 {
     /// Takes one photo; see [`SnapRequest`].
     fn snap(&self, req: &SnapRequest) -> Result<Photo, CameraError> {
         let path = self.pick(req.device.as_deref(), req.facing)?;
-        let lock = self.lock_of(&path);
-        let _one_at_a_time = lock.lock().unwrap_or_else(|p| p.into_inner());
+        let turn = Queue::take(&self.queue_of(&path));
         let t0 = Instant::now();
         let mut cam = Camera::open(&path, req.max_width, req.frame_timeout, FORMATS)?;
         let opened = t0.elapsed();
@@ -173,37 +169,7 @@ impl Cameras for V4l2 {
             dropped += 1;
         }
         let warmed = t0.elapsed();
-        let (jpeg, width, height) = match cam.frame_pixels()? {
-            Some(Pixels::Ycc(ycc)) => ycc
-                .fit_width(req.max_width)
-                .to_jpeg_within(req.quality, req.max_base64)
-                .map_err(|e| CameraError::Frame(path.clone(), e))?,
-            Some(Pixels::Rgb(rgb)) => rgb
-                .fit_width(req.max_width)
-                .to_jpeg_within(req.quality, req.max_base64)
-                .map_err(|e| CameraError::Frame(path.clone(), e))?,
-            // The camera's own JPEG, passed through as it came.
-            None => {
-                let (width, height) = cam.size();
-                let jpeg = cam.frame()?.to_vec();
-                if jpeg.len() < 4 || jpeg[..2] != [0xFF, 0xD8] {
-                    return Err(CameraError::Frame(
-                        path,
-                        ImageError::Encode("the camera's JPEG frame has no SOI marker".into()),
-                    ));
-                }
-                if jpeg.len().div_ceil(3) * 4 > req.max_base64 {
-                    return Err(CameraError::Frame(
-                        path,
-                        ImageError::Encode(format!(
-                            "the camera's JPEG is {} bytes; ask for a smaller maxWidth",
-                            jpeg.len()
-                        )),
-                    ));
-                }
-                (jpeg, width, height)
-            }
-        };
+        let (jpeg, width, height) = cam.photo(req)?;
         let done = t0.elapsed();
         tracing::debug!(
             open_ms = opened.as_secs_f64() * 1e3,
@@ -211,11 +177,14 @@ impl Cameras for V4l2 {
             frame_and_encode_ms = (done - warmed).as_secs_f64() * 1e3,
             "camera.snap phases"
         );
+        let source_format = String::from_utf8_lossy(&cam.fourcc).into_owned();
+        // The photo is answered while the device closes (the turn ends with the close).
+        queue::close_later(cam, turn);
         Ok(Photo {
             jpeg,
             width,
             height,
-            source_format: String::from_utf8_lossy(&cam.fourcc).into_owned(),
+            source_format,
             device: path,
         })
     }
@@ -226,8 +195,7 @@ impl Cameras for V4l2 {
     fn clip(&self, req: &ClipRequest) -> Result<crate::video::Clip, CameraError> {
         use crate::video::{self, I420};
         let path = self.pick(req.device.as_deref(), req.facing)?;
-        let lock = self.lock_of(&path);
-        let _one_at_a_time = lock.lock().unwrap_or_else(|p| p.into_inner());
+        let _turn = Queue::take(&self.queue_of(&path));
         let mut cam = Camera::open(&path, req.max_width, req.frame_timeout, RAW_FORMATS)?;
         let (w, h, stride) = (cam.width, cam.height, cam.stride);
         let Some(layout) = cam.layout else {
@@ -293,7 +261,8 @@ fn is_still_capture(device_caps: u32) -> bool {
 #[derive(Debug, Clone)]
 pub struct V4l2 {
     dev_dir: PathBuf,
-    locks: Arc<Mutex<HashMap<String, Arc<Mutex<()>>>>>,
+    /// One [`Queue`] per device node ever used (a handful of paths).
+    queues: Arc<Mutex<HashMap<String, Arc<Queue>>>>,
 }
 
 impl Default for V4l2 {
@@ -494,32 +463,62 @@ impl Camera {
 
     /// The next frame's bytes (only the part the driver filled).
     pub fn frame(&mut self) -> Result<&[u8], CameraError> {
-        let path = self.path.clone();
-        let ms = self.timeout.as_millis() as u64;
-        match self.stream.next(self.timeout) {
-            Ok(data) => Ok(data),
-            Err(e) if e.kind() == io::ErrorKind::TimedOut => Err(CameraError::NoFrame(path, ms)),
-            Err(e) => Err(CameraError::from_io(&path, e)),
-        }
+        let (path, timeout) = (self.path.clone(), self.timeout);
+        self.stream
+            .next(timeout)
+            .map_err(|e| frame_error(&path, timeout, e))
     }
 
-    /// The next frame as JPEG-ready pixels: YCbCr for YUV layouts, else RGB (`None` for
-    /// compressed formats, which are not decoded).
-    fn frame_pixels(&mut self) -> Result<Option<Pixels>, CameraError> {
+    /// The next frame as the photo `req` asks for, streaming stopped once it is in hand:
+    /// YUV frames are coded straight from the mapped buffer, RGB ones through
+    /// [`Rgb`](crate::image::Rgb), and a camera's own JPEG passes through as it came.
+    /// Returns the JPEG and its geometry.
+    fn photo(&mut self, req: &SnapRequest) -> Result<(Vec<u8>, u32, u32), CameraError> {
         let (w, h, stride, layout) = (self.width, self.height, self.stride, self.layout);
-        let path = self.path.clone();
-        let data = self.frame()?;
+        let (path, timeout) = (self.path.clone(), self.timeout);
+        let data = self
+            .stream
+            .last(timeout)
+            .map_err(|e| frame_error(&path, timeout, e))?;
         let err = |e| CameraError::Frame(path.clone(), e);
-        match layout {
-            Some(l) => match l.to_ycc(data, w, h, stride).map_err(err)? {
-                Some(ycc) => Ok(Some(Pixels::Ycc(ycc))),
-                None => l
-                    .to_rgb(data, w, h, stride)
-                    .map(|rgb| Some(Pixels::Rgb(rgb)))
-                    .map_err(err),
-            },
-            None => Ok(None),
+        let Some(l) = layout else {
+            if data.len() < 4 || data[..2] != [0xFF, 0xD8] {
+                return Err(err(ImageError::Encode(
+                    "the camera's JPEG frame has no SOI marker".into(),
+                )));
+            }
+            if data.len().div_ceil(3) * 4 > req.max_base64 {
+                return Err(err(ImageError::Encode(format!(
+                    "the camera's JPEG is {} bytes; ask for a smaller maxWidth",
+                    data.len()
+                ))));
+            }
+            return Ok((data.to_vec(), w, h));
+        };
+        let (max_width, quality, max_base64) = (req.max_width, req.quality, req.max_base64);
+        let t0 = Instant::now();
+        if let Some(photo) = l
+            .to_jpeg_within(data, w, h, stride, max_width, quality, max_base64)
+            .map_err(err)?
+        {
+            tracing::debug!(
+                encode_ms = t0.elapsed().as_secs_f64() * 1e3,
+                "camera.snap JPEG from YUV"
+            );
+            return Ok(photo);
         }
+        l.to_rgb(data, w, h, stride)
+            .and_then(|rgb| rgb.fit_width(max_width).to_jpeg_within(quality, max_base64))
+            .map_err(err)
+    }
+}
+
+/// A failed wait for a frame: [`CameraError::NoFrame`] when none came in time.
+fn frame_error(path: &str, timeout: Duration, e: io::Error) -> CameraError {
+    if e.kind() == io::ErrorKind::TimedOut {
+        CameraError::NoFrame(path.to_owned(), timeout.as_millis() as u64)
+    } else {
+        CameraError::from_io(path, e)
     }
 }
 
@@ -579,17 +578,17 @@ impl V4l2 {
         Ok(pick.id.clone())
     }
 
-    /// The lock that makes snaps and clips on one device take turns.
-    fn lock_of(&self, path: &str) -> Arc<Mutex<()>> {
-        let mut locks = self.locks.lock().unwrap_or_else(|p| p.into_inner());
-        locks.entry(path.to_owned()).or_default().clone()
+    /// The queue that makes snaps and clips on one device take turns.
+    fn queue_of(&self, path: &str) -> Arc<Queue> {
+        let mut queues = self.queues.lock().unwrap_or_else(|p| p.into_inner());
+        queues.entry(path.to_owned()).or_default().clone()
     }
 
     /// Devices under `dev_dir` (normally `/dev`).
     pub fn new(dev_dir: impl Into<PathBuf>) -> V4l2 {
         V4l2 {
             dev_dir: dev_dir.into(),
-            locks: Arc::default(),
+            queues: Arc::default(),
         }
     }
 }

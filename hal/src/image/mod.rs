@@ -3,6 +3,11 @@
 //! Every conversion checks the buffer length against the geometry first and returns
 //! [`ImageError`] rather than reading past a short frame (a camera unplugged mid-transfer can
 //! hand back a truncated buffer).
+//!
+//! `jpeg` is the baseline JPEG encoder both classes' photos go through.
+
+#[cfg(feature = "jpeg")]
+mod jpeg;
 
 /// An 8-bit RGB image, rows packed (`width * 3` bytes per row).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -104,6 +109,14 @@ fn yuv_to_rgb(y: u8, u: u8, v: u8, out: &mut [u8]) {
 }
 
 impl PixelFormat {
+    /// The YUV layouts (the ones a JPEG takes without a colour transform).
+    fn is_yuv(self) -> bool {
+        matches!(
+            self,
+            PixelFormat::Yuyv | PixelFormat::Uyvy | PixelFormat::Nv12 | PixelFormat::Yu12
+        )
+    }
+
     /// Bytes of one packed row of `width` pixels (a row's least stride): 4:2:2 comes in
     /// 4-byte pairs and 4:2:0 chroma rows hold ceil(width / 2) samples, so an odd width
     /// still ends on a whole pair.
@@ -141,10 +154,7 @@ impl PixelFormat {
         height: u32,
         stride: u32,
     ) -> Result<Option<Ycc>, ImageError> {
-        if !matches!(
-            self,
-            PixelFormat::Yuyv | PixelFormat::Uyvy | PixelFormat::Nv12 | PixelFormat::Yu12
-        ) {
+        if !self.is_yuv() {
             return Ok(None);
         }
         let (w, h) = (width as usize, height as usize);
@@ -349,7 +359,7 @@ impl Rgb {
     /// Baseline JPEG at `quality` (1..=100), chroma subsampled 4:2:0 (what cameras make).
     #[cfg(feature = "jpeg")]
     pub fn to_jpeg(&self, quality: u8) -> Result<Vec<u8>, ImageError> {
-        jpeg(self, quality, jpeg_encoder::ColorType::Rgb)
+        jpeg::encode(&jpeg::Source::Rgb(self), quality)
     }
 
     /// JPEG whose base64 form stays under `max_base64` bytes: lowers the quality, then halves
@@ -360,7 +370,7 @@ impl Rgb {
         quality: u8,
         max_base64: usize,
     ) -> Result<(Vec<u8>, u32, u32), ImageError> {
-        jpeg_within(self, quality, max_base64, jpeg_encoder::ColorType::Rgb)
+        within(self, false, quality, max_base64)
     }
 }
 
@@ -377,47 +387,101 @@ impl Ycc {
         quality: u8,
         max_base64: usize,
     ) -> Result<(Vec<u8>, u32, u32), ImageError> {
-        jpeg_within(self.0, quality, max_base64, jpeg_encoder::ColorType::Ycbcr)
+        within(self.0, true, quality, max_base64)
     }
 }
 
 #[cfg(feature = "jpeg")]
-fn jpeg(img: &Rgb, quality: u8, colour: jpeg_encoder::ColorType) -> Result<Vec<u8>, ImageError> {
-    let (w, h) = (
-        u16::try_from(img.width).map_err(|_| ImageError::TooLarge(img.width, img.height))?,
-        u16::try_from(img.height).map_err(|_| ImageError::TooLarge(img.width, img.height))?,
-    );
-    let mut out = Vec::with_capacity(img.data.len() / 8);
-    let mut encoder = jpeg_encoder::Encoder::new(&mut out, quality.clamp(1, 100));
-    // 4:2:0 at every quality (the encoder's default keeps full chroma from quality 90 up):
-    // half the blocks to code, and camera sources carry no more chroma than that.
-    encoder.set_sampling_factor(jpeg_encoder::SamplingFactor::F_2_2);
-    encoder
-        .encode(&img.data, w, h, colour)
-        .map_err(|e| ImageError::Encode(e.to_string()))?;
-    Ok(out)
+impl PixelFormat {
+    /// A YUV frame straight to JPEG, no full-frame copy on the way (the camera's photo path):
+    /// as [`Ycc::to_jpeg_within`] of [`PixelFormat::to_ycc`] then [`Ycc::fit_width`], and
+    /// equal to it, but only when the frame needs scaling or a halving to fit does it
+    /// convert the frame first. `None` for RGB layouts.
+    #[allow(clippy::too_many_arguments)] // a frame's geometry plus the photo's three limits
+    pub fn to_jpeg_within(
+        self,
+        src: &[u8],
+        width: u32,
+        height: u32,
+        stride: u32,
+        max_width: u32,
+        quality: u8,
+        max_base64: usize,
+    ) -> Result<Option<(Vec<u8>, u32, u32)>, ImageError> {
+        if !self.is_yuv() {
+            return Ok(None);
+        }
+        let (w, h) = (width as usize, height as usize);
+        if w == 0 || h == 0 {
+            return Err(ImageError::Empty(width, height));
+        }
+        let need = self.frame_len(w, h, stride as usize);
+        if src.len() < need {
+            return Err(ImageError::Short {
+                got: src.len(),
+                need,
+                width,
+                height,
+            });
+        }
+        if max_width == 0 || width <= max_width {
+            let frame = jpeg::Source::Yuv {
+                format: self,
+                data: src,
+                width,
+                height,
+                stride: (stride as usize).max(self.row_bytes(w)),
+            };
+            for q in qualities(quality) {
+                let jpeg = jpeg::encode(&frame, q)?;
+                if jpeg.len() <= max_base64 / 4 * 3 {
+                    return Ok(Some((jpeg, width, height)));
+                }
+            }
+        }
+        let Some(ycc) = self.to_ycc(src, width, height, stride)? else {
+            return Ok(None);
+        };
+        let fit = if max_width == 0 || width <= max_width {
+            width / 2
+        } else {
+            max_width
+        };
+        ycc.fit_width(fit)
+            .to_jpeg_within(quality, max_base64)
+            .map(Some)
+    }
+}
+
+/// The qualities a budgeted JPEG tries: the asked one, then 15 lower each time, down to 40.
+#[cfg(feature = "jpeg")]
+fn qualities(quality: u8) -> impl Iterator<Item = u8> {
+    let first = quality.clamp(1, 100);
+    std::iter::successors(Some(first), |&q| {
+        (q > 40).then(|| q.saturating_sub(15).max(40))
+    })
 }
 
 #[cfg(feature = "jpeg")]
-fn jpeg_within(
+fn within(
     img: Rgb,
+    ycc: bool,
     quality: u8,
     max_base64: usize,
-    colour: jpeg_encoder::ColorType,
 ) -> Result<(Vec<u8>, u32, u32), ImageError> {
     let max_bytes = max_base64 / 4 * 3;
     let mut img = img;
     loop {
-        let mut q = quality;
-        loop {
-            let jpeg = jpeg(&img, q, colour)?;
+        for q in qualities(quality) {
+            let src = if ycc {
+                jpeg::Source::Ycc(&img)
+            } else {
+                jpeg::Source::Rgb(&img)
+            };
+            let jpeg = jpeg::encode(&src, q)?;
             if jpeg.len() <= max_bytes {
                 return Ok((jpeg, img.width, img.height));
             }
-            if q <= 40 {
-                break;
-            }
-            q = q.saturating_sub(15).max(40);
         }
         if img.width <= 16 {
             return Err(ImageError::Encode(format!(
