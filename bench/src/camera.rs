@@ -121,13 +121,23 @@ pub async fn run(gateway: &Path, vm_node: Option<PathBuf>) -> Result<()> {
         "run --gateway ws://10.0.2.2:{port} --token {TOKEN} --caps camera,system \
          --name bench-board --state-dir /state/node"
     );
+    // PINCER_BENCH_CONSOLE=FILE keeps the guest's console, with the HAL's debug lines (the
+    // `camera.snap phases`: where a photo's time goes).
+    let console = std::env::var_os("PINCER_BENCH_CONSOLE");
+    let (cmdline, stdout) = match &console {
+        Some(f) => (
+            "pincer.novfb RUST_LOG=info,pincer_hal=debug",
+            Stdio::from(std::fs::File::create(f)?),
+        ),
+        None => ("pincer.novfb", Stdio::null()),
+    };
     let mut qemu = Command::new("bash")
         .arg(workspace_root().join("tests/vm/boot.sh"))
         .arg(&vm)
-        .args(["--cmdline", "pincer.novfb", "--"])
+        .args(["--cmdline", cmdline, "--"])
         .args(node_args.split_whitespace())
         .stdin(Stdio::null())
-        .stdout(Stdio::null())
+        .stdout(stdout)
         .stderr(Stdio::null())
         .kill_on_drop(true)
         .spawn()
@@ -277,6 +287,21 @@ async fn figures(gateway: &Path, url: &str, work: &Path) -> Result<String> {
         trivial.push(t0.elapsed());
     }
     trivial.sort();
+    // And without a process: system.which of one name (a PATH lookup in the guest).
+    let mut which = Vec::new();
+    for i in 0..5 {
+        let t0 = Instant::now();
+        request(
+            &mut ws,
+            &format!("which{i}"),
+            "node.invoke",
+            json!({ "nodeId": node_id, "command": "system.which", "timeoutMs": 60000,
+                    "params": { "bins": ["sh"] }, "idempotencyKey": format!("which{i}") }),
+        )
+        .await?;
+        which.push(t0.elapsed());
+    }
+    which.sort();
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     Ok(format!(
         "\n| camera (vivid in the qemu TCG VM, {SNAPS} samples) | value |\n|---|---|\n\
@@ -286,6 +311,7 @@ async fn figures(gateway: &Path, url: &str, work: &Path) -> Result<String> {
          | bare V4L2 capture of one frame (`dd` read() of /dev/video0, same format, in the guest) | {:.0} ms ({} bytes) |\n\
          | bare V4L2 capture of 5 frames in one stream (the snap's 4 warm-up frames + 1) | {:.0} ms |\n\
          | `node.invoke` round trip without a device (`system.run true`), median | {:.0} ms |\n\
+         | `node.invoke` round trip without a device or a process (`system.which sh`), median | {:.1} ms |\n\
          | pincer-node RSS idle (VmRSS) | {} |\n\
          | pincer-node peak RSS across the snaps (VmHWM) | {} |\n\
          | `camera.clip` 10 s, 640×480: answered in / MP4 size | {:.0} ms / {} KB |\n\
@@ -300,6 +326,7 @@ async fn figures(gateway: &Path, url: &str, work: &Path) -> Result<String> {
         bare_bytes,
         bare5_us / 1000.0,
         ms(trivial[trivial.len() / 2]),
+        ms(which[which.len() / 2]),
         status("VmRSS:", &idle),
         status("VmHWM:", &after),
         ms(clip_ms),
