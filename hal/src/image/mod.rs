@@ -144,6 +144,31 @@ impl PixelFormat {
         }
     }
 
+    /// Checks that `src` holds a whole `width` x `height` frame (neither zero) at `stride`;
+    /// returns the stride rows really advance by (at least a packed row).
+    pub(crate) fn checked_stride(
+        self,
+        src: &[u8],
+        width: u32,
+        height: u32,
+        stride: u32,
+    ) -> Result<usize, ImageError> {
+        let (w, h) = (width as usize, height as usize);
+        if w == 0 || h == 0 {
+            return Err(ImageError::Empty(width, height));
+        }
+        let need = self.frame_len(w, h, stride as usize);
+        if src.len() < need {
+            return Err(ImageError::Short {
+                got: src.len(),
+                need,
+                width,
+                height,
+            });
+        }
+        Ok((stride as usize).max(self.row_bytes(w)))
+    }
+
     /// Converts one frame of a YUV layout to full-range YCbCr (`None` for RGB layouts: use
     /// [`PixelFormat::to_rgb`]). Chroma is repeated per pixel; limited range (16–235/240, what
     /// V4L2 YUV is) is expanded to JPEG's 0–255 by table.
@@ -158,19 +183,7 @@ impl PixelFormat {
             return Ok(None);
         }
         let (w, h) = (width as usize, height as usize);
-        if w == 0 || h == 0 {
-            return Err(ImageError::Empty(width, height));
-        }
-        let need = self.frame_len(w, h, stride as usize);
-        if src.len() < need {
-            return Err(ImageError::Short {
-                got: src.len(),
-                need,
-                width,
-                height,
-            });
-        }
-        let stride = (stride as usize).max(self.row_bytes(w));
+        let stride = self.checked_stride(src, width, height, stride)?;
         let mut luma = [0u8; 256];
         let mut chroma = [0u8; 256];
         for i in 0..256 {
@@ -233,19 +246,7 @@ impl PixelFormat {
         stride: u32,
     ) -> Result<Rgb, ImageError> {
         let (w, h) = (width as usize, height as usize);
-        if w == 0 || h == 0 {
-            return Err(ImageError::Empty(width, height));
-        }
-        let need = self.frame_len(w, h, stride as usize);
-        if src.len() < need {
-            return Err(ImageError::Short {
-                got: src.len(),
-                need,
-                width,
-                height,
-            });
-        }
-        let stride = (stride as usize).max(self.row_bytes(w));
+        let stride = self.checked_stride(src, width, height, stride)?;
         let mut out = vec![0u8; w * h * 3];
         for (row, dst) in out.chunks_exact_mut(w * 3).enumerate() {
             let line = &src[row * stride..];
@@ -411,26 +412,14 @@ impl PixelFormat {
         if !self.is_yuv() {
             return Ok(None);
         }
-        let (w, h) = (width as usize, height as usize);
-        if w == 0 || h == 0 {
-            return Err(ImageError::Empty(width, height));
-        }
-        let need = self.frame_len(w, h, stride as usize);
-        if src.len() < need {
-            return Err(ImageError::Short {
-                got: src.len(),
-                need,
-                width,
-                height,
-            });
-        }
+        let row_stride = self.checked_stride(src, width, height, stride)?;
         if max_width == 0 || width <= max_width {
             let frame = jpeg::Source::Yuv {
                 format: self,
                 data: src,
                 width,
                 height,
-                stride: (stride as usize).max(self.row_bytes(w)),
+                stride: row_stride,
             };
             for q in qualities(quality) {
                 let jpeg = jpeg::encode(&frame, q)?;

@@ -60,18 +60,8 @@ impl I420 {
             self.fill_from_rgb(&rgb);
             return Ok(());
         }
-        let packed = format.row_bytes(width as usize);
-        let stride = (stride as usize).max(packed);
-        let rows = height as usize;
-        let need = format.frame_len(width as usize, rows, stride);
-        if src.len() < need {
-            return Err(ImageError::Short {
-                got: src.len(),
-                need,
-                width,
-                height,
-            });
-        }
+        let stride = format.checked_stride(src, width, height, stride)?;
+        let (packed, rows) = (format.row_bytes(width as usize), height as usize);
         let cw = w / 2;
         match format {
             PixelFormat::Yuyv | PixelFormat::Uyvy => {
