@@ -15,15 +15,16 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use pincer_os::outbox::{Outbox, Weighed};
-use pincer_protocol::frames::encode_req;
+use pincer_protocol::frames::encode_req_sized;
 use pincer_protocol::methods::{NodeError, NodeInvokeRequest, NodeInvokeResultParams};
 use pincer_protocol::text::NonEmpty;
 use pincer_protocol::weight::json_values;
+use serde::Serialize;
 use serde_json::{json, Value};
 use tokio::sync::Semaphore;
 use tokio::task::AbortHandle;
 
-use crate::commands::{CommandError, Registry};
+use crate::commands::{CommandError, Registry, Reply};
 
 /// Commands running at once.
 pub const MAX_CONCURRENT: usize = 4;
@@ -71,15 +72,25 @@ pub fn send(out: &Out, frame: Outbound) {
     }
 }
 
+/// `payloadJSON`: the reply's JSON text, escaped into the frame as it is written (never
+/// built as a string of its own).
+struct PayloadJson<'a>(&'a Reply);
+
+impl Serialize for PayloadJson<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self.0)
+    }
+}
+
 /// The `node.invoke.result` request for `invoke_id`, encoded from the protocol's
-/// [`NodeInvokeResultParams`] (the payload's JSON text is moved in, not copied).
+/// [`NodeInvokeResultParams`] in one pass into a buffer sized for it up front.
 pub fn result_frame(
     invoke_id: &str,
     node_id: &str,
-    outcome: Result<String, CommandError>,
+    outcome: Result<Reply, CommandError>,
 ) -> Outbound {
-    let (ok, payload_json, error) = match outcome {
-        Ok(json) => (true, Some(Value::String(json)), None),
+    let (ok, reply, error) = match outcome {
+        Ok(r) => (true, Some(r), None),
         Err(e) => (
             false,
             None,
@@ -94,11 +105,12 @@ pub fn result_frame(
         node_id: NonEmpty::from(node_id),
         ok,
         payload: None,
-        payload_json,
+        payload_json: reply.as_ref().map(PayloadJson),
         error,
     };
     let id = new_request_id();
-    let text = encode_req(&id, "node.invoke.result", &params).unwrap_or_else(|e| {
+    let room = reply.as_ref().map_or(0, Reply::text_len_hint);
+    let text = encode_req_sized(&id, "node.invoke.result", &params, room).unwrap_or_else(|e| {
         // Only a map with non-string keys fails to encode: not in these params.
         tracing::error!(error = %e, "cannot encode node.invoke.result");
         String::new()
@@ -108,6 +120,14 @@ pub fn result_frame(
         method: "node.invoke.result",
         text,
     }
+}
+
+/// `PAYLOAD_TOO_LARGE` for a `bytes`-long result.
+fn too_large(command: &str, bytes: usize, max_payload: usize) -> CommandError {
+    CommandError::new(
+        "PAYLOAD_TOO_LARGE",
+        format!("{command} result is {bytes} bytes; the gateway accepts {max_payload}"),
+    )
 }
 
 /// A fresh request id.
@@ -157,7 +177,7 @@ impl Dispatcher {
 
     /// Starts serving `req`; its one `node.invoke.result` goes to `out`.
     pub fn dispatch(&self, req: NodeInvokeRequest, node_id: &str, out: &Out) {
-        let reply_now = |outcome: Result<String, CommandError>| {
+        let reply_now = |outcome: Result<Reply, CommandError>| {
             send(out, result_frame(&req.id, node_id, outcome));
         };
         let Some(cmd) = self.registry.get(&req.command) else {
@@ -195,7 +215,11 @@ impl Dispatcher {
                     format!("{command} timed out after {} ms", timeout.as_millis()),
                 )),
                 Ok(Err(e)) => Err(e),
-                Ok(Ok(v)) => Ok(v.to_string()),
+                // A media result that cannot fit is refused before its frame is built.
+                Ok(Ok(r)) if r.text_len_hint() > max_payload => {
+                    Err(too_large(&command, r.text_len_hint(), max_payload))
+                }
+                Ok(Ok(r)) => Ok(r),
             };
             if let Err(e) = &outcome {
                 tracing::info!(%command, code = %e.code, "invoke failed: {}", e.message);
@@ -203,13 +227,7 @@ impl Dispatcher {
             // The limit applies to the whole frame (payloadJSON is escaped inside it).
             let mut frame = result_frame(&invoke_id, &node_id, outcome);
             if frame.text.len() > max_payload {
-                let e = CommandError::new(
-                    "PAYLOAD_TOO_LARGE",
-                    format!(
-                        "{command} result is {} bytes; the gateway accepts {max_payload}",
-                        frame.text.len()
-                    ),
-                );
+                let e = too_large(&command, frame.text.len(), max_payload);
                 tracing::info!(%command, code = %e.code, "invoke failed: {}", e.message);
                 frame = result_frame(&invoke_id, &node_id, Err(e));
             }
@@ -290,21 +308,35 @@ mod tests {
             let ms = self.0;
             Box::pin(async move {
                 tokio::time::sleep(Duration::from_millis(ms)).await;
-                Ok(json!({ "slept": ms }))
+                Ok(json!({ "slept": ms }).into())
             })
         }
     }
     struct Echo;
     impl Command for Echo {
         fn run(&self, p: Value) -> CommandFuture {
-            Box::pin(async move { Ok(p) })
+            Box::pin(async move { Ok(p.into()) })
         }
     }
     struct Big;
     impl Command for Big {
         fn run(&self, _: Value) -> CommandFuture {
-            Box::pin(async move { Ok(json!({ "base64": "A".repeat(4096) })) })
+            Box::pin(async move { Ok(json!({ "base64": "A".repeat(4096) }).into()) })
         }
+    }
+    /// Every byte value, and fields that need escaping twice (in the JSON, then in payloadJSON).
+    struct Photo;
+    impl Command for Photo {
+        fn run(&self, _: Value) -> CommandFuture {
+            Box::pin(async move { Ok(photo()) })
+        }
+    }
+    fn photo() -> Reply {
+        let bytes: Vec<u8> = (0..10_000u32).map(|i| (i * 7919 % 256) as u8).collect();
+        Reply::media(
+            json!({ "format": "jpg", "note": "a \"quoted\" \\ path\n", "width": 640 }),
+            bytes,
+        )
     }
 
     fn req(
@@ -344,6 +376,7 @@ mod tests {
         r.add("t.sleep", Arc::new(Sleep(10_000)));
         r.add("t.echo", Arc::new(Echo));
         r.add("t.big", Arc::new(Big));
+        r.add("t.photo", Arc::new(Photo));
         Dispatcher::new(r)
     }
 
@@ -383,10 +416,31 @@ mod tests {
             (r["id"].as_str(), r["error"]["code"].as_str()),
             (Some("6"), Some("TIMEOUT"))
         );
-        // Too large for the gateway.
+        // A media result: its base64 written into the frame decodes to the bytes.
+        d.dispatch(req("8", "t.photo", None, None), "n", &tx);
+        let text = result(&mut rx).await["payloadJSON"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let payload: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(payload, photo().to_value());
+        let Reply::Media { bytes, .. } = photo() else {
+            panic!("a media reply")
+        };
+        let b64 = payload["base64"].as_str().unwrap();
+        assert_eq!(pincer_protocol::base64url::decode(b64).unwrap(), bytes);
+        // Too large for the gateway: a JSON result, and a media one (refused before its
+        // frame is built).
         d.set_max_payload(2048);
         d.dispatch(req("7", "t.big", None, None), "n", &tx);
         assert_eq!(result(&mut rx).await["error"]["code"], "PAYLOAD_TOO_LARGE");
+        d.dispatch(req("9", "t.photo", None, None), "n", &tx);
+        let r = result(&mut rx).await;
+        assert_eq!(r["error"]["code"], "PAYLOAD_TOO_LARGE");
+        assert!(r["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("t.photo result is 13"));
     }
 
     #[tokio::test]

@@ -28,7 +28,7 @@ impl Command for Mirror {
     fn run(&self, params: Value) -> CommandFuture {
         Box::pin(async move {
             let n = params["data"].as_str().map_or(0, str::len);
-            Ok(json!({ "data": "r".repeat(n) }))
+            Ok(json!({ "data": "r".repeat(n) }).into())
         })
     }
 }

@@ -184,7 +184,18 @@ pub fn encode_req<T: Serialize + ?Sized>(
     method: &str,
     params: &T,
 ) -> Result<String, serde_json::Error> {
-    let mut out = String::with_capacity(id.len() + method.len() + 64);
+    encode_req_sized(id, method, params, 0)
+}
+
+/// [`encode_req`] into a buffer with room for `params_len` bytes of params from the start (a
+/// photo's result is written without growing, and copying, its buffer on the way).
+pub fn encode_req_sized<T: Serialize + ?Sized>(
+    id: &str,
+    method: &str,
+    params: &T,
+    params_len: usize,
+) -> Result<String, serde_json::Error> {
+    let mut out = String::with_capacity(id.len() + method.len() + 64 + params_len);
     out.push_str(r#"{"type":"req","id":"#);
     push_json_str(&mut out, id);
     out.push_str(r#","method":"#);

@@ -505,10 +505,13 @@ pub struct NodeError {
 }
 
 /// `node.invoke.result` params (node → gateway).
+// `J` holds `payloadJSON`: a `Value` when decoding (the gateway tolerates non-strings),
+// the node's own writer when it encodes its result (the text escaped straight into the frame).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[cfg_attr(feature = "schema", schemars(rename = "NodeInvokeResultParams"))]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct NodeInvokeResultParams {
+pub struct NodeInvokeResultParams<J = Value> {
     /// The invoke id from `node.invoke.request`.
     pub id: NonEmpty,
     /// The caller's own node id; must match the connection's.
@@ -521,7 +524,7 @@ pub struct NodeInvokeResultParams {
     /// A string; the gateway also tolerates null and moves non-strings into `payload`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[serde(rename = "payloadJSON")]
-    pub payload_json: Option<Value>,
+    pub payload_json: Option<J>,
     /// Why the command failed (with `ok: false`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<NodeError>,

@@ -12,7 +12,7 @@ use pincer_hal::audio::{AudioDevices, AudioError};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{blocking, Command, CommandError, CommandFuture};
+use super::{blocking, Command, CommandError, CommandFuture, Reply};
 
 fn hal_error(e: AudioError) -> CommandError {
     CommandError::new(e.code(), e.to_string())
@@ -33,7 +33,7 @@ impl Command for List {
                     .map(|d| json!({ "id": d.id, "name": d.name }))
                     .collect()
             };
-            Ok(json!({ "inputs": pick(true), "outputs": pick(false) }))
+            Ok(json!({ "inputs": pick(true), "outputs": pick(false) }).into())
         })
     }
 }
@@ -88,14 +88,16 @@ impl Command for Record {
                 .map_err(hal_error)
             })
             .await?;
-            Ok(json!({
-                "format": "wav",
-                "base64": pincer_protocol::base64url::encode_standard(&rec.wav),
-                "durationMs": rec.duration_ms,
-                "sampleRate": rec.sample_rate,
-                "channels": rec.channels,
-                "deviceId": rec.device,
-            }))
+            Ok(Reply::media(
+                json!({
+                    "format": "wav",
+                    "durationMs": rec.duration_ms,
+                    "sampleRate": rec.sample_rate,
+                    "channels": rec.channels,
+                    "deviceId": rec.device,
+                }),
+                rec.wav,
+            ))
         })
     }
 }
@@ -124,7 +126,7 @@ impl Command for Play {
                     .map_err(hal_error)
             })
             .await?;
-            Ok(json!({ "played": true, "durationMs": ms, "deviceId": device }))
+            Ok(json!({ "played": true, "durationMs": ms, "deviceId": device }).into())
         })
     }
 }

@@ -12,7 +12,7 @@ use pincer_hal::camera::{CameraError, Cameras, Position, SnapRequest};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{blocking, Command, CommandError, CommandFuture};
+use super::{blocking, Command, CommandError, CommandFuture, Reply};
 
 fn hal_error(e: CameraError) -> CommandError {
     CommandError::new(e.code(), e.to_string())
@@ -37,7 +37,7 @@ impl Command for List {
                     })
                 })
                 .collect();
-            Ok(json!({ "devices": devices }))
+            Ok(json!({ "devices": devices }).into())
         })
     }
 }
@@ -120,12 +120,10 @@ impl Command for Snap {
                 from = %photo.source_format,
                 "camera.snap"
             );
-            Ok(json!({
-                "format": "jpg",
-                "base64": pincer_protocol::base64url::encode_standard(&photo.jpeg),
-                "width": photo.width,
-                "height": photo.height,
-            }))
+            Ok(Reply::media(
+                json!({ "format": "jpg", "width": photo.width, "height": photo.height }),
+                photo.jpeg,
+            ))
         })
     }
 }

@@ -86,7 +86,7 @@ impl Command for Get {
             if let Some(h) = fix.heading_deg {
                 v["headingDeg"] = json!(h);
             }
-            Ok(v)
+            Ok(v.into())
         })
     }
 }

@@ -65,7 +65,100 @@ impl std::fmt::Display for CommandError {
 }
 
 /// What [`Command::run`] returns: the result payload, or why the command failed.
-pub type CommandFuture = Pin<Box<dyn Future<Output = Result<Value, CommandError>> + Send>>;
+pub type CommandFuture = Pin<Box<dyn Future<Output = Result<Reply, CommandError>> + Send>>;
+
+/// A command's result payload.
+///
+/// Media results (photos, clips, screenshots, recordings) keep their bytes raw: they are
+/// base64-encoded straight into the `node.invoke.result` frame as the payload's `base64`
+/// member, so the node never holds them as a base64 string and a JSON text besides (for a
+/// 25 MB clip that is two copies of 33 MB fewer) and they are never scanned for escapes.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Reply {
+    /// Any JSON result.
+    Json(Value),
+    /// `fields` plus `"base64"`: the standard padded base64 of `bytes`.
+    Media {
+        /// The other members (`format`, `width`, …).
+        fields: serde_json::Map<String, Value>,
+        /// What `base64` encodes.
+        bytes: Vec<u8>,
+    },
+}
+
+impl From<Value> for Reply {
+    fn from(v: Value) -> Reply {
+        Reply::Json(v)
+    }
+}
+
+impl Reply {
+    /// A media result: `fields` (an object; anything else counts as `{}`) plus `base64`.
+    pub fn media(fields: Value, bytes: Vec<u8>) -> Reply {
+        let fields = match fields {
+            Value::Object(m) => m,
+            _ => serde_json::Map::new(),
+        };
+        Reply::Media { fields, bytes }
+    }
+
+    /// The whole payload as a JSON value (tests and logs; the frame is written from `self`).
+    pub fn to_value(&self) -> Value {
+        match self {
+            Reply::Json(v) => v.clone(),
+            Reply::Media { fields, bytes } => {
+                let mut m = fields.clone();
+                let b64 = pincer_protocol::base64url::encode_standard(bytes);
+                m.insert("base64".into(), Value::String(b64));
+                Value::Object(m)
+            }
+        }
+    }
+
+    /// Bytes the payload's JSON text takes, about (at least the base64 and the top-level
+    /// strings): what the result frame reserves up front and checks against the gateway's cap.
+    pub fn text_len_hint(&self) -> usize {
+        let strings = |m: &serde_json::Map<String, Value>| -> usize {
+            m.iter()
+                .map(|(k, v)| k.len() + v.as_str().map_or(8, str::len) + 4)
+                .sum()
+        };
+        match self {
+            Reply::Json(Value::Object(m)) => strings(m) + 2,
+            Reply::Json(Value::String(s)) => s.len() + 2,
+            Reply::Json(_) => 64,
+            Reply::Media { fields, bytes } => {
+                strings(fields) + pincer_protocol::base64url::padded_len(bytes.len()) + 16
+            }
+        }
+    }
+}
+
+/// The payload's compact JSON text, written piecewise (into `payloadJSON`'s escaper): a media
+/// payload's base64 goes out in 4 KB pieces, never whole.
+impl std::fmt::Display for Reply {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (fields, bytes) = match self {
+            Reply::Json(v) => return write!(f, "{v}"),
+            Reply::Media { fields, bytes } => (fields, bytes),
+        };
+        f.write_str("{")?;
+        for (k, v) in fields {
+            if k == "base64" {
+                continue;
+            }
+            write!(f, "{}:{v},", Value::String(k.clone()))?;
+        }
+        f.write_str("\"base64\":\"")?;
+        let mut buf = [0u8; 4096];
+        for piece in bytes.chunks(3072) {
+            let text = pincer_protocol::base64url::encode_standard_into(piece, &mut buf)
+                .ok_or(std::fmt::Error)?;
+            f.write_str(text)?;
+        }
+        f.write_str("\"}")
+    }
+}
 
 /// Runs blocking device I/O (ioctls, polls with deadlines) off the runtime's thread.
 #[allow(dead_code)] // with no hardware class compiled in

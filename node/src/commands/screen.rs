@@ -7,7 +7,7 @@ use pincer_hal::screen::{to_png, Screens};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{blocking, Command, CommandError, CommandFuture};
+use super::{blocking, Command, CommandError, CommandFuture, Reply};
 
 #[derive(Deserialize, Default)]
 #[serde(rename_all = "camelCase")]
@@ -69,13 +69,15 @@ impl Command for Snapshot {
                 }
             })
             .await?;
-            Ok(json!({
-                "format": if jpg { "jpg" } else { "png" },
-                "base64": pincer_protocol::base64url::encode_standard(&bytes),
-                "width": width,
-                "height": height,
-                "screenIndex": index,
-            }))
+            Ok(Reply::media(
+                json!({
+                    "format": if jpg { "jpg" } else { "png" },
+                    "width": width,
+                    "height": height,
+                    "screenIndex": index,
+                }),
+                bytes,
+            ))
         })
     }
 }

@@ -59,7 +59,7 @@ impl Command for Which {
                 .iter()
                 .filter_map(|b| which(b).map(|p| (b.clone(), p.display().to_string())))
                 .collect();
-            Ok(json!({ "bins": found }))
+            Ok(json!({ "bins": found }).into())
         })
     }
 }
@@ -261,13 +261,15 @@ impl Command for Run {
                     Ok(json!({
                         "exitCode": status.code(), "timedOut": false, "success": status.success(),
                         "stdout": stdout, "stderr": stderr, "error": Value::Null,
-                    }))
+                    })
+                    .into())
                 }
                 // Dropping the future kills the child (kill_on_drop).
                 Err(_) => Ok(json!({
                     "exitCode": Value::Null, "timedOut": true, "success": false, "stdout": "", "stderr": "",
                     "error": format!("timed out after {} ms", timeout.as_millis()),
-                })),
+                })
+                .into()),
             }
         })
     }
@@ -304,7 +306,8 @@ mod tests {
         let v = run
             .run(json!({ "command": ["sh", "-c", "yes x | head -c 300000; echo err >&2; exit 3"] }))
             .await
-            .unwrap();
+            .unwrap()
+            .to_value();
         assert_eq!(v["exitCode"], 3);
         assert!(v["stdout"]
             .as_str()
@@ -318,10 +321,11 @@ mod tests {
         let v = run
             .run(json!({ "command": ["sleep", "5"], "timeoutMs": 200 }))
             .await
-            .unwrap();
+            .unwrap()
+            .to_value();
         assert_eq!(v["timedOut"], true);
         assert!(t.elapsed() < Duration::from_secs(2));
-        let v = run.run(json!({ "command": ["sh", "-c", "echo ${LD_PRELOAD:-clean}"], "env": { "LD_PRELOAD": "/evil.so" } })).await.unwrap();
+        let v = run.run(json!({ "command": ["sh", "-c", "echo ${LD_PRELOAD:-clean}"], "env": { "LD_PRELOAD": "/evil.so" } })).await.unwrap().to_value();
         assert_eq!(v["stdout"], "clean\n");
         std::fs::remove_file(dir.join("exec-policy.toml")).unwrap();
         assert_eq!(

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use serde_json::{json, Value};
 
-use super::CommandError;
+use super::{CommandError, Reply};
 
 /// Base64 the result may carry: the gateway's 25 MiB frame cap minus a 64 KiB envelope, as
 /// OpenClaw's Linux node reckons it.
@@ -29,7 +29,7 @@ pub fn result(
     clip: pincer_hal::video::Clip,
     audio_asked: bool,
     extra: Value,
-) -> Result<Value, CommandError> {
+) -> Result<Reply, CommandError> {
     if audio_asked {
         tracing::info!("includeAudio: this node has no AAC encoder; the clip has no audio track (hasAudio false)");
     }
@@ -45,12 +45,11 @@ pub fn result(
     );
     let mut out = json!({
         "format": "mp4",
-        "base64": pincer_protocol::base64url::encode_standard(&clip.mp4),
         "durationMs": clip.duration_ms,
         "hasAudio": false,
     });
     if let (Some(o), Value::Object(e)) = (out.as_object_mut(), extra) {
         o.extend(e);
     }
-    Ok(out)
+    Ok(Reply::media(out, clip.mp4))
 }
