@@ -7,7 +7,8 @@
 //! low-priority thread: the photo goes out first, the device is released while the node waits
 //! on the network, and the next snap waits for the release in [`Queue::take`].
 
-use std::sync::{Arc, Condvar, Mutex};
+use std::collections::VecDeque;
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
 
 /// The turn-taking of one device.
 #[derive(Debug, Default)]
@@ -39,19 +40,79 @@ impl Drop for Turn {
     }
 }
 
-/// Drops `device` (closing it), then `turn`, on a thread of its own at the lowest CPU
-/// priority: on a one-core board it runs while the caller's thread waits for I/O. When no
+/// Drops `device` (closing it), then `turn`, on the closing thread at the lowest CPU
+/// priority: on a one-core board it runs while the caller's thread waits for I/O. The thread
+/// starts with the first close and stays (starting one per photo costs a snap a millisecond or
+/// two on a small board). At most [`CLOSE_QUEUE`] closes wait for it; beyond that, or when no
 /// thread can be started, both drop here.
 pub fn close_later<T: Send + 'static>(device: T, turn: Turn) {
-    // A thread that cannot start drops its closure, and with it both, before `spawn` returns.
-    let _ = std::thread::Builder::new()
-        .name("camera-close".into())
-        .stack_size(64 * 1024)
-        .spawn(move || {
-            lower_priority();
-            drop(device);
-            drop(turn);
-        });
+    let job: Job = Box::new(move || {
+        drop(device);
+        drop(turn);
+    });
+    let refused = match closer() {
+        Some(c) => {
+            let mut jobs = c.jobs.lock().unwrap_or_else(|p| p.into_inner());
+            if jobs.len() < CLOSE_QUEUE {
+                jobs.push_back(job);
+                c.ready.notify_one();
+                None
+            } else {
+                Some(job)
+            }
+        }
+        None => Some(job),
+    };
+    if let Some(job) = refused {
+        job();
+    }
+}
+
+/// Closes waiting for the closing thread (one per camera at most in practice: each holds its
+/// device's turn).
+pub const CLOSE_QUEUE: usize = 8;
+
+type Job = Box<dyn FnOnce() + Send>;
+
+/// The closing thread's queue (a mutex and a condvar: `std::sync::mpsc` would add tens of KB
+/// to the node for one queue).
+struct Closer {
+    jobs: Mutex<VecDeque<Job>>,
+    ready: Condvar,
+}
+
+/// The closing thread's queue, its thread started on first use; `None` if it could not start.
+fn closer() -> Option<&'static Closer> {
+    static CLOSER: Closer = Closer {
+        jobs: Mutex::new(VecDeque::new()),
+        ready: Condvar::new(),
+    };
+    static STARTED: OnceLock<bool> = OnceLock::new();
+    let c = &CLOSER;
+    let started = *STARTED.get_or_init(|| {
+        std::thread::Builder::new()
+            .name("camera-close".into())
+            .stack_size(64 * 1024)
+            .spawn(move || {
+                lower_priority();
+                loop {
+                    let job = {
+                        let mut jobs = c.jobs.lock().unwrap_or_else(|p| p.into_inner());
+                        loop {
+                            match jobs.pop_front() {
+                                Some(job) => break job,
+                                None => {
+                                    jobs = c.ready.wait(jobs).unwrap_or_else(|p| p.into_inner())
+                                }
+                            }
+                        }
+                    };
+                    job();
+                }
+            })
+            .is_ok()
+    });
+    started.then_some(c)
 }
 
 /// Nice 19 for the calling thread (Linux: `setpriority` on a thread id is per thread).
@@ -98,5 +159,38 @@ mod tests {
         waiter.join().ok();
         // And the queue is free again.
         let _again = Queue::take(&q);
+    }
+
+    /// Blocks its dropping thread until told to go.
+    struct Gate(mpsc::Receiver<()>);
+    impl Drop for Gate {
+        fn drop(&mut self) {
+            let _ = self.0.recv_timeout(Duration::from_secs(10));
+        }
+    }
+
+    #[test]
+    fn closes_beyond_the_bound_happen_in_place() {
+        let (go, gate) = mpsc::channel();
+        close_later(Gate(gate), Queue::take(&Arc::new(Queue::default())));
+        // The closing thread is stuck in the gate: closes queue up to CLOSE_QUEUE, then the
+        // caller closes in place (the drop has happened when close_later returns).
+        let (tx, rx) = mpsc::channel();
+        let mut queued = 0;
+        loop {
+            close_later(Closed(tx.clone()), Queue::take(&Arc::new(Queue::default())));
+            if rx.try_recv().is_ok() {
+                break;
+            }
+            queued += 1;
+            assert!(queued <= CLOSE_QUEUE + 1, "{queued} closes queued");
+        }
+        let _ = go.send(());
+        for _ in 0..queued {
+            assert_eq!(
+                rx.recv_timeout(Duration::from_secs(10)).ok(),
+                Some("closed")
+            );
+        }
     }
 }
