@@ -8,10 +8,12 @@
 //! one) every pass over 900 KB counts. This reads each 8x8 block straight from the frame,
 //! expands limited-range YUV by table on the way, and codes each block
 //! with the AAN integer DCT, a reciprocal quantiser and a Huffman writer that jumps over
-//! zero coefficients by bitmask. `pincer-bench camera` and `docs/benchmarks.md` have the
-//! figures.
+//! zero coefficients by bitmask. With more than one CPU the image is cut into stripes of
+//! rows, each a restart interval, coded on up to [`MAX_THREADS`] threads (a Pi 3, 4, 5 or
+//! Zero 2 W has four cores) and joined. `pincer-bench camera` and `docs/benchmarks.md` have
+//! the figures.
 //!
-//! Memory: the output and a few 64-entry blocks.
+//! Memory: the output (in one piece per thread) and a few 64-entry blocks per thread.
 
 use super::{ImageError, PixelFormat, Rgb};
 
@@ -564,7 +566,14 @@ fn segment(out: &mut Vec<u8>, marker: u8, body: &[u8]) {
     out.extend_from_slice(body);
 }
 
-fn headers(out: &mut Vec<u8>, w: u16, h: u16, luma: &Quantiser, chroma: &Quantiser) {
+fn headers(
+    out: &mut Vec<u8>,
+    w: u16,
+    h: u16,
+    restart_interval: Option<u16>,
+    luma: &Quantiser,
+    chroma: &Quantiser,
+) {
     out.extend_from_slice(&[0xFF, 0xD8]);
     // JFIF 1.01, no density unit, 1:1, no thumbnail.
     segment(out, 0xE0, b"JFIF\0\x01\x01\0\0\x01\0\x01\0\0");
@@ -595,11 +604,93 @@ fn headers(out: &mut Vec<u8>, w: u16, h: u16, luma: &Quantiser, chroma: &Quantis
         dht.extend_from_slice(values);
     }
     segment(out, 0xC4, &dht);
+    if let Some(mcus) = restart_interval {
+        segment(out, 0xDD, &mcus.to_be_bytes());
+    }
     segment(out, 0xDA, &[3, 1, 0x00, 2, 0x11, 3, 0x11, 0, 63, 0]);
 }
 
-/// Codes `src` as a baseline JFIF at `quality` (1..=100, as libjpeg scales it).
+/// Codes `src` as a baseline JFIF at `quality` (1..=100, as libjpeg scales it), on as many
+/// threads as [`threads_for`] gives it.
 pub(crate) fn encode(src: &Source, quality: u8) -> Result<Vec<u8>, ImageError> {
+    let threads = threads_for(src.size().1.div_ceil(16) as usize);
+    encode_on(src, quality, threads)
+}
+
+/// The most threads a photo is coded on.
+pub const MAX_THREADS: usize = 4;
+
+/// Threads for `mcu_rows` rows of 16x16 pixels: the CPUs this process may use, at most
+/// [`MAX_THREADS`], and at least 8 rows each (a thread costs a few hundred microseconds to
+/// start on a small board; a 640x480 photo has 30 rows).
+fn threads_for(mcu_rows: usize) -> usize {
+    cpus().min(MAX_THREADS).min(mcu_rows / 8).max(1)
+}
+
+/// The CPUs this thread may run on (`sched_getaffinity`; 1 if unknown). Not
+/// `std::thread::available_parallelism`: its cgroup-quota parsing is 8 KB of the node.
+fn cpus() -> usize {
+    // SAFETY: an all-zero `cpu_set_t` is a valid empty set; the kernel writes at most
+    // `size_of::<cpu_set_t>()` bytes into it.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        if libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) == 0 {
+            usize::try_from(libc::CPU_COUNT(&set)).unwrap_or(1)
+        } else {
+            1
+        }
+    }
+}
+
+/// What every stripe of an encode reads: the samples, the tables.
+struct Coder<'a> {
+    blocks: Blocks<'a>,
+    luma_q: Quantiser,
+    chroma_q: Quantiser,
+    dc_l: Huffman,
+    ac_l: Huffman,
+    dc_c: Huffman,
+    ac_c: Huffman,
+}
+
+impl Coder<'_> {
+    /// Codes MCU rows `rows` (rows of 16 pixels) onto `out` as one restart interval: DC
+    /// predictions from 0, the last byte padded. A whole image is one such stripe; stripes
+    /// of equal rows, joined by `RSTn` markers, are the same image on several threads.
+    // One copy of the coding loop for the whole-image and the threaded calls (13 KB).
+    #[inline(never)]
+    fn stripe(&self, rows: std::ops::Range<usize>, out: Vec<u8>) -> Vec<u8> {
+        let (w, h) = (self.blocks.w, self.blocks.h);
+        let mut bits = Bits { out, acc: 0, n: 0 };
+        let component = |quant, dc, ac| Component {
+            quant,
+            dc,
+            ac,
+            prev_dc: 0,
+        };
+        let mut y = component(&self.luma_q, &self.dc_l, &self.ac_l);
+        let mut cb = component(&self.chroma_q, &self.dc_c, &self.ac_c);
+        let mut cr = component(&self.chroma_q, &self.dc_c, &self.ac_c);
+        let (mut block, mut block2) = ([0i32; 64], [0i32; 64]);
+        for my in (rows.start * 16..(rows.end * 16).min(h)).step_by(16) {
+            for mx in (0..w).step_by(16) {
+                for (dx, dy) in [(0, 0), (8, 0), (0, 8), (8, 8)] {
+                    self.blocks.luma(mx + dx, my + dy, &mut block);
+                    y.code_block(&mut bits, &mut block);
+                }
+                self.blocks.chroma(mx / 2, my / 2, &mut block, &mut block2);
+                cb.code_block(&mut bits, &mut block);
+                cr.code_block(&mut bits, &mut block2);
+            }
+        }
+        bits.finish()
+    }
+}
+
+/// [`encode`] on up to `threads` threads. One thread codes the image as one piece; more
+/// split it into stripes of equal rows, each a restart interval (the decoded pixels are the
+/// same: a restart only resets how DC differences are counted).
+pub(crate) fn encode_on(src: &Source, quality: u8, threads: usize) -> Result<Vec<u8>, ImageError> {
     let (width, height) = src.size();
     if width == 0 || height == 0 {
         return Err(ImageError::Empty(width, height));
@@ -608,47 +699,65 @@ pub(crate) fn encode(src: &Source, quality: u8) -> Result<Vec<u8>, ImageError> {
         return Err(ImageError::TooLarge(width, height));
     };
     let (w, h) = (width as usize, height as usize);
-    let luma_q = Quantiser::new(&LUMA_Q, quality);
-    let chroma_q = Quantiser::new(&CHROMA_Q, quality);
-    let (dc_l, ac_l) = (
-        Huffman::new(&DC_LUMA_BITS, &DC_VALUES),
-        Huffman::new(&AC_LUMA_BITS, &AC_LUMA_VALUES),
-    );
-    let (dc_c, ac_c) = (
-        Huffman::new(&DC_CHROMA_BITS, &DC_VALUES),
-        Huffman::new(&AC_CHROMA_BITS, &AC_CHROMA_VALUES),
-    );
-    let mut out = Vec::with_capacity(w * h / 8 + 1024);
-    headers(&mut out, w16, h16, &luma_q, &chroma_q);
-    let mut bits = Bits { out, acc: 0, n: 0 };
-    let component = |quant, dc, ac| Component {
-        quant,
-        dc,
-        ac,
-        prev_dc: 0,
+    let coder = Coder {
+        blocks: Blocks {
+            src,
+            e: Expand::new(),
+            w,
+            h,
+        },
+        luma_q: Quantiser::new(&LUMA_Q, quality),
+        chroma_q: Quantiser::new(&CHROMA_Q, quality),
+        dc_l: Huffman::new(&DC_LUMA_BITS, &DC_VALUES),
+        ac_l: Huffman::new(&AC_LUMA_BITS, &AC_LUMA_VALUES),
+        dc_c: Huffman::new(&DC_CHROMA_BITS, &DC_VALUES),
+        ac_c: Huffman::new(&AC_CHROMA_BITS, &AC_CHROMA_VALUES),
     };
-    let mut y = component(&luma_q, &dc_l, &ac_l);
-    let mut cb = component(&chroma_q, &dc_c, &ac_c);
-    let mut cr = component(&chroma_q, &dc_c, &ac_c);
-    let blocks = Blocks {
-        src,
-        e: Expand::new(),
-        w,
-        h,
-    };
-    let (mut block, mut block2) = ([0i32; 64], [0i32; 64]);
-    for my in (0..h).step_by(16) {
-        for mx in (0..w).step_by(16) {
-            for (dx, dy) in [(0, 0), (8, 0), (0, 8), (8, 8)] {
-                blocks.luma(mx + dx, my + dy, &mut block);
-                y.code_block(&mut bits, &mut block);
+    let rows = h.div_ceil(16);
+    let per = rows.div_ceil(threads.clamp(1, rows));
+    // The restart interval counts MCUs in a u16.
+    let interval = u16::try_from(w.div_ceil(16) * per)
+        .ok()
+        .filter(|_| per < rows);
+    let room = w * h / 8 + 1024;
+    let mut out = Vec::with_capacity(room);
+    headers(&mut out, w16, h16, interval, &coder.luma_q, &coder.chroma_q);
+    let mut out = match interval {
+        None => coder.stripe(0..rows, out),
+        Some(_) => std::thread::scope(|scope| {
+            let coder = &coder;
+            let stripes: Vec<_> = (0..rows)
+                .step_by(per)
+                .map(|r| r..(r + per).min(rows))
+                .collect();
+            let part_room = room / stripes.len();
+            // Stripes after the first on threads of their own; one that cannot start is
+            // coded here, in its turn.
+            let others: Vec<_> = stripes[1..]
+                .iter()
+                .map(|rows| {
+                    let job = std::thread::Builder::new()
+                        .name("jpeg".into())
+                        .stack_size(64 * 1024)
+                        .spawn_scoped(scope, {
+                            let rows = rows.clone();
+                            move || coder.stripe(rows, Vec::with_capacity(part_room))
+                        });
+                    (rows.clone(), job)
+                })
+                .collect();
+            let mut out = coder.stripe(stripes[0].clone(), out);
+            for (i, (rows, job)) in others.into_iter().enumerate() {
+                out.extend_from_slice(&[0xFF, 0xD0 + (i % 8) as u8]);
+                match job.map(|j| j.join()) {
+                    Ok(Ok(part)) => out.extend_from_slice(&part),
+                    // Did not start (or died, which these paths cannot: no panics).
+                    _ => out = coder.stripe(rows, out),
+                }
             }
-            blocks.chroma(mx / 2, my / 2, &mut block, &mut block2);
-            cb.code_block(&mut bits, &mut block);
-            cr.code_block(&mut bits, &mut block2);
-        }
-    }
-    let mut out = bits.finish();
+            out
+        }),
+    };
     out.extend_from_slice(&[0xFF, 0xD9]);
     Ok(out)
 }
@@ -769,6 +878,33 @@ mod tests {
             // 4:2:0 on hard colour edges and noise: 30 dB is what libjpeg gets here too.
             let p = psnr(&px, &img.data);
             assert!(p > 30.0, "{w}x{h}: {p:.1} dB");
+        }
+    }
+
+    #[test]
+    fn stripes_on_threads_decode_to_the_same_pixels_as_one_piece() {
+        for (w, h) in [(640, 480), (33, 300), (16, 16), (100, 17)] {
+            let img = card(w, h);
+            let one = encode_on(&Source::Rgb(&img), 90, 1).unwrap();
+            let (dw, dh, pixels) = decode(&one);
+            assert_eq!((u32::from(dw), u32::from(dh)), (w, h));
+            assert!(psnr(&pixels, &img.data) > 30.0, "{w}x{h}");
+            let rows = h.div_ceil(16) as usize;
+            for threads in [2, 3, 4, 64] {
+                let many = encode_on(&Source::Rgb(&img), 90, threads).unwrap();
+                assert!(decode(&many).2 == pixels, "{w}x{h} on {threads} threads");
+                // RST0, RST1, … between the stripes, none in one piece.
+                let markers = |jpeg: &[u8]| -> Vec<u8> {
+                    jpeg.windows(2)
+                        .filter(|p| p[0] == 0xFF && (0xD0..=0xD7).contains(&p[1]))
+                        .map(|p| p[1])
+                        .collect()
+                };
+                let stripes = rows.div_ceil(rows.div_ceil(threads.min(rows)));
+                let expect: Vec<u8> = (0..stripes - 1).map(|i| 0xD0 + (i % 8) as u8).collect();
+                assert_eq!(markers(&many), expect, "{w}x{h} on {threads} threads");
+                assert!(markers(&one).is_empty());
+            }
         }
     }
 
