@@ -130,6 +130,8 @@ impl Huffman {
 struct Quantiser {
     /// The table as written to DQT (natural order, 1..=255).
     table: [u8; 64],
+    /// Per natural-order coefficient: the reciprocal << 6 | its zigzag index (one load
+    /// for both: under emulation the loads are the cost).
     recip: [u32; 64],
 }
 
@@ -154,7 +156,8 @@ impl Quantiser {
         let mut recip = [0u32; 64];
         for (i, r) in recip.iter_mut().enumerate() {
             let divisor = f64::from(table[i]) * 8.0 * s(i / 8) * s(i % 8);
-            *r = ((1u64 << 24) as f64 / divisor).round() as u32;
+            // At most 2^21 (divisor 8), so 26 bits with the index.
+            *r = (((1u64 << 24) as f64 / divisor).round() as u32) << 6 | u32::from(UNZIGZAG[i]);
         }
         Quantiser { table, recip }
     }
@@ -172,9 +175,10 @@ impl Quantiser {
             let col = core::array::from_fn(|r| block[r * 8 + c]);
             for (u, v) in dct8(col).into_iter().enumerate() {
                 let n = u * 8 + c;
-                let k = usize::from(UNZIGZAG[n]);
-                let q = ((u64::from(v.unsigned_abs()) * u64::from(self.recip[n]) + (1 << 23)) >> 24)
-                    as i32;
+                let rk = self.recip[n];
+                let k = (rk & 63) as usize;
+                let q =
+                    ((u64::from(v.unsigned_abs()) * u64::from(rk >> 6) + (1 << 23)) >> 24) as i32;
                 // Baseline's ranges: AC magnitudes up to 10 bits, and DC too, so that a DC
                 // difference stays within 11.
                 let q = q.min(1023);
