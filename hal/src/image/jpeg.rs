@@ -397,9 +397,13 @@ impl Blocks<'_> {
                     let line = &data[(y0 + r).min(h - 1) * stride..];
                     match (packed, full) {
                         (true, true) => {
+                            // Two 8-byte loads for the row's 16 bytes (under emulation each
+                            // load is the cost), the Y bytes shifted out of them.
                             let px = &line[x0 * 2..x0 * 2 + 16];
-                            for (d, p) in dst.iter_mut().zip(px.chunks_exact(2)) {
-                                *d = tab[usize::from(p[yo])];
+                            let words = [word(&px[..8]), word(&px[8..])];
+                            for (i, d) in dst.iter_mut().enumerate() {
+                                let b = (words[i / 4] >> (16 * (i % 4) + 8 * yo)) as u8;
+                                *d = tab[usize::from(b)];
                             }
                         }
                         (true, false) => {
@@ -472,12 +476,20 @@ impl Blocks<'_> {
                         // Expanded, then averaged: the same samples as through a Ycc.
                         let out = u.iter_mut().zip(v.iter_mut());
                         if full {
+                            // 8-byte loads, two pixel pairs (two U, two V) in each.
                             let (pa, pb) = (&la[x0 * 4..x0 * 4 + 32], &lb[x0 * 4..x0 * 4 + 32]);
-                            let pairs = pa.chunks_exact(4).zip(pb.chunks_exact(4));
-                            for ((u, v), (a, b)) in out.zip(pairs) {
-                                let at = |p: &[u8], i: usize| tab[usize::from(p[i])];
-                                *u = mean2(at(a, uo), at(b, uo));
-                                *v = mean2(at(a, uo + 2), at(b, uo + 2));
+                            let words = pa.chunks_exact(8).zip(pb.chunks_exact(8));
+                            let mut out = out;
+                            for (a, b) in words {
+                                let (a, b) = (word(a), word(b));
+                                for pair in 0..2 {
+                                    let Some((u, v)) = out.next() else { break };
+                                    let at = |w: u64, i: usize| {
+                                        tab[usize::from((w >> (32 * pair + 8 * i)) as u8)]
+                                    };
+                                    *u = mean2(at(a, uo), at(b, uo));
+                                    *v = mean2(at(a, uo + 2), at(b, uo + 2));
+                                }
                             }
                         } else {
                             for (c, (u, v)) in out.enumerate() {
@@ -553,6 +565,14 @@ impl Blocks<'_> {
             }
         }
     }
+}
+
+/// The little-endian u64 of `b`'s first 8 bytes (one load; callers pass 8).
+#[inline(always)]
+fn word(b: &[u8]) -> u64 {
+    let mut w = [0u8; 8];
+    w.copy_from_slice(&b[..8]);
+    u64::from_le_bytes(w)
 }
 
 /// The DCT's row pass over one block row of samples, in place.
