@@ -231,6 +231,8 @@ pub struct Config {
     /// `[channels]` as written (resolved when the gateway starts: tokens may come from the
     /// environment and files).
     pub channels: pincer_channels::ChannelsSection,
+    /// `[tls]`: TLS on the port (off by default).
+    pub tls: crate::tls::TlsConfig,
 }
 
 /// `[control_ui]` resolved.
@@ -302,6 +304,21 @@ pub struct FileConfig {
     /// `[channels]`: `[channels.telegram]`.
     #[serde(default)]
     pub channels: pincer_channels::ChannelsSection,
+    /// `[tls]`: `enabled`, `cert`, `key`.
+    #[serde(default)]
+    pub tls: FileTls,
+}
+
+/// `[tls]` in `gateway.toml`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileTls {
+    /// Serve `wss://` / `https://` on the port (default false).
+    pub enabled: Option<bool>,
+    /// PEM certificate chain; with `key`. Neither: a self-signed pair in the state dir.
+    pub cert: Option<PathBuf>,
+    /// PEM private key; with `cert`.
+    pub key: Option<PathBuf>,
 }
 
 /// `[nodes]` in `gateway.toml`.
@@ -557,6 +574,11 @@ impl Config {
                 allowed_origins: file.control_ui.allowed_origins,
             },
             channels: file.channels,
+            tls: crate::tls::TlsConfig {
+                enabled: file.tls.enabled.unwrap_or(false),
+                cert: file.tls.cert,
+                key: file.tls.key,
+            },
         })
     }
 }

@@ -67,6 +67,8 @@ pub struct Hub {
     pub agent: std::sync::OnceLock<Arc<pincer_agent::runtime::Agent>>,
     /// The messaging channels (set once, after the agent).
     pub channels: std::sync::OnceLock<Arc<pincer_channels::Channels>>,
+    /// The port's TLS side, when `[tls] enabled` (set once, before the first accept).
+    pub tls: std::sync::OnceLock<crate::tls::Tls>,
     health: Health,
     started: Instant,
     /// This gateway process's id (a UUID), the `instanceId` of its own presence entry.
@@ -116,6 +118,7 @@ impl Hub {
             presence_sent: Mutex::new((None, false)),
             agent: std::sync::OnceLock::new(),
             channels: std::sync::OnceLock::new(),
+            tls: std::sync::OnceLock::new(),
         }
     }
 
@@ -417,6 +420,7 @@ mod tests {
             ),
             control_ui: Default::default(),
             channels: Default::default(),
+            tls: Default::default(),
         };
         let devices = DeviceStore::open(&dir).unwrap();
         (Hub::new(config, devices), dir)

@@ -12,7 +12,7 @@
 //!
 //! ```text
 //! TCP ─▶ server (accept, pre-auth budget) ─▶ link (one task per socket)
-//!          link: http (request head) ─▶ a page (http::pages), or on an upgrade:
+//!          link: tls (handshake, with [tls] on) ─▶ http (request head) ─▶ a page (http::pages), or on an upgrade:
 //!          link: upgrade ─▶ challenge ─▶ admit (handshake decision, register) ─▶ hello-ok
 //!          link: reader ─▶ methods (scope check, dedupe) ─▶ reply into the Outbox
 //!          link: writer ◀─ Outbox (bounded in frames and bytes) ◀─ hub broadcast, replies
@@ -20,6 +20,8 @@
 //!
 //! * [`config`]: settings from flags, environment and `gateway.toml`.
 //! * [`server`]: accept loop, tick timer, presence flusher, graceful shutdown.
+//! * [`tls`]: `[tls]`: the certificate (named PEM files, or a self-signed pair generated once
+//!   into the state dir), its SHA-256 pin, the acceptor, and the plain-or-TLS socket type.
 //! * [`http`]: the HTTP side of the port: request heads, pages (the embedded WebChat, a
 //!   Control UI bundle from disk, `/control-ui-config.json`), then the WebSocket upgrade.
 //! * [`upgrade`]: the WebSocket upgrade with capped reads and peer facts; [`limits`]: the pre-auth
@@ -70,6 +72,7 @@ pub mod presence;
 pub mod reply;
 pub mod secret;
 pub mod server;
+pub mod tls;
 pub mod upgrade;
 
 pub use config::Config;

@@ -22,6 +22,8 @@ use pincer_protocol::decode::{decode_request, DecodeError, Params};
 use pincer_protocol::error::ErrorShape;
 use pincer_protocol::frames::{encode_event_raw, encode_res_err, encode_res_ok};
 use tokio::net::TcpStream;
+
+use crate::tls;
 use tokio::time::{timeout, timeout_at, Instant};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
@@ -154,7 +156,23 @@ async fn establish(hub: &Arc<Hub>, tcp: TcpStream, ip: IpAddr) -> Option<(Arc<Co
     let limits = hub.config.limits;
     let caps = ReadCaps::new(limits.preauth_max_payload + UPGRADE_ALLOWANCE, usize::MAX);
     let deadline = Instant::now() + Duration::from_millis(limits.handshake_timeout_ms);
-    let (ws, peer, deadline) = crate::http::front(hub, tcp, ip, caps.clone(), deadline).await?;
+    let _ = tcp.set_nodelay(true);
+    // With `[tls]` the TLS handshake comes first, within the same pre-auth deadline.
+    let stream = match hub.tls.get() {
+        None => tls::Stream::Plain(tcp),
+        Some(tls) => match timeout_at(deadline, tls.accept(tcp)).await {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => {
+                tracing::debug!(%ip, error = %e, "TLS handshake failed");
+                return None;
+            }
+            Err(_) => {
+                tracing::debug!(%ip, "TLS handshake timeout");
+                return None;
+            }
+        },
+    };
+    let (ws, peer, deadline) = crate::http::front(hub, stream, ip, caps.clone(), deadline).await?;
     let mut pre = Preauth { ws, deadline };
 
     let nonce = secret::uuid_v4();

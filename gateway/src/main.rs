@@ -109,10 +109,16 @@ fn serve(a: RunArgs) -> anyhow::Result<()> {
     runtime()?.block_on(async move {
         let gw = Gateway::bind(cfg).await?;
         let addr = gw.local_addr()?;
-        println!("pincer-gateway listening on ws://{addr}");
+        // One line (tests and scripts read it); the TLS fingerprint is in the log just before.
+        let scheme = if gw.hub().tls.get().is_some() {
+            "wss"
+        } else {
+            "ws"
+        };
+        println!("pincer-gateway listening on {scheme}://{addr}");
         tracing::info!(%addr, "listening");
         if let Some(n) = &systemd {
-            n.ready(&format!("listening on ws://{addr}"));
+            n.ready(&format!("listening on {scheme}://{addr}"));
             pincer_os::notify::spawn_watchdog(n.clone());
         }
         gw.run(async {

@@ -352,6 +352,11 @@ fn status(hub: &Hub, conn: &ConnHandle) -> Reply {
         "nodes": hub.node_count(),
         "pairedDevices": hub.devices.len(),
         "authMode": hub.config.auth.name(),
+        // What a client pins for `wss://` (`--tls-fingerprint`, `gateway.remote.tlsFingerprint`).
+        "tls": match hub.tls.get() {
+            Some(t) => json!({ "enabled": true, "fingerprintSha256": t.fingerprint() }),
+            None => json!({ "enabled": false }),
+        },
     });
     if let Some(p) = hub.devices.recovered_from() {
         gateway["trustStoreRecoveredFrom"] = json!(p.display().to_string());

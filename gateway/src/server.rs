@@ -46,6 +46,9 @@ pub enum GatewayError {
     /// A channel's configuration or state is wrong.
     #[error(transparent)]
     Channels(#[from] pincer_channels::ChannelError),
+    /// `[tls]` is on and its certificate cannot be loaded or made.
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
 }
 
 /// A bound, not yet running gateway.
@@ -95,7 +98,20 @@ impl Gateway {
         if let Ok(bound) = listener.local_addr() {
             config.port = bound.port();
         }
+        let tls = match config.tls.enabled {
+            true => Some(crate::tls::Tls::load(&config.tls, &config.state_dir)?),
+            false => None,
+        };
         let hub = Arc::new(Hub::new(config, devices));
+        if let Some(tls) = tls {
+            tracing::info!(
+                fingerprint = %tls.fingerprint(),
+                certificate = %tls.source.display(),
+                generated = tls.generated,
+                "TLS on: clients pin this SHA-256 (--tls-fingerprint, gateway.remote.tlsFingerprint)"
+            );
+            let _ = hub.tls.set(tls);
+        }
         crate::agent_host::attach(&hub)?;
         Ok(Gateway { hub, listener })
     }

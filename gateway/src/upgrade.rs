@@ -9,8 +9,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use crate::tls::Stream;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use tokio_tungstenite::tungstenite::Error as WsError;
@@ -26,7 +26,7 @@ use pincer_protocol::ws_meter::Meter;
 pub const UPGRADE_ALLOWANCE: usize = 16 * 1024;
 
 /// The socket of a connection.
-pub type Ws = WebSocketStream<Limited<TcpStream>>;
+pub type Ws = WebSocketStream<Limited<Stream>>;
 
 /// The caps on what a connection's socket reads, changed while it is open: before `hello-ok`
 /// a total in bytes; after it, a cap per message that follows the connection's role.
@@ -226,7 +226,7 @@ pub fn peer_from(req: &Head, ip: IpAddr, trusted: bool) -> Peer {
 /// after the head) in a WebSocket whose frames are capped at `limits.max_payload`; a request
 /// that is not a valid RFC 6455 upgrade gets its error response instead.
 pub async fn finish(
-    mut io: Limited<TcpStream>,
+    mut io: Limited<Stream>,
     req: &Head,
     leftover: Vec<u8>,
     limits: &Limits,

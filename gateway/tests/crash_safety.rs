@@ -25,6 +25,7 @@ fn opts(port: u16, state: PathBuf, headers: Vec<(String, String)>) -> CallOption
         headers,
         bootstrap_token: None,
         scopes: None,
+        tls_fingerprint: None,
     }
 }
 

@@ -15,8 +15,8 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::tls::Stream;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio::time::{timeout, timeout_at, Instant};
 
 use crate::handshake::Peer;
@@ -162,12 +162,11 @@ async fn copy_file<S: AsyncWrite + Unpin>(f: &mut tokio::fs::File, io: &mut S, n
 /// socket is closed.
 pub async fn front(
     hub: &Arc<Hub>,
-    tcp: TcpStream,
+    tcp: Stream,
     ip: IpAddr,
     caps: Arc<ReadCaps>,
     deadline: Instant,
 ) -> Option<(Ws, Peer, Instant)> {
-    let _ = tcp.set_nodelay(true);
     let limits = hub.config.limits;
     let trusted = hub.config.trusted_proxies.contains(&ip);
     let mut io = Limited::new(tcp, caps);

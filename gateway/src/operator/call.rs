@@ -37,6 +37,8 @@ pub struct CallOptions {
     pub bootstrap_token: Option<String>,
     /// Scopes to ask for (default: all six operator scopes).
     pub scopes: Option<Vec<String>>,
+    /// The gateway certificate's SHA-256 to trust (`wss://`), instead of the public roots.
+    pub tls_fingerprint: Option<String>,
 }
 
 impl CallOptions {
@@ -51,6 +53,7 @@ impl CallOptions {
             headers: vec![],
             bootstrap_token: None,
             scopes: None,
+            tls_fingerprint: None,
         }
     }
 
@@ -90,6 +93,7 @@ impl CallOptions {
         let mut d = Dial::new(self.url.clone());
         d.headers = self.headers.clone();
         d.timeout = self.timeout;
+        d.pin = self.tls_fingerprint.clone();
         d
     }
 }

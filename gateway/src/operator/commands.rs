@@ -312,6 +312,10 @@ pub struct ClientArgs {
     /// Extra upgrade header `Name: value` (repeatable; for testing proxies).
     #[arg(long = "header", hide = true)]
     pub headers: Vec<String>,
+    /// Trust exactly the gateway certificate with this SHA-256 (`wss://`; what the gateway
+    /// prints at start and in `status`).
+    #[arg(long)]
+    pub tls_fingerprint: Option<String>,
 }
 
 impl ClientArgs {
@@ -344,6 +348,7 @@ impl ClientArgs {
                 .collect(),
             bootstrap_token: None,
             scopes: None,
+            tls_fingerprint: self.tls_fingerprint.clone(),
         })
     }
 

@@ -6,6 +6,7 @@
 //! * `channels`: `openclaw channels status [--probe]` shows pincer-gateway's Telegram bot.
 //! * `trust`: the OpenClaw CLI approves devices and node surfaces on pincer-gateway, and the
 //!   real headless node host (`openclaw node run`) connects and answers invokes.
+//! * `tls`: the OpenClaw CLI over `wss://` to pincer-gateway, pinned.
 //! * `pincer_node`: pincer-node joins the real OpenClaw gateway (after a browser used its
 //!   Control UI), over `ws://` and pinned `wss://`.
 //!
@@ -27,6 +28,7 @@ mod agent;
 mod channels;
 mod cli;
 mod pincer_node;
+mod tls;
 mod trust;
 
 use std::sync::{Mutex, MutexGuard};
