@@ -28,6 +28,34 @@ fn fingerprint_on_disk(dir: &Path) -> String {
     pincer_client::pin::fingerprint(der.as_ref())
 }
 
+/// `GET /` over TLS, with the gateway's own certificate as the one root (it names localhost).
+async fn https_get(port: u16, dir: &Path) -> String {
+    use rustls_pki_types::pem::PemObject;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let der = rustls_pki_types::CertificateDer::from_pem_file(dir.join("state/tls/cert.pem"))
+        .expect("the generated certificate");
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(der).expect("the certificate as a root");
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("connect");
+    let name = rustls_pki_types::ServerName::try_from("localhost").expect("name");
+    let mut tls = connector.connect(name, tcp).await.expect("TLS handshake");
+    tls.write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .await
+        .expect("request");
+    let mut body = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), tls.read_to_end(&mut body)).await;
+    String::from_utf8_lossy(&body).into_owned()
+}
+
 fn opts(gw: &Gateway, pin: Option<&str>, state: &Path) -> CallOptions {
     let mut o = CallOptions::new(format!("wss://127.0.0.1:{}", gw.port), state.to_owned());
     o.token = Some(TOKEN.into());
@@ -84,6 +112,11 @@ async fn wss_with_the_pinned_certificate_a_wrong_pin_refused_and_the_pin_kept_ac
     plain.token = Some(TOKEN.into());
     plain.timeout = Duration::from_secs(3);
     assert!(call(&plain, "health", json!({})).await.is_err());
+
+    // HTTPS on the same port: WebChat, trusting exactly the generated certificate.
+    let page = https_get(gw.port, &dir).await;
+    assert!(page.starts_with("HTTP/1.1 200"), "{page}");
+    assert!(page.to_lowercase().contains("<html"), "{page}");
 
     // HTTP on the same port is HTTPS: a plain request gets no page.
     let mut tcp = std::net::TcpStream::connect(("127.0.0.1", gw.port)).unwrap();
