@@ -27,6 +27,8 @@ need Xvfb xvfb x11-xserver-utils xauth   # a real X server for screen.snapshot o
 export PINCER_REQUIRE_XVFB=1
 need ffprobe ffmpeg      # reads and decodes the MP4s camera.clip / screen.record return (vm_hw.rs)
 need chromium chromium   # a real browser for the WebChat and the Control UI (gateway/tests/webchat.rs)
+need ssh openssh-client  # an SSH tunnel to a loopback gateway (gateway/tests/interop/ssh_tunnel.rs)
+need /usr/sbin/sshd openssh-server   # the real sshd, run in a namespace by that test only
 export PINCER_REQUIRE_CHROMIUM=1
 done_step
 

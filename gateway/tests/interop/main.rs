@@ -7,6 +7,8 @@
 //! * `trust`: the OpenClaw CLI approves devices and node surfaces on pincer-gateway, and the
 //!   real headless node host (`openclaw node run`) connects and answers invokes.
 //! * `tls`: the OpenClaw CLI over `wss://` to pincer-gateway, pinned.
+//! * `ssh_tunnel`: the OpenClaw CLI through `ssh -N -L` to a loopback-bound pincer-gateway in a
+//!   namespace running the real `sshd`.
 //! * `pincer_node`: pincer-node joins the real OpenClaw gateway (after a browser used its
 //!   Control UI), over `ws://` and pinned `wss://`.
 //!
@@ -28,6 +30,7 @@ mod agent;
 mod channels;
 mod cli;
 mod pincer_node;
+mod ssh_tunnel;
 mod tls;
 mod trust;
 
