@@ -72,6 +72,16 @@ if [ "$QUICK" = 0 ]; then
   export PINCER_ABUSE_NODE="$musl/pincer-node" PINCER_ABUSE_GATEWAY="$musl/pincer-gateway" PINCER_REQUIRE_ABUSE=1
   done_step
 fi
+if [ "$QUICK" = 0 ]; then
+  # A real tailnet for the remote tests (tests/support/tailnet.rs): Tailscale and headscale at
+  # pinned versions, built from the Go module proxy once per version into the cache (~5 min
+  # cold on 2 cores, then nothing).
+  step "tailnet binaries (tailscale, headscale)"
+  eval "$(./scripts/install-tailnet.sh | grep -E '^(TAILSCALED|TAILSCALE|HEADSCALE)=')"
+  export PINCER_TAILSCALED="$TAILSCALED" PINCER_TAILSCALE="$TAILSCALE" PINCER_HEADSCALE="$HEADSCALE"
+  export PINCER_REQUIRE_TAILNET=1
+  done_step
+fi
 # Network-namespace tests need root; CI runs as root.
 # The full run requires them (a non-root full run fails there, as it should); --quick requires
 # them only where they can run.
