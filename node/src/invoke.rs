@@ -216,10 +216,10 @@ impl Dispatcher {
                 )),
                 Ok(Err(e)) => Err(e),
                 // A media result that cannot fit is refused before its frame is built.
-                Ok(Ok(r)) if r.text_len_hint() > max_payload => {
-                    Err(too_large(&command, r.text_len_hint(), max_payload))
-                }
-                Ok(Ok(r)) => Ok(r),
+                Ok(Ok(r)) => match r.text_len_hint() {
+                    n if n > max_payload => Err(too_large(&command, n, max_payload)),
+                    _ => Ok(r),
+                },
             };
             if let Err(e) = &outcome {
                 tracing::info!(%command, code = %e.code, "invoke failed: {}", e.message);
