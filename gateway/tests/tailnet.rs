@@ -7,10 +7,7 @@ mod tailnet;
 
 mod support;
 
-use std::io::{BufRead, BufReader};
-use std::process::Stdio;
-
-use support::{BIN, TOKEN};
+use support::{Gateway, BIN, TOKEN};
 
 #[test]
 fn a_gateway_bound_to_the_tailnet_answers_there_and_not_on_the_lan() {
@@ -21,32 +18,20 @@ fn a_gateway_bound_to_the_tailnet_answers_there_and_not_on_the_lan() {
     let laptop = net.host("laptop");
     net.wait_path(&laptop, &pi);
 
-    let state = net.dir.join("gw");
-    let mut gw = pi
-        .command(BIN)
-        .args(["run", "--bind", "tailnet", "--port", "0", "--token", TOKEN])
-        .arg("--state-dir")
-        .arg(&state)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("gateway on pi");
-    let mut line = String::new();
-    BufReader::new(gw.stdout.take().expect("stdout"))
-        .read_line(&mut line)
-        .expect("listening line");
-    assert!(
-        line.contains(&format!("ws://{}:", pi.tailnet_ip)),
-        "not on pi's tailnet address {}: {line:?}",
-        pi.tailnet_ip
+    let gw = Gateway::start_command(
+        pi.command(BIN),
+        &net.dir.join("gw"),
+        TOKEN,
+        &["--bind", "tailnet"],
     );
-    let port: u16 = line
-        .trim()
-        .rsplit(':')
-        .next()
-        .and_then(|p| p.parse().ok())
-        .unwrap_or_else(|| panic!("no port in {line:?}"));
+    assert!(
+        gw.listening
+            .starts_with(&format!("ws://{}:", pi.tailnet_ip)),
+        "not on pi's tailnet address {}: {}",
+        pi.tailnet_ip,
+        gw.listening
+    );
+    let port = gw.port;
 
     // From the laptop over the tailnet: the gateway answers (a new remote device is asked to
     // pair, as on any non-local address).
@@ -71,6 +56,5 @@ fn a_gateway_bound_to_the_tailnet_answers_there_and_not_on_the_lan() {
         &format!("{}:{port}", pi.lan_ip)
     ));
 
-    let _ = gw.kill();
-    let _ = gw.wait();
+    drop(gw);
 }

@@ -9,23 +9,31 @@ use std::path::Path;
 use std::time::Duration;
 
 use pincer_gateway::operator::call::{call, CallOptions};
+use pincer_gateway::tls::{Tls, TlsConfig};
 use serde_json::json;
 use support::{Gateway, TOKEN};
 
-fn tls_gateway(dir: &Path) -> Gateway {
+fn tls_gateway(dir: &Path, extra: &[&str]) -> Gateway {
     std::fs::create_dir_all(dir).unwrap();
     let config = dir.join("gateway.toml");
     std::fs::write(&config, "[tls]\nenabled = true\n").unwrap();
     let config = config.to_str().unwrap().to_owned();
-    Gateway::start_in(&dir.join("state"), TOKEN, &["--config", &config])
+    let mut args = vec!["--config", &config];
+    args.extend_from_slice(extra);
+    Gateway::start_in(&dir.join("state"), TOKEN, &args)
 }
 
-/// The generated certificate's SHA-256, from the file the gateway wrote (what it logs).
+/// The SHA-256 of the pair the gateway generated into its state dir (read back by the
+/// gateway's own loader: what it logs and puts in `status`).
 fn fingerprint_on_disk(dir: &Path) -> String {
-    use rustls_pki_types::pem::PemObject;
-    let der = rustls_pki_types::CertificateDer::from_pem_file(dir.join("state/tls/cert.pem"))
-        .expect("the generated certificate");
-    pincer_client::pin::fingerprint(der.as_ref())
+    let on = TlsConfig {
+        enabled: true,
+        ..TlsConfig::default()
+    };
+    Tls::load(&on, &dir.join("state"))
+        .expect("the generated pair")
+        .fingerprint()
+        .to_owned()
 }
 
 /// `GET /` over TLS, with the gateway's own certificate as the one root (it names localhost).
@@ -68,7 +76,7 @@ fn opts(gw: &Gateway, pin: Option<&str>, state: &Path) -> CallOptions {
 async fn wss_with_the_pinned_certificate_a_wrong_pin_refused_and_the_pin_kept_across_restarts() {
     let dir = std::env::temp_dir().join(format!("pincer-tls-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    let gw = tls_gateway(&dir);
+    let gw = tls_gateway(&dir, &[]);
     let pin = fingerprint_on_disk(&dir);
     let client = dir.join("client");
 
@@ -113,6 +121,21 @@ async fn wss_with_the_pinned_certificate_a_wrong_pin_refused_and_the_pin_kept_ac
     plain.timeout = Duration::from_secs(3);
     assert!(call(&plain, "health", json!({})).await.is_err());
 
+    // The operator CLI's own flag: `pincer-gateway call --tls-fingerprint`.
+    let out = std::process::Command::new(support::BIN)
+        .args(["call", "health", "--token", TOKEN, "--url"])
+        .arg(format!("wss://127.0.0.1:{}", gw.port))
+        .arg("--state-dir")
+        .arg(&client)
+        .args(["--tls-fingerprint", &pin])
+        .output()
+        .expect("pincer-gateway call");
+    assert!(
+        out.status.success(),
+        "call --tls-fingerprint: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
     // HTTPS on the same port: WebChat, trusting exactly the generated certificate.
     let page = https_get(gw.port, &dir).await;
     assert!(page.starts_with("HTTP/1.1 200"), "{page}");
@@ -131,11 +154,36 @@ async fn wss_with_the_pinned_certificate_a_wrong_pin_refused_and_the_pin_kept_ac
 
     // Restart on the same state: the same certificate, so the same pin still works.
     drop(gw);
-    let gw = tls_gateway(&dir);
+    let gw = tls_gateway(&dir, &[]);
     assert_eq!(fingerprint_on_disk(&dir), pin);
     call(&opts(&gw, Some(&pin), &client), "health", json!({}))
         .await
         .expect("the old pin after a restart");
+    drop(gw);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A socket that opens and never starts the TLS handshake is closed at the pre-auth deadline
+/// (it does not hold its slot for ever).
+#[test]
+fn a_silent_socket_is_dropped_at_the_handshake_deadline() {
+    let dir = std::env::temp_dir().join(format!("pincer-tls-silent-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let gw = tls_gateway(&dir, &["--handshake-timeout-ms", "1000"]);
+    let mut tcp = std::net::TcpStream::connect(("127.0.0.1", gw.port)).unwrap();
+    // Far past the deadline: only a gateway that never closes reaches this bound.
+    tcp.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    let mut got = Vec::new();
+    let read = tcp.read_to_end(&mut got);
+    assert!(
+        !matches!(&read, Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut)),
+        "the gateway kept a silent socket open: {read:?}"
+    );
+    assert!(
+        got.is_empty(),
+        "sent {} bytes to a silent socket",
+        got.len()
+    );
     drop(gw);
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -25,12 +25,16 @@ impl Command for Echo {
     }
 }
 
-/// The SHA-256 of the certificate the gateway generated into its state dir.
+/// The SHA-256 of the pair the gateway generated into `state` (its own loader reads it back).
 fn pin_of(state: &std::path::Path) -> String {
-    let pem = std::fs::read_to_string(state.join("tls/cert.pem")).expect("generated cert");
-    let body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
-    let der = pincer_protocol::base64url::decode(&body).expect("PEM body");
-    pincer_client::pin::fingerprint(&der)
+    let on = pincer_gateway::tls::TlsConfig {
+        enabled: true,
+        ..Default::default()
+    };
+    pincer_gateway::tls::Tls::load(&on, state)
+        .expect("the generated pair")
+        .fingerprint()
+        .to_owned()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -8,17 +8,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::support::netns::{required, Netns};
-use crate::support::openclaw::{free_port, json_of, reference, TOKEN};
+use crate::support::openclaw::{free_port, json_of, reference, Proc, TOKEN};
 use crate::support::{Gateway, BIN};
-
-/// Kills the child on drop.
-struct Proc(Child);
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn keygen(path: &Path) {
     let ok = Command::new("ssh-keygen")

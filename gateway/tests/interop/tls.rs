@@ -25,12 +25,15 @@ fn openclaw_cli_calls_over_wss_with_the_pinned_fingerprint_and_refuses_a_wrong_o
         TOKEN,
         &["--config", config.to_str().expect("utf-8 path")],
     );
-    // The pin, as `status` gives it to a client that already trusts the gateway (here: the
-    // certificate file the gateway generated).
-    let pem = std::fs::read_to_string(dir.join("state/tls/cert.pem")).expect("cert.pem");
-    let body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
-    let der = pincer_protocol::base64url::decode(&body).expect("PEM body");
-    let pin = pincer_client::pin::fingerprint(&der);
+    // The pin, as the gateway logs it and `status` gives it (its loader reads the pair back).
+    let on = pincer_gateway::tls::TlsConfig {
+        enabled: true,
+        ..Default::default()
+    };
+    let pin = pincer_gateway::tls::Tls::load(&on, &dir.join("state"))
+        .expect("the generated pair")
+        .fingerprint()
+        .to_owned();
     let url = format!("wss://127.0.0.1:{}", gw.port);
     let home = dir.join("openclaw-home");
     std::fs::create_dir_all(&home).expect("mkdir");

@@ -26,6 +26,8 @@ pub const TOKEN: &str = "wire-test-token";
 pub struct Gateway {
     pub child: Child,
     pub port: u16,
+    /// The URL its listening line named (`ws://ADDR:PORT`, `wss://` with `[tls]`).
+    pub listening: String,
     pub dir: PathBuf,
     owns_dir: bool,
 }
@@ -89,6 +91,12 @@ impl Gateway {
         Gateway {
             child,
             port,
+            listening: line
+                .trim()
+                .rsplit(' ')
+                .next()
+                .unwrap_or_default()
+                .to_owned(),
             dir: dir.to_path_buf(),
             owns_dir: false,
         }
