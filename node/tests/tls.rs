@@ -4,13 +4,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use pincer_client::identity::{Identity, IdentityFiles};
 use pincer_gateway::config::Overrides;
 use pincer_gateway::operator::call::{call, CallOptions};
 use pincer_node::commands::{Command, CommandFuture, Registry};
-use pincer_node::config::NodeConfig;
-use pincer_node::invoke::Dispatcher;
-use pincer_node::link::Node;
 use serde_json::{json, Value};
 
 mod support;
@@ -58,7 +54,9 @@ async fn a_node_joins_over_wss_with_the_pinned_certificate() {
     let pin = pin_of(&gw_state);
     let url = format!("wss://127.0.0.1:{}", gw.port);
     let state = dir.join("node");
-    let cfg = NodeConfig::resolve(
+    let mut registry = Registry::default();
+    registry.add("test.echo", Arc::new(Echo));
+    let node = support::node::spawn(
         pincer_node::config::Overrides {
             gateway: Some(url.clone()),
             token: Some(TOKEN.into()),
@@ -68,44 +66,14 @@ async fn a_node_joins_over_wss_with_the_pinned_certificate() {
             state_dir: Some(state.clone()),
             ..Default::default()
         },
-        pincer_node::commands::AVAILABLE_CAPS,
-    )
-    .expect("node config");
-    let mut registry = Registry::default();
-    registry.add("test.echo", Arc::new(Echo));
-    let node = Node::new(
-        cfg,
-        Identity::load_or_create(IdentityFiles::node(&state)).expect("identity"),
-        Arc::new(Dispatcher::new(registry)),
+        registry,
     );
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let node_task = tokio::spawn(async move {
-        node.run(async move {
-            let _ = stop_rx.await;
-        })
-        .await
-    });
-
     let mut op = CallOptions::new(url, dir.join("operator"));
     op.token = Some(TOKEN.into());
     op.tls_fingerprint = Some(pin);
     op.timeout = Duration::from_secs(20);
     // The bound only turns a node that never connects into a failure instead of a hang.
-    let listed_by = std::time::Instant::now() + Duration::from_secs(60);
-    let node_id = loop {
-        assert!(
-            std::time::Instant::now() < listed_by,
-            "the node was not listed within 60 s"
-        );
-        let v = call(&op, "node.list", json!({})).await.expect("node.list");
-        if let Some(id) = v["nodes"][0]["nodeId"]
-            .as_str()
-            .filter(|_| v["nodes"][0]["connected"] == true)
-        {
-            break id.to_owned();
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let node_id = support::node::listed(&op).await;
     let v = call(
         &op,
         "node.invoke",
@@ -116,8 +84,7 @@ async fn a_node_joins_over_wss_with_the_pinned_certificate() {
     .expect("invoke over wss");
     assert_eq!(v["payload"]["over"], "wss");
 
-    let _ = stop_tx.send(());
-    let _ = tokio::time::timeout(Duration::from_secs(5), node_task).await;
+    node.stop().await;
     gw.stop().await;
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -5,3 +5,4 @@ pub mod gateway;
 #[path = "../../../tests/support/memcg.rs"]
 pub mod memcg;
 pub mod mock;
+pub mod node;
