@@ -71,8 +71,33 @@ armv6_sysroot() {
   for f in /etc/apt/sources.list.d/*.list; do [ -f "$f" ] && sed -n 's/^deb /deb-src /p' "$f" >"$work/apt/parts/$(basename "$f")"; done
   for f in /etc/apt/sources.list.d/*.sources; do [ -f "$f" ] && sed 's/^Types:.*/Types: deb-src/' "$f" >"$work/apt/parts/$(basename "$f")"; done
   local apt=(apt-get -q -o Dir::Etc::SourceList=/dev/null -o Dir::Etc::SourceParts="$work/apt/parts" -o Dir::State::Lists="$work/apt/lists")
-  "${apt[@]}" update >/dev/null 2>&1
-  (cd "$work" && "${apt[@]}" source --download-only musl >/dev/null 2>&1)
+  # The source is kept in the cache by version; a mirror that fails now and then (a Sources
+  # index refused, a lock, a timeout) is asked three times and its answer shown if it fails.
+  local src_cache="${PINCER_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/pincer}/src" try
+  mkdir -p "$src_cache"
+  for try in 1 2 3; do
+    # An index that fails to download (another suite's, say) is no reason to stop: the
+    # source download below says whether musl's was read.
+    "${apt[@]}" update >"$work/apt.log" 2>&1 || true
+    if (cd "$work" && "${apt[@]}" source --download-only musl >>"$work/apt.log" 2>&1) \
+        && ls "$work"/musl_*.orig.tar.gz >/dev/null 2>&1; then
+      cp "$work"/musl_*.orig.tar.gz "$src_cache/"
+      break
+    fi
+    [ "$try" = 3 ] && break
+    sleep $((try * 10))
+  done
+  if ! ls "$work"/musl_*.orig.tar.gz >/dev/null 2>&1; then
+    # shellcheck disable=SC2012 # names of our own cache, newest first
+    f=$(ls -t "$src_cache"/musl_*.orig.tar.gz 2>/dev/null | head -1)
+    if [ -z "$f" ]; then
+      echo "armv6 sysroot: could not fetch musl's source from the Debian mirrors (apt-get source musl):" >&2
+      tail -20 "$work/apt.log" >&2
+      exit 1
+    fi
+    echo "armv6 sysroot: apt-get source musl failed; using the cached $(basename "$f")" >&2
+    cp "$f" "$work/"
+  fi
   tar -C "$work" -xzf "$work"/musl_*.orig.tar.gz
   rm -rf "$sysroot"
   (cd "$work"/musl-*/ && ./configure --target=arm-linux-gnueabihf --prefix="$sysroot" --disable-shared \
