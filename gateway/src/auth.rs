@@ -20,6 +20,8 @@ pub enum AuthMethod {
     Bootstrap,
     /// `none`: auth mode `none`, nothing checked (loopback binds only).
     None,
+    /// `tailscale`: Tailscale Serve's login, confirmed by the local daemon's whois.
+    Tailscale,
 }
 
 impl AuthMethod {
@@ -31,6 +33,7 @@ impl AuthMethod {
             AuthMethod::DeviceToken => "device-token",
             AuthMethod::Bootstrap => "bootstrap-token",
             AuthMethod::None => "none",
+            AuthMethod::Tailscale => "tailscale",
         }
     }
 }
@@ -49,6 +52,33 @@ pub enum SharedFailure {
     /// Not compared: remote failures filled the window ([`crate::limits::AuthLockout`]); retry
     /// after this many milliseconds.
     GuessingPaused(u64),
+    /// No secret sent, and Tailscale Serve's headers did not prove who the client is.
+    Tailscale(TailscaleFailure),
+}
+
+/// Why Serve's headers did not sign the client in (the reference's `AUTH_TAILSCALE_*`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TailscaleFailure {
+    /// Not through the gateway's own Serve route (`AUTH_TAILSCALE_PROXY_MISSING`).
+    ProxyMissing,
+    /// No `Tailscale-User-Login` (`AUTH_TAILSCALE_IDENTITY_MISSING`).
+    IdentityMissing,
+    /// The daemon's whois failed or knows no such node (`AUTH_TAILSCALE_WHOIS_FAILED`).
+    WhoisFailed,
+    /// The daemon's whois names another login (`AUTH_TAILSCALE_IDENTITY_MISMATCH`).
+    Mismatch,
+}
+
+impl From<&crate::tailscale::ingress::Refusal> for TailscaleFailure {
+    fn from(r: &crate::tailscale::ingress::Refusal) -> Self {
+        use crate::tailscale::ingress::Refusal;
+        match r {
+            Refusal::ProxyMissing => TailscaleFailure::ProxyMissing,
+            Refusal::IdentityMissing => TailscaleFailure::IdentityMissing,
+            Refusal::WhoisFailed(_) => TailscaleFailure::WhoisFailed,
+            Refusal::Mismatch => TailscaleFailure::Mismatch,
+        }
+    }
 }
 
 /// Checks the shared secret of `mode` against what the client sent.
@@ -70,6 +100,47 @@ pub fn check_shared(
             Some(_) => Err(SharedFailure::PasswordMismatch),
         },
     }
+}
+
+/// The reference's wording of a Tailscale refusal: code, reason, message, close reason, step.
+fn tailscale_failure(
+    t: TailscaleFailure,
+) -> (
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static str,
+) {
+    let (code, reason, message) = match t {
+        TailscaleFailure::ProxyMissing => (
+            detail::AUTH_TAILSCALE_PROXY_MISSING,
+            "tailscale_proxy_missing",
+            "unauthorized: tailscale proxy headers missing (use Tailscale Serve or gateway token/password)",
+        ),
+        TailscaleFailure::IdentityMissing => (
+            detail::AUTH_TAILSCALE_IDENTITY_MISSING,
+            "tailscale_user_missing",
+            "unauthorized: tailscale identity missing (use Tailscale Serve auth or gateway token/password)",
+        ),
+        TailscaleFailure::WhoisFailed => (
+            detail::AUTH_TAILSCALE_WHOIS_FAILED,
+            "tailscale_whois_failed",
+            "unauthorized: tailscale identity check failed (use Tailscale Serve auth or gateway token/password)",
+        ),
+        TailscaleFailure::Mismatch => (
+            detail::AUTH_TAILSCALE_IDENTITY_MISMATCH,
+            "tailscale_user_mismatch",
+            "unauthorized: tailscale identity mismatch (use Tailscale Serve auth or gateway token/password)",
+        ),
+    };
+    (
+        code,
+        reason,
+        message,
+        "unauthorized: tailscale identity not confirmed",
+        "update_auth_configuration",
+    )
 }
 
 /// The error and close reason for a failed shared-secret check.
@@ -107,6 +178,7 @@ pub fn failure_error(
             "update_auth_credentials",
         ),
         SharedFailure::GuessingPaused(wait) => return paused(wait, can_retry_with_device_token),
+        SharedFailure::Tailscale(t) => tailscale_failure(t),
     };
     let err = ErrorShape::invalid(message).with_details(json!({
         "code": code,

@@ -98,7 +98,7 @@ pub fn is_tailnet(ip: IpAddr) -> bool {
 }
 
 /// The first tailnet IPv4 address configured on a local interface (from `/proc/net`).
-fn tailnet_address() -> Option<IpAddr> {
+pub fn tailnet_address() -> Option<IpAddr> {
     // /proc/net/fib_trie lists local addresses as "/32 host LOCAL" leaves.
     let trie = std::fs::read_to_string("/proc/net/fib_trie").ok()?;
     let mut last: Option<Ipv4Addr> = None;
@@ -233,6 +233,11 @@ pub struct Config {
     pub channels: pincer_channels::ChannelsSection,
     /// `[tls]`: TLS on the port (off by default).
     pub tls: crate::tls::TlsConfig,
+    /// `[tailscale]`: the local daemon, and Tailscale Serve in front of the gateway.
+    pub tailscale: crate::tailscale::TailscaleConfig,
+    /// `[auth] allow_tailscale`: an operator who reaches the gateway through its own Serve
+    /// route signs in as the tailnet login Tailscale names (default: on when serving).
+    pub allow_tailscale: bool,
 }
 
 /// `[control_ui]` resolved.
@@ -307,6 +312,24 @@ pub struct FileConfig {
     /// `[tls]`: `enabled`, `cert`, `key`.
     #[serde(default)]
     pub tls: FileTls,
+    /// `[tailscale]`: `serve`, `serve_https`, `socket`, `cli`.
+    #[serde(default)]
+    pub tailscale: FileTailscale,
+}
+
+/// `[tailscale]` in `gateway.toml`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileTailscale {
+    /// Set up Tailscale Serve towards the gateway (default false).
+    pub serve: Option<bool>,
+    /// Serve HTTPS on 443 (default true); false serves plain HTTP on 80 (tailnets without
+    /// HTTPS certificates, such as a headscale).
+    pub serve_https: Option<bool>,
+    /// The local daemon's LocalAPI socket (default `/var/run/tailscale/tailscaled.sock`).
+    pub socket: Option<PathBuf>,
+    /// The `tailscale` CLI that sets up Serve (default `tailscale` on `PATH`).
+    pub cli: Option<PathBuf>,
 }
 
 /// `[tls]` in `gateway.toml`.
@@ -343,6 +366,9 @@ pub struct FileAuth {
     pub token: Option<String>,
     /// Shared password; the environment and `--password` override it.
     pub password: Option<String>,
+    /// Accept Tailscale Serve's identity headers, confirmed by the local daemon's whois, on
+    /// the gateway's own Serve listener (default: true when `[tailscale] serve` is on).
+    pub allow_tailscale: Option<bool>,
 }
 
 /// `[limits]` in `gateway.toml`; each key overrides the [`Limits`] field of the same name.
@@ -579,6 +605,11 @@ impl Config {
                 cert: file.tls.cert,
                 key: file.tls.key,
             },
+            allow_tailscale: file
+                .auth
+                .allow_tailscale
+                .unwrap_or(file.tailscale.serve == Some(true)),
+            tailscale: crate::tailscale::TailscaleConfig::from_file(file.tailscale),
         })
     }
 }

@@ -69,6 +69,8 @@ pub struct Hub {
     pub channels: std::sync::OnceLock<Arc<pincer_channels::Channels>>,
     /// The port's TLS side, when `[tls] enabled` (set once, before the first accept).
     pub tls: std::sync::OnceLock<crate::tls::Tls>,
+    /// The local Tailscale daemon: the tailnet address listened on, Serve, whois.
+    pub tailscale: crate::tailscale::Tailscale,
     health: Health,
     started: Instant,
     /// This gateway process's id (a UUID), the `instanceId` of its own presence entry.
@@ -99,7 +101,6 @@ impl Hub {
             outbound: Total::new(l.max_buffered_bytes_total),
             presence: Presence::new(host, instance_id.clone()),
             health: Health::default(),
-            config,
             devices,
             dedupe: Mutex::new(Dedupe::default()),
             nodes: Default::default(),
@@ -119,6 +120,8 @@ impl Hub {
             agent: std::sync::OnceLock::new(),
             channels: std::sync::OnceLock::new(),
             tls: std::sync::OnceLock::new(),
+            tailscale: crate::tailscale::Tailscale::new(&config.tailscale),
+            config,
         }
     }
 
@@ -421,6 +424,8 @@ mod tests {
             control_ui: Default::default(),
             channels: Default::default(),
             tls: Default::default(),
+            tailscale: Default::default(),
+            allow_tailscale: false,
         };
         let devices = DeviceStore::open(&dir).unwrap();
         (Hub::new(config, devices), dir)

@@ -11,7 +11,7 @@
 //! ## Where a frame goes
 //!
 //! ```text
-//! TCP ─▶ server (accept, pre-auth budget) ─▶ link (one task per socket)
+//! TCP ─▶ listeners (accept, pre-auth budget) ─▶ link (one task per socket)
 //!          link: tls (handshake, with [tls] on) ─▶ http (request head) ─▶ a page (http::pages), or on an upgrade:
 //!          link: upgrade ─▶ challenge ─▶ admit (handshake decision, register) ─▶ hello-ok
 //!          link: reader ─▶ methods (scope check, dedupe) ─▶ reply into the Outbox
@@ -19,7 +19,11 @@
 //! ```
 //!
 //! * [`config`]: settings from flags, environment and `gateway.toml`.
-//! * [`server`]: accept loop, tick timer, presence flusher, graceful shutdown.
+//! * [`server`]: binding, tick timer, presence flusher, graceful shutdown; [`listeners`]: the
+//!   listening sockets (the port, loopback beside a single address, the watched tailnet
+//!   address, the Serve listener) and their accept loops.
+//! * [`tailscale`]: the local daemon's LocalAPI (status, whois), the Serve route, and the
+//!   sign-in by Serve's identity headers.
 //! * [`tls`]: `[tls]`: the certificate (named PEM files, or a self-signed pair generated once
 //!   into the state dir), its SHA-256 pin, the acceptor, and the plain-or-TLS socket type.
 //! * [`http`]: the HTTP side of the port: request heads, pages (the embedded WebChat, a
@@ -64,6 +68,7 @@ pub mod http;
 pub mod hub;
 pub mod limits;
 pub mod link;
+pub mod listeners;
 pub mod methods;
 pub mod nodes;
 pub mod operator;
@@ -72,6 +77,7 @@ pub mod presence;
 pub mod reply;
 pub mod secret;
 pub mod server;
+pub mod tailscale;
 pub mod tls;
 pub mod upgrade;
 

@@ -34,6 +34,7 @@ use crate::conn::ConnHandle;
 use crate::handshake::Rejected;
 use crate::hub::Hub;
 use crate::methods::{self, Dispatch, Refusal};
+use crate::tailscale::ingress::Ingress;
 use crate::upgrade::{is_bad_utf8, is_over_limit, ReadCaps, Ws, UPGRADE_ALLOWANCE};
 use crate::{now_ms, secret};
 use pincer_os::outbox::write_deadline;
@@ -65,9 +66,9 @@ fn close_msg(code: u16, reason: &str) -> Message {
 /// state is freed once the client is in), then the reader and writer, whose state is all an
 /// idle connection keeps. The caller took a pre-auth slot for `ip`; it is returned when the
 /// handshake ends, whichever way (or when the task is dropped).
-pub async fn serve(hub: Arc<Hub>, tcp: TcpStream, ip: IpAddr) {
+pub async fn serve(hub: Arc<Hub>, tcp: TcpStream, ip: IpAddr, ingress: Ingress) {
     let slot = PreauthSlot { hub: &hub, ip };
-    let est = Box::pin(establish(&hub, tcp, ip)).await;
+    let est = Box::pin(establish(&hub, tcp, ip, ingress)).await;
     drop(slot);
     if let Some((conn, ws)) = est {
         run(&hub, &conn, ws).await;
@@ -152,7 +153,12 @@ impl Preauth {
 
 /// Upgrade, challenge, `connect`, admission and `hello-ok`; `None` when the client did not get
 /// in (it has been answered and closed, as far as it reads within the deadline).
-async fn establish(hub: &Arc<Hub>, tcp: TcpStream, ip: IpAddr) -> Option<(Arc<ConnHandle>, Ws)> {
+async fn establish(
+    hub: &Arc<Hub>,
+    tcp: TcpStream,
+    ip: IpAddr,
+    ingress: Ingress,
+) -> Option<(Arc<ConnHandle>, Ws)> {
     let limits = hub.config.limits;
     let caps = ReadCaps::new(limits.preauth_max_payload + UPGRADE_ALLOWANCE, usize::MAX);
     let deadline = Instant::now() + Duration::from_millis(limits.handshake_timeout_ms);
@@ -172,7 +178,8 @@ async fn establish(hub: &Arc<Hub>, tcp: TcpStream, ip: IpAddr) -> Option<(Arc<Co
             }
         },
     };
-    let (ws, peer, deadline) = crate::http::front(hub, stream, ip, caps.clone(), deadline).await?;
+    let (ws, peer, deadline) =
+        crate::http::front(hub, stream, ip, ingress, caps.clone(), deadline).await?;
     let mut pre = Preauth { ws, deadline };
 
     let nonce = secret::uuid_v4();

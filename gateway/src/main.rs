@@ -117,6 +117,9 @@ fn serve(a: RunArgs) -> anyhow::Result<()> {
         };
         println!("pincer-gateway listening on {scheme}://{addr}");
         tracing::info!(%addr, "listening");
+        if let Some(serve) = gw.serve_addr() {
+            tracing::info!(%serve, "Tailscale Serve listener (the Serve route points here)");
+        }
         if let Some(n) = &systemd {
             n.ready(&format!("listening on {scheme}://{addr}"));
             pincer_os::notify::spawn_watchdog(n.clone());

@@ -358,6 +358,12 @@ fn status(hub: &Hub, conn: &ConnHandle) -> Reply {
             None => json!({ "enabled": false }),
         },
     });
+    // The tailnet: with `bind = "tailnet"` the address listened on (or why none), the
+    // daemon's state and login, the Serve route.
+    let bind_tailnet = matches!(hub.config.bind, crate::config::Bind::Tailnet);
+    if bind_tailnet || hub.config.tailscale.serve {
+        gateway["tailnet"] = hub.tailscale.status_json(bind_tailnet, hub.config.port);
+    }
     if let Some(p) = hub.devices.recovered_from() {
         gateway["trustStoreRecoveredFrom"] = json!(p.display().to_string());
     }

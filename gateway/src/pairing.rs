@@ -156,7 +156,13 @@ pub fn revoke(hub: &Hub, p: &TokenRevokeParams) -> Reply {
 
 /// The URL a device on the network should use to reach this gateway.
 fn advertised_url(hub: &Hub) -> String {
-    let host = match hub.config.bind.resolve() {
+    // `tailnet`: the address listened on now (it may have come up after the start).
+    let listening = hub.tailscale.report().listening;
+    let resolved = match listening {
+        Some(ip) => Ok(ip),
+        None => hub.config.bind.resolve(),
+    };
+    let host = match resolved {
         Ok(ip) if !ip.is_unspecified() => ip.to_string(),
         // Bound to every address (`lan`): the one other hosts reach this one at.
         Ok(_) => lan_address().map_or_else(|| "127.0.0.1".into(), |ip| ip.to_string()),

@@ -1,18 +1,18 @@
-//! Accept loop, per-IP pre-auth budget (HTTP 503 beyond it), the tick timer, periodic health
-//! refresh, and graceful shutdown.
+//! Binding the listeners ([`crate::listeners`] accepts on them), the tick timer, periodic
+//! health refresh, and graceful shutdown.
 
 use std::future::Future;
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
 
-use crate::config::{Config, ConfigError};
+use crate::config::{Bind, Config, ConfigError};
 use crate::devices::{DeviceStore, DeviceStoreError};
 use crate::hub::Hub;
-use crate::link;
+use crate::listeners;
+use crate::tailscale::ingress::Ingress;
 
 /// Errors starting or running the gateway.
 #[derive(Debug, thiserror::Error)]
@@ -54,7 +54,14 @@ pub enum GatewayError {
 /// A bound, not yet running gateway.
 pub struct Gateway {
     hub: Arc<Hub>,
-    listener: TcpListener,
+    /// The first address bound: what `listening on` prints.
+    local_addr: SocketAddr,
+    /// Listeners of the port that are not the tailnet one.
+    ordinary: Vec<TcpListener>,
+    /// `bind = "tailnet"`: the tailnet listener bound at start, if the address was there.
+    tailnet: Option<Option<(IpAddr, TcpListener)>>,
+    /// `[tailscale] serve`: the loopback listener the Serve route points at.
+    serve: Option<TcpListener>,
 }
 
 /// Health is recomputed this often (a `health` event goes out when it changed).
@@ -69,7 +76,7 @@ const FD_RESERVE: usize = 64;
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
 
 impl Gateway {
-    /// Opens the state and binds the listener.
+    /// Opens the state and binds the listeners.
     pub async fn bind(mut config: Config) -> Result<Gateway, GatewayError> {
         pincer_os::ensure_private_dir(&config.state_dir).map_err(|source| {
             GatewayError::StateDir {
@@ -90,14 +97,43 @@ impl Gateway {
             ),
             _ => {}
         }
-        let addr = SocketAddr::new(config.bind.resolve()?, config.port);
-        let listener = TcpListener::bind(addr)
-            .await
-            .map_err(|source| GatewayError::Bind { addr, source })?;
-        // With port 0 the kernel chose: advertise the real one.
-        if let Ok(bound) = listener.local_addr() {
+        // `tailnet` with no tailnet address yet: loopback now, the tailnet address once it
+        // is there (the reference falls back to loopback too, but never adds it).
+        let tailnet_now = match config.bind {
+            Bind::Tailnet => Some(crate::config::tailnet_address()),
+            _ => None,
+        };
+        let first_ip = match tailnet_now {
+            Some(found) => found.unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST)),
+            None => config.bind.resolve()?,
+        };
+        let first = listeners::bind(SocketAddr::new(first_ip, config.port)).await?;
+        // With port 0 the kernel chose: advertise the real one, and use it everywhere.
+        if let Ok(bound) = first.local_addr() {
             config.port = bound.port();
         }
+        let port = config.port;
+        let mut ordinary = Vec::new();
+        let tailnet = match tailnet_now {
+            Some(Some(ip)) => Some(Some((ip, first))),
+            Some(None) => {
+                ordinary.push(first);
+                Some(None)
+            }
+            None => {
+                ordinary.push(first);
+                None
+            }
+        };
+        if let Some(lo) = listeners::loopback_beside(first_ip) {
+            ordinary.push(listeners::bind(SocketAddr::new(lo, port)).await?);
+        }
+        let serve = match config.tailscale.serve {
+            true => {
+                Some(listeners::bind(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0)).await?)
+            }
+            false => None,
+        };
         let tls = match config.tls.enabled {
             true => Some(crate::tls::Tls::load(&config.tls, &config.state_dir)?),
             false => None,
@@ -112,13 +148,38 @@ impl Gateway {
             );
             let _ = hub.tls.set(tls);
         }
+        match &tailnet {
+            Some(Some((ip, _))) => {
+                tracing::info!(address = %ip, "bind = tailnet: listening on the tailnet address and on 127.0.0.1");
+                hub.tailscale.update(|r| r.listening = Some(*ip));
+            }
+            Some(None) => {
+                let why =
+                    crate::tailscale::Tailscale::why_no_address(&hub.tailscale.refresh().await);
+                tracing::warn!(reason = %why, "bind = tailnet, but no tailnet address yet: listening on 127.0.0.1 until one comes up");
+                hub.tailscale.update(|r| r.why_not = Some(why));
+            }
+            None => {}
+        }
         crate::agent_host::attach(&hub)?;
-        Ok(Gateway { hub, listener })
+        Ok(Gateway {
+            hub,
+            local_addr: SocketAddr::new(first_ip, port),
+            ordinary,
+            tailnet,
+            serve,
+        })
     }
 
-    /// The bound address (useful with port 0).
+    /// The first address bound (useful with port 0): the tailnet address with `bind =
+    /// "tailnet"` when it was there at start, else the configured one (or loopback).
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
-        self.listener.local_addr()
+        Ok(self.local_addr)
+    }
+
+    /// The Serve listener's address, with `[tailscale] serve`.
+    pub fn serve_addr(&self) -> Option<SocketAddr> {
+        self.serve.as_ref().and_then(|l| l.local_addr().ok())
     }
 
     /// The hub this gateway serves from.
@@ -163,33 +224,31 @@ impl Gateway {
             }
         });
         hub.refresh_health(false);
-        tokio::pin!(shutdown);
-        loop {
-            tokio::select! {
-                _ = &mut shutdown => break,
-                accepted = self.listener.accept() => match accepted {
-                    Ok((tcp, addr)) => {
-                        let ip = addr.ip();
-                        let limits = &hub.config.limits;
-                        if hub.connection_count() + hub.preauth.held() >= limits.max_connections {
-                            tracing::warn!(%ip, max = limits.max_connections, "connection cap reached; answering 503");
-                            tokio::spawn(refuse_503(tcp, "Too many connections"));
-                        } else if hub.preauth.acquire(ip) {
-                            tokio::spawn(link::serve(hub.clone(), tcp, ip));
-                        } else {
-                            tracing::warn!(%ip, "too many unauthenticated sockets; answering 503");
-                            tokio::spawn(refuse_503(tcp, "Too many unauthenticated sockets"));
-                        }
-                    }
-                    Err(e) => {
-                        // Out of file descriptors and the like: back off instead of spinning.
-                        tracing::error!(error = %e, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                    }
-                },
-            }
+        let port = hub.config.port;
+        let mut accepting: Vec<listeners::Task> = self
+            .ordinary
+            .into_iter()
+            .map(|l| listeners::accept(hub.clone(), l, Ingress::Ordinary))
+            .collect();
+        if let Some(start) = self.tailnet {
+            let current =
+                start.map(|(ip, l)| (ip, listeners::accept(hub.clone(), l, Ingress::Ordinary)));
+            accepting.push(listeners::Task(tokio::spawn(listeners::watch_tailnet(
+                hub.clone(),
+                port,
+                current,
+            ))));
         }
-        drop(self.listener);
+        if let Some(l) = self.serve {
+            if let Ok(backend) = l.local_addr() {
+                accepting.push(listeners::Task(tokio::spawn(
+                    crate::tailscale::serve::keep(hub.clone(), backend),
+                )));
+            }
+            accepting.push(listeners::accept(hub.clone(), l, Ingress::Serve));
+        }
+        shutdown.await;
+        drop(accepting);
         ticker.abort();
         presence.abort();
         trimmer.abort();
@@ -202,17 +261,11 @@ impl Gateway {
         while hub.connection_count() > 0 && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
+        if hub.config.tailscale.serve && hub.tailscale.report().serve_url.is_some() {
+            match crate::tailscale::serve::disable(&hub.config.tailscale).await {
+                Ok(()) => tracing::info!("Tailscale Serve route cleared"),
+                Err(e) => tracing::warn!(error = %e, "could not clear the Tailscale Serve route"),
+            }
+        }
     }
-}
-
-async fn refuse_503(mut tcp: tokio::net::TcpStream, body: &str) {
-    let resp = format!(
-        "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    let _ = tokio::time::timeout(Duration::from_secs(2), async {
-        let _ = tcp.write_all(resp.as_bytes()).await;
-        let _ = tcp.shutdown().await;
-    })
-    .await;
 }

@@ -206,6 +206,7 @@ pub fn peer_from(req: &Head, ip: IpAddr, trusted: bool) -> Peer {
         host_is_local: true,
         origin: req.header("origin").map(str::to_owned),
         host: req.header("host").map(str::to_owned),
+        tailscale: None,
     };
     if trusted {
         // The proxy appends the address it saw last: that is the client as far as we trust.

@@ -47,6 +47,14 @@ pub mod detail {
     pub const AUTH_BOOTSTRAP_TOKEN_INVALID: &str = "AUTH_BOOTSTRAP_TOKEN_INVALID";
     /// Too many failed auth attempts from this client IP; locked out for a while.
     pub const AUTH_RATE_LIMITED: &str = "AUTH_RATE_LIMITED";
+    /// Tailscale identity headers that did not come through the gateway's own Serve route.
+    pub const AUTH_TAILSCALE_PROXY_MISSING: &str = "AUTH_TAILSCALE_PROXY_MISSING";
+    /// Through Serve, but without a `Tailscale-User-Login` (a tagged node).
+    pub const AUTH_TAILSCALE_IDENTITY_MISSING: &str = "AUTH_TAILSCALE_IDENTITY_MISSING";
+    /// The local daemon's whois could not confirm the client address.
+    pub const AUTH_TAILSCALE_WHOIS_FAILED: &str = "AUTH_TAILSCALE_WHOIS_FAILED";
+    /// The local daemon's whois names another login than Serve's header.
+    pub const AUTH_TAILSCALE_IDENTITY_MISMATCH: &str = "AUTH_TAILSCALE_IDENTITY_MISMATCH";
     /// `connect.device` is absent where it is required (always for nodes).
     pub const DEVICE_IDENTITY_REQUIRED: &str = "DEVICE_IDENTITY_REQUIRED";
     /// The device proof failed for a reason no more specific `DEVICE_AUTH_*` code covers.

@@ -256,6 +256,8 @@ impl Tailnet {
 
     /// Starts `tailscaled` in `host`'s namespace (again, after [`Host::kill_daemon`]).
     pub fn start_daemon(&self, host: &mut Host) {
+        // A killed daemon leaves its socket behind: the new one's is waited for below.
+        let _ = std::fs::remove_file(&host.socket);
         let log = std::fs::File::create(host.state.join("tailscaled.log")).expect("log");
         let child = Command::new("ip")
             .args(["netns", "exec", &host.ns])

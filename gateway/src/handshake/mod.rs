@@ -103,7 +103,7 @@ pub fn handshake(
     };
     let shared = match paused {
         Some(wait) => Err(auth::SharedFailure::GuessingPaused(wait)),
-        None => auth::check_shared(&hub.config.auth, a.token.as_deref(), a.password.as_deref()),
+        None => tailscale_or_shared(cx.hub, peer, &a)?,
     };
 
     // 4. Device proof.
@@ -158,6 +158,45 @@ pub fn handshake(
         method,
         device_id: Some(device.id),
         device_token,
+    })
+}
+
+/// Step 3: the shared secret, or instead of it Tailscale Serve's confirmed login (reference:
+/// only without a token or password sent, only on the gateway's own Serve listener, never
+/// in auth mode `none`). Tailscale headers from anywhere else refuse the connection, even
+/// with the right secret: a process on this host could have written them.
+fn tailscale_or_shared(
+    hub: &Hub,
+    peer: &Peer,
+    a: &pincer_protocol::connect::ConnectAuth,
+) -> Result<Result<AuthMethod, auth::SharedFailure>, Rejected> {
+    use crate::tailscale::ingress::{Refusal, ServeIdentity};
+    let sent = |v: &Option<String>| v.as_deref().is_some_and(|t| !t.is_empty());
+    let explicit = sent(&a.token) || sent(&a.password);
+    let shared = || auth::check_shared(&hub.config.auth, a.token.as_deref(), a.password.as_deref());
+    let ts = match &peer.tailscale {
+        Some(ServeIdentity::Refused(Refusal::ProxyMissing)) => {
+            let (e, r) = auth::failure_error(
+                auth::SharedFailure::Tailscale(auth::TailscaleFailure::ProxyMissing),
+                false,
+            );
+            return Err(rejected::auth_reject(e, close::POLICY_VIOLATION, r));
+        }
+        Some(id) if hub.config.allow_tailscale && !explicit => id,
+        _ => return Ok(shared()),
+    };
+    if matches!(hub.config.auth, crate::config::AuthMode::None) {
+        return Ok(shared());
+    }
+    Ok(match ts {
+        ServeIdentity::Verified { login, .. } => {
+            tracing::info!(%login, ip = %peer.client_ip, "signed in by Tailscale Serve identity");
+            Ok(AuthMethod::Tailscale)
+        }
+        ServeIdentity::Refused(r) => {
+            tracing::warn!(ip = %peer.client_ip, reason = r.reason(), detail = ?r, "Tailscale Serve identity not confirmed");
+            Err(auth::SharedFailure::Tailscale(r.into()))
+        }
     })
 }
 

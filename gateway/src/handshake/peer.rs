@@ -21,6 +21,9 @@ pub struct Peer {
     pub origin: Option<String>,
     /// The `Host` header as sent.
     pub host: Option<String>,
+    /// What Tailscale Serve's identity headers proved, when the request carried any
+    /// (`crate::tailscale::ingress`).
+    pub tailscale: Option<crate::tailscale::ingress::ServeIdentity>,
 }
 
 /// How near a client is, for silent pairing.
@@ -44,6 +47,7 @@ impl Peer {
             host_is_local: true,
             origin: None,
             host: None,
+            tailscale: None,
         }
     }
 

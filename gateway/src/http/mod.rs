@@ -21,6 +21,7 @@ use tokio::time::{timeout, timeout_at, Instant};
 
 use crate::handshake::Peer;
 use crate::hub::Hub;
+use crate::tailscale::ingress::{Ingress, Refusal, ServeIdentity};
 use crate::upgrade::{self, Limited, ReadCaps, Ws, UPGRADE_ALLOWANCE};
 use head::HeadError;
 
@@ -164,6 +165,7 @@ pub async fn front(
     hub: &Arc<Hub>,
     tcp: Stream,
     ip: IpAddr,
+    ingress: Ingress,
     caps: Arc<ReadCaps>,
     deadline: Instant,
 ) -> Option<(Ws, Peer, Instant)> {
@@ -194,7 +196,23 @@ pub async fn front(
                 Ok(Ok(h)) => h,
             };
         if head.is_websocket() {
-            let peer = upgrade::peer_from(&head, ip, trusted);
+            let mut peer = upgrade::peer_from(&head, ip, trusted);
+            // Serve's identity headers, confirmed by the daemon's whois (within the deadline).
+            let serve = crate::tailscale::ingress::attribute(&hub.tailscale, &head, ip, ingress);
+            match timeout_at(deadline, serve).await {
+                Ok(Some((id, client))) => {
+                    if let Some(c) = client {
+                        peer.client_ip = c;
+                    }
+                    peer.tailscale = Some(id);
+                }
+                Ok(None) => {}
+                Err(_) => {
+                    peer.tailscale = Some(ServeIdentity::Refused(Refusal::WhoisFailed(
+                        "whois did not answer before the handshake deadline".into(),
+                    )))
+                }
+            }
             return match upgrade::finish(io, &head, std::mem::take(&mut buf), &limits).await {
                 Ok(ws) => Some((ws, peer, deadline)),
                 Err(r) => {

@@ -5,6 +5,7 @@
 #[path = "../../../tests/support/memcg.rs"]
 pub mod memcg;
 pub mod netns;
+pub mod node_bin;
 pub mod openclaw;
 
 use std::io::{BufRead, BufReader};

@@ -55,7 +55,19 @@ impl Reference {
     }
 
     pub fn command(&self, home: &Path) -> Command {
-        let mut c = Command::new(&self.node);
+        self.command_in(None, home)
+    }
+
+    /// `openclaw` run inside the network namespace `ns` (another host), or here.
+    pub fn command_in(&self, ns: Option<&str>, home: &Path) -> Command {
+        let mut c = match ns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns]).arg(&self.node);
+                c
+            }
+            None => Command::new(&self.node),
+        };
         c.arg(&self.mjs).envs(headless::env(home));
         c
     }
@@ -69,8 +81,13 @@ impl Reference {
 
     /// Runs `openclaw ARGS` as given (with a 60 s limit).
     pub fn run(&self, home: &Path, args: &[&str]) -> Output {
+        self.run_in(None, home, args)
+    }
+
+    /// Runs `openclaw ARGS` inside the namespace `ns` (with a 60 s limit).
+    pub fn run_in(&self, ns: Option<&str>, home: &Path, args: &[&str]) -> Output {
         let mut child = self
-            .command(home)
+            .command_in(ns, home)
             .args(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
