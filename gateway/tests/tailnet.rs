@@ -55,6 +55,7 @@ fn wait_for<T>(what: &str, secs: u64, mut f: impl FnMut() -> Option<T>) -> T {
 
 #[test]
 fn a_tailnet_gateway_serves_its_tailnet_and_survives_daemons_restarting() {
+    let resolv = std::fs::read("/etc/resolv.conf").ok();
     let Some(mut net) = tailnet::Tailnet::start(std::process::id() + 3) else {
         return;
     };
@@ -257,6 +258,12 @@ fn a_tailnet_gateway_serves_its_tailnet_and_survives_daemons_restarting() {
         text(&o)
     );
     drop(gw);
+    // Four daemons ran in namespaces sharing this machine's /etc: its DNS is untouched.
+    assert_eq!(
+        std::fs::read("/etc/resolv.conf").ok(),
+        resolv,
+        "the host's resolv.conf changed"
+    );
 }
 
 /// Approves every pending device request on the board's gateway.

@@ -10,7 +10,7 @@
 #![allow(dead_code)]
 
 use std::net::TcpStream;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -237,6 +237,11 @@ impl Tailnet {
         ] {
             assert!(ip(&args), "ip {args:?}");
         }
+        // `ip netns exec` binds /etc/netns/<ns>/* over /etc: whatever a daemon in the namespace
+        // writes to resolv.conf stays the namespace's.
+        let etc = Path::new("/etc/netns").join(&ns);
+        std::fs::create_dir_all(&etc).expect("/etc/netns/<ns>");
+        std::fs::write(etc.join("resolv.conf"), "# pincer test namespace\n").expect("resolv.conf");
         let state = self.dir.join(name);
         std::fs::create_dir_all(&state).expect("host state");
         let mut host = Host {
@@ -283,6 +288,9 @@ impl Tailnet {
                 &format!("--login-server={}", self.login_server),
                 &format!("--authkey={}", self.auth_key),
                 &format!("--hostname={name}"),
+                // The namespaces share this machine's /etc: a daemon that took over DNS would
+                // rewrite the host's resolv.conf (and break every later download).
+                "--accept-dns=false",
                 "--timeout=60s",
             ],
         );
@@ -339,6 +347,7 @@ impl Drop for Host {
         self.tailscaled = None;
         let _ = ip(&["link", "del", &self.veth]);
         let _ = ip(&["netns", "del", &self.ns]);
+        let _ = std::fs::remove_dir_all(Path::new("/etc/netns").join(&self.ns));
     }
 }
 
