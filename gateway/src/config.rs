@@ -83,19 +83,7 @@ impl Bind {
     }
 }
 
-/// Whether `ip` is in Tailscale's ranges (100.64.0.0/10, fd7a:115c:a1e0::/48).
-pub fn is_tailnet(ip: IpAddr) -> bool {
-    match ip {
-        IpAddr::V4(v4) => {
-            let o = v4.octets();
-            o[0] == 100 && (o[1] & 0xc0) == 64
-        }
-        IpAddr::V6(v6) => {
-            let s = v6.segments();
-            s[0] == 0xfd7a && s[1] == 0x115c && s[2] == 0xa1e0
-        }
-    }
-}
+pub use pincer_os::tailscale::is_tailnet;
 
 /// The first tailnet IPv4 address configured on a local interface (from `/proc/net`).
 pub fn tailnet_address() -> Option<IpAddr> {

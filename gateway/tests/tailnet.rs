@@ -55,6 +55,7 @@ fn wait_for<T>(what: &str, secs: u64, mut f: impl FnMut() -> Option<T>) -> T {
 
 #[test]
 fn a_tailnet_gateway_serves_its_tailnet_and_survives_daemons_restarting() {
+    let _one = one_at_a_time();
     let resolv = std::fs::read("/etc/resolv.conf").ok();
     let Some(mut net) = tailnet::Tailnet::start(std::process::id() + 3) else {
         return;
@@ -239,6 +240,31 @@ fn a_tailnet_gateway_serves_its_tailnet_and_survives_daemons_restarting() {
         text(&o)
     );
 
+    // `pincer-node doctor` on the garden board tells the tailnet and the gateway over it.
+    let o = garden
+        .command(support::node_bin::pincer_node_bin())
+        .args(["doctor", "--gateway", &tailnet_url, "--state-dir"])
+        .arg(&node_state)
+        .env("PINCER_TAILSCALE_SOCKET", &garden.socket)
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("pincer-node doctor");
+    let report = text(&o);
+    let line = |area: &str| {
+        report
+            .lines()
+            .find(|l| l.starts_with(area))
+            .unwrap_or_else(|| panic!("no {area} line: {report}"))
+            .to_owned()
+    };
+    let tl = line("tailnet");
+    assert!(
+        tl.contains("ok  up: ") && tl.contains(&garden.tailnet_ip) && tl.contains("login pincer"),
+        "{report}"
+    );
+    assert!(tl.contains("is a tailnet address"), "{report}");
+    assert!(line("gateway").contains("ok  "), "{report}");
+
     // The node's tailscaled dies and comes back: the node reconnects by itself.
     garden.kill_daemon();
     // Its path is gone: the node's link notices the missing ticks and retries.
@@ -297,4 +323,245 @@ fn approve_surfaces(pi: &tailnet::Host, state: &Path, url: &str) {
             assert!(o.status.success(), "approve surface {id}: {}", text(&o));
         }
     }
+}
+
+/// Held by each tailnet test: two tailnets at once would fight over a small machine's cores
+/// against their own deadlines.
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The environment a probe run of this binary reads (see [`serve_header_probe`]).
+const PROBE_URL: &str = "PINCER_TAILNET_PROBE_URL";
+const PROBE_HEADERS: &str = "PINCER_TAILNET_PROBE_HEADERS";
+const PROBE_TOKEN: &str = "PINCER_TAILNET_PROBE_TOKEN";
+
+/// Not a test of its own: the test binary run again inside a namespace (`ip netns exec`)
+/// sends one device-less operator `connect` to `PINCER_TAILNET_PROBE_URL` with the upgrade
+/// headers in `PINCER_TAILNET_PROBE_HEADERS` and prints the response — a local process on the
+/// board writing Tailscale's headers itself.
+#[test]
+#[ignore = "a helper run by serve_signs_in_tailnet_logins_and_refuses_forged_headers"]
+fn serve_header_probe() {
+    let Ok(url) = std::env::var(PROBE_URL) else {
+        return;
+    };
+    let headers: Vec<(String, String)> =
+        serde_json::from_str(&std::env::var(PROBE_HEADERS).unwrap_or("[]".into()))
+            .expect("probe headers");
+    let token = std::env::var(PROBE_TOKEN).ok();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let res = rt.block_on(async {
+        let h: Vec<(&str, &str)> = headers
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let mut c = support::Client::open_with_headers(&url, &h).await;
+        let nonce = c.challenge().await;
+        let params = support::Connect {
+            token,
+            client_id: "cli",
+            mode: "cli",
+            ..Default::default()
+        }
+        .params(&nonce);
+        c.connect(params).await
+    });
+    println!("PROBE-RESULT {res}");
+}
+
+/// Runs [`serve_header_probe`] inside `host`: the `connect` response.
+fn probe(host: &tailnet::Host, url: &str, headers: &[(&str, &str)], token: Option<&str>) -> Value {
+    let exe = std::env::current_exe().expect("test binary");
+    let mut c = host.command(exe);
+    c.args(["--exact", "serve_header_probe", "--ignored", "--nocapture"])
+        .env(PROBE_URL, url)
+        .env(PROBE_HEADERS, serde_json::to_string(headers).expect("json"));
+    if let Some(t) = token {
+        c.env(PROBE_TOKEN, t);
+    }
+    let o = c.output().expect("probe");
+    let out = String::from_utf8_lossy(&o.stdout);
+    let line = out
+        .lines()
+        .find_map(|l| l.strip_prefix("PROBE-RESULT "))
+        .unwrap_or_else(|| panic!("probe printed no result: {}", text(&o)));
+    serde_json::from_str(line).expect("probe JSON")
+}
+
+#[test]
+fn serve_signs_in_tailnet_logins_and_refuses_forged_headers() {
+    let _one = one_at_a_time();
+    let resolv = std::fs::read("/etc/resolv.conf").ok();
+    let Some(mut net) = tailnet::Tailnet::start(std::process::id() + 7) else {
+        return;
+    };
+    let pi = net.host("pi");
+    let laptop = net.host("laptop");
+
+    // The gateway stays on loopback; Tailscale Serve (plain HTTP: headscale has no HTTPS
+    // certificates) forwards the tailnet's port 80 to the gateway's own Serve listener.
+    let cfg = net.dir.join("gateway.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[tailscale]\nserve = true\nserve_https = false\nsocket = \"{}\"\ncli = \"{}\"\n",
+            pi.socket.display(),
+            net.tailscale_cli().display()
+        ),
+    )
+    .expect("gateway.toml");
+    let gw = Gateway::start_command(
+        pi.command(BIN),
+        &net.dir.join("gw"),
+        TOKEN,
+        &[
+            "--bind",
+            "loopback",
+            "--config",
+            cfg.to_str().expect("utf8"),
+        ],
+    );
+    let local = format!("ws://127.0.0.1:{}", gw.port);
+    let pi_state = net.dir.join("pi-cli");
+    let serve = wait_for("the Serve route", 60, || {
+        let s = json(&op(&pi, &pi_state, &local, &["call", "status"]));
+        let serve = s["gateway"]["tailnet"]["serve"].clone();
+        serve["url"].is_string().then_some(serve)
+    });
+    let listener = serve["listener"].as_str().expect("listener").to_owned();
+    assert!(listener.starts_with("127.0.0.1:"), "{serve}");
+    net.wait_path(&laptop, &pi);
+    // Serve answers for the board's MagicDNS name (as the status URL says), not its address.
+    let url = serve["url"].as_str().unwrap_or_default();
+    let name = url
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_owned();
+    assert!(name.starts_with("pi."), "{serve}");
+    laptop.resolve(&name, &pi.tailnet_ip);
+    let served = format!("ws://{name}");
+
+    // The real OpenClaw CLI on the laptop, configured for the remote gateway with no token
+    // at all (`gateway.auth.allowTailscale`): a new device pairs like any remote one, then
+    // calls health as its tailnet login.
+    if let Some(r) = openclaw::reference() {
+        let home = net.dir.join("laptop-openclaw");
+        let run = |args: &[&str]| r.run_in(Some(&laptop.ns), &home, args);
+        for args in [
+            ["config", "set", "gateway.mode", "remote"],
+            ["config", "set", "gateway.remote.url", &served],
+            // The CLI opens a socket without a token only when told the gateway signs
+            // tailnet logins in.
+            ["config", "set", "gateway.auth.allowTailscale", "true"],
+        ] {
+            let o = run(&args);
+            assert!(o.status.success(), "{}", openclaw::show(&o));
+        }
+        let health = ["gateway", "call", "health", "--json"];
+        // `gateway call` only reads the CLI's state; a command that acts makes its device
+        // identity, and that new device pairs first.
+        let o = run(&[
+            "system",
+            "event",
+            "--text",
+            "hello from the laptop",
+            "--json",
+        ]);
+        assert!(
+            !o.status.success(),
+            "a new device pairs first: {}",
+            openclaw::show(&o)
+        );
+        assert!(
+            text(&o).contains("pairing required"),
+            "{}",
+            openclaw::show(&o)
+        );
+        approve_all(&pi, &pi_state, &local);
+        let v = openclaw::json_of(&run(&health));
+        assert_eq!(v["ok"], true, "{v}");
+    }
+
+    // A local process on the board writing Serve's headers itself. To the Serve listener:
+    // a login whois does not confirm for the claimed address, or an address the tailnet does
+    // not have.
+    let serve_url = format!("ws://{listener}");
+    let refused = |v: &Value, code: &str| {
+        assert_eq!(v["ok"], false, "{v}");
+        assert_eq!(v["error"]["details"]["code"], code, "{v}");
+    };
+    let headers = |xff: &str, login: &str| {
+        vec![
+            ("x-forwarded-for", xff.to_owned()),
+            ("x-forwarded-proto", "http".to_owned()),
+            ("x-forwarded-host", pi.tailnet_ip.clone()),
+            ("tailscale-user-login", login.to_owned()),
+        ]
+    };
+    let send = |url: &str, h: Vec<(&'static str, String)>, token: Option<&str>| {
+        let r: Vec<(&str, &str)> = h.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        probe(&pi, url, &r, token)
+    };
+    let laptop_ip = laptop.tailnet_ip.clone();
+    refused(
+        &send(&serve_url, headers(&laptop_ip, "mallory@"), None),
+        "AUTH_TAILSCALE_IDENTITY_MISMATCH",
+    );
+    refused(
+        &send(&serve_url, headers("100.64.9.9", "pincer@"), None),
+        "AUTH_TAILSCALE_WHOIS_FAILED",
+    );
+    // Through Serve with no login (a tagged node): nobody to sign in as.
+    let mut no_login = headers(&laptop_ip, "");
+    no_login.retain(|(k, _)| *k != "tailscale-user-login");
+    refused(
+        &send(&serve_url, no_login, None),
+        "AUTH_TAILSCALE_IDENTITY_MISSING",
+    );
+    // Headers that prove nothing do not stop a client that brings the shared token.
+    let v = send(&serve_url, headers(&laptop_ip, "mallory@"), Some(TOKEN));
+    assert_eq!(v["ok"], true, "{v}");
+    assert_eq!(v["payload"]["auth"]["method"], "token", "{v}");
+    // Tailscale's headers on the ordinary port are refused even with the right token.
+    refused(
+        &send(&local, headers(&laptop_ip, "pincer@"), Some(TOKEN)),
+        "AUTH_TAILSCALE_PROXY_MISSING",
+    );
+    // The laptop's own login for its own address would pass whois today...
+    let login = wait_for("the laptop's login", 30, || {
+        let o = net.cli(&pi, &["whois", "--json", &laptop_ip]);
+        let v: Value = serde_json::from_slice(&o.stdout).ok()?;
+        v["UserProfile"]["LoginName"].as_str().map(str::to_owned)
+    });
+    // ...until the laptop is deleted from the tailnet: then whois fails, and the laptop's
+    // CLI no longer gets in.
+    net.delete_node("laptop");
+    wait_for("whois to forget the laptop", 60, || {
+        let v = send(&serve_url, headers(&laptop_ip, &login), None);
+        (v["error"]["details"]["code"] == "AUTH_TAILSCALE_WHOIS_FAILED").then_some(())
+    });
+    if let Some(r) = openclaw::reference() {
+        let home = net.dir.join("laptop-openclaw");
+        let o = r.run_in(
+            Some(&laptop.ns),
+            &home,
+            &["gateway", "call", "health", "--json"],
+        );
+        assert!(
+            !o.status.success(),
+            "a deleted device got in: {}",
+            openclaw::show(&o)
+        );
+    }
+    drop(gw);
+    assert_eq!(
+        std::fs::read("/etc/resolv.conf").ok(),
+        resolv,
+        "the host's resolv.conf changed"
+    );
 }

@@ -102,6 +102,7 @@ pub async fn report(cfg: &NodeConfig) -> Vec<Check> {
         ),
     ));
     out.extend(hardware(&cfg.gpsd).await);
+    out.push(tailnet(cfg).await);
     out.push(match crate::link::probe(cfg).await {
         Ok(()) => Check::new(
             "gateway",
@@ -111,6 +112,50 @@ pub async fn report(cfg: &NodeConfig) -> Vec<Check> {
         Err(e) => Check::new("gateway", Status::Fail, format!("{}: {e}", cfg.gateway)),
     });
     out
+}
+
+/// The board's tailnet: whether the local `tailscaled` is up, with which address and login,
+/// and whether the gateway URL is a tailnet address (the `gateway` line then says whether it
+/// answers over it). The socket is `$PINCER_TAILSCALE_SOCKET`, else Tailscale's default.
+async fn tailnet(cfg: &NodeConfig) -> Check {
+    use pincer_os::tailscale::{is_tailnet, LocalApi, DEFAULT_SOCKET};
+    let socket = std::env::var_os("PINCER_TAILSCALE_SOCKET")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| DEFAULT_SOCKET.into());
+    let gateway_host = cfg
+        .gateway
+        .split("://")
+        .nth(1)
+        .and_then(|rest| rest.split(['/', '?']).next())
+        .and_then(|hp| hp.rsplit_once(':').map_or(Some(hp), |(h, _)| Some(h)))
+        .map(|h| h.trim_start_matches('[').trim_end_matches(']'))
+        .and_then(|h| h.parse::<std::net::IpAddr>().ok());
+    let via = match gateway_host {
+        Some(ip) if is_tailnet(ip) => format!("; the gateway {ip} is a tailnet address"),
+        _ => String::new(),
+    };
+    match LocalApi::new(socket).status().await {
+        Err(e) => Check::new("tailnet", Status::Info, format!("{e}{via}")),
+        Ok(s) if !s.running() => Check::new(
+            "tailnet",
+            Status::Fail,
+            format!("tailscaled is {} (tailscale up){via}", s.backend_state),
+        ),
+        Ok(s) => {
+            let addrs: Vec<String> = s.addresses.iter().map(|a| a.to_string()).collect();
+            let mut text = format!("up: {}", addrs.join(", "));
+            if let Some(l) = &s.login {
+                text.push_str(&format!(", login {l}"));
+            }
+            if let Some(n) = &s.dns_name {
+                text.push_str(&format!(", {n}"));
+            }
+            if !s.tun {
+                text.push_str(", userspace mode (no address on this host)");
+            }
+            Check::new("tailnet", Status::Ok, text + &via)
+        }
+    }
 }
 
 /// The encoder `camera.clip` / `screen.record` use, and each hardware encoder found, tried

@@ -5,14 +5,17 @@
 //! ([`init_logging`]), environment lookups ([`env_first`]) and systemd readiness and watchdog
 //! notifications ([`notify`]), the byte-bounded outbound queue of a WebSocket link
 //! ([`outbox`]), the wall clock ([`now_ms`]), random ids ([`uuid_v4`]) and handing freed heap
-//! back to the kernel ([`release_free_memory`]).
+//! back to the kernel ([`release_free_memory`]), and the local `tailscaled`'s LocalAPI
+//! ([`tailscale`]: the daemon's state, whois) that the gateway and `pincer-node doctor` ask.
 //!
-//! **Must not touch:** the protocol, sockets or hardware.
+//! **Must not touch:** the protocol, the gateway's sockets or hardware (the one socket spoken
+//! on here is the local daemon's LocalAPI).
 
 #![warn(missing_docs)]
 
 pub mod notify;
 pub mod outbox;
+pub mod tailscale;
 
 /// Milliseconds since the Unix epoch (0 if the clock is before it).
 pub fn now_ms() -> u64 {

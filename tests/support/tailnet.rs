@@ -142,7 +142,7 @@ impl Tailnet {
                  disable_check_updates: true\n\
                  database:\n  type: sqlite\n  sqlite:\n    path: {d}/db.sqlite\n\
                  log:\n  level: warn\npolicy:\n  mode: database\n\
-                 dns:\n  magic_dns: false\n  override_local_dns: false\n  base_domain: tailnet.test\n\
+                 dns:\n  magic_dns: false\n  override_local_dns: false\n  base_domain: pincer.ts.net\n\
                  unix_socket: {d}/headscale.sock\nunix_socket_permission: \"0770\"\n\
                  logtail:\n  enabled: false\n",
                 stun = 13_000 + tag as u16,
@@ -200,6 +200,29 @@ impl Tailnet {
                 .trim()
                 .to_owned();
         }
+    }
+
+    /// The `tailscale` CLI binary (for a gateway that sets up Serve itself).
+    pub fn tailscale_cli(&self) -> &Path {
+        &self.bins.tailscale
+    }
+
+    /// Deletes `name`'s node from the control server (the device is removed from the
+    /// tailnet; its peers drop it from their maps).
+    pub fn delete_node(&self, name: &str) {
+        let o = self.control(&["nodes", "list", "-o", "json"]);
+        assert!(o.status.success(), "nodes list: {}", show(&o));
+        let list: serde_json::Value = serde_json::from_slice(&o.stdout).expect("nodes JSON");
+        let id = list
+            .as_array()
+            .and_then(|a| {
+                a.iter()
+                    .find(|n| n["given_name"] == name || n["name"] == name)
+            })
+            .and_then(|n| n["id"].as_u64().or_else(|| n["id"].as_str()?.parse().ok()))
+            .unwrap_or_else(|| panic!("no node {name} in {list}"));
+        let o = self.control(&["nodes", "delete", "-i", &id.to_string(), "--force"]);
+        assert!(o.status.success(), "nodes delete: {}", show(&o));
     }
 
     /// `headscale -c <config> ARGS`.
@@ -332,6 +355,16 @@ impl Host {
     /// Kills `tailscaled` (as a crash would); [`Tailnet::start_daemon`] brings it back.
     pub fn kill_daemon(&mut self) {
         self.tailscaled = None;
+    }
+
+    /// Lets programs on this host resolve `name` to `ip` (its own `/etc/netns/<ns>/hosts`,
+    /// which `ip netns exec` binds over `/etc/hosts`): MagicDNS without taking over DNS.
+    pub fn resolve(&self, name: &str, ip: &str) {
+        let hosts = Path::new("/etc/netns").join(&self.ns).join("hosts");
+        let mut text = std::fs::read_to_string(&hosts)
+            .unwrap_or_else(|_| "127.0.0.1 localhost\n::1 localhost\n".into());
+        text.push_str(&format!("{ip} {name}\n"));
+        std::fs::write(&hosts, text).expect("hosts");
     }
 
     /// `ip netns exec <ns> PROGRAM`: a command that runs on this host.

@@ -119,7 +119,9 @@ pub fn handshake(
 
     // Nodes must bring a device identity.
     let Some(device) = device else {
-        if role == Role::Node {
+        // Nodes, and clients signed in by a Tailscale login (a login is a person, not a
+        // device: the reference pairs the device all the same).
+        if role == Role::Node || method == AuthMethod::Tailscale {
             let e = ErrorShape::new(code::NOT_PAIRED, "device identity required")
                 .with_details(json!({ "code": detail::DEVICE_IDENTITY_REQUIRED }));
             return Err(reject(

@@ -3,7 +3,7 @@
 //!
 //! * Only the Serve listener ([`Ingress::Serve`], loopback, its port known only to the route
 //!   the gateway set up) may carry Serve's identity. There a request must come from loopback
-//!   with Serve's `X-Forwarded-For`, `-Proto` and `-Host`, name a non-loopback client in
+//!   with Serve's `X-Forwarded-For`, `-Host` and (HTTPS) `-Proto`, name a non-loopback client in
 //!   `X-Forwarded-For`, and carry `Tailscale-User-Login`; the local daemon's whois of that
 //!   client address must name the same login.
 //! * Tailscale's headers anywhere else (the ordinary port) are refused outright: a local
@@ -92,13 +92,18 @@ pub async fn attribute(
 
 async fn serve_identity(ts: &Tailscale, req: &Head, ip: IpAddr) -> (ServeIdentity, Option<IpAddr>) {
     let refused = |r| (ServeIdentity::Refused(r), None);
-    let proxied = ["x-forwarded-for", "x-forwarded-proto", "x-forwarded-host"]
+    // Serve sets X-Forwarded-Proto only on HTTPS (`serve_https = false` has none).
+    let https = ts.serve_https;
+    let proxied = ["x-forwarded-for", "x-forwarded-host"]
         .iter()
-        .all(|h| req.header(h).is_some());
+        .all(|h| req.header(h).is_some())
+        && (!https || req.header("x-forwarded-proto").is_some());
     if !ip.is_loopback() || !proxied || req.header("tailscale-funnel-request").is_some() {
+        tracing::debug!(%ip, proxied, "Serve listener: not Serve's request shape");
         return refused(Refusal::ProxyMissing);
     }
     let Some(client) = forwarded_client(req.header("x-forwarded-for").unwrap_or("")) else {
+        tracing::debug!(xff = ?req.header("x-forwarded-for"), "Serve listener: no tailnet client in X-Forwarded-For");
         return refused(Refusal::ProxyMissing);
     };
     let Some(login) = req

@@ -1,4 +1,4 @@
-//! The gateway on a tailnet: the local `tailscaled` (its LocalAPI: [`localapi`]), the
+//! The gateway on a tailnet: the local `tailscaled` (its LocalAPI: [`pincer_os::tailscale`]), the
 //! tailnet address `bind = "tailnet"` listens on (watched, so a tailnet that comes up after
 //! the gateway is still listened on: [`crate::listeners`]), Tailscale Serve in front of the
 //! gateway ([`serve`]) and the sign-in by Serve's identity headers ([`ingress`]).
@@ -8,7 +8,6 @@
 //! listeners do), or auth decisions (the handshake reads [`ingress::ServeIdentity`]).
 
 pub mod ingress;
-pub mod localapi;
 pub mod serve;
 
 use std::collections::HashMap;
@@ -17,11 +16,10 @@ use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-pub use localapi::{DaemonStatus, LocalApi, LocalApiError, Whois};
+pub use pincer_os::tailscale::{DaemonStatus, LocalApi, LocalApiError, Whois};
 use serde_json::{json, Value};
 
-/// The daemon's socket where Debian's and Tailscale's packages put it.
-pub const DEFAULT_SOCKET: &str = "/var/run/tailscale/tailscaled.sock";
+pub use pincer_os::tailscale::DEFAULT_SOCKET;
 /// How long a whois answer is reused: short, so a device removed from the tailnet stops
 /// signing in within seconds.
 pub const WHOIS_TTL: Duration = Duration::from_secs(5);
@@ -78,6 +76,8 @@ pub struct Report {
     pub serve_url: Option<String>,
     /// Why the Serve route is not (yet) set up.
     pub serve_error: Option<String>,
+    /// The loopback listener the route points at.
+    pub serve_listener: Option<std::net::SocketAddr>,
 }
 
 /// The gateway's view of the local daemon, shared by the listeners, the handshake and
@@ -86,6 +86,8 @@ pub struct Report {
 pub struct Tailscale {
     /// The daemon's LocalAPI.
     pub api: LocalApi,
+    /// The Serve route is HTTPS (`[tailscale] serve_https`).
+    pub serve_https: bool,
     whois: Mutex<HashMap<IpAddr, (Instant, Option<Whois>)>>,
     report: Mutex<Report>,
 }
@@ -95,6 +97,7 @@ impl Tailscale {
     pub fn new(cfg: &TailscaleConfig) -> Tailscale {
         Tailscale {
             api: LocalApi::new(cfg.socket.clone()),
+            serve_https: cfg.serve_https,
             whois: Mutex::new(HashMap::new()),
             report: Mutex::new(Report::default()),
         }
@@ -189,8 +192,12 @@ impl Tailscale {
                 v["reason"] = json!(r.why_not);
             }
         }
-        if r.serve_url.is_some() || r.serve_error.is_some() {
-            v["serve"] = json!({ "url": r.serve_url, "error": r.serve_error });
+        if let Some(l) = r.serve_listener {
+            v["serve"] = json!({
+                "url": r.serve_url,
+                "error": r.serve_error,
+                "listener": l.to_string(),
+            });
         }
         v
     }

@@ -89,6 +89,7 @@ pub async fn disable(cfg: &TailscaleConfig) -> Result<(), String> {
 pub async fn keep(hub: Arc<Hub>, backend: SocketAddr) {
     let cfg = &hub.config.tailscale;
     let ts = &hub.tailscale;
+    ts.update(|r| r.serve_listener = Some(backend));
     let mut up = false;
     loop {
         let status = ts.refresh().await;

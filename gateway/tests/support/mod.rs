@@ -155,6 +155,27 @@ impl Client {
         Client { ws }
     }
 
+    /// Opens `url` with extra request headers on the upgrade (a proxy's, say).
+    pub async fn open_with_headers(url: &str, headers: &[(&str, &str)]) -> Client {
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+        let mut req = url.into_client_request().expect("request");
+        for (k, v) in headers {
+            req.headers_mut().insert(
+                tokio_tungstenite::tungstenite::http::HeaderName::from_bytes(k.as_bytes())
+                    .expect("header name"),
+                v.parse().expect("header value"),
+            );
+        }
+        let (ws, _) = tokio::time::timeout(
+            Duration::from_secs(5),
+            tokio_tungstenite::connect_async(req),
+        )
+        .await
+        .expect("connect timed out")
+        .expect("connect");
+        Client { ws }
+    }
+
     pub async fn send_text(&mut self, text: impl Into<String>) {
         let _ = self.ws.send(Message::text(text.into())).await;
     }

@@ -1,6 +1,7 @@
 //! The local `tailscaled`'s LocalAPI over its unix socket: `status` (is the daemon up, in
 //! which state, with which addresses and login, in TUN or userspace mode) and `whois` (which
-//! tailnet login a peer address belongs to).
+//! tailnet login a peer address belongs to). The gateway uses both (its tailnet listener,
+//! `status`, Serve sign-in); `pincer-node doctor` reports the board's tailnet with `status`.
 //!
 //! Hand-written: two GETs answered with small JSON bodies. An HTTP/1.0 request makes the
 //! daemon answer without chunking and close the socket, so a response is its head and the
@@ -13,6 +14,23 @@ use std::time::Duration;
 
 use serde::Deserialize;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// The daemon's socket where Debian's and Tailscale's packages put it.
+pub const DEFAULT_SOCKET: &str = "/var/run/tailscale/tailscaled.sock";
+
+/// Whether `ip` is in Tailscale's ranges (100.64.0.0/10, fd7a:115c:a1e0::/48).
+pub fn is_tailnet(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => {
+            let o = v4.octets();
+            o[0] == 100 && (o[1] & 0xc0) == 64
+        }
+        IpAddr::V6(v6) => {
+            let s = v6.segments();
+            s[0] == 0xfd7a && s[1] == 0x115c && s[2] == 0xa1e0
+        }
+    }
+}
 
 /// The largest LocalAPI answer read (a `status` without peers is a few KB; a whois a few).
 pub const MAX_RESPONSE: usize = 256 * 1024;
