@@ -163,6 +163,10 @@ async fn establish(
     let caps = ReadCaps::new(limits.preauth_max_payload + UPGRADE_ALLOWANCE, usize::MAX);
     let deadline = Instant::now() + Duration::from_millis(limits.handshake_timeout_ms);
     let _ = tcp.set_nodelay(true);
+    // A peer that vanished (its Wi-Fi gone, its tailscaled killed) stops acknowledging our
+    // ticks: the kernel closes the socket after this long instead of after ~15 minutes of
+    // retransmissions, so the node is shown gone and an invoke is refused, not left waiting.
+    let _ = socket2::SockRef::from(&tcp).set_tcp_user_timeout(Some(unacked_limit(&limits)));
     // With `[tls]` the TLS handshake comes first, within the same pre-auth deadline.
     let stream = match hub.tls.get() {
         None => tls::Stream::Plain(tcp),
@@ -226,6 +230,12 @@ async fn establish(
             None
         }
     }
+}
+
+/// How long sent bytes may stay unacknowledged before the socket is given up: two tick
+/// intervals and 10 s (70 s with the default 30 s ticks).
+pub fn unacked_limit(limits: &crate::config::Limits) -> Duration {
+    Duration::from_millis(limits.tick_interval_ms.saturating_mul(2)) + Duration::from_secs(10)
 }
 
 /// A refusal of the first frame: the response to send (if any), the close code and reason.

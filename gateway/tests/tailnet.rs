@@ -273,6 +273,11 @@ fn a_tailnet_gateway_serves_its_tailnet_and_survives_daemons_restarting() {
             .is_ok_and(|l| l.contains("tick timeout"))
             .then_some(())
     });
+    // The gateway's side gives the silent socket up too (its ticks go unacknowledged):
+    // the node is shown gone, not connected for a quarter of an hour.
+    wait_for("the gateway to show the garden node gone", 60, || {
+        (connected_at(&pi).is_none()).then_some(())
+    });
     net.start_daemon(&mut garden);
     wait_for("the garden node back", 120, || {
         connected_at(&pi).filter(|at| *at != first_at)
