@@ -121,11 +121,11 @@ fn a_tailnet_gateway_serves_its_tailnet_and_survives_daemons_restarting() {
     );
     net.wait_path(&laptop, &pi);
 
-    // The LAN address refuses the port; the tailnet address takes it.
-    assert!(tailnet::reachable_from(
-        &laptop.ns,
-        &format!("{}:{port}", pi.tailnet_ip)
-    ));
+    // The tailnet address takes the port (once the laptop's path carries TCP: a restarted
+    // daemon's routes settle in their own time); the LAN address refuses it.
+    wait_for("the gateway reachable over the tailnet", 60, || {
+        tailnet::reachable_from(&laptop.ns, &format!("{}:{port}", pi.tailnet_ip)).then_some(())
+    });
     assert!(!tailnet::reachable_from(
         &laptop.ns,
         &format!("{}:{port}", pi.lan_ip)
