@@ -30,30 +30,44 @@ fn port_flag(cfg: &TailscaleConfig) -> &'static str {
 }
 
 /// Runs the CLI with `args` against the configured socket: `Err` with what it printed.
+/// (std's process, waited on a blocking thread: tokio's process support would add ~100 KB
+/// for two calls per start.)
 async fn cli(cfg: &TailscaleConfig, args: &[String]) -> Result<(), String> {
-    let mut cmd = tokio::process::Command::new(&cfg.cli);
+    let mut cmd = std::process::Command::new(&cfg.cli);
     cmd.arg(format!("--socket={}", cfg.socket.display()))
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    let child = cmd
-        .spawn()
-        .map_err(|e| format!("cannot run {}: {e}", cfg.cli.display()))?;
-    match tokio::time::timeout(CLI_TIMEOUT, child.wait_with_output()).await {
-        Err(_) => Err(format!(
-            "tailscale serve did not finish within {}s",
-            CLI_TIMEOUT.as_secs()
-        )),
-        Ok(Err(e)) => Err(e.to_string()),
-        Ok(Ok(out)) if out.status.success() => Ok(()),
-        Ok(Ok(out)) => {
-            let text = String::from_utf8_lossy(&out.stderr).into_owned()
-                + &String::from_utf8_lossy(&out.stdout);
-            Err(text.trim().chars().take(400).collect())
+        .stderr(Stdio::piped());
+    let name = cfg.cli.display().to_string();
+    let run = tokio::task::spawn_blocking(move || -> Result<(), String> {
+        let mut child = cmd.spawn().map_err(|e| format!("cannot run {name}: {e}"))?;
+        let started = std::time::Instant::now();
+        loop {
+            match child.try_wait() {
+                Ok(Some(_)) => break,
+                Ok(None) if started.elapsed() > CLI_TIMEOUT => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    return Err(format!(
+                        "tailscale serve did not finish within {}s",
+                        CLI_TIMEOUT.as_secs()
+                    ));
+                }
+                Ok(None) => std::thread::sleep(Duration::from_millis(50)),
+                Err(e) => return Err(e.to_string()),
+            }
         }
-    }
+        // The CLI prints a few lines: the pipes cannot have filled while it ran.
+        let out = child.wait_with_output().map_err(|e| e.to_string())?;
+        if out.status.success() {
+            return Ok(());
+        }
+        let text = String::from_utf8_lossy(&out.stderr).into_owned()
+            + &String::from_utf8_lossy(&out.stdout);
+        Err(text.trim().chars().take(400).collect())
+    });
+    run.await.map_err(|e| e.to_string())?
 }
 
 /// Points the route at `backend`.
