@@ -30,8 +30,8 @@ fn port_flag(cfg: &TailscaleConfig) -> &'static str {
 }
 
 /// Runs the CLI with `args` against the configured socket: `Err` with what it printed.
-/// (std's process, waited on a blocking thread: tokio's process support would add ~100 KB
-/// for two calls per start.)
+/// (std's process, waited on a blocking thread: two calls per start do not need tokio's
+/// process support, which measured 4 KB on x86_64 musl.)
 async fn cli(cfg: &TailscaleConfig, args: &[String]) -> Result<(), String> {
     let mut cmd = std::process::Command::new(&cfg.cli);
     cmd.arg(format!("--socket={}", cfg.socket.display()))
