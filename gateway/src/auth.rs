@@ -6,6 +6,7 @@ use serde_json::json;
 
 use crate::config::AuthMode;
 use crate::secret::ct_eq;
+use crate::tailscale::ingress::Refusal;
 
 /// How a connection authenticated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,32 +54,7 @@ pub enum SharedFailure {
     /// after this many milliseconds.
     GuessingPaused(u64),
     /// No secret sent, and Tailscale Serve's headers did not prove who the client is.
-    Tailscale(TailscaleFailure),
-}
-
-/// Why Serve's headers did not sign the client in (the reference's `AUTH_TAILSCALE_*`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TailscaleFailure {
-    /// Not through the gateway's own Serve route (`AUTH_TAILSCALE_PROXY_MISSING`).
-    ProxyMissing,
-    /// No `Tailscale-User-Login` (`AUTH_TAILSCALE_IDENTITY_MISSING`).
-    IdentityMissing,
-    /// The daemon's whois failed or knows no such node (`AUTH_TAILSCALE_WHOIS_FAILED`).
-    WhoisFailed,
-    /// The daemon's whois names another login (`AUTH_TAILSCALE_IDENTITY_MISMATCH`).
-    Mismatch,
-}
-
-impl From<&crate::tailscale::ingress::Refusal> for TailscaleFailure {
-    fn from(r: &crate::tailscale::ingress::Refusal) -> Self {
-        use crate::tailscale::ingress::Refusal;
-        match r {
-            Refusal::ProxyMissing => TailscaleFailure::ProxyMissing,
-            Refusal::IdentityMissing => TailscaleFailure::IdentityMissing,
-            Refusal::WhoisFailed(_) => TailscaleFailure::WhoisFailed,
-            Refusal::Mismatch => TailscaleFailure::Mismatch,
-        }
-    }
+    Tailscale(Refusal),
 }
 
 /// Checks the shared secret of `mode` against what the client sent.
@@ -102,46 +78,8 @@ pub fn check_shared(
     }
 }
 
-/// The reference's wording of a Tailscale refusal: code, reason, message, close reason, step.
-fn tailscale_failure(
-    t: TailscaleFailure,
-) -> (
-    &'static str,
-    &'static str,
-    &'static str,
-    &'static str,
-    &'static str,
-) {
-    let (code, reason, message) = match t {
-        TailscaleFailure::ProxyMissing => (
-            detail::AUTH_TAILSCALE_PROXY_MISSING,
-            "tailscale_proxy_missing",
-            "unauthorized: tailscale proxy headers missing (use Tailscale Serve or gateway token/password)",
-        ),
-        TailscaleFailure::IdentityMissing => (
-            detail::AUTH_TAILSCALE_IDENTITY_MISSING,
-            "tailscale_user_missing",
-            "unauthorized: tailscale identity missing (use Tailscale Serve auth or gateway token/password)",
-        ),
-        TailscaleFailure::WhoisFailed => (
-            detail::AUTH_TAILSCALE_WHOIS_FAILED,
-            "tailscale_whois_failed",
-            "unauthorized: tailscale identity check failed (use Tailscale Serve auth or gateway token/password)",
-        ),
-        TailscaleFailure::Mismatch => (
-            detail::AUTH_TAILSCALE_IDENTITY_MISMATCH,
-            "tailscale_user_mismatch",
-            "unauthorized: tailscale identity mismatch (use Tailscale Serve auth or gateway token/password)",
-        ),
-    };
-    (
-        code,
-        reason,
-        message,
-        "unauthorized: tailscale identity not confirmed",
-        "update_auth_configuration",
-    )
-}
+/// The close reason of every Tailscale refusal (the response says which one).
+const TAILSCALE_CLOSE: &str = "unauthorized: tailscale identity not confirmed";
 
 /// The error and close reason for a failed shared-secret check.
 pub fn failure_error(
@@ -178,7 +116,34 @@ pub fn failure_error(
             "update_auth_credentials",
         ),
         SharedFailure::GuessingPaused(wait) => return paused(wait, can_retry_with_device_token),
-        SharedFailure::Tailscale(t) => tailscale_failure(t),
+        SharedFailure::Tailscale(Refusal::ProxyMissing) => (
+            detail::AUTH_TAILSCALE_PROXY_MISSING,
+            "tailscale_proxy_missing",
+            "unauthorized: tailscale proxy headers missing (use Tailscale Serve or gateway token/password)",
+            TAILSCALE_CLOSE,
+            "update_auth_configuration",
+        ),
+        SharedFailure::Tailscale(Refusal::IdentityMissing) => (
+            detail::AUTH_TAILSCALE_IDENTITY_MISSING,
+            "tailscale_user_missing",
+            "unauthorized: tailscale identity missing (use Tailscale Serve auth or gateway token/password)",
+            TAILSCALE_CLOSE,
+            "update_auth_configuration",
+        ),
+        SharedFailure::Tailscale(Refusal::WhoisFailed) => (
+            detail::AUTH_TAILSCALE_WHOIS_FAILED,
+            "tailscale_whois_failed",
+            "unauthorized: tailscale identity check failed (use Tailscale Serve auth or gateway token/password)",
+            TAILSCALE_CLOSE,
+            "update_auth_configuration",
+        ),
+        SharedFailure::Tailscale(Refusal::Mismatch) => (
+            detail::AUTH_TAILSCALE_IDENTITY_MISMATCH,
+            "tailscale_user_mismatch",
+            "unauthorized: tailscale identity mismatch (use Tailscale Serve auth or gateway token/password)",
+            TAILSCALE_CLOSE,
+            "update_auth_configuration",
+        ),
     };
     let err = ErrorShape::invalid(message).with_details(json!({
         "code": code,

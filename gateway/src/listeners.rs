@@ -96,7 +96,8 @@ async fn refuse_503(mut tcp: tokio::net::TcpStream, body: &str) {
 /// starting from `current` (the address bound at start, with its accept loop).
 pub async fn watch_tailnet(hub: Arc<Hub>, port: u16, mut current: Option<(IpAddr, Task)>) {
     let scheme = if hub.tls.get().is_some() { "wss" } else { "ws" };
-    let mut last_error: Option<String> = None;
+    // What start-up already said is not said again.
+    let mut last_error: Option<String> = hub.tailscale.report().why_not;
     let mut polls: u32 = 0;
     loop {
         // The daemon's state for `status` (login, mode): right after a new address and now

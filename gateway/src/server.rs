@@ -58,10 +58,20 @@ pub struct Gateway {
     local_addr: SocketAddr,
     /// Listeners of the port that are not the tailnet one.
     ordinary: Vec<TcpListener>,
-    /// `bind = "tailnet"`: the tailnet listener bound at start, if the address was there.
-    tailnet: Option<Option<(IpAddr, TcpListener)>>,
+    /// `bind = "tailnet"`: how its address stood at start.
+    tailnet: TailnetStart,
     /// `[tailscale] serve`: the loopback listener the Serve route points at.
     serve: Option<TcpListener>,
+}
+
+/// The tailnet address of `bind = "tailnet"` at start.
+enum TailnetStart {
+    /// Another bind.
+    Off,
+    /// No address yet: the watcher binds it when it comes.
+    Waiting,
+    /// Bound to this address.
+    Bound(IpAddr, TcpListener),
 }
 
 /// Health is recomputed this often (a `health` event goes out when it changed).
@@ -113,17 +123,10 @@ impl Gateway {
             config.port = bound.port();
         }
         let port = config.port;
-        let mut ordinary = Vec::new();
-        let tailnet = match tailnet_now {
-            Some(Some(ip)) => Some(Some((ip, first))),
-            Some(None) => {
-                ordinary.push(first);
-                Some(None)
-            }
-            None => {
-                ordinary.push(first);
-                None
-            }
+        let (tailnet, mut ordinary) = match tailnet_now {
+            Some(Some(ip)) => (TailnetStart::Bound(ip, first), Vec::new()),
+            Some(None) => (TailnetStart::Waiting, vec![first]),
+            None => (TailnetStart::Off, vec![first]),
         };
         if let Some(lo) = listeners::loopback_beside(first_ip) {
             ordinary.push(listeners::bind(SocketAddr::new(lo, port)).await?);
@@ -149,17 +152,17 @@ impl Gateway {
             let _ = hub.tls.set(tls);
         }
         match &tailnet {
-            Some(Some((ip, _))) => {
+            TailnetStart::Bound(ip, _) => {
                 tracing::info!(address = %ip, "bind = tailnet: listening on the tailnet address and on 127.0.0.1");
                 hub.tailscale.update(|r| r.listening = Some(*ip));
             }
-            Some(None) => {
+            TailnetStart::Waiting => {
                 let why =
                     crate::tailscale::Tailscale::why_no_address(&hub.tailscale.refresh().await);
                 tracing::warn!(reason = %why, "bind = tailnet, but no tailnet address yet: listening on 127.0.0.1 until one comes up");
                 hub.tailscale.update(|r| r.why_not = Some(why));
             }
-            None => {}
+            TailnetStart::Off => {}
         }
         crate::agent_host::attach(&hub)?;
         Ok(Gateway {
@@ -230,14 +233,20 @@ impl Gateway {
             .into_iter()
             .map(|l| listeners::accept(hub.clone(), l, Ingress::Ordinary))
             .collect();
-        if let Some(start) = self.tailnet {
-            let current =
-                start.map(|(ip, l)| (ip, listeners::accept(hub.clone(), l, Ingress::Ordinary)));
-            accepting.push(listeners::Task(tokio::spawn(listeners::watch_tailnet(
+        let watch = |current| {
+            listeners::Task(tokio::spawn(listeners::watch_tailnet(
                 hub.clone(),
                 port,
                 current,
-            ))));
+            )))
+        };
+        match self.tailnet {
+            TailnetStart::Off => {}
+            TailnetStart::Waiting => accepting.push(watch(None)),
+            TailnetStart::Bound(ip, l) => {
+                let accepting_there = listeners::accept(hub.clone(), l, Ingress::Ordinary);
+                accepting.push(watch(Some((ip, accepting_there))));
+            }
         }
         if let Some(l) = self.serve {
             if let Ok(backend) = l.local_addr() {
@@ -261,7 +270,7 @@ impl Gateway {
         while hub.connection_count() > 0 && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        if hub.config.tailscale.serve && hub.tailscale.report().serve_url.is_some() {
+        if hub.tailscale.report().serve_url.is_some() {
             match crate::tailscale::serve::disable(&hub.config.tailscale).await {
                 Ok(()) => tracing::info!("Tailscale Serve route cleared"),
                 Err(e) => tracing::warn!(error = %e, "could not clear the Tailscale Serve route"),

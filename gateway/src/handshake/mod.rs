@@ -178,10 +178,8 @@ fn tailscale_or_shared(
     let shared = || auth::check_shared(&hub.config.auth, a.token.as_deref(), a.password.as_deref());
     let ts = match &peer.tailscale {
         Some(ServeIdentity::Refused(Refusal::ProxyMissing)) => {
-            let (e, r) = auth::failure_error(
-                auth::SharedFailure::Tailscale(auth::TailscaleFailure::ProxyMissing),
-                false,
-            );
+            let (e, r) =
+                auth::failure_error(auth::SharedFailure::Tailscale(Refusal::ProxyMissing), false);
             return Err(rejected::auth_reject(e, close::POLICY_VIOLATION, r));
         }
         Some(id) if hub.config.allow_tailscale && !explicit => id,
@@ -196,8 +194,8 @@ fn tailscale_or_shared(
             Ok(AuthMethod::Tailscale)
         }
         ServeIdentity::Refused(r) => {
-            tracing::warn!(ip = %peer.client_ip, reason = r.reason(), detail = ?r, "Tailscale Serve identity not confirmed");
-            Err(auth::SharedFailure::Tailscale(r.into()))
+            tracing::warn!(ip = %peer.client_ip, refusal = ?r, "Tailscale Serve identity not confirmed");
+            Err(auth::SharedFailure::Tailscale(*r))
         }
     })
 }

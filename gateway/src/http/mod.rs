@@ -208,9 +208,8 @@ pub async fn front(
                 }
                 Ok(None) => {}
                 Err(_) => {
-                    peer.tailscale = Some(ServeIdentity::Refused(Refusal::WhoisFailed(
-                        "whois did not answer before the handshake deadline".into(),
-                    )))
+                    tracing::warn!(%ip, "whois did not answer before the handshake deadline");
+                    peer.tailscale = Some(ServeIdentity::Refused(Refusal::WhoisFailed));
                 }
             }
             return match upgrade::finish(io, &head, std::mem::take(&mut buf), &limits).await {

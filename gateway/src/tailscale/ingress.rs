@@ -37,29 +37,18 @@ pub enum ServeIdentity {
     Refused(Refusal),
 }
 
-/// Why Serve's headers were not accepted (the reference's `AUTH_TAILSCALE_*` codes).
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Why Serve's headers were not accepted (the reference's `AUTH_TAILSCALE_*` codes; the
+/// handshake words them, `crate::auth::failure_error`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Refusal {
     /// Tailscale headers not from the gateway's own Serve route (`tailscale_proxy_missing`).
     ProxyMissing,
     /// Through Serve, but no `Tailscale-User-Login` (a tagged node, say) (`tailscale_user_missing`).
     IdentityMissing,
     /// The daemon could not say who the client address is (`tailscale_whois_failed`).
-    WhoisFailed(String),
+    WhoisFailed,
     /// The daemon names someone else for that address (`tailscale_user_mismatch`).
     Mismatch,
-}
-
-impl Refusal {
-    /// The reference's `authReason`.
-    pub fn reason(&self) -> &'static str {
-        match self {
-            Refusal::ProxyMissing => "tailscale_proxy_missing",
-            Refusal::IdentityMissing => "tailscale_user_missing",
-            Refusal::WhoisFailed(_) => "tailscale_whois_failed",
-            Refusal::Mismatch => "tailscale_user_mismatch",
-        }
-    }
 }
 
 /// Headers only Tailscale's proxy writes.
@@ -117,10 +106,14 @@ async fn serve_identity(ts: &Tailscale, req: &Head, ip: IpAddr) -> (ServeIdentit
         );
     };
     let id = match ts.whois(client).await {
-        Err(e) => ServeIdentity::Refused(Refusal::WhoisFailed(e.to_string())),
-        Ok(None) => ServeIdentity::Refused(Refusal::WhoisFailed(format!(
-            "the tailnet has no node at {client}"
-        ))),
+        Err(e) => {
+            tracing::warn!(%client, error = %e, "whois failed");
+            ServeIdentity::Refused(Refusal::WhoisFailed)
+        }
+        Ok(None) => {
+            tracing::warn!(%client, "whois: the tailnet has no node at this address");
+            ServeIdentity::Refused(Refusal::WhoisFailed)
+        }
         Ok(Some(Whois {
             login: who, name, ..
         })) if who.eq_ignore_ascii_case(login) => ServeIdentity::Verified { login: who, name },

@@ -63,6 +63,35 @@ impl TailscaleConfig {
     }
 }
 
+/// Whois answers by address: at most [`WHOIS_CACHE`], each kept [`WHOIS_TTL`].
+#[derive(Debug, Default)]
+struct WhoisCache(HashMap<IpAddr, (Instant, Option<Whois>)>);
+
+impl WhoisCache {
+    /// The answer for `ip` if it is fresh at `now`.
+    fn get(&self, ip: IpAddr, now: Instant) -> Option<Option<Whois>> {
+        let (at, w) = self.0.get(&ip)?;
+        (now.duration_since(*at) < WHOIS_TTL).then(|| w.clone())
+    }
+
+    /// Keeps `w` for `ip`: stale answers go first, then the oldest beyond the bound.
+    fn put(&mut self, ip: IpAddr, now: Instant, w: Option<Whois>) {
+        self.0
+            .retain(|_, (at, _)| now.duration_since(*at) < WHOIS_TTL);
+        if self.0.len() >= WHOIS_CACHE && !self.0.contains_key(&ip) {
+            if let Some(oldest) = self
+                .0
+                .iter()
+                .min_by_key(|(_, (at, _))| *at)
+                .map(|(k, _)| *k)
+            {
+                self.0.remove(&oldest);
+            }
+        }
+        self.0.insert(ip, (now, w));
+    }
+}
+
 /// What `status` says about the tailnet.
 #[derive(Debug, Clone, Default)]
 pub struct Report {
@@ -88,7 +117,7 @@ pub struct Tailscale {
     pub api: LocalApi,
     /// The Serve route is HTTPS (`[tailscale] serve_https`).
     pub serve_https: bool,
-    whois: Mutex<HashMap<IpAddr, (Instant, Option<Whois>)>>,
+    whois: Mutex<WhoisCache>,
     report: Mutex<Report>,
 }
 
@@ -98,31 +127,25 @@ impl Tailscale {
         Tailscale {
             api: LocalApi::new(cfg.socket.clone()),
             serve_https: cfg.serve_https,
-            whois: Mutex::new(HashMap::new()),
+            whois: Mutex::new(WhoisCache::default()),
             report: Mutex::new(Report::default()),
         }
     }
 
-    /// Who is at `ip`, from the cache when asked within [`WHOIS_TTL`]; failures are not
-    /// cached.
+    /// Who is at `ip`, from the cache when asked within [`WHOIS_TTL`]; the daemon's errors
+    /// are not cached (its "no such node" is).
     pub async fn whois(&self, ip: IpAddr) -> Result<Option<Whois>, LocalApiError> {
-        let now = Instant::now();
-        if let Ok(c) = self.whois.lock() {
-            if let Some((at, w)) = c.get(&ip) {
-                if now.duration_since(*at) < WHOIS_TTL {
-                    return Ok(w.clone());
-                }
-            }
+        if let Some(w) = self
+            .whois
+            .lock()
+            .ok()
+            .and_then(|c| c.get(ip, Instant::now()))
+        {
+            return Ok(w);
         }
         let w = self.api.whois(ip).await?;
         if let Ok(mut c) = self.whois.lock() {
-            c.retain(|_, (at, _)| now.duration_since(*at) < WHOIS_TTL);
-            if c.len() >= WHOIS_CACHE {
-                if let Some(oldest) = c.iter().min_by_key(|(_, (at, _))| *at).map(|(k, _)| *k) {
-                    c.remove(&oldest);
-                }
-            }
-            c.insert(ip, (now, w.clone()));
+            c.put(ip, Instant::now(), w.clone());
         }
         Ok(w)
     }
@@ -200,5 +223,41 @@ impl Tailscale {
             });
         }
         v
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_whois_cache_is_bounded_and_forgets_after_its_ttl() {
+        let t0 = Instant::now();
+        let mut c = WhoisCache::default();
+        let who = |n: u32| Whois {
+            login: format!("user{n}@"),
+            name: None,
+            node: None,
+        };
+        for n in 0..200u32 {
+            let ip = IpAddr::V4(std::net::Ipv4Addr::from(0x6440_0000 + n));
+            c.put(ip, t0 + Duration::from_millis(n as u64), Some(who(n)));
+            assert!(c.0.len() <= WHOIS_CACHE);
+        }
+        let newest = IpAddr::V4(std::net::Ipv4Addr::from(0x6440_0000 + 199));
+        let oldest = IpAddr::V4(std::net::Ipv4Addr::from(0x6440_0000));
+        let at = t0 + Duration::from_millis(300);
+        assert_eq!(c.get(newest, at), Some(Some(who(199))));
+        assert_eq!(
+            c.get(oldest, at),
+            None,
+            "the oldest was dropped for the bound"
+        );
+        // A known "no such node" is kept like an answer; past the TTL nothing is.
+        let gone = IpAddr::V4(std::net::Ipv4Addr::new(100, 64, 9, 9));
+        c.put(gone, at, None);
+        assert_eq!(c.get(gone, at), Some(None));
+        assert_eq!(c.get(gone, at + WHOIS_TTL), None);
+        assert_eq!(c.get(newest, at + WHOIS_TTL), None);
     }
 }
