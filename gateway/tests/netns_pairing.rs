@@ -478,3 +478,56 @@ fn a_setup_code_from_a_lan_gateway_names_its_lan_address() {
         let _ = std::fs::remove_dir_all(d);
     }
 }
+
+/// A gateway bound to one address that is not loopback also listens on 127.0.0.1 at the same
+/// port (as the reference does), so the board's own CLI reaches it without `--url`.
+#[test]
+fn a_gateway_bound_to_one_address_listens_on_loopback_beside_it() {
+    let tag = (std::process::id() + 2) % 60000;
+    let Some(ns) = Netns::create(tag) else {
+        assert!(
+            !required(),
+            "network namespaces unavailable (need root and iproute2)"
+        );
+        eprintln!("skipping: network namespaces unavailable (need root and iproute2)");
+        return;
+    };
+    let host_ip = support::netns::host_ip(tag);
+    let board_ip = host_ip.trim_end_matches(".1").to_owned() + ".2";
+    let ok = Command::new("ip")
+        .args(["-n", &ns.name, "link", "set", "lo", "up"])
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(ok, "lo up");
+    let mut in_ns = Command::new("ip");
+    in_ns.args(["netns", "exec", &ns.name, BIN]);
+    let state = tmp("one-address-gw");
+    let gw = Gateway::start_command(in_ns, &state, TOKEN, &["--bind", &board_ip]);
+    assert_eq!(gw.listening, format!("ws://{board_ip}:{}", gw.port));
+    let op = tmp("one-address-op");
+    let health = |url: &str| {
+        cli(
+            Some(&ns.name),
+            &[
+                "call",
+                "health",
+                "--url",
+                url,
+                "--token",
+                TOKEN,
+                "--state-dir",
+                op.to_str().expect("utf8"),
+            ],
+        )
+    };
+    // On the address itself the board's CLI is a remote device: it is answered (asked to pair).
+    let o = health(&format!("ws://{board_ip}:{}", gw.port));
+    assert!(text(&o).contains("pairing required"), "{}", text(&o));
+    // On loopback beside it, the same CLI is local: paired silently and served.
+    let o = health(&format!("ws://127.0.0.1:{}", gw.port));
+    assert!(o.status.success(), "health on loopback: {}", text(&o));
+    drop(gw);
+    for d in [&state, &op] {
+        let _ = std::fs::remove_dir_all(d);
+    }
+}

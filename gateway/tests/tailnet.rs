@@ -16,11 +16,11 @@ mod support;
 
 use std::path::Path;
 use std::process::{Output, Stdio};
-use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use support::openclaw::{self, Proc};
 use support::{Gateway, BIN, TOKEN};
+use tailnet::wait_for;
 
 fn text(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned() + &String::from_utf8_lossy(&o.stdout)
@@ -42,21 +42,9 @@ fn json(o: &Output) -> Value {
     serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {}", text(o)))
 }
 
-fn wait_for<T>(what: &str, secs: u64, mut f: impl FnMut() -> Option<T>) -> T {
-    let until = Instant::now() + Duration::from_secs(secs);
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(Instant::now() < until, "{what} within {secs} s");
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
 #[test]
 fn a_tailnet_gateway_serves_its_tailnet_and_survives_daemons_restarting() {
-    let _one = one_at_a_time();
-    let resolv = std::fs::read("/etc/resolv.conf").ok();
+    let _one = support::one_at_a_time();
     let Some(mut net) = tailnet::Tailnet::start(std::process::id() + 3) else {
         return;
     };
@@ -289,12 +277,7 @@ fn a_tailnet_gateway_serves_its_tailnet_and_survives_daemons_restarting() {
         text(&o)
     );
     drop(gw);
-    // Four daemons ran in namespaces sharing this machine's /etc: its DNS is untouched.
-    assert_eq!(
-        std::fs::read("/etc/resolv.conf").ok(),
-        resolv,
-        "the host's resolv.conf changed"
-    );
+    net.assert_host_dns_untouched();
 }
 
 /// Approves every pending device request on the board's gateway.
@@ -328,13 +311,6 @@ fn approve_surfaces(pi: &tailnet::Host, state: &Path, url: &str) {
             assert!(o.status.success(), "approve surface {id}: {}", text(&o));
         }
     }
-}
-
-/// Held by each tailnet test: two tailnets at once would fight over a small machine's cores
-/// against their own deadlines.
-fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
-    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    LOCK.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// The environment a probe run of this binary reads (see [`serve_header_probe`]).
@@ -400,8 +376,7 @@ fn probe(host: &tailnet::Host, url: &str, headers: &[(&str, &str)], token: Optio
 
 #[test]
 fn serve_signs_in_tailnet_logins_and_refuses_forged_headers() {
-    let _one = one_at_a_time();
-    let resolv = std::fs::read("/etc/resolv.conf").ok();
+    let _one = support::one_at_a_time();
     let Some(mut net) = tailnet::Tailnet::start(std::process::id() + 7) else {
         return;
     };
@@ -564,9 +539,5 @@ fn serve_signs_in_tailnet_logins_and_refuses_forged_headers() {
         );
     }
     drop(gw);
-    assert_eq!(
-        std::fs::read("/etc/resolv.conf").ok(),
-        resolv,
-        "the host's resolv.conf changed"
-    );
+    net.assert_host_dns_untouched();
 }

@@ -55,13 +55,21 @@ fn ip(args: &[&str]) -> bool {
         .is_ok_and(|s| s.success())
 }
 
-/// Waits (bounded: a broken setup fails instead of hanging) for `ok`.
-fn wait_until(what: &str, secs: u64, mut ok: impl FnMut() -> bool) {
+/// Waits (bounded: a broken setup fails instead of hanging) until `f` gives a value.
+pub fn wait_for<T>(what: &str, secs: u64, mut f: impl FnMut() -> Option<T>) -> T {
     let until = Instant::now() + Duration::from_secs(secs);
-    while !ok() {
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
         assert!(Instant::now() < until, "{what} within {secs} s");
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// Waits for `ok` (see [`wait_for`]).
+fn wait_until(what: &str, secs: u64, mut ok: impl FnMut() -> bool) {
+    wait_for(what, secs, || ok().then_some(()))
 }
 
 /// The control server and the bridge; hosts join with [`Tailnet::host`].
@@ -77,6 +85,8 @@ pub struct Tailnet {
     auth_key: String,
     hosts: u32,
     headscale: Option<Proc>,
+    /// This machine's resolv.conf when the tailnet started ([`Tailnet::assert_host_dns_untouched`]).
+    resolv: Option<Vec<u8>>,
 }
 
 /// One tailnet host: a namespace on the bridge running `tailscaled`.
@@ -160,6 +170,7 @@ impl Tailnet {
             auth_key: String::new(),
             hosts: 1,
             headscale: None,
+            resolv: std::fs::read("/etc/resolv.conf").ok(),
         };
         t.start_control();
         Some(t)
@@ -200,6 +211,16 @@ impl Tailnet {
                 .trim()
                 .to_owned();
         }
+    }
+
+    /// The namespaces share this machine's /etc: fails if a daemon in them rewrote its DNS
+    /// (it would break every later download of the run).
+    pub fn assert_host_dns_untouched(&self) {
+        assert_eq!(
+            std::fs::read("/etc/resolv.conf").ok(),
+            self.resolv,
+            "the host's resolv.conf changed"
+        );
     }
 
     /// The `tailscale` CLI binary (for a gateway that sets up Serve itself).

@@ -20,6 +20,7 @@
 
 #[path = "../support/mod.rs"]
 mod support;
+use support::one_at_a_time;
 
 #[path = "../../../tests/support/cdp.rs"]
 mod cdp;
@@ -33,14 +34,3 @@ mod pincer_node;
 mod ssh_tunnel;
 mod tls;
 mod trust;
-
-use std::sync::{Mutex, MutexGuard};
-
-/// Held by each test for its whole run: every test starts Node.js processes (a gateway, the
-/// CLI, a node host) that take seconds of CPU each, so they run one at a time rather than
-/// compete for a small machine's cores against their own deadlines.
-fn one_at_a_time() -> MutexGuard<'static, ()> {
-    static LOCK: Mutex<()> = Mutex::new(());
-    // A failed test poisons the lock; the next one still runs.
-    LOCK.lock().unwrap_or_else(|e| e.into_inner())
-}

@@ -8,6 +8,14 @@ pub mod netns;
 pub mod node_bin;
 pub mod openclaw;
 
+/// Held by tests that start many real processes (Node.js programs, tailnets): one at a time
+/// rather than competing for a small machine's cores against their own deadlines. A failed
+/// test poisons the lock; the next one still runs.
+pub fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
