@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The flashable Raspberry Pi image: pincer-<version>-rpi-arm64.img.xz (+ .sha256).
 #
-#   images/build.sh [--deb PATH] [--out DIR]
+#   images/build.sh [--deb PATH] [--tailscale PATH] [--out DIR]
 #   images/build.sh --prerequisites   only install the host packages + qemu binfmt (as root)
 #
 # Debian bookworm arm64 from Debian's packages only (mmdebstrap, main + non-free-firmware),
@@ -9,6 +9,11 @@
 # aarch64-unknown-linux-gnu, built when missing) and the first-boot service (images/firstboot/).
 # No loop devices, no mounts on the host: the FAT partition is made with mkfs.vfat + mcopy, the
 # root with `mkfs.ext4 -d`, both joined with sfdisk/dd.
+#
+# Tailscale is not a Debian package: the image carries a pinned build of its own
+# (scripts/install-tailnet.sh --board arm64, built with Go when missing, or --tailscale PATH),
+# installed as /usr/sbin/tailscaled with the CLI /usr/bin/tailscale beside it, the daemon off
+# until pincer.toml has a tailscale_authkey (images/firstboot/pincer-tailscale).
 #
 # Runs as an ordinary user: mmdebstrap --mode=unshare, and the second stage as "root" in a user
 # namespace (`unshare --map-auto --map-root-user`), so the files' owners (root, _apt, pincer...)
@@ -37,13 +42,15 @@ cd "$HERE/.."
 TARGET_DIR=${CARGO_TARGET_DIR:-$PWD/target}
 OUT=$TARGET_DIR/image
 DEB=
+TAILSCALE_BIN=
 PREREQ_ONLY=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --deb) DEB=$2; shift 2 ;;
+    --tailscale) TAILSCALE_BIN=$2; shift 2 ;;
     --out) OUT=$2; shift 2 ;;
     --prerequisites) PREREQ_ONLY=1; shift ;;
-    -h|--help) sed -n '2,34p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d'; exit 0 ;;
     *) echo "build.sh: unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -175,6 +182,11 @@ if [ -z "$DEB" ]; then
   fi
 fi
 [ -f "$DEB" ] || die "no .deb at $DEB"
+if [ -z "$TAILSCALE_BIN" ]; then
+  log "the board's Tailscale (scripts/install-tailnet.sh --board arm64; built once with Go)"
+  TAILSCALE_BIN=$("$HERE/../scripts/install-tailnet.sh" --board arm64 | sed -n 's/^TAILSCALE_BOARD=//p')
+fi
+[ -f "$TAILSCALE_BIN" ] || die "no Tailscale build at $TAILSCALE_BIN"
 
 
 # --- stage 2: pincer, first boot, settings (every run) ----------------------------------------
@@ -209,6 +221,12 @@ install -D -m 0755 "$HERE/firstboot/pincer-report" "$R/usr/lib/pincer/pincer-rep
 install -m 0644 "$HERE/firstboot/pincer-report.service" "$HERE/firstboot/pincer-report.timer" "$R/lib/systemd/system/"
 install -D -m 0755 "$HERE/firstboot/pincer-tailscale" "$R/usr/lib/pincer/pincer-tailscale"
 install -m 0644 "$HERE/firstboot/pincer-tailscale.service" "$R/lib/systemd/system/"
+install -D -m 0755 "$TAILSCALE_BIN" "$R/usr/sbin/tailscaled"
+ln -sfn ../sbin/tailscaled "$R/usr/bin/tailscale"
+install -m 0644 "$HERE/firstboot/tailscaled.service" "$R/lib/systemd/system/"
+install -D -m 0644 "$HERE/firstboot/tailscaled.default" "$R/etc/default/tailscaled"
+TAILSCALE_VERSION=$(in_root tailscale version 2>/dev/null | head -1)
+[ -n "$TAILSCALE_VERSION" ] || { echo "image-build: the Tailscale build does not run (tailscale version)" >&2; exit 1; }
 install -D -m 0644 "$HERE/firstboot/pincer.toml" "$R/usr/share/pincer/pincer.toml.template"
 cp -a --no-preserve=ownership "$HERE/overlay/." "$R/"
 install -m 0644 "$R/usr/share/systemd/tmp.mount" "$R/etc/systemd/system/tmp.mount"
@@ -251,7 +269,7 @@ rm -f "$R/var/lib/dbus/machine-id" "$R/var/lib/systemd/random-seed" "$R"/etc/ssh
 rm -rf "$R"/var/lib/apt/lists/* "$R"/var/cache/apt/*.bin "$R"/var/cache/debconf/*-old \
   "$R"/var/log/*.log "$R"/var/log/apt/* "$R"/tmp/* "$R"/var/tmp/*
 mkdir -p "$R/var/lib/apt/lists/partial"
-echo "pincer $PINCER_VERSION, image built $(date -u +%Y-%m-%d) from Debian $SUITE (rootfs $KEY)" >"$R/etc/pincer/image-version"
+echo "pincer $PINCER_VERSION, image built $(date -u +%Y-%m-%d) from Debian $SUITE (rootfs $KEY), tailscale $TAILSCALE_VERSION" >"$R/etc/pincer/image-version"
 cp "$WORK/versions" "$R/usr/share/pincer/image-packages.txt"
 
 # the two file systems
@@ -272,7 +290,7 @@ mkfs.ext4 -q -F -L pincer-root -d "$R" -m 2 "$WORK/root.ext4" "${ROOT_MB}M" >&2
 echo "$ROOT_MB $((ROOT_KB / 1024))" >"$WORK/root.mb"
 }
 BOOT_MB=256
-export WORK ROOTTAR DEB HERE KEY SUITE T0 BOOT_MB
+export WORK ROOTTAR DEB TAILSCALE_BIN HERE KEY SUITE T0 BOOT_MB
 if [ "$MODE" = root ]; then
   unshare --mount --propagation private bash -c "$(declare -f stage2 log); stage2"
 else
