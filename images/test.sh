@@ -2,7 +2,7 @@
 # Boot test of the SD image under qemu-system-aarch64 (TCG): a board that joins its gateway by
 # itself on first boot.
 #
-#   images/test.sh [--image PATH.img] [--deadline SECONDS]
+#   images/test.sh [--image PATH.img] [--deadline SECONDS] [--tailnet-only]
 #
 # 1. builds the image (images/build.sh; the Debian root is cached) unless --image is given;
 # 2. on a copy (grown to 2 GiB, like a bigger card): writes a pincer.toml to the FAT partition
@@ -35,6 +35,13 @@
 #    hot-plugged as a second disk (qemu monitor, device_add) once the board has booted without
 #    it: pincer-node does not start on defaults meanwhile, and pincer.toml is applied (the
 #    node restarted, paired, listed) when the partition appears.
+# 11. (first, on a card of its own) tailscale_authkey and tailscale_login_server: a real
+#    tailnet on this host (headscale on a bridge of our own, a namespace "pi" running
+#    pincer-gateway `bind = "tailnet"`: board_tailnet_for_the_image_test in
+#    gateway/tests/tailnet.rs, on tests/support/tailnet.rs); the board joins it at first boot
+#    with the Tailscale the image carries (no download), its node pairs with a setup code over
+#    the gateway's tailnet address (it listens nowhere else) and answers system.which; the auth
+#    key is gone from the card afterwards. --tailnet-only runs this boot alone.
 # Every wait is for a condition (console line, node listed) up to the deadline, never a fixed
 # time. Prints the time from power-on to the node listed. Installs its own prerequisites.
 set -euo pipefail
@@ -43,8 +50,10 @@ cd "$HERE/.."
 TARGET_DIR=${CARGO_TARGET_DIR:-$PWD/target}
 IMG=
 DEADLINE=900
+TAILNET_ONLY=
 while [ $# -gt 0 ]; do
   case "$1" in
+    --tailnet-only) TAILNET_ONLY=1; shift ;;
     --image) IMG=$2; shift 2 ;;
     --deadline) DEADLINE=$2; shift 2 ;;
     -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d'; exit 0 ;;
@@ -83,7 +92,7 @@ readable_copy() {
 }
 build_image() {
   local cache=${PINCER_CACHE:-$HOME/.cache/pincer} out=$TARGET_DIR/image
-  local version deb u src
+  local version deb u src ts
   version=$(sed -n '/^\[workspace.package\]/,/^\[/s/^version *= *"\(.*\)"/\1/p' Cargo.toml)
   deb=$TARGET_DIR/deb/pincer_${version}_arm64.deb
   # always (cargo rebuilds only what changed): binaries or a .deb left by an earlier checkout
@@ -91,8 +100,10 @@ build_image() {
   log "building $deb (cross/build.sh, cross/deb.sh aarch64-unknown-linux-gnu)"
   CARGO_TARGET_DIR=$TARGET_DIR ./cross/build.sh aarch64-unknown-linux-gnu >&2
   CARGO_TARGET_DIR=$TARGET_DIR ./cross/deb.sh aarch64-unknown-linux-gnu >&2
+  log "the board's Tailscale (scripts/install-tailnet.sh --board arm64, cached by version)"
+  ts=$(./scripts/install-tailnet.sh --board arm64 | sed -n 's/^TAILSCALE_BOARD=//p')
   if [ "$(id -u)" -ne 0 ]; then
-    env CARGO_TARGET_DIR="$TARGET_DIR" PINCER_CACHE="$cache" "$HERE/build.sh" --deb "$deb" --out "$out"
+    env CARGO_TARGET_DIR="$TARGET_DIR" PINCER_CACHE="$cache" "$HERE/build.sh" --deb "$deb" --tailscale "$ts" --out "$out"
     return
   fi
   "$HERE/build.sh" --prerequisites >&2
@@ -113,7 +124,7 @@ build_image() {
   done
   if ! runuser -u "$u" -- unshare --map-auto --map-root-user true 2>/dev/null; then
     log "WARNING: this kernel gives $u no user namespace; building the image as root instead"
-    env CARGO_TARGET_DIR="$TARGET_DIR" PINCER_CACHE="$cache" "$HERE/build.sh" --deb "$deb" --out "$out"
+    env CARGO_TARGET_DIR="$TARGET_DIR" PINCER_CACHE="$cache" "$HERE/build.sh" --deb "$deb" --tailscale "$ts" --out "$out"
     return
   fi
   # the download cache: where it is when $u can reach it, else in $u's home (root's home is
@@ -129,17 +140,18 @@ build_image() {
   fi
   mkdir -p "$cache/image" "$out"
   chown -R "$u:" "$cache/image" "$out"
-  # the build reads images/, scripts/need.sh, Cargo.toml and the .deb: a copy where the
-  # checkout is not readable by others (a home directory)
+  # the build reads images/, scripts/need.sh, Cargo.toml, the .deb and the Tailscale build: a
+  # copy where the checkout or the cache is not readable by others (a home directory)
   src=$PWD
-  if ! runuser -u "$u" -- test -r "$HERE/build.sh" -a -r "$PWD/Cargo.toml" -a -r "$deb"; then
-    src=$(readable_copy "$deb")
+  if ! runuser -u "$u" -- test -r "$HERE/build.sh" -a -r "$PWD/Cargo.toml" -a -r "$deb" -a -r "$ts"; then
+    src=$(readable_copy "$deb" "$ts")
     deb=$src/$(basename "$deb")
+    ts=$src/$(basename "$ts")
   fi
   log "building the image as the unprivileged user $u (images/build.sh, cache $cache)"
   local rc=0
   (cd / && runuser -u "$u" -- env PINCER_CACHE="$cache" HOME="/var/lib/$u" TMPDIR=/tmp \
-    "$src/images/build.sh" --deb "$deb" --out "$out") || rc=$?
+    "$src/images/build.sh" --deb "$deb" --tailscale "$ts" --out "$out") || rc=$?
   [ "$src" = "$PWD" ] || rm -rf "$src"
   return "$rc"
 }
@@ -306,6 +318,101 @@ wait_count() { # PATTERN FILE N: until the console shows it N times
 # Before a power cut whose card is checked for "no pincer-error.txt": pincer-report has run
 # since the node connected (a run before that writes a report; the next one removes it).
 settled() { wait_console "pincer-report: node connected" "$1"; }  # CONSOLE
+
+# --- a card that joins a tailnet at first boot ----------------------------------------------
+# The tailnet and its gateway are the remote tests' own (tests/support/tailnet.rs), run by the
+# gateway's tailnet test binary as a helper: headscale listens on a bridge address of this
+# host, which the guest reaches through qemu's user-mode network (it connects from here).
+tailnet_boot() {
+  if [ -z "${PINCER_TAILSCALED:-}" ]; then
+    log "the tailnet binaries (scripts/install-tailnet.sh)"
+    eval "$(./scripts/install-tailnet.sh | grep -E '^(TAILSCALED|TAILSCALE|HEADSCALE)=')"
+    export PINCER_TAILSCALED="$TAILSCALED" PINCER_TAILSCALE="$TAILSCALE" PINCER_HEADSCALE="$HEADSCALE"
+  fi
+  mkdir -p "$W/tailnet"
+  log "a tailnet for the board (cargo test --test tailnet board_tailnet_for_the_image_test; log $W/tailnet.log)"
+  PINCER_BOARD_TAILNET=$W/tailnet PINCER_BOARD_DEADLINE=$DEADLINE PINCER_REQUIRE_TAILNET=1 \
+    PINCER_BOARD_HOSTNAME=pincer-tailnet PINCER_BOARD_NODE=pincer-tailnet-board \
+    cargo test -q --workspace --all-features --test tailnet -- --ignored --exact \
+      board_tailnet_for_the_image_test --nocapture >"$W/tailnet.log" 2>&1 &
+  local harness=$!
+  PIDS+=("$harness")
+  # (a cold cargo build may come first: waited for by its end, not by a time)
+  while [ ! -s "$W/tailnet/board.env" ] && kill -0 "$harness" 2>/dev/null; do sleep 1; done
+  if [ ! -s "$W/tailnet/board.env" ]; then
+    bad "tailnet: the tailnet and its gateway started"; tail -40 "$W/tailnet.log" >&2; return
+  fi
+  local l k v LOGIN_SERVER='' AUTHKEY='' GATEWAY='' SETUP_CODE=''
+  while IFS= read -r l; do
+    k=${l%%=*} v=${l#*=}
+    case $k in LOGIN_SERVER) LOGIN_SERVER=$v ;; AUTHKEY) AUTHKEY=$v ;; GATEWAY) GATEWAY=$v ;; SETUP_CODE) SETUP_CODE=$v ;; esac
+  done <"$W/tailnet/board.env"
+  log "tailnet: control server $LOGIN_SERVER, gateway $GATEWAY (its tailnet address)"
+  cp --sparse=always "$IMG" "$W/tail.img"
+  truncate -s 2G "$W/tail.img"
+  prepare_root "$W/tail.img"
+  local fat="$W/tail.img@@$((BOOT_START * 512))" root="$W/tail.img?offset=$((ROOT_START * 512))"
+  {
+    echo "# pincer.toml written by images/test.sh: the board joins a self-hosted tailnet"
+    echo "gateway = \"$GATEWAY\""
+    echo "setup_code = \"$SETUP_CODE\""
+    echo 'name = "pincer-tailnet-board"'
+    echo 'caps = ["system"]'
+    echo 'hostname = "pincer-tailnet"'
+    echo "tailscale_authkey = \"$AUTHKEY\""
+    echo "tailscale_login_server = \"$LOGIN_SERVER\""
+  } >"$W/tail.toml"
+  mcopy -o -i "$fat" "$W/tail.toml" ::/pincer.toml
+  log "booting a card that joins the tailnet (console: $W/console-tailnet.log)"
+  local disk=(-drive "file=$W/tail.img,if=virtio,format=raw")
+  boot "$W/console-tailnet.log" "${disk[@]}"
+  while [ ! -s "$W/tailnet/joined" ] && kill -0 "$harness" 2>/dev/null && up; do sleep 2; done
+  if [ -s "$W/tailnet/joined" ]; then
+    ok "tailnet: the board joined the tailnet at first boot, its node paired and answered over the gateway's tailnet address ($(on_for)s): $(cat "$W/tailnet/joined")"
+  else
+    bad "tailnet: the board joined the tailnet and its node reached the gateway over it"
+    kill "$harness" 2>/dev/null || true
+    grep -E 'panicked|BOARD|board tailnet' "$W/tailnet.log" >&2 || tail -30 "$W/tailnet.log" >&2
+    tail -60 "$W/console-tailnet.log" >&2
+  fi
+  wait_console "pincer-tailscale: joined the tailnet" "$W/console-tailnet.log" || log "pincer-tailscale said nothing"
+  settled "$W/console-tailnet.log" || log "pincer-report did not run"
+  power_cut
+  mcopy -n -i "$fat" ::/pincer.toml "$W/tail.toml.after" 2>/dev/null || true
+  mcopy -n -i "$fat" ::/pincer-applied.txt "$W/applied-tailnet.txt" 2>/dev/null || true
+  sed 's/^/image-test:   | /' "$W/applied-tailnet.txt" >&2 || true
+  local state
+  state=$(debugfs -R 'ls /var/lib/pincer-firstboot' "$root" 2>/dev/null)
+  check "tailnet: the auth key is gone from the card (pincer.toml scrubbed; no key, no control server left in /var/lib/pincer-firstboot)" \
+    bash -c "! grep -qF '$AUTHKEY' '$W/tail.toml.after' && grep -q '^# tailscale_authkey = (applied' '$W/tail.toml.after' \
+      && grep -q first-boot-done <<<'$state' && ! grep -q 'tailscale-authkey\|tailscale-login-server' <<<'$state'"
+  check "tailnet: pincer-applied.txt names the board's tailnet address" \
+    grep -q 'tailscale: joined the tailnet as pincer-tailnet (100\.' "$W/applied-tailnet.txt"
+  check "tailnet: tailscaled's state is on the card" \
+    bash -c "debugfs -R 'ls /var/lib/tailscale' '$root' 2>/dev/null | grep -q tailscaled.state"
+  kill -0 "$harness" 2>/dev/null || return 0
+  log "second boot of the tailnet card (console: $W/console-tailnet2.log)"
+  : >"$W/tailnet/rebooted"
+  boot "$W/console-tailnet2.log" "${disk[@]}"
+  while kill -0 "$harness" 2>/dev/null && up; do sleep 2; done
+  local rc=0
+  if kill -0 "$harness" 2>/dev/null; then rc=124; kill "$harness" 2>/dev/null || true; fi
+  wait "$harness" || rc=$?
+  if [ "$rc" -eq 0 ]; then
+    ok "tailnet: second boot: tailscaled rejoined without the key, the node is back over the tailnet ($(on_for)s)"
+  else
+    bad "tailnet: second boot: the node back over the tailnet (helper exit $rc)"
+    grep -E 'panicked|BOARD|board tailnet' "$W/tailnet.log" >&2 || tail -30 "$W/tailnet.log" >&2
+    tail -40 "$W/console-tailnet2.log" >&2
+  fi
+  power_cut
+}
+tailnet_boot
+if [ -n "$TAILNET_ONLY" ]; then
+  echo "image-test: $PASS passed, $FAIL failed ($(( $(date +%s) - T0 ))s in all; --tailnet-only)" >&2
+  [ "$FAIL" -eq 0 ]
+  exit
+fi
 
 log "booting (deadline ${DEADLINE}s for the node to be listed; console: $W/console1.log)"
 boot "$W/console1.log"

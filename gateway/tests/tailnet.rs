@@ -8,13 +8,15 @@
 //!   OpenClaw CLI calls `health`); the same port on the LAN address refuses the connection.
 //! * A node pairs with a setup code over the tailnet and answers an invoke; its `tailscaled`
 //!   killed and restarted, the node comes back by itself.
+//! * [`board_tailnet_for_the_image_test`]: the tailnet and gateway that `images/test.sh`
+//!   boots the SD image against (the board joins with `tailscale_authkey` at first boot).
 
 #[path = "../../tests/support/tailnet.rs"]
 mod tailnet;
 
 mod support;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};
 
 use serde_json::Value;
@@ -538,6 +540,149 @@ fn serve_signs_in_tailnet_logins_and_refuses_forged_headers() {
             openclaw::show(&o)
         );
     }
+    drop(gw);
+    net.assert_host_dns_untouched();
+}
+
+/// Not a test of its own: run by `images/test.sh` (`PINCER_BOARD_TAILNET=<dir>`), the tailnet
+/// its emulated board joins at first boot. Starts headscale on a bridge of our own (the guest
+/// reaches it through qemu's user-mode network, which connects from this host) and "pi" with
+/// pincer-gateway `bind = "tailnet"`, writes `<dir>/board.env` (`LOGIN_SERVER`, `AUTHKEY`,
+/// `GATEWAY` — the gateway's tailnet URL —, `SETUP_CODE`) for the card's pincer.toml, and
+/// `<dir>/joined` once the board is a node of the tailnet and its pincer-node is connected to
+/// the gateway from its tailnet address and answers `system.which`. Then, once the test has
+/// cut the power and booted the card again (`<dir>/rebooted`), it returns when the node is
+/// back over the tailnet (a new connection from the same address; the key is long gone).
+/// Waits at most `PINCER_BOARD_DEADLINE` seconds (default 900) for each.
+#[test]
+#[ignore = "a helper run by images/test.sh"]
+fn board_tailnet_for_the_image_test() {
+    let dir = PathBuf::from(
+        std::env::var_os("PINCER_BOARD_TAILNET")
+            .expect("a helper of images/test.sh: PINCER_BOARD_TAILNET=<dir>"),
+    );
+    let secs: u64 = std::env::var("PINCER_BOARD_DEADLINE")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(900);
+    let hostname = std::env::var("PINCER_BOARD_HOSTNAME").unwrap_or("pincer-tailnet".into());
+    let name = std::env::var("PINCER_BOARD_NODE").unwrap_or("pincer-tailnet-board".into());
+    let mut net = tailnet::Tailnet::start(std::process::id() + 11).expect("a tailnet");
+    let pi = net.host("pi");
+    let cfg = net.dir.join("gateway.toml");
+    std::fs::write(
+        &cfg,
+        format!("[tailscale]\nsocket = \"{}\"\n", pi.socket.display()),
+    )
+    .expect("gateway.toml");
+    let gw = Gateway::start_command(
+        pi.command(BIN),
+        &net.dir.join("gw"),
+        TOKEN,
+        &["--bind", "tailnet", "--config", cfg.to_str().expect("utf8")],
+    );
+    let local = format!("ws://127.0.0.1:{}", gw.port);
+    let tailnet_url = format!("ws://{}:{}", pi.tailnet_ip, gw.port);
+    let state = net.dir.join("pi-cli");
+    wait_for("the gateway on its tailnet address", 60, || {
+        let s = json(&op(&pi, &state, &local, &["call", "status"]));
+        (s["gateway"]["tailnet"]["listening"] == format!("{}:{}", pi.tailnet_ip, gw.port))
+            .then_some(())
+    });
+    let code = json(&op(
+        &pi,
+        &state,
+        &local,
+        &[
+            "devices",
+            "setup-code",
+            "--role",
+            "node",
+            "--ttl",
+            "2h",
+            "--json",
+        ],
+    ));
+    assert_eq!(code["url"], tailnet_url, "{code}");
+    let env = format!(
+        "LOGIN_SERVER={}\nAUTHKEY={}\nGATEWAY={tailnet_url}\nSETUP_CODE={}\n",
+        net.login_server,
+        net.auth_key(),
+        code["shortCode"].as_str().expect("shortCode"),
+    );
+    std::fs::write(dir.join("board.env.tmp"), env).expect("board.env");
+    std::fs::rename(dir.join("board.env.tmp"), dir.join("board.env")).expect("board.env");
+    eprintln!(
+        "board tailnet: control server {}, gateway {tailnet_url}",
+        net.login_server
+    );
+
+    // The board on the tailnet: headscale lists it online, with its address.
+    let board_ip = wait_for("the board online in the tailnet", secs, || {
+        let list = net.nodes();
+        list.as_array()?.iter().find_map(|n| {
+            let named = n["given_name"] == hostname.as_str() || n["name"] == hostname.as_str();
+            (named && n["online"] == true)
+                .then(|| n["ip_addresses"][0].as_str().map(str::to_owned))
+                .flatten()
+        })
+    });
+    eprintln!("board tailnet: the board joined as {hostname}, {board_ip}");
+    // Its node on the gateway, from that address (the gateway listens on its tailnet address
+    // and loopback only: there is no other way in).
+    let connected = || -> Option<(Value, Value, Value)> {
+        let v = json(&op(&pi, &state, &local, &["nodes", "list", "--json"]));
+        v["nodes"].as_array()?.iter().find_map(|n| {
+            (n["displayName"] == name.as_str() && n["connected"] == true).then(|| {
+                (
+                    n["nodeId"].clone(),
+                    n["remoteIp"].clone(),
+                    n["connectedAtMs"].clone(),
+                )
+            })
+        })
+    };
+    let node = wait_for("the board's node connected to the gateway", secs, connected);
+    assert_eq!(
+        node.1, board_ip,
+        "the node came from the board's tailnet address"
+    );
+    let o = wait_for("system.which on the board", 120, || {
+        // (the node asks for its command surface once connected: approved when it has)
+        approve_surfaces(&pi, &state, &local);
+        let o = op(
+            &pi,
+            &state,
+            &local,
+            &[
+                "nodes",
+                "invoke",
+                &name,
+                "system.which",
+                "--params",
+                r#"{"bins":["sh"]}"#,
+            ],
+        );
+        o.status.success().then_some(o)
+    });
+    assert!(text(&o).contains("/sh"), "{}", text(&o));
+    let joined = format!(
+        "{hostname} joined as {board_ip}; node {} connected from it to {tailnet_url}, system.which answered",
+        node.0
+    );
+    std::fs::write(dir.join("joined"), format!("{joined}\n")).expect("joined");
+    println!("BOARD-TAILNET ok: {joined}");
+
+    // The power cut and the second boot: back over the tailnet by itself.
+    wait_for("the image test to boot the card again", secs, || {
+        dir.join("rebooted").exists().then_some(())
+    });
+    let again = wait_for("the board's node back after the second boot", secs, || {
+        connected().filter(|n| n.2 != node.2)
+    });
+    assert_eq!(again.0, node.0, "the same device");
+    assert_eq!(again.1, board_ip, "over the tailnet again");
+    println!("BOARD-TAILNET ok: second boot: node back from {board_ip} without a key");
     drop(gw);
     net.assert_host_dns_untouched();
 }

@@ -223,6 +223,18 @@ impl Tailnet {
         );
     }
 
+    /// The reusable pre-auth key hosts join with (2 h).
+    pub fn auth_key(&self) -> &str {
+        &self.auth_key
+    }
+
+    /// The control server's nodes (`headscale nodes list -o json`).
+    pub fn nodes(&self) -> serde_json::Value {
+        let o = self.control(&["nodes", "list", "-o", "json"]);
+        assert!(o.status.success(), "nodes list: {}", show(&o));
+        serde_json::from_slice(&o.stdout).expect("nodes JSON")
+    }
+
     /// The `tailscale` CLI binary (for a gateway that sets up Serve itself).
     pub fn tailscale_cli(&self) -> &Path {
         &self.bins.tailscale
@@ -231,9 +243,7 @@ impl Tailnet {
     /// Deletes `name`'s node from the control server (the device is removed from the
     /// tailnet; its peers drop it from their maps).
     pub fn delete_node(&self, name: &str) {
-        let o = self.control(&["nodes", "list", "-o", "json"]);
-        assert!(o.status.success(), "nodes list: {}", show(&o));
-        let list: serde_json::Value = serde_json::from_slice(&o.stdout).expect("nodes JSON");
+        let list = self.nodes();
         let id = list
             .as_array()
             .and_then(|a| {
