@@ -41,7 +41,9 @@
 #    gateway/tests/tailnet.rs, on tests/support/tailnet.rs); the board joins it at first boot
 #    with the Tailscale the image carries (no download), its node pairs with a setup code over
 #    the gateway's tailnet address (it listens nowhere else) and answers system.which; the auth
-#    key is gone from the card afterwards. --tailnet-only runs this boot alone.
+#    key is gone from the card afterwards; a second boot comes back over the tailnet without
+#    it; deleted from the control server and given the key again, a third boot joins anew.
+#    --tailnet-only runs these boots alone.
 # Every wait is for a condition (console line, node listed) up to the deadline, never a fixed
 # time. Prints the time from power-on to the node listed. Installs its own prerequisites.
 set -euo pipefail
@@ -394,18 +396,47 @@ tailnet_boot() {
   log "second boot of the tailnet card (console: $W/console-tailnet2.log)"
   : >"$W/tailnet/rebooted"
   boot "$W/console-tailnet2.log" "${disk[@]}"
+  while [ ! -e "$W/tailnet/deleted" ] && kill -0 "$harness" 2>/dev/null && up; do sleep 2; done
+  if [ -e "$W/tailnet/deleted" ]; then
+    ok "tailnet: second boot: tailscaled rejoined without the key, the node is back over the tailnet ($(on_for)s)"
+  else
+    bad "tailnet: second boot: the node back over the tailnet"
+    kill "$harness" 2>/dev/null || true
+    grep -E 'panicked|BOARD|board tailnet' "$W/tailnet.log" >&2 || tail -30 "$W/tailnet.log" >&2
+    tail -40 "$W/console-tailnet2.log" >&2
+  fi
+  power_cut
+  # removed from the tailnet (deleted on the control server), then given the key again in
+  # pincer.toml: the board logs in anew (its old login is dead), and the node comes back
+  kill -0 "$harness" 2>/dev/null || return 0
+  {
+    echo "# pincer.toml written by images/test.sh: the board was removed from its tailnet"
+    echo "gateway = \"$GATEWAY\""
+    echo 'name = "pincer-tailnet-board"'
+    echo 'caps = ["system"]'
+    echo 'hostname = "pincer-tailnet"'
+    echo "tailscale_authkey = \"$AUTHKEY\""
+    echo "tailscale_login_server = \"$LOGIN_SERVER\""
+  } >"$W/tail3.toml"
+  mcopy -o -i "$fat" "$W/tail3.toml" ::/pincer.toml
+  log "third boot of the tailnet card: removed from the tailnet, the key given again (console: $W/console-tailnet3.log)"
+  : >"$W/tailnet/rekeyed"
+  boot "$W/console-tailnet3.log" "${disk[@]}"
   while kill -0 "$harness" 2>/dev/null && up; do sleep 2; done
   local rc=0
   if kill -0 "$harness" 2>/dev/null; then rc=124; kill "$harness" 2>/dev/null || true; fi
   wait "$harness" || rc=$?
   if [ "$rc" -eq 0 ]; then
-    ok "tailnet: second boot: tailscaled rejoined without the key, the node is back over the tailnet ($(on_for)s)"
+    ok "tailnet: removed from the tailnet and given the key again: it joined anew and the node is back over the tailnet ($(on_for)s)"
   else
-    bad "tailnet: second boot: the node back over the tailnet (helper exit $rc)"
+    bad "tailnet: the key given again after the board was removed from the tailnet (helper exit $rc)"
     grep -E 'panicked|BOARD|board tailnet' "$W/tailnet.log" >&2 || tail -30 "$W/tailnet.log" >&2
-    tail -40 "$W/console-tailnet2.log" >&2
+    grep -E 'pincer-tailscale|tailscaled' "$W/console-tailnet3.log" | tail -30 >&2
   fi
+  wait_console "pincer-tailscale: joined the tailnet" "$W/console-tailnet3.log" || log "pincer-tailscale said nothing"
   power_cut
+  check "tailnet: the key given again is gone from the card too" \
+    bash -c "! debugfs -R 'ls /var/lib/pincer-firstboot' '$root' 2>/dev/null | grep -q 'tailscale-authkey'"
 }
 tailnet_boot
 if [ -n "$TAILNET_ONLY" ]; then

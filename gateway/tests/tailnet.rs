@@ -553,6 +553,9 @@ fn serve_signs_in_tailnet_logins_and_refuses_forged_headers() {
 /// the gateway from its tailnet address and answers `system.which`. Then, once the test has
 /// cut the power and booted the card again (`<dir>/rebooted`), it returns when the node is
 /// back over the tailnet (a new connection from the same address; the key is long gone).
+/// Last, it deletes the board from the control server (`<dir>/deleted`): once the test has
+/// given the card the key again and booted it (`<dir>/rekeyed`), it returns when the board
+/// has joined anew and its node is back over the tailnet.
 /// Waits at most `PINCER_BOARD_DEADLINE` seconds (default 900) for each.
 #[test]
 #[ignore = "a helper run by images/test.sh"]
@@ -683,6 +686,28 @@ fn board_tailnet_for_the_image_test() {
     assert_eq!(again.0, node.0, "the same device");
     assert_eq!(again.1, board_ip, "over the tailnet again");
     println!("BOARD-TAILNET ok: second boot: node back from {board_ip} without a key");
+
+    // Removed from the tailnet, then given a key again: it joins anew.
+    net.delete_node(&hostname);
+    std::fs::write(dir.join("deleted"), "").expect("deleted");
+    wait_for("the image test to give the card a key again", secs, || {
+        dir.join("rekeyed").exists().then_some(())
+    });
+    let new_ip = wait_for("the board online in the tailnet again", secs, || {
+        net.nodes().as_array()?.iter().find_map(|n| {
+            let named = n["given_name"] == hostname.as_str() || n["name"] == hostname.as_str();
+            (named && n["online"] == true)
+                .then(|| n["ip_addresses"][0].as_str().map(str::to_owned))
+                .flatten()
+        })
+    });
+    let third = wait_for("the board's node back after joining anew", secs, || {
+        connected().filter(|n| n.2 != again.2 && n.1 == new_ip.as_str())
+    });
+    assert_eq!(third.0, node.0, "the same device");
+    println!(
+        "BOARD-TAILNET ok: removed from the tailnet and given a key again: joined as {new_ip}, node back from it"
+    );
     drop(gw);
     net.assert_host_dns_untouched();
 }
