@@ -56,22 +56,8 @@ fn a_tailnet_gateway_serves_its_tailnet_and_survives_daemons_restarting() {
 
     // Boards boot in any order: the gateway comes up before pi's tailscaled.
     pi.kill_daemon();
-    let cfg = net.dir.join("gateway.toml");
     // Ticks every second: a node whose path died notices within two.
-    std::fs::write(
-        &cfg,
-        format!(
-            "[limits]\ntick_interval_ms = 1000\n[tailscale]\nsocket = \"{}\"\n",
-            pi.socket.display()
-        ),
-    )
-    .expect("gateway.toml");
-    let gw = Gateway::start_command(
-        pi.command(BIN),
-        &net.dir.join("gw"),
-        TOKEN,
-        &["--bind", "tailnet", "--config", cfg.to_str().expect("utf8")],
-    );
+    let gw = tailnet_gateway(&net, &pi, "[limits]\ntick_interval_ms = 1000\n");
     let port = gw.port;
     assert!(
         gw.listening.starts_with("ws://127.0.0.1:"),
@@ -280,6 +266,26 @@ fn a_tailnet_gateway_serves_its_tailnet_and_survives_daemons_restarting() {
     );
     drop(gw);
     net.assert_host_dns_untouched();
+}
+
+/// pincer-gateway `--bind tailnet` on `pi`, asking `pi`'s daemon; `config` is more of its
+/// gateway.toml.
+fn tailnet_gateway(net: &tailnet::Tailnet, pi: &tailnet::Host, config: &str) -> Gateway {
+    let cfg = net.dir.join("gateway.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "{config}[tailscale]\nsocket = \"{}\"\n",
+            pi.socket.display()
+        ),
+    )
+    .expect("gateway.toml");
+    Gateway::start_command(
+        pi.command(BIN),
+        &net.dir.join("gw"),
+        TOKEN,
+        &["--bind", "tailnet", "--config", cfg.to_str().expect("utf8")],
+    )
 }
 
 /// Approves every pending device request on the board's gateway.
@@ -572,18 +578,7 @@ fn board_tailnet_for_the_image_test() {
     let name = std::env::var("PINCER_BOARD_NODE").unwrap_or("pincer-tailnet-board".into());
     let mut net = tailnet::Tailnet::start(std::process::id() + 11).expect("a tailnet");
     let pi = net.host("pi");
-    let cfg = net.dir.join("gateway.toml");
-    std::fs::write(
-        &cfg,
-        format!("[tailscale]\nsocket = \"{}\"\n", pi.socket.display()),
-    )
-    .expect("gateway.toml");
-    let gw = Gateway::start_command(
-        pi.command(BIN),
-        &net.dir.join("gw"),
-        TOKEN,
-        &["--bind", "tailnet", "--config", cfg.to_str().expect("utf8")],
-    );
+    let gw = tailnet_gateway(&net, &pi, "");
     let local = format!("ws://127.0.0.1:{}", gw.port);
     let tailnet_url = format!("ws://{}:{}", pi.tailnet_ip, gw.port);
     let state = net.dir.join("pi-cli");
