@@ -401,32 +401,40 @@ fn stranger_needs_approval_and_revocation_closes_its_socket() {
     }
 }
 
-/// A gateway bound to `lan` on a host whose only way out is a LAN: the setup code it issues
-/// names the host's LAN address (another board cannot use `127.0.0.1`).
-#[test]
-fn a_setup_code_from_a_lan_gateway_names_its_lan_address() {
-    use std::io::{BufRead, BufReader};
-    let tag = (std::process::id() + 1) % 60000;
+/// A board's namespace with its loopback up: the namespace, the host's address on its link and
+/// the board's; `None` (a skip, or a failure when [`required`]) without namespaces.
+fn board_namespace(tag: u32) -> Option<(Netns, String, String)> {
     let Some(ns) = Netns::create(tag) else {
         assert!(
             !required(),
             "network namespaces unavailable (need root and iproute2)"
         );
         eprintln!("skipping: network namespaces unavailable (need root and iproute2)");
-        return;
+        return None;
     };
     let host_ip = support::netns::host_ip(tag);
     let board_ip = host_ip.trim_end_matches(".1").to_owned() + ".2";
-    for args in [
-        vec!["-n", &ns.name, "link", "set", "lo", "up"],
-        vec!["-n", &ns.name, "route", "add", "default", "via", &host_ip],
-    ] {
-        let ok = Command::new("ip")
-            .args(&args)
-            .status()
-            .is_ok_and(|s| s.success());
-        assert!(ok, "ip {args:?}");
-    }
+    let ok = Command::new("ip")
+        .args(["-n", &ns.name, "link", "set", "lo", "up"])
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(ok, "lo up");
+    Some((ns, host_ip, board_ip))
+}
+
+/// A gateway bound to `lan` on a host whose only way out is a LAN: the setup code it issues
+/// names the host's LAN address (another board cannot use `127.0.0.1`).
+#[test]
+fn a_setup_code_from_a_lan_gateway_names_its_lan_address() {
+    use std::io::{BufRead, BufReader};
+    let Some((ns, host_ip, board_ip)) = board_namespace((std::process::id() + 1) % 60000) else {
+        return;
+    };
+    let ok = Command::new("ip")
+        .args(["-n", &ns.name, "route", "add", "default", "via", &host_ip])
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(ok, "default route");
     let state = tmp("lan-gw");
     let mut gw = Command::new("ip")
         .args([
@@ -483,22 +491,9 @@ fn a_setup_code_from_a_lan_gateway_names_its_lan_address() {
 /// port (as the reference does), so the board's own CLI reaches it without `--url`.
 #[test]
 fn a_gateway_bound_to_one_address_listens_on_loopback_beside_it() {
-    let tag = (std::process::id() + 2) % 60000;
-    let Some(ns) = Netns::create(tag) else {
-        assert!(
-            !required(),
-            "network namespaces unavailable (need root and iproute2)"
-        );
-        eprintln!("skipping: network namespaces unavailable (need root and iproute2)");
+    let Some((ns, _, board_ip)) = board_namespace((std::process::id() + 2) % 60000) else {
         return;
     };
-    let host_ip = support::netns::host_ip(tag);
-    let board_ip = host_ip.trim_end_matches(".1").to_owned() + ".2";
-    let ok = Command::new("ip")
-        .args(["-n", &ns.name, "link", "set", "lo", "up"])
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(ok, "lo up");
     let mut in_ns = Command::new("ip");
     in_ns.args(["netns", "exec", &ns.name, BIN]);
     let state = tmp("one-address-gw");
