@@ -617,13 +617,7 @@ fn board_tailnet_for_the_image_test() {
 
     // The board on the tailnet: headscale lists it online, with its address.
     let board_ip = wait_for("the board online in the tailnet", secs, || {
-        let list = net.nodes();
-        list.as_array()?.iter().find_map(|n| {
-            let named = n["given_name"] == hostname.as_str() || n["name"] == hostname.as_str();
-            (named && n["online"] == true)
-                .then(|| n["ip_addresses"][0].as_str().map(str::to_owned))
-                .flatten()
-        })
+        net.online_address(&hostname)
     });
     eprintln!("board tailnet: the board joined as {hostname}, {board_ip}");
     // Its node on the gateway, from that address (the gateway listens on its tailnet address
@@ -689,12 +683,7 @@ fn board_tailnet_for_the_image_test() {
         dir.join("rekeyed").exists().then_some(())
     });
     let new_ip = wait_for("the board online in the tailnet again", secs, || {
-        net.nodes().as_array()?.iter().find_map(|n| {
-            let named = n["given_name"] == hostname.as_str() || n["name"] == hostname.as_str();
-            (named && n["online"] == true)
-                .then(|| n["ip_addresses"][0].as_str().map(str::to_owned))
-                .flatten()
-        })
+        net.online_address(&hostname)
     });
     let third = wait_for("the board's node back after joining anew", secs, || {
         connected().filter(|n| n.2 != again.2 && n.1 == new_ip.as_str())

@@ -235,6 +235,16 @@ impl Tailnet {
         serde_json::from_slice(&o.stdout).expect("nodes JSON")
     }
 
+    /// `name`'s first tailnet address while the control server shows it online.
+    pub fn online_address(&self, name: &str) -> Option<String> {
+        self.nodes().as_array()?.iter().find_map(|n| {
+            let named = n["given_name"] == name || n["name"] == name;
+            (named && n["online"] == true)
+                .then(|| n["ip_addresses"][0].as_str().map(str::to_owned))
+                .flatten()
+        })
+    }
+
     /// The `tailscale` CLI binary (for a gateway that sets up Serve itself).
     pub fn tailscale_cli(&self) -> &Path {
         &self.bins.tailscale
