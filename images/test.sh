@@ -325,6 +325,9 @@ settled() { wait_console "pincer-report: node connected" "$1"; }  # CONSOLE
 # The tailnet and its gateway are the remote tests' own (tests/support/tailnet.rs), run by the
 # gateway's tailnet test binary as a helper: headscale listens on a bridge address of this
 # host, which the guest reaches through qemu's user-mode network (it connects from here).
+harness_said() { # what the tailnet helper said (its panic, its progress), or its log's end
+  grep -E 'panicked|BOARD|board tailnet' "$W/tailnet.log" >&2 || tail -30 "$W/tailnet.log" >&2
+}
 tailnet_boot() {
   if [ -z "${PINCER_TAILSCALED:-}" ]; then
     log "the tailnet binaries (scripts/install-tailnet.sh)"
@@ -374,7 +377,7 @@ tailnet_boot() {
   else
     bad "tailnet: the board joined the tailnet and its node reached the gateway over it"
     kill "$harness" 2>/dev/null || true
-    grep -E 'panicked|BOARD|board tailnet' "$W/tailnet.log" >&2 || tail -30 "$W/tailnet.log" >&2
+    harness_said
     tail -60 "$W/console-tailnet.log" >&2
   fi
   wait_console "pincer-tailscale: joined the tailnet" "$W/console-tailnet.log" || log "pincer-tailscale said nothing"
@@ -402,7 +405,7 @@ tailnet_boot() {
   else
     bad "tailnet: second boot: the node back over the tailnet"
     kill "$harness" 2>/dev/null || true
-    grep -E 'panicked|BOARD|board tailnet' "$W/tailnet.log" >&2 || tail -30 "$W/tailnet.log" >&2
+    harness_said
     tail -40 "$W/console-tailnet2.log" >&2
   fi
   power_cut
@@ -430,7 +433,7 @@ tailnet_boot() {
     ok "tailnet: removed from the tailnet and given the key again: it joined anew and the node is back over the tailnet ($(on_for)s)"
   else
     bad "tailnet: the key given again after the board was removed from the tailnet (helper exit $rc)"
-    grep -E 'panicked|BOARD|board tailnet' "$W/tailnet.log" >&2 || tail -30 "$W/tailnet.log" >&2
+    harness_said
     grep -E 'pincer-tailscale|tailscaled' "$W/console-tailnet3.log" | tail -30 >&2
   fi
   wait_console "pincer-tailscale: joined the tailnet" "$W/console-tailnet3.log" || log "pincer-tailscale said nothing"
