@@ -5,7 +5,7 @@
 //! value checked, each error naming its line), the node's part of it — `node.toml`, checked by
 //! the node's own [`NodeConfig`] rules before it is written, with a token or setup code applied
 //! earlier kept while the gateway stays the same — and the secrets the OS steps hand on (the
-//! Tailscale auth key), written atomically with their modes; `pincer.toml` without its secrets;
+//! Tailscale auth key, with the control server it is for), written atomically with their modes; `pincer.toml` without its secrets;
 //! and the report of what the OS steps still have to do ([`Provisioned::os_env`]): one
 //! `key=value` per line, every value checked here to be one line of printable text, so a shell
 //! reads it with `read -r` and parameter expansion, never `eval`.
@@ -1121,6 +1121,13 @@ mod tests {
         assert_eq!(
             std::fs::read_to_string(opts.state_dir.join(TAILSCALE_KEY_FILE)).unwrap(),
             format!("{key}\n")
+        );
+        // an older headscale key: 48 hex digits, no prefix
+        let legacy = "0123456789abcdef".repeat(3);
+        let text = format!("gateway = \"ws://x:1\"\ntailscale_authkey = \"{legacy}\"\n");
+        assert_eq!(
+            parse(&d, &text).unwrap().os.tailscale_authkey.as_deref(),
+            Some(legacy.as_str())
         );
         // a server alone (its key applied and scrubbed earlier) stores nothing
         let p = provision(
