@@ -52,7 +52,9 @@ ARMV6_CFLAGS="-mcpu=arm1176jzf-s -marm -mfpu=vfp -mfloat-abi=hard"
 export PINCER_ARMV6_SYSROOT="$PWD/$TARGET_DIR/armv6-sysroot"
 [[ "$TARGET_DIR" = /* ]] && PINCER_ARMV6_SYSROOT="$TARGET_DIR/armv6-sysroot"
 export CARGO_TARGET_ARM_UNKNOWN_LINUX_MUSLEABIHF_LINKER="$PWD/cross/armv6-musl-cc"
-export CARGO_TARGET_ARM_UNKNOWN_LINUX_MUSLEABIHF_RUSTFLAGS="-C link-self-contained=no -C target-feature=+crt-static -C target-cpu=arm1176jzf-s"
+# For the Zero's size (docs/size.md, issue 16): no unwind tables (panic=abort needs none; std
+# is built without backtraces below) and no file:line in panic messages (the message stays).
+export CARGO_TARGET_ARM_UNKNOWN_LINUX_MUSLEABIHF_RUSTFLAGS="-C link-self-contained=no -C target-feature=+crt-static -C target-cpu=arm1176jzf-s -C force-unwind-tables=no -Zlocation-detail=none"
 export CC_arm_unknown_linux_musleabihf=arm-linux-gnueabihf-gcc AR_arm_unknown_linux_musleabihf=arm-linux-gnueabihf-ar
 ARMV6_GCC_INCLUDE=$(arm-linux-gnueabihf-gcc -print-file-name=include)
 export CFLAGS_arm_unknown_linux_musleabihf="$ARMV6_CFLAGS -nostdinc -isystem $PINCER_ARMV6_SYSROOT/include -isystem $ARMV6_GCC_INCLUDE"
@@ -163,7 +165,9 @@ for t in "${TARGETS[@]}"; do
   if [ "$t" = "$ARMV6" ]; then
     armv6_sysroot
     # shellcheck disable=SC2054 # the comma belongs to the -Zbuild-std value
-    build=(env RUSTC_BOOTSTRAP=1 cargo build -Zbuild-std=std,panic_abort --release --target "$t" -p pincer-node -p pincer-gateway)
+    # std rebuilt for size: its `optimize_for_size` feature, and without `backtrace` (no
+    # gimli/addr2line/demangler in the binary; a panic prints its message, no backtrace).
+    build=(env RUSTC_BOOTSTRAP=1 cargo build -Zbuild-std=std,panic_abort -Zbuild-std-features=optimize_for_size --release --target "$t" -p pincer-node -p pincer-gateway)
   else
     rustup target add "$t" >/dev/null 2>&1
   fi
