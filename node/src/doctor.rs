@@ -215,20 +215,25 @@ async fn hardware(gpsd: &str) -> Vec<Check> {
     let mut out = Vec::new();
     #[cfg(feature = "camera")]
     {
-        use pincer_hal::camera::Cameras as _;
-        let cams = pincer_hal::camera::V4l2::default().list();
+        use pincer_hal::camera::{Access, Cameras as _};
+        let cams = pincer_hal::camera::Local::default().list();
         if cams.is_empty() {
             out.push(Check::new(
                 "camera",
                 Status::Fail,
-                "no V4L2 capture device (plugged in? `video` group?)",
+                "no V4L2 capture device or libcamera camera (plugged in? `video` group?)",
             ));
         }
         for c in cams {
+            let (status, path) = match &c.access {
+                Access::V4l2 => (Status::Ok, format!("V4L2, {}", c.driver)),
+                Access::Tool(tool) => (Status::Ok, format!("libcamera via {tool}")),
+                Access::Unavailable(why) => (Status::Fail, format!("libcamera: {why}")),
+            };
             out.push(Check::new(
                 "camera",
-                Status::Ok,
-                format!("{} {} ({})", c.id, c.name, c.driver),
+                status,
+                format!("{} {} ({path})", c.id, c.name),
             ));
         }
     }

@@ -139,6 +139,58 @@ fn boot_with(out: &Path, cmdline: &str, node_args: &str) -> Qemu {
     Qemu { child, console }
 }
 
+/// Approves the VM node's pairing and its command surface once it asks; its node id.
+async fn paired_node(op: &CallOptions, vm: &Qemu) -> String {
+    let booted = Instant::now();
+    // The guest reaches the gateway through qemu's NAT: a remote device (its Host header is
+    // 10.0.2.2), so the operator approves its pairing as for any new board.
+    let node_id = loop {
+        if let Ok(v) = call(op, "device.pair.list", json!({})).await {
+            if let Some(req) = v["pending"]
+                .as_array()
+                .and_then(|p| p.first())
+                .and_then(|p| p["requestId"].as_str())
+            {
+                call(op, "device.pair.approve", json!({ "requestId": req }))
+                    .await
+                    .expect("device.pair.approve");
+            }
+        }
+        if let Ok(v) = call(op, "node.list", json!({})).await {
+            if let Some(id) = v["nodes"]
+                .as_array()
+                .and_then(|n| n.iter().find(|n| n["connected"] == true))
+                .and_then(|n| n["nodeId"].as_str())
+            {
+                break id.to_owned();
+            }
+        }
+        assert!(
+            booted.elapsed() < Duration::from_secs(120),
+            "the VM's node never connected; console:\n{}",
+            vm.console()
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    eprintln!(
+        "node connected {} ms after qemu started",
+        booted.elapsed().as_millis()
+    );
+
+    // The operator approves the node's capture commands once.
+    let pending = call(op, "node.pair.list", json!({}))
+        .await
+        .expect("node.pair.list");
+    let req = pending["pending"][0]["requestId"]
+        .as_str()
+        .expect("a pending surface approval")
+        .to_owned();
+    call(op, "node.pair.approve", json!({ "requestId": req }))
+        .await
+        .expect("approve");
+    node_id
+}
+
 async fn invoke(
     op: &CallOptions,
     node: &str,
@@ -446,53 +498,7 @@ async fn camera_screen_audio_on_real_drivers() {
              --name vm-board --state-dir /state/node"
         ),
     );
-    let booted = Instant::now();
-    // The guest reaches the gateway through qemu's NAT: a remote device (its Host header is
-    // 10.0.2.2), so the operator approves its pairing as for any new board.
-    let node_id = loop {
-        if let Ok(v) = call(&op, "device.pair.list", json!({})).await {
-            if let Some(req) = v["pending"]
-                .as_array()
-                .and_then(|p| p.first())
-                .and_then(|p| p["requestId"].as_str())
-            {
-                call(&op, "device.pair.approve", json!({ "requestId": req }))
-                    .await
-                    .expect("device.pair.approve");
-            }
-        }
-        if let Ok(v) = call(&op, "node.list", json!({})).await {
-            if let Some(id) = v["nodes"]
-                .as_array()
-                .and_then(|n| n.iter().find(|n| n["connected"] == true))
-                .and_then(|n| n["nodeId"].as_str())
-            {
-                break id.to_owned();
-            }
-        }
-        assert!(
-            booted.elapsed() < Duration::from_secs(120),
-            "the VM's node never connected; console:\n{}",
-            vm.console()
-        );
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    };
-    eprintln!(
-        "node connected {} ms after qemu started",
-        booted.elapsed().as_millis()
-    );
-
-    // The operator approves the node's capture commands once.
-    let pending = call(&op, "node.pair.list", json!({}))
-        .await
-        .expect("node.pair.list");
-    let req = pending["pending"][0]["requestId"]
-        .as_str()
-        .expect("a pending surface approval")
-        .to_owned();
-    call(&op, "node.pair.approve", json!({ "requestId": req }))
-        .await
-        .expect("approve");
+    let node_id = paired_node(&op, &vm).await;
     let desc = call(&op, "node.describe", json!({ "nodeId": node_id }))
         .await
         .expect("describe");
@@ -1060,6 +1066,156 @@ async fn hardware_encoder_path_on_vicodec() {
         assert!(!console.contains("panicked"), "{console}");
         drop(vm);
     }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `PINCER_VM_LIBCAMERA=1`: the VM with `vimc` (a media-controller camera: sensor, debayer,
+/// scaler, capture nodes, built out of tree) and Debian's libcamera with `cam`.
+fn build_libcamera_vm(out: &Path, node: &Path) {
+    std::fs::create_dir_all(out).expect("mkdir");
+    let status = Command::new("bash")
+        .arg(repo().join("tests/vm/build.sh"))
+        .arg(out)
+        .arg(node)
+        .env("PINCER_VM_LIBCAMERA", "1")
+        .status()
+        .expect("run tests/vm/build.sh");
+    assert!(status.success(), "tests/vm/build.sh (libcamera) failed");
+}
+
+/// Boots the VM and runs `doctor`; its whole console once the node exits.
+async fn doctor_console(out: &Path, cmdline: &str) -> String {
+    let vm = boot_with(out, cmdline, "doctor --state-dir /state/node");
+    let started = Instant::now();
+    loop {
+        let c = vm.console();
+        if c.contains("PINCER-VM NODE EXIT") {
+            return c;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(150),
+            "doctor did not finish in the VM:\n{c}"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+/// A CSI-style camera through libcamera: `vimc`'s media graph gives nothing plain V4L2 capture
+/// can photograph, libcamera's vimc pipeline handler can. `camera.list` shows it once, as a
+/// libcamera device named from libcamera's properties (and none of vimc's V4L2 nodes), beside
+/// vivid's plain V4L2 camera; `camera.snap` on it returns a JPEG of vimc's colour bars taken
+/// through `cam`; `doctor` says which path each camera takes. With `cam` removed, the camera is
+/// still listed, `camera.snap` is `CAMERA_UNAVAILABLE` saying what to install, and `doctor`
+/// says the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn libcamera_camera_on_vimc() {
+    const VIMC: &str = "libcamera:platform/vimc.0 Sensor B";
+    let Some(node_bin) = vm_node() else { return };
+    let _one = ONE_VM.lock().await;
+    let dir = std::env::temp_dir().join(format!("pincer-vm-libcamera-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    build_libcamera_vm(&dir.join("vm"), &node_bin);
+
+    // doctor: the path per camera.
+    let console = doctor_console(&dir.join("vm"), "").await;
+    let line = console
+        .lines()
+        .find(|l| l.starts_with("camera") && l.contains("Sensor B"))
+        .unwrap_or_else(|| panic!("no libcamera camera line from doctor:\n{console}"));
+    assert!(line.contains(" ok "), "{line}");
+    assert!(line.contains("libcamera via /usr/bin/cam"), "{line}");
+    assert!(
+        console
+            .lines()
+            .any(|l| l.starts_with("camera") && l.contains("/dev/video0") && l.contains("V4L2")),
+        "{console}"
+    );
+
+    let gw = Gw::start(Overrides {
+        port: Some(0),
+        state_dir: Some(dir.join("gw")),
+        token: Some(TOKEN.into()),
+        ..Default::default()
+    })
+    .await;
+    let mut op = CallOptions::new(format!("ws://127.0.0.1:{}", gw.port), dir.join("operator"));
+    op.token = Some(TOKEN.into());
+    op.timeout = Duration::from_secs(90);
+    let args = format!(
+        "run --gateway ws://10.0.2.2:{} --token {TOKEN} --caps camera --name vm-csi --state-dir /state/node",
+        gw.port
+    );
+
+    let vm = boot(&dir.join("vm"), &args);
+    let node_id = paired_node(&op, &vm).await;
+    let list = invoke(&op, &node_id, "camera.list", json!({}))
+        .await
+        .expect("camera.list");
+    let devices = list["devices"].as_array().expect("devices").clone();
+    assert_eq!(devices.len(), 2, "vimc once, vivid once: {list}");
+    assert_eq!(devices[0]["id"], VIMC, "{list}");
+    assert_eq!(devices[0]["name"], "Sensor B");
+    assert_eq!(devices[0]["position"], "back");
+    assert_eq!(devices[0]["deviceType"], "libcamera");
+    assert_eq!(devices[1]["id"], "/dev/video0");
+    assert_eq!(devices[1]["deviceType"], "v4l2");
+
+    let snap = invoke(
+        &op,
+        &node_id,
+        "camera.snap",
+        json!({ "deviceId": VIMC, "maxWidth": 640 }),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("camera.snap on vimc: {e}\n{}", vm.console()));
+    assert_eq!(snap["format"], "jpg");
+    let img = decode_jpeg(&b64(&snap));
+    eprintln!("vimc through cam: {}x{}", img.0, img.1);
+    // libcamera's vimc pipeline rounds sizes down to multiples of 6 (640x480 -> 636x480).
+    assert!(img.0 <= 640 && img.0 >= 600, "{}x{}", img.0, img.1);
+    assert_eq!(
+        (snap["width"].as_u64(), snap["height"].as_u64()),
+        (Some(u64::from(img.0)), Some(u64::from(img.1)))
+    );
+    keep("vimc", &img);
+    assert_colour_bars(&img);
+    drop(vm);
+
+    // The tools removed: listed, and unavailable with the reason.
+    let vm = boot_with(&dir.join("vm"), "pincer.nocam", &args);
+    let node_id = paired_node(&op, &vm).await;
+    let list = invoke(&op, &node_id, "camera.list", json!({}))
+        .await
+        .expect("camera.list");
+    let devices = list["devices"].as_array().expect("devices").clone();
+    assert_eq!(devices.len(), 2, "{list}");
+    assert_eq!(devices[0]["deviceType"], "libcamera", "{list}");
+    let id = devices[0]["id"].as_str().expect("id").to_owned();
+    let e = invoke(&op, &node_id, "camera.snap", json!({ "deviceId": id }))
+        .await
+        .expect_err("a snap without libcamera's tools");
+    let text = format!("{e:?}");
+    assert!(text.contains("CAMERA_UNAVAILABLE"), "{text}");
+    assert!(text.contains("libcamera-tools"), "{text}");
+    // The webcam beside it still works.
+    let snap = invoke(
+        &op,
+        &node_id,
+        "camera.snap",
+        json!({ "deviceId": "/dev/video0", "maxWidth": 320 }),
+    )
+    .await
+    .expect("vivid still snaps");
+    assert_eq!(decode_jpeg(&b64(&snap)).0, 320);
+    drop(vm);
+
+    let console = doctor_console(&dir.join("vm"), "pincer.nocam").await;
+    let line = console
+        .lines()
+        .find(|l| l.starts_with("camera") && l.contains("libcamera:"))
+        .unwrap_or_else(|| panic!("no libcamera line from doctor:\n{console}"));
+    assert!(line.contains(" FAIL "), "{line}");
+    assert!(line.contains("libcamera-tools"), "{line}");
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -8,7 +8,9 @@
 # the guest when given as SRC:/guest/path. Downloads (apt-get download, never installed on the
 # host) are cached in ${PINCER_CACHE:-$HOME/.cache/pincer}/vm/<package>_<version>/.
 # With PINCER_VM_M2M=1 the initramfs also gets v4l2-mem2mem + vicodec (not in Debian's kernel;
-# built out of tree by m2m-modules.sh), loaded after vivid so vivid stays /dev/video0.
+# built out of tree by media-modules.sh), loaded after vivid so vivid stays /dev/video0. With
+# PINCER_VM_LIBCAMERA=1 it gets vimc (also built by media-modules.sh) and Debian's libcamera
+# with `cam` (libcamera.sh).
 # See tests/vm/README.md for the boot line and what the guest provides.
 set -euo pipefail
 
@@ -119,14 +121,21 @@ while IFS= read -r f; do
   n=${f##*/}; n=${n%.xz}; n=${n%.zst}; n=${n%.gz}; n=${n%.ko}; n=${n//-/_}
   MODFILE[$n]=$f
 done < <(find "$MODDIR/kernel" -name '*.ko' -o -name '*.ko.xz' -o -name '*.ko.zst' -o -name '*.ko.gz')
-M2M=()
-if [ "${PINCER_VM_M2M:-0}" = 1 ]; then
-  # out-of-tree v4l2-mem2mem.ko + vicodec.ko for this very kernel package (cached after one build)
+OOT=()
+if [ "${PINCER_VM_M2M:-0}" = 1 ] || [ "${PINCER_VM_LIBCAMERA:-0}" = 1 ]; then
+  # out-of-tree v4l2-mem2mem.ko, vicodec.ko and vimc.ko for this very kernel package (cached
+  # after one build)
   KVERSION=$(basename "$(dirname "$KROOT")"); KVERSION=${KVERSION#"${KPKG}_"}; KVERSION=${KVERSION//%3a/:}
-  PINCER_VM_KPKG=$KPKG PINCER_VM_KVERSION=$KVERSION "$HERE/m2m-modules.sh" "$STAGE/m2m"
-  MODFILE[v4l2_mem2mem]=$STAGE/m2m/v4l2-mem2mem.ko
-  MODFILE[vicodec]=$STAGE/m2m/vicodec.ko
-  M2M=(vicodec)
+  PINCER_VM_KPKG=$KPKG PINCER_VM_KVERSION=$KVERSION "$HERE/media-modules.sh" "$STAGE/oot"
+  MODFILE[v4l2_mem2mem]=$STAGE/oot/v4l2-mem2mem.ko
+  MODFILE[vicodec]=$STAGE/oot/vicodec.ko
+  MODFILE[vimc]=$STAGE/oot/vimc.ko
+  [ "${PINCER_VM_M2M:-0}" = 1 ] && OOT+=(vicodec)
+  [ "${PINCER_VM_LIBCAMERA:-0}" = 1 ] && OOT+=(vimc)
+fi
+if [ "${PINCER_VM_LIBCAMERA:-0}" = 1 ]; then
+  # cam, libcamera, its vimc IPA and their shared libraries (~34 MB)
+  "$HERE/libcamera.sh" "$R"
 fi
 
 ORDER=()
@@ -153,8 +162,9 @@ resolve() {
 }
 # Load order matters for numbering: snd_aloop = ALSA card 0, snd_dummy = card 1;
 # bochs before vfb so the bochs-display is /dev/fb0 (vfb, if loaded, becomes fb1);
-# vicodec (PINCER_VM_M2M=1) last, after vivid, so vivid's capture node stays /dev/video0.
-WANT=(virtio_pci virtio_net snd_aloop snd_dummy vivid bochs vfb "${M2M[@]}")
+# vicodec (PINCER_VM_M2M=1) and vimc (PINCER_VM_LIBCAMERA=1) last, after vivid, so vivid's
+# capture node stays /dev/video0.
+WANT=(virtio_pci virtio_net snd_aloop snd_dummy vivid bochs vfb "${OOT[@]}")
 for m in "${WANT[@]}"; do resolve "$m"; done
 printf '%s\n' "${ORDER[@]}" > "$R/mods/order"
 log "modules: ${ORDER[*]}"

@@ -1,9 +1,12 @@
 #!/bin/bash
-# Build the V4L2 mem2mem framework (v4l2-mem2mem.ko) and the vicodec virtual FWHT codec
-# (vicodec.ko) as out-of-tree modules for the test VM's Debian kernel, which ships neither
-# (CONFIG_V4L2_MEM2MEM_DEV and CONFIG_VIDEO_VICODEC are unset in linux-image-6.1.0-*-amd64).
+# Build the media test drivers the test VM's Debian kernel lacks as out-of-tree modules: the
+# V4L2 mem2mem framework (v4l2-mem2mem.ko) with the vicodec virtual FWHT codec (vicodec.ko), and
+# the vimc virtual media controller camera (vimc.ko: sensor, debayer, scaler and capture
+# entities in a media graph, the shape of a Pi's CSI camera that libcamera drives).
+# CONFIG_V4L2_MEM2MEM_DEV, CONFIG_VIDEO_VICODEC and CONFIG_VIDEO_VIMC are unset in
+# linux-image-6.1.0-*-amd64.
 #
-#   tests/vm/m2m-modules.sh OUT_DIR      -> OUT_DIR/v4l2-mem2mem.ko OUT_DIR/vicodec.ko
+#   tests/vm/media-modules.sh OUT_DIR  -> OUT_DIR/v4l2-mem2mem.ko OUT_DIR/vicodec.ko OUT_DIR/vimc.ko
 #
 # The kernel is the one build.sh boots: PINCER_VM_KPKG / PINCER_VM_KVERSION (set by build.sh),
 # else linux-image-amd64's dependency and its apt candidate, else the newest cached copy.
@@ -11,8 +14,9 @@
 # ${PINCER_CACHE:-$HOME/.cache/pincer}/vm/<package>_<version>/: the kernel's headers with
 # linux-headers-*-common and linux-kbuild-* (all three unpacked into the headers' root/, so that
 # `make -C root/usr/src/linux-headers-<krel> M=...` works from the cache), and linux-source-X.Y
-# (only v4l2-mem2mem.c and test-drivers/vicodec/ are kept; the 139 MB .deb is deleted). The
-# built, debug-stripped modules are cached in vm/m2m-modules_<krel>_<version>/: a second run
+# (only v4l2-mem2mem.c, test-drivers/vicodec/ and test-drivers/vimc/ are kept; the 139 MB .deb
+# is deleted). The built, debug-stripped modules are cached in
+# vm/media-modules_<krel>_<version>/: a second run
 # builds and downloads nothing. See tests/vm/README.md.
 set -euo pipefail
 
@@ -20,7 +24,7 @@ set -euo pipefail
 OUT=$1
 HERE=$(cd "$(dirname "$0")" && pwd)
 CACHE=${PINCER_CACHE:-$HOME/.cache/pincer}/vm
-log() { echo "m2m-modules: $*" >&2; }
+log() { echo "media-modules: $*" >&2; }
 
 SUDO=; [ "$(id -u)" -eq 0 ] || SUDO=sudo
 export DEBIAN_FRONTEND=noninteractive
@@ -56,8 +60,8 @@ VDIR=${KVERSION//:/%3a}
 HPKG=linux-headers-$KREL; CPKG=linux-headers-$KABI-common; BPKG=linux-kbuild-$SERIES; SPKG=linux-source-$SERIES
 log "kernel $KPKG $KVERSION ($KREL)"
 
-BUILT=$CACHE/m2m-modules_${KREL}_$VDIR
-MODS=(v4l2-mem2mem.ko vicodec.ko)
+BUILT=$CACHE/media-modules_${KREL}_$VDIR
+MODS=(v4l2-mem2mem.ko vicodec.ko vimc.ko)
 
 if [ ! -e "$BUILT/.built" ]; then
   # shellcheck source=../../scripts/need.sh
@@ -113,27 +117,33 @@ if [ ! -e "$BUILT/.built" ]; then
 
   # --- the two source files/dirs out of linux-source-X.Y --------------------------------------
   SRC=$CACHE/${SPKG}_$VDIR/src
-  if [ ! -e "$SRC/../.extracted" ]; then
+  if [ ! -e "$SRC/../.extracted-vimc" ]; then
     download "$SPKG"; deb=$DEB
     rm -rf "$SRC"; mkdir -p "$SRC"
-    log "extracting v4l2-mem2mem.c and vicodec/ from $(basename "$deb")"
+    log "extracting v4l2-mem2mem.c, vicodec/ and vimc/ from $(basename "$deb")"
     dpkg-deb --fsys-tarfile "$deb" | tar -xO "./usr/src/$SPKG.tar.xz" \
       | tar -xJf - -C "$SRC" --strip-components=1 --wildcards \
-          "$SPKG/drivers/media/v4l2-core/v4l2-mem2mem.c" "$SPKG/drivers/media/test-drivers/vicodec/*"
+          "$SPKG/drivers/media/v4l2-core/v4l2-mem2mem.c" "$SPKG/drivers/media/test-drivers/vicodec/*" \
+          "$SPKG/drivers/media/test-drivers/vimc/*"
     [ -f "$SRC/drivers/media/v4l2-core/v4l2-mem2mem.c" ] && [ -f "$SRC/drivers/media/test-drivers/vicodec/Makefile" ] \
+      && [ -f "$SRC/drivers/media/test-drivers/vimc/Makefile" ] \
       || { log "sources not found in $deb"; exit 1; }
-    touch "$SRC/../.extracted"
+    touch "$SRC/../.extracted-vimc"
     rm -f "$deb"   # 139 MB; only the extracted files are needed
   fi
 
   # --- build ------------------------------------------------------------------------------
-  rm -rf "$BUILT"; mkdir -p "$BUILT/v4l2-mem2mem" "$BUILT/vicodec"
+  rm -rf "$BUILT"; mkdir -p "$BUILT/v4l2-mem2mem" "$BUILT/vicodec" "$BUILT/vimc"
   cp "$SRC/drivers/media/v4l2-core/v4l2-mem2mem.c" "$BUILT/v4l2-mem2mem/"
   echo 'obj-m += v4l2-mem2mem.o' > "$BUILT/v4l2-mem2mem/Makefile"
   cp "$SRC/drivers/media/test-drivers/vicodec/"*.[ch] "$BUILT/vicodec/"
   # upstream: "vicodec-objs := ...", "obj-$(CONFIG_VIDEO_VICODEC) += vicodec.o"
   grep '^vicodec-objs' "$SRC/drivers/media/test-drivers/vicodec/Makefile" > "$BUILT/vicodec/Makefile"
   echo 'obj-m += vicodec.o' >> "$BUILT/vicodec/Makefile"
+  cp "$SRC/drivers/media/test-drivers/vimc/"*.[ch] "$BUILT/vimc/"
+  # upstream: "vimc-y := vimc-core.o ... \" (continued), "obj-$(CONFIG_VIDEO_VIMC) += vimc.o"
+  sed 's/^obj-\$(CONFIG_VIDEO_VIMC)/obj-m/' "$SRC/drivers/media/test-drivers/vimc/Makefile" > "$BUILT/vimc/Makefile"
+  grep -q '^obj-m += vimc.o' "$BUILT/vimc/Makefile" || { log "unexpected vimc/Makefile"; exit 1; }
   kmake() { # kmake DIR [VAR=...]: out-of-tree `make modules` against the cached headers
     local dir=$1; shift
     make -s -C "$KDIR" M="$dir" CC=gcc-12 "$@" modules > "$dir/build.log" 2>&1 \
@@ -143,6 +153,9 @@ if [ ! -e "$BUILT/.built" ]; then
   kmake "$BUILT/v4l2-mem2mem"
   log "building vicodec.ko (v4l2_m2m_* from v4l2-mem2mem's Module.symvers)"
   kmake "$BUILT/vicodec" KBUILD_EXTRA_SYMBOLS="$BUILT/v4l2-mem2mem/Module.symvers"
+  # vimc uses the in-kernel v4l2-tpg, videobuf2-vmalloc and the subdev API (all in Debian's kernel)
+  log "building vimc.ko"
+  kmake "$BUILT/vimc"
   for m in "${MODS[@]}"; do
     strip --strip-debug -o "$BUILT/$m" "$BUILT/${m%.ko}/$m"
     vermagic=$(tr '\0' '\n' < "$BUILT/$m" | sed -n 's/^vermagic=//p' | head -1)
@@ -155,4 +168,4 @@ fi
 
 mkdir -p "$OUT"
 for m in "${MODS[@]}"; do cp "$BUILT/$m" "$OUT/$m"; done
-log "wrote $OUT/${MODS[0]} ($(stat -c %s "$OUT/${MODS[0]}") B) and $OUT/${MODS[1]} ($(stat -c %s "$OUT/${MODS[1]}") B)"
+for m in "${MODS[@]}"; do log "wrote $OUT/$m ($(stat -c %s "$OUT/$m") B)"; done

@@ -1,5 +1,7 @@
 //! Cameras through V4L2 (`v4l2`: the kernel interface, spoken with ioctls): which capture
-//! nodes exist, and one still photo.
+//! nodes exist, and one still photo; and cameras that are libcamera devices (a Pi's CSI camera
+//! module) through libcamera's own tools ([`libcamera`]). [`Local`] is both: what the node
+//! serves.
 //!
 //! A [`Camera`] is a capture session on one device: [`Camera::open`] negotiates a format,
 //! [`Camera::frame`] hands out frames. `snap` is one session that throws away warm-up frames
@@ -17,7 +19,9 @@ use std::time::{Duration, Instant};
 
 use crate::image::{ImageError, PixelFormat};
 
+pub mod libcamera;
 mod queue;
+pub use libcamera::{Libcamera, Tool};
 use queue::Queue;
 
 use crate::v4l2::{
@@ -59,6 +63,13 @@ pub enum CameraError {
     /// Any other OS error on the device (first).
     #[error("{0}: {1}")]
     Io(String, io::Error),
+    /// The camera (first) is a libcamera device that cannot be used here (second: why, e.g.
+    /// no libcamera tools installed).
+    #[error("{0} is a libcamera camera: {1}")]
+    NeedsLibcamera(String, String),
+    /// The libcamera tool failed on the camera (first): its message (second).
+    #[error("{0}: {1}")]
+    Tool(String, String),
     /// Recording from the device (first) failed in the encoder or container.
     #[cfg(feature = "video")]
     #[error("{0}: {1}")]
@@ -121,6 +132,17 @@ impl Position {
     }
 }
 
+/// How a camera is reached: what `pincer-node doctor` reports per camera.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Access {
+    /// V4L2 streaming from the device node.
+    V4l2,
+    /// libcamera, through this tool (its path).
+    Tool(String),
+    /// A libcamera device that cannot be used now: why.
+    Unavailable(String),
+}
+
 /// One capture device.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CameraInfo {
@@ -130,15 +152,16 @@ pub struct CameraInfo {
     pub name: String,
     /// USB cameras are `external`; board cameras (CSI, platform) `back`.
     pub position: Position,
-    /// Kernel driver, e.g. `uvcvideo`.
+    /// Kernel driver, e.g. `uvcvideo`; `libcamera` for a libcamera camera.
     pub driver: String,
+    /// How it is reached.
+    pub access: Access,
 }
 
 /// The camera class: what `camera.list` and `camera.snap` need from a backend.
 ///
-/// [`V4l2`] is the Linux backend. Video (`camera.clip`) will be a third method on top of the
-/// same [`Camera`] capture session that `snap` uses (open, negotiate, pull frames), and a
-/// libcamera backend for CSI modules another implementation of this trait.
+/// [`V4l2`] is plain V4L2 capture, [`Local`] that and the libcamera cameras ([`Libcamera`]).
+/// `clip` is the same [`Camera`] capture session that `snap` uses, kept running.
 pub trait Cameras: Send + Sync {
     /// Capture devices present now.
     fn list(&self) -> Vec<CameraInfo>;
@@ -150,10 +173,14 @@ pub trait Cameras: Send + Sync {
 }
 
 impl Cameras for V4l2 {
-    /// The capture devices present now (not metadata, output or codec nodes), sorted by path.
+    /// The capture devices present now (not metadata, output or codec nodes, nor the nodes
+    /// of a libcamera media graph), sorted by path.
     fn list(&self) -> Vec<CameraInfo> {
-        let paths = crate::v4l2::video_nodes(&self.dev_dir);
-        paths.iter().filter_map(|p| probe(p)).collect()
+        self.probe_all()
+            .into_iter()
+            .filter(|(c, _)| !libcamera::is_graph_driver(&c.driver))
+            .map(|(c, _)| c)
+            .collect()
     }
     /// Takes one photo; see [`SnapRequest`].
     fn snap(&self, req: &SnapRequest) -> Result<Photo, CameraError> {
@@ -495,22 +522,31 @@ impl Camera {
             }
             return Ok((data.to_vec(), w, h));
         };
-        let (max_width, quality, max_base64) = (req.max_width, req.quality, req.max_base64);
-        let t0 = Instant::now();
-        if let Some(photo) = l
-            .to_jpeg_within(data, w, h, stride, max_width, quality, max_base64)
-            .map_err(err)?
-        {
-            tracing::debug!(
-                encode_ms = t0.elapsed().as_secs_f64() * 1e3,
-                "camera.snap JPEG from YUV"
-            );
-            return Ok(photo);
-        }
-        l.to_rgb(data, w, h, stride)
-            .and_then(|rgb| rgb.fit_width(max_width).to_jpeg_within(quality, max_base64))
-            .map_err(err)
+        encode_raw(l, data, w, h, stride, req).map_err(err)
     }
+}
+
+/// A raw frame as the photo `req` asks for: YUV coded straight from `data`, RGB through
+/// [`Rgb`](crate::image::Rgb).
+fn encode_raw(
+    l: PixelFormat,
+    data: &[u8],
+    w: u32,
+    h: u32,
+    stride: u32,
+    req: &SnapRequest,
+) -> Result<(Vec<u8>, u32, u32), ImageError> {
+    let (max_width, quality, max_base64) = (req.max_width, req.quality, req.max_base64);
+    let t0 = Instant::now();
+    if let Some(photo) = l.to_jpeg_within(data, w, h, stride, max_width, quality, max_base64)? {
+        tracing::debug!(
+            encode_ms = t0.elapsed().as_secs_f64() * 1e3,
+            "camera.snap JPEG from YUV"
+        );
+        return Ok(photo);
+    }
+    l.to_rgb(data, w, h, stride)
+        .and_then(|rgb| rgb.fit_width(max_width).to_jpeg_within(quality, max_base64))
 }
 
 /// A failed wait for a frame: [`CameraError::NoFrame`] when none came in time.
@@ -591,10 +627,115 @@ impl V4l2 {
             queues: Arc::default(),
         }
     }
+
+    /// Every still-capture node with its bus (`platform:vimc`, `usb-…`).
+    fn probe_all(&self) -> Vec<(CameraInfo, String)> {
+        let paths = crate::v4l2::video_nodes(&self.dev_dir);
+        paths.iter().filter_map(|p| probe(p)).collect()
+    }
+
+    /// The capture nodes of libcamera media graphs, as `(card, bus)`.
+    fn graph_nodes(&self) -> Vec<(String, String)> {
+        let mut nodes: Vec<(String, String)> = self
+            .probe_all()
+            .into_iter()
+            .filter(|(c, _)| libcamera::is_graph_driver(&c.driver))
+            .map(|(c, bus)| (c.driver, bus))
+            .collect();
+        nodes.sort();
+        nodes.dedup();
+        nodes
+    }
 }
 
-/// A device node that is a usable still-capture camera.
-fn probe(path: &Path) -> Option<CameraInfo> {
+/// The cameras of this machine: libcamera's (CSI modules, listed first: the board's own) and
+/// plain V4L2 ones (USB webcams, HDMI grabbers). A `deviceId` with [`libcamera::ID_PREFIX`]
+/// goes to libcamera's tools, any other to V4L2.
+#[derive(Debug, Clone, Default)]
+pub struct Local {
+    v4l2: V4l2,
+    libcamera: Libcamera,
+    /// Turns for libcamera cameras (one tool run per camera at a time).
+    queues: Arc<Mutex<HashMap<String, Arc<Queue>>>>,
+}
+
+impl Local {
+    /// V4L2 devices under `dev_dir`, libcamera's tools from `libcamera`.
+    pub fn new(v4l2: V4l2, libcamera: Libcamera) -> Local {
+        Local {
+            v4l2,
+            libcamera,
+            queues: Arc::default(),
+        }
+    }
+
+    /// The libcamera cameras only.
+    fn libcamera_list(&self) -> Vec<CameraInfo> {
+        self.libcamera.list(&self.v4l2.graph_nodes())
+    }
+
+    fn pick(&self, device: Option<&str>, facing: Option<Position>) -> Result<String, CameraError> {
+        if let Some(d) = device {
+            return Ok(d.to_owned());
+        }
+        let cams = self.list();
+        let pick = facing
+            .and_then(|f| cams.iter().find(|c| c.position == f))
+            .or_else(|| cams.first())
+            .ok_or(CameraError::NoCamera)?;
+        Ok(pick.id.clone())
+    }
+}
+
+impl Cameras for Local {
+    fn list(&self) -> Vec<CameraInfo> {
+        let mut all = self.libcamera_list();
+        all.extend(self.v4l2.list());
+        all
+    }
+
+    fn snap(&self, req: &SnapRequest) -> Result<Photo, CameraError> {
+        let id = self.pick(req.device.as_deref(), req.facing)?;
+        if !id.starts_with(libcamera::ID_PREFIX) {
+            return self.v4l2.snap(&SnapRequest {
+                device: Some(id),
+                ..req.clone()
+            });
+        }
+        if let Some(Access::Unavailable(why)) = self
+            .libcamera_list()
+            .into_iter()
+            .find(|c| c.id == id)
+            .map(|c| c.access)
+        {
+            return Err(CameraError::NeedsLibcamera(id, why));
+        }
+        let queue = {
+            let mut q = self.queues.lock().unwrap_or_else(|p| p.into_inner());
+            q.entry(id.clone()).or_default().clone()
+        };
+        let _turn = Queue::take(&queue);
+        self.libcamera.snap(&id, req)
+    }
+
+    #[cfg(feature = "video")]
+    fn clip(&self, req: &ClipRequest) -> Result<crate::video::Clip, CameraError> {
+        let id = self.pick(req.device.as_deref(), req.facing)?;
+        if id.starts_with(libcamera::ID_PREFIX) {
+            return Err(CameraError::NeedsLibcamera(
+                id,
+                "camera.clip is not supported on libcamera cameras yet (camera.snap is)".into(),
+            ));
+        }
+        self.v4l2.clip(&ClipRequest {
+            device: Some(id),
+            ..req.clone()
+        })
+    }
+}
+
+/// A device node that is a usable still-capture camera, and its bus.
+fn probe(path: &Path) -> Option<(CameraInfo, String)> {
     let dev = match Device::open(path) {
         Ok(d) => d,
         Err(e) => {
@@ -615,16 +756,19 @@ fn probe(path: &Path) -> Option<CameraInfo> {
         })
         .map(|n| n.trim().to_owned())
         .filter(|n| !n.is_empty());
-    Some(CameraInfo {
+    let position = if bus.starts_with("usb") {
+        Position::External
+    } else {
+        Position::Back
+    };
+    let info = CameraInfo {
         id: path.to_string_lossy().into_owned(),
         name: node_name.unwrap_or(name),
-        position: if bus.starts_with("usb") {
-            Position::External
-        } else {
-            Position::Back
-        },
+        position,
         driver,
-    })
+        access: Access::V4l2,
+    };
+    Some((info, bus))
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
-//! `camera.list {}` → `{devices:[{id, name, position, deviceType:"v4l2"}]}`
+//! `camera.list {}` → `{devices:[{id, name, position, deviceType:"v4l2"|"libcamera"}]}`
 //! `camera.snap {facing?, maxWidth=1600, quality=0.9, format?="jpg", delayMs=0, deviceId?}` →
-//! `{format:"jpg", base64, width, height}` — the reference's shapes, from V4L2 devices.
+//! `{format:"jpg", base64, width, height}` — the reference's shapes, from V4L2 devices and
+//! libcamera cameras (`deviceId` `libcamera:<libcamera id>`, through libcamera's tools).
 //! `camera.clip {facing?, durationMs=3000 (200..60000), includeAudio=true, format?="mp4",
 //! deviceId?, maxWidth?}` → `{format:"mp4", base64, durationMs, hasAudio}`: H.264 in MP4.
 
@@ -8,7 +9,7 @@ use std::time::Duration;
 
 use std::sync::Arc;
 
-use pincer_hal::camera::{CameraError, Cameras, Position, SnapRequest};
+use pincer_hal::camera::{Access, CameraError, Cameras, Position, SnapRequest};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -33,7 +34,10 @@ impl Command for List {
                         "id": c.id,
                         "name": c.name,
                         "position": c.position.as_str(),
-                        "deviceType": "v4l2",
+                        "deviceType": match c.access {
+                            Access::V4l2 => "v4l2",
+                            _ => "libcamera",
+                        },
                     })
                 })
                 .collect();

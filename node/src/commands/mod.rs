@@ -219,7 +219,7 @@ impl Registry {
                 #[cfg(feature = "camera")]
                 "camera" => {
                     let cams: Arc<dyn pincer_hal::camera::Cameras> =
-                        Arc::new(pincer_hal::camera::V4l2::default());
+                        Arc::new(pincer_hal::camera::Local::default());
                     r.add("camera.list", Arc::new(camera::List(cams.clone())));
                     #[cfg(feature = "video")]
                     r.add("camera.clip", Arc::new(camera::Clip(cams.clone())));
