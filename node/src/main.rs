@@ -388,6 +388,18 @@ mod tests {
         assert_eq!(a.config_group, "pincer");
         assert_eq!(a.zoneinfo, PathBuf::from("/usr/share/zoneinfo"));
         assert!(a.scrubbed_out.is_none());
+        // As images/firstboot/pincer-firstboot calls it.
+        let Ok(Cmd::Provision(a)) = parse(args(
+            "provision /boot/firmware/pincer.toml --state-dir /var/lib/pincer-firstboot \
+             --config-out /etc/pincer/node.toml --scrubbed-out /run/pincer-firstboot/scrubbed",
+        )) else {
+            panic!("the first boot's provision did not parse");
+        };
+        assert_eq!(a.file, PathBuf::from("/boot/firmware/pincer.toml"));
+        assert_eq!(
+            a.scrubbed_out,
+            Some(PathBuf::from("/run/pincer-firstboot/scrubbed"))
+        );
     }
 
     #[test]
