@@ -11,6 +11,8 @@
 #   aarch64-unknown-linux-gnu      -> pincer_<version>_arm64.deb        (Depends: libc6, libgcc-s1)
 #   armv7-unknown-linux-gnueabihf  -> pincer_<version>_armhf.deb        (Depends: libc6, libgcc-s1)
 #   arm-unknown-linux-musleabihf   -> pincer_<version>_armhf-armv6.deb  (static, ARMv6 + VFP)
+#   arm-unknown-linux-musleabihf=armel -> pincer_<version>_armel.deb    (the same static build,
+#                                    Architecture: armel, for Debian armel: the Pi Zero / Pi 1 SD image)
 #
 # The armv6 package is Architecture: armhf, because that is what dpkg on Raspberry Pi OS says
 # on a Pi Zero / Pi 1 (Raspbian's armhf is ARMv6 + VFP; Debian's armel is soft-float and would
@@ -49,6 +51,8 @@ depends_of() { # depends_of FILE...
 
 mkdir -p "$TARGET_DIR/deb"
 for t in "${TARGETS[@]}"; do
+  want_arch=
+  case "$t" in *=*) want_arch=${t#*=}; t=${t%%=*} ;; esac
   case "$t" in
     x86_64-unknown-linux-musl) arch=amd64; file=amd64 ;;
     x86_64-unknown-linux-gnu) arch=amd64; file=amd64 ;;
@@ -57,6 +61,12 @@ for t in "${TARGETS[@]}"; do
     arm-unknown-linux-musleabihf) arch=armhf; file=armhf-armv6 ;;
     *) echo "deb.sh: no Debian architecture for $t" >&2; exit 1 ;;
   esac
+  if [ -n "$want_arch" ]; then
+    # only a static build may claim another architecture
+    [ "$t" = arm-unknown-linux-musleabihf ] && [ "$want_arch" = armel ] \
+      || { echo "deb.sh: $t cannot be packaged as $want_arch" >&2; exit 1; }
+    arch=armel; file=armel
+  fi
   bin="$TARGET_DIR/$t/release"
   if [ ! -x "$bin/pincer-node" ] || [ ! -x "$bin/pincer-gateway" ]; then
     ./cross/build.sh "$t"

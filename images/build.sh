@@ -1,17 +1,23 @@
 #!/usr/bin/env bash
-# The flashable Raspberry Pi image: pincer-<version>-rpi-arm64.img.xz (+ .sha256).
+# The flashable Raspberry Pi image: pincer-<version>-rpi-<board>.img.xz (+ .sha256).
 #
-#   images/build.sh [--deb PATH] [--tailscale PATH] [--out DIR]
-#   images/build.sh --prerequisites   only install the host packages + qemu binfmt (as root)
+#   images/build.sh [--board arm64|armhf|armel] [--deb PATH] [--tailscale PATH] [--out DIR]
+#   images/build.sh [--board ...] --prerequisites   only install the host packages + qemu binfmt
 #
-# Debian bookworm arm64 from Debian's packages only (mmdebstrap, main + non-free-firmware),
-# Debian's kernel + raspi-firmware on a FAT boot partition, the pincer .deb (cross/deb.sh
-# aarch64-unknown-linux-gnu, built when missing) and the first-boot service (images/firstboot/).
+# One recipe, three boards (--board, default arm64):
+#   arm64  Pi 3, 4, Zero 2 W   Debian arm64, linux-image-arm64, the aarch64 glibc node
+#   armhf  Pi 2 (and 3)        Debian armhf, linux-image-armmp, the armv7 glibc node
+#   armel  Pi Zero / Zero W, 1 Debian armel, linux-image-rpi (the Pi 1 flavour, ARMv6), the
+#                              static armv6 node (cross/deb.sh's armel package)
+#
+# Debian bookworm from Debian's packages only (mmdebstrap, main + non-free-firmware),
+# Debian's kernel + raspi-firmware on a FAT boot partition, the pincer .deb (cross/deb.sh,
+# built when missing) and the first-boot service (images/firstboot/).
 # No loop devices, no mounts on the host: the FAT partition is made with mkfs.vfat + mcopy, the
 # root with `mkfs.ext4 -d`, both joined with sfdisk/dd.
 #
 # Tailscale is not a Debian package: the image carries a pinned build of its own
-# (scripts/install-tailnet.sh --board arm64, built with Go when missing, or --tailscale PATH),
+# (scripts/install-tailnet.sh --board arm64|armv7|armv6, built with Go when missing, or --tailscale PATH),
 # installed as /usr/sbin/tailscaled with the CLI /usr/bin/tailscale beside it, the daemon off
 # until pincer.toml has a tailscale_authkey (images/firstboot/pincer-tailscale).
 #
@@ -19,7 +25,8 @@
 # namespace (`unshare --map-auto --map-root-user`), so the files' owners (root, _apt, pincer...)
 # are what mkfs.ext4 writes into the image. That needs the user's /etc/subuid + /etc/subgid
 # range (Debian's adduser makes one for every ordinary user), newuidmap (package uidmap) and
-# qemu-aarch64 registered with binfmt_misc with the F flag (package qemu-user-static does that).
+# qemu-aarch64 / qemu-arm registered with binfmt_misc with the F flag (package qemu-user-static
+# does that).
 # As root the same steps run with mmdebstrap --mode=root and a private mount namespace.
 #
 # Two stages, so a second run is fast:
@@ -44,8 +51,10 @@ OUT=$TARGET_DIR/image
 DEB=
 TAILSCALE_BIN=
 PREREQ_ONLY=0
+BOARD=arm64
 while [ $# -gt 0 ]; do
   case "$1" in
+    --board) BOARD=$2; shift 2 ;;
     --deb) DEB=$2; shift 2 ;;
     --tailscale) TAILSCALE_BIN=$2; shift 2 ;;
     --out) OUT=$2; shift 2 ;;
@@ -60,7 +69,14 @@ SECURITY=${PINCER_DEBIAN_SECURITY:-http://deb.debian.org/debian-security}
 SUITE=bookworm
 COMPONENTS="main non-free-firmware"
 VERSION=$(sed -n '/^\[workspace.package\]/,/^\[/s/^version *= *"\(.*\)"/\1/p' Cargo.toml)
-NAME=pincer-$VERSION-rpi-arm64
+# per board: Debian architecture, qemu-user, kernel package, the node's build, Tailscale's
+case "$BOARD" in
+  arm64) ARCH=arm64 QEMU_USER=qemu-aarch64 KERNEL_PKG=linux-image-arm64 DEB_TARGET=aarch64-unknown-linux-gnu DEB_FILE=arm64 TS_BOARD=arm64 ;;
+  armhf) ARCH=armhf QEMU_USER=qemu-arm KERNEL_PKG=linux-image-armmp DEB_TARGET=armv7-unknown-linux-gnueabihf DEB_FILE=armhf TS_BOARD=armv7 ;;
+  armel) ARCH=armel QEMU_USER=qemu-arm KERNEL_PKG=linux-image-rpi DEB_TARGET=arm-unknown-linux-musleabihf=armel DEB_FILE=armel TS_BOARD=armv6 ;;
+  *) echo "build.sh: --board is arm64, armhf or armel, not $BOARD" >&2; exit 2 ;;
+esac
+NAME=pincer-$VERSION-rpi-$BOARD
 T0=$(date +%s)
 log() { echo "image-build [$(( $(date +%s) - T0 ))s]: $*" >&2; }
 die() { echo "image-build: $*" >&2; exit 1; }
@@ -78,20 +94,20 @@ if [ "$(id -u)" -eq 0 ]; then MODE=root; else MODE=unshare; fi
 # to infer a signed-by; the host's Debian keyring is used), libdpkg-perl and
 # libdistro-info-perl (keyrings of other vendors and old suites); mount (Priority: required)
 # and uidmap are needs below.
-for p in mmdebstrap:mmdebstrap arch-test:arch-test qemu-aarch64-static:qemu-user-static \
+for p in mmdebstrap:mmdebstrap arch-test:arch-test "$QEMU_USER-static:qemu-user-static" \
          update-binfmts:binfmt-support mkfs.vfat:dosfstools mcopy:mtools mkfs.ext4:e2fsprogs \
          sfdisk:fdisk xz:xz-utils dpkg-deb:dpkg unshare:util-linux mount:mount newuidmap:uidmap; do
   need "${p%%:*}" "${p#*:}" || exit 1
 done
-# qemu-user through binfmt_misc, so the arm64 maintainer scripts run in the chroot. The F flag
+# qemu-user through binfmt_misc, so the board's maintainer scripts run in the chroot. The F flag
 # (interpreter opened at registration) makes it work inside user namespaces and chroots.
-BINFMT=/proc/sys/fs/binfmt_misc/qemu-aarch64
+BINFMT=/proc/sys/fs/binfmt_misc/$QEMU_USER
 if [ "$MODE" = root ]; then
   [ -e /proc/sys/fs/binfmt_misc/status ] || mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc
-  [ -e "$BINFMT" ] || update-binfmts --enable qemu-aarch64 >&2 || die "cannot register qemu-aarch64 with binfmt_misc"
+  [ -e "$BINFMT" ] || update-binfmts --enable "$QEMU_USER" >&2 || die "cannot register $QEMU_USER with binfmt_misc"
 else
   grep -q '^flags:.*F' "$BINFMT" 2>/dev/null \
-    || die "qemu-aarch64 is not registered with binfmt_misc (with the F flag): sudo update-binfmts --enable qemu-aarch64"
+    || die "$QEMU_USER is not registered with binfmt_misc (with the F flag): sudo update-binfmts --enable $QEMU_USER"
   for f in subuid subgid; do
     grep -qE "^($(id -un)|$(id -u)):" "/etc/$f" \
       || die "no /etc/$f range for $(id -un) (user namespaces need one): sudo usermod --add-subuids 100000-165535 --add-subgids 100000-165535 $(id -un)"
@@ -112,34 +128,34 @@ trap cleanup EXIT
 mkdir -p "$CACHE/debs" "$OUT"
 
 # --- stage 1: the root file system from Debian packages (cached) --------------------------
-PACKAGES=$(sed 's/#.*//' "$HERE/rootfs/packages" | xargs)
+PACKAGES="$(sed 's/#.*//' "$HERE/rootfs/packages" | xargs) $KERNEL_PKG"
 SOURCES="deb $MIRROR $SUITE $COMPONENTS
 deb $MIRROR $SUITE-updates $COMPONENTS
 deb $SECURITY $SUITE-security $COMPONENTS"
 
-# Resolve the exact versions with a private apt (arm64 lists in the cache, the host's apt
+# Resolve the exact versions with a private apt (the board's lists in the cache, the host's apt
 # state untouched): Priority required (what minbase installs) + the package list's closure.
-APTD=$CACHE/apt
+APTD=$CACHE/apt-$ARCH
 mkdir -p "$APTD/lists/partial" "$APTD/archives/partial"
 printf '%s\n' "$SOURCES" >"$APTD/sources.list"
 : >"$APTD/status"
 APT_OPTS=(-o "Dir::State=$APTD" -o "Dir::State::Lists=$APTD/lists" -o "Dir::State::status=$APTD/status"
   -o "Dir::Cache=$APTD" -o "Dir::Cache::archives=$APTD/archives" -o "Dir::Etc::SourceList=$APTD/sources.list"
   -o "Dir::Etc::SourceParts=/nonexistent" -o "Dir::Etc::Preferences=$HERE/rootfs/apt-preferences"
-  -o "Dir::Etc::PreferencesParts=/nonexistent" -o "APT::Architecture=arm64" -o "APT::Architectures::=arm64"
+  -o "Dir::Etc::PreferencesParts=/nonexistent" -o "APT::Architecture=$ARCH" -o "APT::Architectures::=$ARCH"
   -o "APT::Install-Recommends=false" -o "Debug::NoLocking=1")
-log "resolving package versions (apt-get update of the arm64 lists)"
+log "resolving package versions (apt-get update of the $ARCH lists)"
 if ! apt-get "${APT_OPTS[@]}" update -qq >&2; then
   log "apt-get update failed: using the lists from the last run"
 fi
 REQUIRED=$(apt-cache "${APT_OPTS[@]}" dumpavail 2>/dev/null \
   | awk '/^Package:/ {p=$2} /^Priority: required/ {print p}' | sort -u | xargs || true)
-[ -n "$REQUIRED" ] || die "no arm64 package lists (offline on the first run?)"
+[ -n "$REQUIRED" ] || die "no $ARCH package lists (offline on the first run?)"
 # shellcheck disable=SC2086
 RESOLVED=$(apt-get "${APT_OPTS[@]}" -s install $REQUIRED $PACKAGES 2>&1 | sed -n 's/^Inst \([^ ]*\) (\([^ ]*\) .*/\1=\2/p' | sort)
 [ -n "$RESOLVED" ] || die "apt could not resolve the package list"
 KEY=$( { printf '%s\n' "$SOURCES" "$RESOLVED"; cat "$HERE"/rootfs/*; sed -n '/^# --- stage 1/,/^# --- end of stage 1/p' "$0"; } | sha256sum | cut -c1-16)
-ROOTTAR=$CACHE/rootfs-$KEY.tar
+ROOTTAR=$CACHE/rootfs-$ARCH-$KEY.tar
 printf '%s\n' "$RESOLVED" >"$WORK/versions"
 log "root file system key $KEY ($(wc -l <"$WORK/versions") packages)"
 
@@ -148,7 +164,7 @@ if [ ! -f "$ROOTTAR" ]; then
   DPKG_PATHS=()
   while read -r l; do DPKG_PATHS+=("--dpkgopt=$l"); done < <(grep '^path-' "$HERE/rootfs/dpkg-paths")
   # shellcheck disable=SC2016
-  TMPDIR=$WORKBASE mmdebstrap --mode="$MODE" --format=tar --arch=arm64 --variant=minbase \
+  TMPDIR=$WORKBASE mmdebstrap --mode="$MODE" --format=tar --arch="$ARCH" --variant=minbase \
     --include="$(echo "$PACKAGES" | tr ' ' ,)" \
     --aptopt='APT::Install-Recommends "false"' --aptopt='Acquire::Languages "none"' \
     --dpkgopt=force-unsafe-io \
@@ -166,8 +182,8 @@ if [ ! -f "$ROOTTAR" ]; then
     "$SUITE" "$ROOTTAR.part" "$SOURCES" >&2
   mv "$ROOTTAR.part" "$ROOTTAR"
   log "cached the root file system as $ROOTTAR"
-  # keep the newest two roots
-  ls -t "$CACHE"/rootfs-*.tar | tail -n +3 | xargs -r rm -f
+  # keep the newest two roots per architecture
+  ls -t "$CACHE"/rootfs-"$ARCH"-*.tar | tail -n +3 | xargs -r rm -f
 else
   log "root file system cached"
 fi
@@ -175,16 +191,16 @@ fi
 
 # --- the pincer .deb --------------------------------------------------------------------------
 if [ -z "$DEB" ]; then
-  DEB=$TARGET_DIR/deb/pincer_${VERSION}_arm64.deb
+  DEB=$TARGET_DIR/deb/pincer_${VERSION}_${DEB_FILE}.deb
   if [ ! -f "$DEB" ]; then
-    log "building $DEB (cross/deb.sh aarch64-unknown-linux-gnu)"
-    CARGO_TARGET_DIR=$TARGET_DIR ./cross/deb.sh aarch64-unknown-linux-gnu >&2
+    log "building $DEB (cross/deb.sh $DEB_TARGET)"
+    CARGO_TARGET_DIR=$TARGET_DIR ./cross/deb.sh "$DEB_TARGET" >&2
   fi
 fi
 [ -f "$DEB" ] || die "no .deb at $DEB"
 if [ -z "$TAILSCALE_BIN" ]; then
-  log "the board's Tailscale (scripts/install-tailnet.sh --board arm64; built once with Go)"
-  TAILSCALE_BIN=$("$HERE/../scripts/install-tailnet.sh" --board arm64 | sed -n 's/^TAILSCALE_BOARD=//p')
+  log "the board's Tailscale (scripts/install-tailnet.sh --board $TS_BOARD; built once with Go)"
+  TAILSCALE_BIN=$("$HERE/../scripts/install-tailnet.sh" --board "$TS_BOARD" | sed -n 's/^TAILSCALE_BOARD=//p')
 fi
 [ -f "$TAILSCALE_BIN" ] || die "no Tailscale build at $TAILSCALE_BIN"
 
@@ -257,9 +273,15 @@ rm -f "$R/etc/pincer/node.toml"
 # the Pi firmware's kernel command line: root by label; the same for future kernel updates
 sed -i 's/^#\?ROOTPART=.*/ROOTPART=LABEL=pincer-root/' "$R/etc/default/raspi-firmware"
 grep -q '^ROOTPART=' "$R/etc/default/raspi-firmware" || echo 'ROOTPART=LABEL=pincer-root' >>"$R/etc/default/raspi-firmware"
-# serial console on the GPIO UART (ttyS1 with enable_uart=1) and the screen
-sed -i 's/^#\?CONSOLES=.*/CONSOLES="ttyS1,115200 tty0"/' "$R/etc/default/raspi-firmware"
-sed -i 's/root=[^ ]*/root=LABEL=pincer-root/; s/console=tty0/console=ttyS1,115200 console=tty0/' "$R/boot/firmware/cmdline.txt"
+# serial console on the GPIO UART and the screen: the mini UART ttyS1 where Bluetooth has the PL011 (Pi 3, 4,
+# Zero W and Zero 2 W, with enable_uart=1), the PL011 ttyAMA0 on the Pi Zero, 1 and 2
+CONSOLES="ttyS1,115200 tty0"
+[ "$BOARD" = arm64 ] || CONSOLES="ttyAMA0,115200 ttyS1,115200 tty0"
+sed -i "s/^#\\?CONSOLES=.*/CONSOLES=\"$CONSOLES\"/" "$R/etc/default/raspi-firmware"
+sed -i "s/root=[^ ]*/root=LABEL=pincer-root/; s/console=tty0/$(printf 'console=%s ' $CONSOLES | sed 's/ $//')/" "$R/boot/firmware/cmdline.txt"
+# the Zero's USB OTG port as Ethernet (overlay/.../30-usb-gadget.network gives it 10.55.0.1);
+# the Pi 1's dwc2 is host-only and g_ether just finds no port
+[ "$BOARD" != armel ] || echo g_ether >"$R/etc/modules-load.d/pincer-usb-gadget.conf"
 # dpkg: no unsafe-io on the board (a power cut during apt must not leave empty files)
 sed -i '/force-unsafe-io/d' "$R"/etc/dpkg/dpkg.cfg.d/* 2>/dev/null || true
 # per-board identity: machine-id made by systemd on the first boot; no SSH host keys
@@ -290,7 +312,7 @@ mkfs.ext4 -q -F -L pincer-root -d "$R" -m 2 "$WORK/root.ext4" "${ROOT_MB}M" >&2
 echo "$ROOT_MB $((ROOT_KB / 1024))" >"$WORK/root.mb"
 }
 BOOT_MB=256
-export WORK ROOTTAR DEB TAILSCALE_BIN HERE KEY SUITE T0 BOOT_MB
+export WORK ROOTTAR DEB TAILSCALE_BIN HERE KEY SUITE T0 BOOT_MB BOARD
 if [ "$MODE" = root ]; then
   unshare --mount --propagation private bash -c "$(declare -f stage2 log); stage2"
 else

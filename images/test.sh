@@ -1,8 +1,16 @@
 #!/usr/bin/env bash
-# Boot test of the SD image under qemu-system-aarch64 (TCG): a board that joins its gateway by
-# itself on first boot.
+# Boot test of the SD image under qemu (TCG): a board that joins its gateway by itself on
+# first boot.
 #
-#   images/test.sh [--image PATH.img] [--deadline SECONDS] [--tailnet-only]
+#   images/test.sh [--board arm64|armhf|armel] [--image PATH.img] [--deadline SECONDS] [--tailnet-only]
+#
+# --board (default arm64) picks the image (images/build.sh --board) and the machine: arm64 on
+# `-M virt -cpu cortex-a72` (below); armel (Pi Zero / 1) on `-M raspi0` and armhf (Pi 2) on
+# `-M raspi2b`, each with the image's own kernel, initrd and the board's device tree from its
+# FAT partition, less one register range qemu does not model (the power manager's AXI bridge,
+# whose probe otherwise takes an external abort), the card as the SD card and qemu's usb-net
+# on the Pi's USB port. The 32-bit boards run steps 1-7 (tailnet, failure and slow-card
+# scenarios are arm64's), plus system.which and the used memory with the node running.
 #
 # 1. builds the image (images/build.sh; the Debian root is cached) unless --image is given;
 # 2. on a copy (grown to 2 GiB, like a bigger card): writes a pincer.toml to the FAT partition
@@ -53,8 +61,10 @@ TARGET_DIR=${CARGO_TARGET_DIR:-$PWD/target}
 IMG=
 DEADLINE=900
 TAILNET_ONLY=
+BOARD=arm64
 while [ $# -gt 0 ]; do
   case "$1" in
+    --board) BOARD=$2; shift 2 ;;
     --tailnet-only) TAILNET_ONLY=1; shift ;;
     --image) IMG=$2; shift 2 ;;
     --deadline) DEADLINE=$2; shift 2 ;;
@@ -62,6 +72,12 @@ while [ $# -gt 0 ]; do
     *) echo "test.sh: unknown argument $1" >&2; exit 2 ;;
   esac
 done
+case "$BOARD" in
+  arm64) ;;
+  armel) DTB_NAME=bcm2835-rpi-zero.dtb MACHINE=raspi0 ;;
+  armhf) DTB_NAME=bcm2836-rpi-2-b.dtb MACHINE=raspi2b ;;
+  *) echo "test.sh: --board is arm64, armhf or armel, not $BOARD" >&2; exit 2 ;;
+esac
 T0=$(date +%s)
 log() { echo "image-test [$(( $(date +%s) - T0 ))s]: $*" >&2; }
 PASS=0 FAIL=0
@@ -72,7 +88,7 @@ export DEBIAN_FRONTEND=noninteractive
 
 # shellcheck source=../scripts/need.sh
 . scripts/need.sh
-for p in qemu-system-aarch64:qemu-system-arm mcopy:mtools debugfs:e2fsprogs sfdisk:fdisk xz:xz-utils python3:python3; do
+for p in qemu-system-aarch64:qemu-system-arm mcopy:mtools debugfs:e2fsprogs sfdisk:fdisk xz:xz-utils python3:python3 dtc:device-tree-compiler; do
   need "${p%%:*}" "${p#*:}"
 done
 
@@ -94,21 +110,30 @@ readable_copy() {
 }
 build_image() {
   local cache=${PINCER_CACHE:-$HOME/.cache/pincer} out=$TARGET_DIR/image
-  local version deb u src ts
+  local version deb u src ts target file tsboard
   version=$(sed -n '/^\[workspace.package\]/,/^\[/s/^version *= *"\(.*\)"/\1/p' Cargo.toml)
-  deb=$TARGET_DIR/deb/pincer_${version}_arm64.deb
+  case "$BOARD" in
+    arm64) target=aarch64-unknown-linux-gnu file=arm64 tsboard=arm64 ;;
+    armhf) target=armv7-unknown-linux-gnueabihf file=armhf tsboard=armv7 ;;
+    armel) target=arm-unknown-linux-musleabihf file=armel tsboard=armv6 ;;
+  esac
+  deb=$TARGET_DIR/deb/pincer_${version}_$file.deb
   # always (cargo rebuilds only what changed): binaries or a .deb left by an earlier checkout
   # must not go into the image (they once did: a card without `pincer-node provision`)
-  log "building $deb (cross/build.sh, cross/deb.sh aarch64-unknown-linux-gnu)"
-  CARGO_TARGET_DIR=$TARGET_DIR ./cross/build.sh aarch64-unknown-linux-gnu >&2
-  CARGO_TARGET_DIR=$TARGET_DIR ./cross/deb.sh aarch64-unknown-linux-gnu >&2
-  log "the board's Tailscale (scripts/install-tailnet.sh --board arm64, cached by version)"
-  ts=$(./scripts/install-tailnet.sh --board arm64 | sed -n 's/^TAILSCALE_BOARD=//p')
+  log "building $deb (cross/build.sh, cross/deb.sh $target)"
+  CARGO_TARGET_DIR=$TARGET_DIR ./cross/build.sh "$target" >&2
+  if [ "$BOARD" = armel ]; then
+    CARGO_TARGET_DIR=$TARGET_DIR ./cross/deb.sh "$target=armel" >&2
+  else
+    CARGO_TARGET_DIR=$TARGET_DIR ./cross/deb.sh "$target" >&2
+  fi
+  log "the board's Tailscale (scripts/install-tailnet.sh --board $tsboard, cached by version)"
+  ts=$(./scripts/install-tailnet.sh --board "$tsboard" | sed -n 's/^TAILSCALE_BOARD=//p')
   if [ "$(id -u)" -ne 0 ]; then
-    env CARGO_TARGET_DIR="$TARGET_DIR" PINCER_CACHE="$cache" "$HERE/build.sh" --deb "$deb" --tailscale "$ts" --out "$out"
+    env CARGO_TARGET_DIR="$TARGET_DIR" PINCER_CACHE="$cache" "$HERE/build.sh" --board "$BOARD" --deb "$deb" --tailscale "$ts" --out "$out"
     return
   fi
-  "$HERE/build.sh" --prerequisites >&2
+  "$HERE/build.sh" --board "$BOARD" --prerequisites >&2
   u=${PINCER_BUILD_USER:-pincer-build}
   if ! id -u "$u" >/dev/null 2>&1; then
     log "adding the unprivileged build user $u"
@@ -126,7 +151,7 @@ build_image() {
   done
   if ! runuser -u "$u" -- unshare --map-auto --map-root-user true 2>/dev/null; then
     log "WARNING: this kernel gives $u no user namespace; building the image as root instead"
-    env CARGO_TARGET_DIR="$TARGET_DIR" PINCER_CACHE="$cache" "$HERE/build.sh" --deb "$deb" --tailscale "$ts" --out "$out"
+    env CARGO_TARGET_DIR="$TARGET_DIR" PINCER_CACHE="$cache" "$HERE/build.sh" --board "$BOARD" --deb "$deb" --tailscale "$ts" --out "$out"
     return
   fi
   # the download cache: where it is when $u can reach it, else in $u's home (root's home is
@@ -153,11 +178,11 @@ build_image() {
   log "building the image as the unprivileged user $u (images/build.sh, cache $cache)"
   local rc=0
   (cd / && runuser -u "$u" -- env PINCER_CACHE="$cache" HOME="/var/lib/$u" TMPDIR=/tmp \
-    "$src/images/build.sh" --deb "$deb" --tailscale "$ts" --out "$out") || rc=$?
+    "$src/images/build.sh" --board "$BOARD" --deb "$deb" --tailscale "$ts" --out "$out") || rc=$?
   [ "$src" = "$PWD" ] || rm -rf "$src"
   return "$rc"
 }
-if [ -z "$IMG" ] && [ "$(id -u)" -eq 0 ]; then
+if [ -z "$IMG" ] && [ "$(id -u)" -eq 0 ] && [ "$BOARD" = arm64 ]; then
   # a user without subordinate ids is told what to do, before anything is downloaded
   "$HERE/build.sh" --prerequisites >&2
   SRC=$(readable_copy)
@@ -200,18 +225,56 @@ INITRD=$(mdir -b -i "$FAT" ::/ | sed -n 's|^::/\(initrd.img-.*\)|\1|p' | sort -V
 mcopy -n -i "$FAT" "::/$KERNEL" "$W/vmlinuz"
 mcopy -n -i "$FAT" "::/$INITRD" "$W/initrd"
 log "kernel $KERNEL, initrd $INITRD ($(stat -c %s "$W/initrd") bytes) from the image's FAT partition"
+if [ "$BOARD" != arm64 ]; then
+  # the board's device tree, less the power manager's second register range (the AXI bridge
+  # "asb", which qemu's raspi machines do not model): with it, bcm2835_power_probe takes an
+  # external abort and the kernel panics before init
+  mcopy -n -i "$FAT" "::/$DTB_NAME" "$W/board.dtb"
+  dtc -q -I dtb -O dts "$W/board.dtb" >"$W/board.dts"
+  sed -i 's/reg = <0x7e100000 0x114 0x7e00a000 0x24>;/reg = <0x7e100000 0x114>;/; s/reg-names = "pm\\0asb";/reg-names = "pm";/' "$W/board.dts"
+  grep -q 'reg-names = "pm";' "$W/board.dts" || { echo "test.sh: $DTB_NAME has no power manager node to adjust" >&2; exit 1; }
+  dtc -q -I dts -O dtb "$W/board.dts" >"$W/qemu.dtb"
+  log "device tree $DTB_NAME for qemu -M $MACHINE (the power manager's ASB range removed)"
+fi
 
 # test-only changes to the copy's root file system (debugfs on the extracted partition)
 NMEA_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 mkdir -p "$W/t"
 printf 'vivid\nsnd-aloop\n' >"$W/t/modules"
 printf 'options vivid n_devs=1 node_types=0x1\noptions snd-aloop index=0\n' >"$W/t/modprobe"
+# qemu's usb-net has the Linux gadget's USB ids (0525:a4a2), which cdc_subset also claims: it
+# takes the data interface first and cdc_ether, the right driver, fails with EBUSY
+[ "$BOARD" = arm64 ] || echo 'blacklist cdc_subset' >>"$W/t/modprobe"
 printf 'DEVICES="tcp://10.0.2.2:%s"\nGPSD_OPTIONS="-n"\nUSBAUTO="false"\nSTART_DAEMON="true"\n' "$NMEA_PORT" >"$W/t/gpsd"
 printf '[Journal]\nForwardToConsole=yes\nTTYPath=/dev/ttyAMA0\nMaxLevelConsole=info\n' >"$W/t/journald"
 # the unreachable-gateway report runs 45 s after boot and then every 15 s here instead of 3 min
 # and 5 min (a report written before a slow node connected is removed by the next run; the
 # empty OnBootSec= resets both of the image's times)
 printf '[Timer]\nOnBootSec=\nOnBootSec=45s\nOnUnitActiveSec=15s\n' >"$W/t/report-timer"
+# memory in use every 15 s with the node running, and the largest processes, on the console
+cat >"$W/t/mem" <<'MEM'
+#!/bin/sh
+# test-only (images/test.sh): what the board's memory holds
+while sleep 15; do
+  set -- $(awk '/^(MemTotal|MemFree|Buffers|Cached|SReclaimable):/ {printf "%s ", $2}' /proc/meminfo)
+  top=$(for f in /proc/[0-9]*/status; do awk '/^Name:/ {n=$2} /^VmRSS:/ {print $2 "k:" n}' "$f" 2>/dev/null; done | sort -n | tail -8 | tr '\n' ' ')
+  node=$(for f in /proc/[0-9]*; do [ "$(cat "$f/comm" 2>/dev/null)" = pincer-node ] && awk '/^VmRSS:/ {print $2 "k"}' "$f/status"; done)
+  echo "pincer-test-mem: total=$1 free=$2 buffers=$3 cached=$4 sreclaimable=$5 node=$node top=$top"
+done
+MEM
+chmod 0755 "$W/t/mem"
+printf '[Unit]\nDescription=image test: memory in use\nAfter=pincer-node.service\n[Service]\nExecStart=/usr/local/sbin/pincer-test-mem\n[Install]\nWantedBy=multi-user.target\n' >"$W/t/mem.service"
+# The Pi has no real-time clock (qemu's raspi machines have none either; -M virt has one): the
+# 32-bit boards boot at the image's build time and take the time from NTP, as a real Zero
+# does, from a small SNTP server on the host (10.0.2.2:123 in the guest, below). arm64's
+# clock is right from the start, and timesyncd is masked there.
+if [ "$BOARD" = arm64 ]; then
+  TIMESYNC="symlink /etc/systemd/system/systemd-timesyncd.service /dev/null"
+else
+  printf '[Time]\nNTP=10.0.2.2\nFallbackNTP=\n' >"$W/t/timesyncd"
+  TIMESYNC="write $W/t/timesyncd /etc/systemd/timesyncd.conf.d/zz-pincer-test.conf"
+  echo "mkdir /etc/systemd/timesyncd.conf.d" >"$W/t/debugfs-pre"
+fi
 cat >"$W/t/debugfs" <<EOF
 write $W/t/modules /etc/modules-load.d/pincer-test.conf
 write $W/t/modprobe /etc/modprobe.d/pincer-test.conf
@@ -219,14 +282,20 @@ rm /etc/default/gpsd
 write $W/t/gpsd /etc/default/gpsd
 write $W/t/journald /etc/systemd/journald.conf.d/zz-pincer-test.conf
 symlink /etc/systemd/system/multi-user.target.wants/gpsd.service /lib/systemd/system/gpsd.service
-symlink /etc/systemd/system/systemd-timesyncd.service /dev/null
+$TIMESYNC
 mkdir /etc/systemd/system/pincer-report.timer.d
 write $W/t/report-timer /etc/systemd/system/pincer-report.timer.d/zz-pincer-test.conf
+write $W/t/mem /usr/local/sbin/pincer-test-mem
+write $W/t/mem.service /etc/systemd/system/pincer-test-mem.service
+symlink /etc/systemd/system/multi-user.target.wants/pincer-test-mem.service /etc/systemd/system/pincer-test-mem.service
 EOF
 prepare_root() { # prepare_root CARD [check-owners]: the test-only changes in CARD's root
   dd if="$1" of="$W/root.ext4" bs=4M iflag=skip_bytes,count_bytes skip=$((ROOT_START * 512)) count=$((ROOT_SECTORS * 512)) status=none
   [ -z "${2:-}" ] || check "every file of the image is owned by one of its accounts (no builder's host ids)" \
     "$HERE/check-owners" "$W/root.ext4"
+  if [ -f "$W/t/debugfs-pre" ]; then
+    debugfs -w -f "$W/t/debugfs-pre" "$W/root.ext4" >>"$W/debugfs.log" 2>&1 || true  # (may exist)
+  fi
   debugfs -w -f "$W/t/debugfs" "$W/root.ext4" >"$W/debugfs.log" 2>&1 || { cat "$W/debugfs.log" >&2; exit 1; }
   dd if="$W/root.ext4" of="$1" bs=4M oflag=seek_bytes seek=$((ROOT_START * 512)) conv=notrunc,sparse status=none
   rm -f "$W/root.ext4"
@@ -267,6 +336,29 @@ while True:
     threading.Thread(target=feed, args=(c,), daemon=True).start()
 PY
 PIDS+=($!)
+if [ "$BOARD" != arm64 ]; then
+  # SNTP (RFC 4330) on the host's 127.0.0.1:123 for the guest's timesyncd: the host's time
+  python3 - >"$W/ntp.log" 2>&1 <<'PY' &
+import socket, struct, time
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("127.0.0.1", 123))
+EPOCH = 2208988800  # 1900 -> 1970
+def ntp(t):
+    return struct.pack("!II", int(t) + EPOCH, int((t % 1) * 2**32))
+while True:
+    data, addr = s.recvfrom(512)
+    if len(data) < 48:
+        continue
+    now = time.time()
+    # LI 0, the client's version, mode 4 (server); stratum 1, "LOCL"; the client's transmit
+    # time as the originate timestamp
+    reply = (bytes([(data[0] & 0x38) | 4, 1, 6, 0xEC]) + b"\0" * 8 + b"LOCL"
+             + ntp(now) + data[40:48] + ntp(now) + ntp(time.time()))
+    s.sendto(reply, addr)
+    print("ntp answer to", addr, flush=True)
+PY
+  PIDS+=($!)
+fi
 
 SSH_KEY="ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIPincerImageTestKeyNotARealKeyAtAll0000000 image-test"
 cat >"$W/pincer.toml" <<EOF
@@ -288,13 +380,24 @@ mcopy -o -i "$FAT" "$W/pincer.toml" ::/pincer.toml
 QEMU_PID='' T_ON=''
 boot() { # boot LOGFILE [QEMU ARGS...]: power on (T_ON is the moment); the card is sd.img unless
   local log=$1; shift  # other disk arguments are given
-  [ $# -gt 0 ] || set -- -drive "file=$W/sd.img,if=virtio,format=raw"
   T_ON=$(date +%s)
-  qemu-system-aarch64 -M virt -cpu cortex-a72 -smp 2 -m 1024 -nographic -no-reboot \
-    -kernel "$W/vmlinuz" -initrd "$W/initrd" -append "root=/dev/vda2 console=ttyAMA0" \
-    "$@" \
-    -netdev user,id=n -device virtio-net-pci,netdev=n,romfile= \
-    </dev/null >"$log" 2>&1 &
+  if [ "$BOARD" = arm64 ]; then
+    [ $# -gt 0 ] || set -- -drive "file=$W/sd.img,if=virtio,format=raw"
+    qemu-system-aarch64 -M virt -cpu cortex-a72 -smp 2 -m 1024 -nographic -no-reboot \
+      -kernel "$W/vmlinuz" -initrd "$W/initrd" -append "root=/dev/vda2 console=ttyAMA0" \
+      "$@" \
+      -netdev user,id=n -device virtio-net-pci,netdev=n,romfile= \
+      </dev/null >"$log" 2>&1 &
+  else
+    # the Pi's own memory size (raspi0: 512 MB) and SD card; the network on its USB port
+    [ $# -gt 0 ] || set -- -drive "file=$W/sd.img,if=sd,format=raw"
+    qemu-system-arm -M "$MACHINE" -nographic -no-reboot \
+      -kernel "$W/vmlinuz" -initrd "$W/initrd" -dtb "$W/qemu.dtb" \
+      -append "root=/dev/mmcblk0p2 rootwait console=ttyAMA0,115200" \
+      "$@" \
+      -netdev user,id=n -device usb-net,netdev=n \
+      </dev/null >"$log" 2>&1 &
+  fi
   QEMU_PID=$!
   PIDS+=("$QEMU_PID")
 }
@@ -441,7 +544,7 @@ tailnet_boot() {
   check "tailnet: the key given again is gone from the card too" \
     bash -c "! debugfs -R 'ls /var/lib/pincer-firstboot' '$root' 2>/dev/null | grep -q 'tailscale-authkey'"
 }
-tailnet_boot
+[ "$BOARD" != arm64 ] || tailnet_boot
 if [ -n "$TAILNET_ONLY" ]; then
   echo "image-test: $PASS passed, $FAIL failed ($(( $(date +%s) - T0 ))s in all; --tailnet-only)" >&2
   [ "$FAIL" -eq 0 ]
@@ -490,6 +593,25 @@ if invoke audio.record '{"durationMs":500}' "$W/rec.json"; then
 import json,sys,base64; v=json.load(open(sys.argv[1])); v=v.get("payload", v)
 b=base64.b64decode(v["base64"]); assert v["format"]=="wav" and b[:4]==b"RIFF", v.get("format")' "$W/rec.json"
 else bad "audio.record"; fi
+T=$(date +%s)
+if invoke system.which '{"bins":["sh","gpsd","no-such-program"]}' "$W/which.json"; then
+  check "system.which: sh and gpsd found, a missing program not ($(( $(date +%s) - T )) s)" python3 -c '
+import json,sys; v=json.load(open(sys.argv[1])); v=v.get("payload", v); b=v["bins"]
+assert "sh" in b and "gpsd" in b and "no-such-program" not in b, v' "$W/which.json"
+else bad "system.which"; fi
+# the used memory (what free(1) calls used: not free, buffers or page cache) once the node has
+# served all of the above: the next report after them
+N=$(grep -c "pincer-test-mem:" "$W/console1.log" || true)
+if wait_count "pincer-test-mem:" "$W/console1.log" $(( ${N:-0} + 1 )); then
+  MEM=$(grep "pincer-test-mem:" "$W/console1.log" | tail -1 | sed 's/.*pincer-test-mem: //')
+  USED_KB=$(python3 -c '
+import sys; f=dict(kv.split("=",1) for kv in sys.argv[1].split() if "=" in kv and kv.split("=")[0] in ("total","free","buffers","cached","sreclaimable"))
+print(int(f["total"])-int(f["free"])-int(f["buffers"])-int(f["cached"])-int(f["sreclaimable"]))' "$MEM")
+  log "memory with the node running: used ${USED_KB} kB; $MEM"
+  if [ "$BOARD" = armel ]; then
+    check "used memory with the node running ≤ 64 MB on the Zero (${USED_KB} kB)" test "$USED_KB" -le $((64 * 1024))
+  fi
+else bad "a memory report on the console"; fi
 
 # cut the power once nothing is being written: sshd made its host keys and synced them (its
 # ExecStartPre says so on the kernel log; a fixed 5 s was not enough on a loaded emulator), and
@@ -536,6 +658,11 @@ PAIRED_AFTER=$(gwc devices list --json 2>/dev/null | python3 -c 'import json,sys
 check "second boot: no new pairing (paired/pending $PAIRED_BEFORE -> $PAIRED_AFTER)" test "$PAIRED_BEFORE" = "$PAIRED_AFTER"
 check "second boot: pincer.toml not re-applied" wait_console "pincer.toml unchanged since it was applied" "$W/console2.log"
 power_cut
+if [ "$BOARD" != arm64 ]; then
+  echo "image-test: $PASS passed, $FAIL failed ($(( $(date +%s) - T0 ))s in all; --board $BOARD, qemu -M $MACHINE)" >&2
+  [ "$FAIL" -eq 0 ]
+  exit
+fi
 
 # --- a malformed pincer.toml: the board boots on with what it had, the error is on the card ----
 printf 'gateway = "ws://10.0.2.2:%s"\ntimezone = "UTC"\nwifi_ssid = "unterminated\n' "$PORT" >"$W/bad.toml"

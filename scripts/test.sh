@@ -176,6 +176,12 @@ if [ "${PINCER_IMAGE_TEST:-}" = 1 ] || { [ "$QUICK" = 0 ] && [ "${PINCER_IMAGE_T
   step "SD image: images/build.sh + boot test under qemu-system-aarch64 (images/test.sh)"
   ./images/test.sh
   done_step
+  # The Pi Zero / Zero W / 1 image (Debian armel, the static armv6 node) on qemu's raspi0:
+  # setup-code pairing, location.get, system.which, camera and audio, used memory <= 64 MB,
+  # the second boot without pairing (images/README.md, "32-bit boards").
+  step "SD image for the Pi Zero / 1: images/build.sh --board armel + boot test under qemu -M raspi0"
+  ./images/test.sh --board armel
+  done_step
 fi
 
 if [ "$QUICK" = 1 ]; then
