@@ -294,11 +294,15 @@ fn layout_of(libcamera_format: &str) -> Option<PixelFormat> {
     })
 }
 
-/// A photo through `cam`: `warmup_frames` (and `delay` worth of frames at 30 fps) are thrown
-/// away, the last frame is written to a private directory, converted and coded here.
+/// Most frames one `cam` photo streams (warm-up and `delay`): 10 s at 30 frames/s.
+const MAX_CAM_FRAMES: u32 = 300;
+
+/// A photo through `cam`: `warmup_frames` (and `delay` worth of frames at 30 fps) stream by,
+/// `cam` writes each into a private directory, where [`Pruner`] keeps only the newest (disk or
+/// tmpfs use stays at a frame or two, whatever the delay); the last is converted and coded here.
 fn snap_cam(cam: &Path, id: &str, camera: &str, req: &SnapRequest) -> Result<Photo, CameraError> {
     let dir = TempDir::new().map_err(|e| CameraError::Io(id.into(), e))?;
-    let frames = (req.warmup_frames + 1 + (req.delay.as_millis() / 33) as u32).min(300);
+    let frames = (req.warmup_frames + 1 + (req.delay.as_millis() / 33) as u32).min(MAX_CAM_FRAMES);
     let mut stream = "role=still,pixelformat=BGR888".to_owned();
     if req.max_width > 0 {
         // libcamera picks the nearest size the pipeline can do (vimc: multiples of 6).
@@ -306,6 +310,7 @@ fn snap_cam(cam: &Path, id: &str, camera: &str, req: &SnapRequest) -> Result<Pho
         stream.push_str(&format!(",width={w},height={}", (w * 3 / 4).max(2)));
     }
     let timeout = req.delay + req.frame_timeout * frames.min(10) + LIST_TIMEOUT;
+    let pruner = Pruner::start(dir.0.clone());
     let out = run(
         Command::new(cam)
             .args(["-c", camera, "--info", "-s", &stream])
@@ -314,7 +319,9 @@ fn snap_cam(cam: &Path, id: &str, camera: &str, req: &SnapRequest) -> Result<Pho
         timeout,
         TEXT_LIMIT,
     )
-    .map_err(|e| retag(e, id))?;
+    .map_err(|e| retag(e, id));
+    drop(pruner);
+    let out = out?;
     let text = String::from_utf8_lossy(&out.stdout);
     let err_text = String::from_utf8_lossy(&out.stderr);
     if !out.success {
@@ -551,6 +558,57 @@ pub(crate) fn run(
     }
 }
 
+/// Removes all but the newest frame file of a running `cam` every 20 ms, until dropped (and
+/// once more then). `cam` opens, writes and closes one file per frame, so a file that is not
+/// the newest is complete and no longer written.
+struct Pruner {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Pruner {
+    fn start(dir: PathBuf) -> Pruner {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let stop = std::sync::Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || loop {
+            let done = flag.load(Ordering::Relaxed);
+            prune(&dir);
+            if done {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        });
+        Pruner {
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for Pruner {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// All but the newest (by name: cam numbers frames with zero-padded sequence numbers) of the
+/// frame files in `dir`, removed.
+fn prune(dir: &Path) {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let mut files: Vec<PathBuf> = rd.filter_map(|e| e.ok().map(|e| e.path())).collect();
+    files.sort();
+    files.pop();
+    for f in files {
+        let _ = std::fs::remove_file(f);
+    }
+}
+
 /// A private directory for one capture's files, removed with them on drop.
 struct TempDir(PathBuf);
 
@@ -693,6 +751,27 @@ mod tests {
         let o = o.expect("ran");
         assert!(o.success);
         assert_eq!(o.stdout.len(), 16);
+    }
+
+    #[test]
+    fn only_the_newest_frame_is_kept_on_disk() {
+        let dir = TempDir::new().expect("temp dir");
+        for n in [3, 1, 10, 2] {
+            std::fs::write(dir.0.join(format!("frame-cam0-stream0-{n:06}.bin")), b"x")
+                .expect("write");
+        }
+        prune(&dir.0);
+        let left: Vec<_> = std::fs::read_dir(&dir.0)
+            .expect("read dir")
+            .map(|e| e.expect("entry").file_name())
+            .collect();
+        assert_eq!(
+            left,
+            vec![std::ffi::OsString::from("frame-cam0-stream0-000010.bin")]
+        );
+        let path = dir.0.clone();
+        drop(dir);
+        assert!(!path.exists(), "the capture directory outlives its photo");
     }
 
     #[test]
