@@ -1034,19 +1034,7 @@ async fn hardware_encoder_path_on_vicodec() {
         ("", "single-planar"),
         ("pincer.vicodec=multiplanar=1", "multi-planar"),
     ] {
-        let vm = boot_with(&dir.join("vm"), cmdline, "doctor --state-dir /state/node");
-        let started = Instant::now();
-        let console = loop {
-            let c = vm.console();
-            if c.contains("PINCER-VM NODE EXIT") {
-                break c;
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(150),
-                "doctor did not finish in the VM:\n{c}"
-            );
-            tokio::time::sleep(Duration::from_millis(300)).await;
-        };
+        let console = doctor_console(&dir.join("vm"), cmdline).await;
         let line = console
             .lines()
             .find(|l| l.starts_with("video") && l.contains("vicodec"))
@@ -1064,7 +1052,6 @@ async fn hardware_encoder_path_on_vicodec() {
             "{console}"
         );
         assert!(!console.contains("panicked"), "{console}");
-        drop(vm);
     }
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -603,15 +603,7 @@ fn pick_size(dev: &Device, fourcc: u32, want: u32) -> Option<(u32, u32)> {
 impl V4l2 {
     /// The device `device` names, else the first camera facing `facing`, else the first.
     fn pick(&self, device: Option<&str>, facing: Option<Position>) -> Result<String, CameraError> {
-        if let Some(d) = device {
-            return Ok(d.to_owned());
-        }
-        let cams = self.list();
-        let pick = facing
-            .and_then(|f| cams.iter().find(|c| c.position == f))
-            .or_else(|| cams.first())
-            .ok_or(CameraError::NoCamera)?;
-        Ok(pick.id.clone())
+        pick_from(device, facing, || self.list())
     }
 
     /// The queue that makes snaps and clips on one device take turns.
@@ -675,16 +667,25 @@ impl Local {
     }
 
     fn pick(&self, device: Option<&str>, facing: Option<Position>) -> Result<String, CameraError> {
-        if let Some(d) = device {
-            return Ok(d.to_owned());
-        }
-        let cams = self.list();
-        let pick = facing
-            .and_then(|f| cams.iter().find(|c| c.position == f))
-            .or_else(|| cams.first())
-            .ok_or(CameraError::NoCamera)?;
-        Ok(pick.id.clone())
+        pick_from(device, facing, || self.list())
     }
+}
+
+/// `device` when given, else the first of `list()` facing `facing`, else its first.
+fn pick_from(
+    device: Option<&str>,
+    facing: Option<Position>,
+    list: impl FnOnce() -> Vec<CameraInfo>,
+) -> Result<String, CameraError> {
+    if let Some(d) = device {
+        return Ok(d.to_owned());
+    }
+    let cams = list();
+    let pick = facing
+        .and_then(|f| cams.iter().find(|c| c.position == f))
+        .or_else(|| cams.first())
+        .ok_or(CameraError::NoCamera)?;
+    Ok(pick.id.clone())
 }
 
 impl Cameras for Local {
