@@ -2,11 +2,13 @@
 # Boot test of the SD image under qemu (TCG): a board that joins its gateway by itself on
 # first boot.
 #
-#   images/test.sh [--board arm64|armhf|armel] [--image PATH.img] [--deadline SECONDS] [--tailnet-only]
+#   images/test.sh [--board arm64|armhf|armel] [--machine raspi0|raspi1ap|raspi2b] [--image PATH.img]
+#                  [--deadline SECONDS] [--tailnet-only]
 #
 # --board (default arm64) picks the image (images/build.sh --board) and the machine: arm64 on
 # `-M virt -cpu cortex-a72` (below); armel (Pi Zero / 1) on `-M raspi0` and armhf (Pi 2) on
-# `-M raspi2b`, each with the image's own kernel, initrd and the board's device tree from its
+# `-M raspi2b` (--machine raspi1ap: the armel image on a Pi 1 A+), each with the image's own
+# kernel, initrd and the board's device tree from its
 # FAT partition, less one register range qemu does not model (the power manager's AXI bridge,
 # whose probe otherwise takes an external abort), the card as the SD card and qemu's usb-net
 # on the Pi's USB port. The 32-bit boards run steps 1-7 (tailnet, failure and slow-card
@@ -62,9 +64,11 @@ IMG=
 DEADLINE=900
 TAILNET_ONLY=
 BOARD=arm64
+MACHINE=
 while [ $# -gt 0 ]; do
   case "$1" in
     --board) BOARD=$2; shift 2 ;;
+    --machine) MACHINE=$2; shift 2 ;;
     --tailnet-only) TAILNET_ONLY=1; shift ;;
     --image) IMG=$2; shift 2 ;;
     --deadline) DEADLINE=$2; shift 2 ;;
@@ -73,10 +77,17 @@ while [ $# -gt 0 ]; do
   esac
 done
 case "$BOARD" in
-  arm64) ;;
-  armel) DTB_NAME=bcm2835-rpi-zero.dtb MACHINE=raspi0 ;;
-  armhf) DTB_NAME=bcm2836-rpi-2-b.dtb MACHINE=raspi2b ;;
+  arm64) MACHINE=virt ;;
+  armel) MACHINE=${MACHINE:-raspi0} ;;
+  armhf) MACHINE=${MACHINE:-raspi2b} ;;
   *) echo "test.sh: --board is arm64, armhf or armel, not $BOARD" >&2; exit 2 ;;
+esac
+case "$BOARD/$MACHINE" in
+  arm64/virt) ;;
+  armel/raspi0) DTB_NAME=bcm2835-rpi-zero.dtb ;;
+  armel/raspi1ap) DTB_NAME=bcm2835-rpi-a-plus.dtb ;;
+  armhf/raspi2b) DTB_NAME=bcm2836-rpi-2-b.dtb ;;
+  *) echo "test.sh: no $MACHINE for --board $BOARD (armel: raspi0, raspi1ap; armhf: raspi2b)" >&2; exit 2 ;;
 esac
 T0=$(date +%s)
 log() { echo "image-test [$(( $(date +%s) - T0 ))s]: $*" >&2; }
