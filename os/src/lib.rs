@@ -2,7 +2,8 @@
 //!
 //! Small pieces of operating-system plumbing that both binaries need, written once:
 //! crash-safe state files ([`write_atomic`], [`ensure_private_dir`]), logging setup
-//! ([`init_logging`]), environment lookups ([`env_first`]) and systemd readiness and watchdog
+//! ([`init_logging`]), environment and `PATH` lookups ([`env_first`], [`which`]) and systemd
+//! readiness and watchdog
 //! notifications ([`notify`]), the byte-bounded outbound queue of a WebSocket link
 //! ([`outbox`]), the wall clock ([`now_ms`]), random ids ([`uuid_v4`]) and handing freed heap
 //! back to the kernel ([`release_free_memory`]), and the local `tailscaled`'s LocalAPI
@@ -212,6 +213,28 @@ pub fn ensure_private_dir(dir: &Path) -> io::Result<()> {
     Ok(())
 }
 
+/// An executable regular file at `p`.
+fn executable(p: &Path) -> bool {
+    fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+/// Resolves `bin` on `$PATH` (or as given when it contains a slash): [`which_in`].
+pub fn which(bin: &str) -> Option<std::path::PathBuf> {
+    which_in(&std::env::var_os("PATH")?, bin)
+}
+
+/// Resolves `bin` in the directories of `path` (a `PATH`-style list), or as given when it
+/// contains a slash: the first executable regular file.
+pub fn which_in(path: &std::ffi::OsStr, bin: &str) -> Option<std::path::PathBuf> {
+    if bin.contains('/') {
+        let p = std::path::PathBuf::from(bin);
+        return executable(&p).then_some(p);
+    }
+    std::env::split_paths(path)
+        .map(|d| d.join(bin))
+        .find(|p| executable(p))
+}
+
 /// First non-empty value among the environment variables `names`.
 pub fn env_first(names: &[&str]) -> Option<String> {
     names
@@ -243,6 +266,31 @@ pub fn init_logging() {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn which_finds_only_executable_files_in_order() {
+        let base = std::env::temp_dir().join(format!("pincer-os-which-{}", std::process::id()));
+        let (a, b) = (base.join("a"), base.join("b"));
+        fs::create_dir_all(&a).unwrap();
+        fs::create_dir_all(b.join("tool-dir")).unwrap();
+        fs::write(a.join("tool"), b"#!/bin/sh\n").unwrap(); // not executable: skipped
+        fs::write(b.join("tool"), b"#!/bin/sh\n").unwrap();
+        fs::set_permissions(b.join("tool"), fs::Permissions::from_mode(0o755)).unwrap();
+        let path = std::env::join_paths([&a, &b]).unwrap();
+        assert_eq!(which_in(&path, "tool"), Some(b.join("tool")));
+        assert_eq!(
+            which_in(&path, "tool-dir"),
+            None,
+            "a directory is no program"
+        );
+        assert_eq!(which_in(&path, "missing"), None);
+        let abs = b.join("tool").display().to_string();
+        assert_eq!(
+            which_in(std::ffi::OsStr::new(""), &abs),
+            Some(b.join("tool"))
+        );
+        fs::remove_dir_all(&base).unwrap();
+    }
 
     #[test]
     fn writes_replace_whole_files_with_private_mode() {

@@ -71,16 +71,8 @@ impl Tool {
 
     /// The first of `rpicam-still`, `libcamera-still`, `cam` in the directories of `path`
     /// (a `PATH`-style list).
-    pub fn find(path: Option<&std::ffi::OsStr>) -> Option<Tool> {
-        let dirs: Vec<PathBuf> = std::env::split_paths(path?).collect();
-        let exe = |name: &str| {
-            dirs.iter().map(|d| d.join(name)).find(|p| {
-                use std::os::unix::fs::PermissionsExt;
-                std::fs::metadata(p)
-                    .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-                    .unwrap_or(false)
-            })
-        };
+    pub fn find(path: &std::ffi::OsStr) -> Option<Tool> {
+        let exe = |name: &str| pincer_os::which_in(path, name);
         exe("rpicam-still")
             .or_else(|| exe("libcamera-still"))
             .map(Tool::RpicamStill)
@@ -106,13 +98,13 @@ impl Libcamera {
     /// The tool in use now (looked up every time: installing one needs no restart).
     pub fn tool(&self) -> Option<Tool> {
         match &self.path {
-            Some(p) => Tool::find(Some(p)),
-            None => Tool::find(std::env::var_os("PATH").as_deref()),
+            Some(p) => Tool::find(p),
+            None => Tool::find(&std::env::var_os("PATH")?),
         }
     }
 
-    /// The cameras behind `graph` (the media-graph V4L2 nodes found, as `(card, bus)`): as the
-    /// tool lists them, or one unusable entry per bus saying why.
+    /// The cameras behind `graph` (the media-graph V4L2 nodes found, as `(driver, bus)`): as
+    /// the tool lists them, or one unusable entry per bus saying why.
     pub fn list(&self, graph: &[(String, String)]) -> Vec<CameraInfo> {
         if graph.is_empty() {
             return Vec::new();
@@ -122,9 +114,9 @@ impl Libcamera {
             buses.dedup_by(|a, b| a.1 == b.1);
             buses
                 .into_iter()
-                .map(|(card, bus)| CameraInfo {
+                .map(|(driver, bus)| CameraInfo {
                     id: format!("{ID_PREFIX}{bus}"),
-                    name: card.clone(),
+                    name: driver.clone(),
                     position: Position::Back,
                     driver: "libcamera".into(),
                     access: Access::Unavailable(reason.clone()),
@@ -619,9 +611,9 @@ impl TempDir {
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
         let dir = std::env::temp_dir().join(format!("pincer-cam-{}-{n}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir(&dir)?;
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))?;
+        // 0700 from the start, and never a directory someone else made first
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new().mode(0o700).create(&dir)?;
         Ok(TempDir(dir))
     }
 }

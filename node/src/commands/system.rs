@@ -24,22 +24,8 @@ pub const DEFAULT_TIMEOUT_MS: u64 = 120_000;
 /// Longest `system.run` timeout, ms (30 min): a larger `timeoutMs` is cut to this.
 pub const MAX_TIMEOUT_MS: u64 = 30 * 60 * 1000;
 
-fn executable(p: &Path) -> bool {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-}
-
 /// Resolves `bin` on `$PATH` (or as given when it contains a slash).
-pub fn which(bin: &str) -> Option<PathBuf> {
-    if bin.contains('/') {
-        let p = PathBuf::from(bin);
-        return executable(&p).then_some(p);
-    }
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|d| d.join(bin))
-        .find(|p| executable(p))
-}
+pub use pincer_os::which;
 
 #[derive(Deserialize)]
 struct WhichParams {
