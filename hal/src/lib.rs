@@ -4,14 +4,15 @@
 //! without a class contains none of its code (linux-embedded-hal style: thin wrappers over the
 //! OS services, an error type per class mapped to the reference's error codes).
 //!
-//! **Owns:** talking to devices and daemons — V4L2 cameras, framebuffers, ALSA, gpsd.
+//! **Owns:** talking to devices and daemons — V4L2 cameras, libcamera's tools, framebuffers,
+//! ALSA, gpsd.
 //! **Must not touch:** the wire protocol, the gateway, or command names and params; `pincer-node`
 //! turns these results into `node.invoke` payloads.
 //!
 //! | class | feature | backend | status |
 //! |---|---|---|---|
 //! | location | `location` | gpsd (TCP JSON, `gpsd_proto` types) | done |
-//! | camera | `camera` | V4L2 single-planar capture (kernel ioctls, mmap streaming), JPEG (our baseline encoder, `image::jpeg`, coded straight from YUV frames) | stills |
+//! | camera | `camera` | V4L2 single-planar capture (kernel ioctls, mmap streaming), JPEG (our baseline encoder, `image::jpeg`, coded straight from YUV frames); libcamera devices (CSI modules) through `rpicam-still` / `cam` (`camera::libcamera`) | stills, clips (V4L2) |
 //! | screen | `screen` | X11 `GetImage` when `DISPLAY` answers, else fbdev (`/dev/fbN`, incl. KMS fbdev emulation); PNG/JPEG | done |
 //! | audio | `audio` | ALSA kernel PCM ioctls on `hw:` devices, 16-bit WAV | done |
 //! | video | `video`, `video-soft` | I420 conversion, H.264 (software: `rusty_h264-encoder`), MP4 muxer | clips |

@@ -11,10 +11,9 @@
 //! Everything here blocks (V4L2 ioctls, `poll` with a timeout); callers run it on a blocking
 //! thread. Two snaps on one device queue behind a per-device lock instead of fighting over it.
 
-use std::collections::HashMap;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+
 use std::time::{Duration, Instant};
 
 use crate::image::{ImageError, PixelFormat};
@@ -22,7 +21,7 @@ use crate::image::{ImageError, PixelFormat};
 pub mod libcamera;
 mod queue;
 pub use libcamera::{Libcamera, Tool};
-use queue::Queue;
+use queue::{Queue, Queues};
 
 use crate::v4l2::{
     Device, Fract, FrameSize, Stream, CAP_STREAMING, CAP_VIDEO_CAPTURE, CAP_VIDEO_M2M,
@@ -176,16 +175,12 @@ impl Cameras for V4l2 {
     /// The capture devices present now (not metadata, output or codec nodes, nor the nodes
     /// of a libcamera media graph), sorted by path.
     fn list(&self) -> Vec<CameraInfo> {
-        self.probe_all()
-            .into_iter()
-            .filter(|(c, _)| !libcamera::is_graph_driver(&c.driver))
-            .map(|(c, _)| c)
-            .collect()
+        self.probe().0
     }
     /// Takes one photo; see [`SnapRequest`].
     fn snap(&self, req: &SnapRequest) -> Result<Photo, CameraError> {
         let path = self.pick(req.device.as_deref(), req.facing)?;
-        let turn = Queue::take(&self.queue_of(&path));
+        let turn = Queue::take(&self.queues.of(&path));
         let t0 = Instant::now();
         let mut cam = Camera::open(&path, req.max_width, req.frame_timeout, FORMATS)?;
         let opened = t0.elapsed();
@@ -222,7 +217,7 @@ impl Cameras for V4l2 {
     fn clip(&self, req: &ClipRequest) -> Result<crate::video::Clip, CameraError> {
         use crate::video::{self, I420};
         let path = self.pick(req.device.as_deref(), req.facing)?;
-        let _turn = Queue::take(&self.queue_of(&path));
+        let _turn = Queue::take(&self.queues.of(&path));
         let mut cam = Camera::open(&path, req.max_width, req.frame_timeout, RAW_FORMATS)?;
         let (w, h, stride) = (cam.width, cam.height, cam.stride);
         let Some(layout) = cam.layout else {
@@ -288,8 +283,8 @@ fn is_still_capture(device_caps: u32) -> bool {
 #[derive(Debug, Clone)]
 pub struct V4l2 {
     dev_dir: PathBuf,
-    /// One [`Queue`] per device node ever used (a handful of paths).
-    queues: Arc<Mutex<HashMap<String, Arc<Queue>>>>,
+    /// Turns per device node.
+    queues: Queues,
 }
 
 impl Default for V4l2 {
@@ -606,37 +601,31 @@ impl V4l2 {
         pick_from(device, facing, || self.list())
     }
 
-    /// The queue that makes snaps and clips on one device take turns.
-    fn queue_of(&self, path: &str) -> Arc<Queue> {
-        let mut queues = self.queues.lock().unwrap_or_else(|p| p.into_inner());
-        queues.entry(path.to_owned()).or_default().clone()
-    }
-
     /// Devices under `dev_dir` (normally `/dev`).
     pub fn new(dev_dir: impl Into<PathBuf>) -> V4l2 {
         V4l2 {
             dev_dir: dev_dir.into(),
-            queues: Arc::default(),
+            queues: Queues::default(),
         }
     }
 
-    /// Every still-capture node with its bus (`platform:vimc`, `usb-…`).
-    fn probe_all(&self) -> Vec<(CameraInfo, String)> {
-        let paths = crate::v4l2::video_nodes(&self.dev_dir);
-        paths.iter().filter_map(|p| probe(p)).collect()
-    }
-
-    /// The capture nodes of libcamera media graphs, as `(card, bus)`.
-    fn graph_nodes(&self) -> Vec<(String, String)> {
-        let mut nodes: Vec<(String, String)> = self
-            .probe_all()
-            .into_iter()
-            .filter(|(c, _)| libcamera::is_graph_driver(&c.driver))
-            .map(|(c, bus)| (c.driver, bus))
-            .collect();
-        nodes.sort();
-        nodes.dedup();
-        nodes
+    /// Every still-capture node, opened once, split into the plain V4L2 cameras and the
+    /// capture nodes of libcamera media graphs (as `(driver, bus)`, each pair once).
+    fn probe(&self) -> (Vec<CameraInfo>, Vec<(String, String)>) {
+        let (mut plain, mut graph) = (Vec::new(), Vec::new());
+        for path in crate::v4l2::video_nodes(&self.dev_dir) {
+            let Some((cam, bus)) = probe(&path) else {
+                continue;
+            };
+            if libcamera::is_graph_driver(&cam.driver) {
+                graph.push((cam.driver, bus));
+            } else {
+                plain.push(cam);
+            }
+        }
+        graph.sort();
+        graph.dedup();
+        (plain, graph)
     }
 }
 
@@ -648,24 +637,10 @@ pub struct Local {
     v4l2: V4l2,
     libcamera: Libcamera,
     /// Turns for libcamera cameras (one tool run per camera at a time).
-    queues: Arc<Mutex<HashMap<String, Arc<Queue>>>>,
+    queues: Queues,
 }
 
 impl Local {
-    /// V4L2 devices under `dev_dir`, libcamera's tools from `libcamera`.
-    pub fn new(v4l2: V4l2, libcamera: Libcamera) -> Local {
-        Local {
-            v4l2,
-            libcamera,
-            queues: Arc::default(),
-        }
-    }
-
-    /// The libcamera cameras only.
-    fn libcamera_list(&self) -> Vec<CameraInfo> {
-        self.libcamera.list(&self.v4l2.graph_nodes())
-    }
-
     fn pick(&self, device: Option<&str>, facing: Option<Position>) -> Result<String, CameraError> {
         pick_from(device, facing, || self.list())
     }
@@ -690,8 +665,9 @@ fn pick_from(
 
 impl Cameras for Local {
     fn list(&self) -> Vec<CameraInfo> {
-        let mut all = self.libcamera_list();
-        all.extend(self.v4l2.list());
+        let (plain, graph) = self.v4l2.probe();
+        let mut all = self.libcamera.list(&graph);
+        all.extend(plain);
         all
     }
 
@@ -703,19 +679,9 @@ impl Cameras for Local {
                 ..req.clone()
             });
         }
-        if let Some(Access::Unavailable(why)) = self
-            .libcamera_list()
-            .into_iter()
-            .find(|c| c.id == id)
-            .map(|c| c.access)
-        {
-            return Err(CameraError::NeedsLibcamera(id, why));
-        }
-        let queue = {
-            let mut q = self.queues.lock().unwrap_or_else(|p| p.into_inner());
-            q.entry(id.clone()).or_default().clone()
-        };
-        let _turn = Queue::take(&queue);
+        // No listing first: without a tool the snap says what to install, and a camera the
+        // tool does not know is its "not found".
+        let _turn = Queue::take(&self.queues.of(&id));
         self.libcamera.snap(&id, req)
     }
 

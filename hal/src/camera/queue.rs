@@ -7,8 +7,20 @@
 //! low-priority thread: the photo goes out first, the device is released while the node waits
 //! on the network, and the next snap waits for the release in [`Queue::take`].
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Condvar, Mutex, OnceLock};
+
+/// One [`Queue`] per device ever used (a handful of names: device nodes, libcamera ids).
+#[derive(Debug, Clone, Default)]
+pub struct Queues(Arc<Mutex<HashMap<String, Arc<Queue>>>>);
+
+impl Queues {
+    /// The queue of the device `name`.
+    pub fn of(&self, name: &str) -> Arc<Queue> {
+        let mut queues = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        queues.entry(name.to_owned()).or_default().clone()
+    }
+}
 
 /// The turn-taking of one device.
 #[derive(Debug, Default)]
