@@ -2,7 +2,8 @@
 //!
 //! Small pieces of operating-system plumbing that both binaries need, written once:
 //! crash-safe state files ([`write_atomic`], [`ensure_private_dir`]), logging setup
-//! ([`init_logging`]), environment and `PATH` lookups ([`env_first`], [`which`]) and systemd
+//! ([`init_logging`]), environment and `PATH` lookups ([`env_first`], [`which`]), helper
+//! programs run with a deadline and bounded output ([`process`]) and systemd
 //! readiness and watchdog
 //! notifications ([`notify`]), the byte-bounded outbound queue of a WebSocket link
 //! ([`outbox`]), the wall clock ([`now_ms`]), random ids ([`uuid_v4`]) and handing freed heap
@@ -16,6 +17,7 @@
 
 pub mod notify;
 pub mod outbox;
+pub mod process;
 pub mod tailscale;
 
 /// Milliseconds since the Unix epoch (0 if the clock is before it).

@@ -5,7 +5,6 @@
 //! the gateway pointing at a port nobody listens on, and the next start replaces it.
 
 use std::net::SocketAddr;
-use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,6 +13,8 @@ use crate::hub::Hub;
 
 /// How long one `tailscale serve` call may take.
 const CLI_TIMEOUT: Duration = Duration::from_secs(20);
+/// Most of each of the CLI's output streams kept (its errors are a few lines).
+const CLI_OUTPUT: usize = 16 * 1024;
 /// How often the daemon is looked at: to set the route up once it runs, and again after it
 /// restarted.
 const WATCH: Duration = Duration::from_secs(2);
@@ -30,37 +31,16 @@ fn port_flag(cfg: &TailscaleConfig) -> &'static str {
 }
 
 /// Runs the CLI with `args` against the configured socket: `Err` with what it printed.
-/// (std's process, waited on a blocking thread: two calls per start do not need tokio's
-/// process support, which measured 4 KB on x86_64 musl.)
+/// (std's process through `pincer_os::process::run_bounded`, on a blocking thread: two calls
+/// per start do not need tokio's process support, which measured 4 KB on x86_64 musl.)
 async fn cli(cfg: &TailscaleConfig, args: &[String]) -> Result<(), String> {
     let mut cmd = std::process::Command::new(&cfg.cli);
     cmd.arg(format!("--socket={}", cfg.socket.display()))
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let name = cfg.cli.display().to_string();
+        .args(args);
     let run = tokio::task::spawn_blocking(move || -> Result<(), String> {
-        let mut child = cmd.spawn().map_err(|e| format!("cannot run {name}: {e}"))?;
-        let started = std::time::Instant::now();
-        loop {
-            match child.try_wait() {
-                Ok(Some(_)) => break,
-                Ok(None) if started.elapsed() > CLI_TIMEOUT => {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    return Err(format!(
-                        "tailscale serve did not finish within {}s",
-                        CLI_TIMEOUT.as_secs()
-                    ));
-                }
-                Ok(None) => std::thread::sleep(Duration::from_millis(50)),
-                Err(e) => return Err(e.to_string()),
-            }
-        }
-        // The CLI prints a few lines: the pipes cannot have filled while it ran.
-        let out = child.wait_with_output().map_err(|e| e.to_string())?;
-        if out.status.success() {
+        let out = pincer_os::process::run_bounded(&mut cmd, CLI_TIMEOUT, CLI_OUTPUT, CLI_OUTPUT)
+            .map_err(|e| e.to_string())?;
+        if out.success {
             return Ok(());
         }
         let text = String::from_utf8_lossy(&out.stderr).into_owned()
