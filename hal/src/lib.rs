@@ -12,7 +12,7 @@
 //! | class | feature | backend | status |
 //! |---|---|---|---|
 //! | location | `location` | gpsd (TCP JSON, `gpsd_proto` types) | done |
-//! | camera | `camera` | V4L2 single-planar capture (kernel ioctls, mmap streaming), JPEG (our baseline encoder, `image::jpeg`, coded straight from YUV frames); libcamera devices (CSI modules) through `rpicam-still` / `cam` (`camera::libcamera`) | stills, clips (V4L2) |
+//! | camera | `camera` | V4L2 single-planar capture (kernel ioctls, mmap streaming), JPEG (our baseline encoder, `image::jpeg`, coded straight from YUV frames); libcamera devices (CSI modules) through `rpicam-still` / `rpicam-vid` / `cam` (`camera::libcamera`) | stills, clips |
 //! | screen | `screen` | X11 `GetImage` when `DISPLAY` answers, else fbdev (`/dev/fbN`, incl. KMS fbdev emulation); PNG/JPEG | done |
 //! | audio | `audio` | ALSA kernel PCM ioctls on `hw:` devices, 16-bit WAV | done |
 //! | video | `video`, `video-soft` | I420 conversion, H.264 (software: `rusty_h264-encoder`), MP4 muxer | clips |

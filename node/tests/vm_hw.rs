@@ -1166,6 +1166,30 @@ async fn libcamera_camera_on_vimc() {
     );
     keep("vimc", &img);
     assert_colour_bars(&img);
+
+    // A clip: cam streams frames while the node codes them.
+    let clip = invoke(
+        &op,
+        &node_id,
+        "camera.clip",
+        json!({ "deviceId": VIMC, "durationMs": 2000, "maxWidth": 640 }),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("camera.clip on vimc: {e}\n{}", vm.console()));
+    assert_eq!(clip["format"], "mp4");
+    let mp4 = b64(&clip);
+    let (codec, secs, frames) = ffprobe(&mp4);
+    eprintln!(
+        "vimc clip through cam: {} bytes, {codec}, {secs:.3} s, {frames} frames",
+        mp4.len()
+    );
+    assert_eq!(codec, "h264");
+    assert!((1.7..=2.3).contains(&secs), "duration {secs} s, asked 2 s");
+    assert!(frames >= 3, "{frames} frames");
+    let img = ffmpeg_frame(&mp4, 1.0);
+    keep("vimc-clip-frame", &img);
+    assert!(img.0 <= 640 && img.0 >= 600, "{}x{}", img.0, img.1);
+    assert_colour_bars(&img);
     drop(vm);
 
     // The tools removed: listed, and unavailable with the reason.
@@ -1181,6 +1205,17 @@ async fn libcamera_camera_on_vimc() {
     let e = invoke(&op, &node_id, "camera.snap", json!({ "deviceId": id }))
         .await
         .expect_err("a snap without libcamera's tools");
+    let text = format!("{e:?}");
+    assert!(text.contains("CAMERA_UNAVAILABLE"), "{text}");
+    assert!(text.contains("libcamera-tools"), "{text}");
+    let e = invoke(
+        &op,
+        &node_id,
+        "camera.clip",
+        json!({ "deviceId": id, "durationMs": 1000 }),
+    )
+    .await
+    .expect_err("a clip without libcamera's tools");
     let text = format!("{e:?}");
     assert!(text.contains("CAMERA_UNAVAILABLE"), "{text}");
     assert!(text.contains("libcamera-tools"), "{text}");

@@ -215,7 +215,6 @@ impl Cameras for V4l2 {
     /// I420); a camera that offers only JPEG frames is [`CameraError::Unsupported`].
     #[cfg(feature = "video")]
     fn clip(&self, req: &ClipRequest) -> Result<crate::video::Clip, CameraError> {
-        use crate::video::{self, I420};
         let path = self.pick(req.device.as_deref(), req.facing)?;
         let _turn = Queue::take(&self.queues.of(&path));
         let mut cam = Camera::open(&path, req.max_width, req.frame_timeout, RAW_FORMATS)?;
@@ -227,34 +226,46 @@ impl Cameras for V4l2 {
         for _ in 0..req.warmup_frames {
             cam.frame()?;
         }
-        let mut pic = I420::new(w, h);
-        let rec = &req.record;
-        let bitrate =
-            video::bitrate_for(pic.width, pic.height, rec.fps, rec.duration, rec.max_bytes);
-        let enc = video::encoder(pic.width, pic.height, rec.fps, bitrate)
-            .map_err(|e| CameraError::Video(path.clone(), e))?;
-        tracing::info!(
-            path,
-            width = pic.width,
-            height = pic.height,
-            fps = rec.fps,
-            bitrate,
-            encoder = enc.name(),
-            "camera.clip recording"
-        );
-        let clip = video::record(&mut pic, rec, enc, |pic, due| loop {
+        record_clip(&path, w, h, &req.record, |pic, due| loop {
             let data = cam.frame()?;
             if Instant::now() >= due {
                 return pic
                     .fill_from(layout, data, w, h, stride)
                     .map_err(|e| CameraError::Frame(path.clone(), e));
             }
-        });
-        clip.map_err(|e| match e {
-            CameraError::Video(_, v) => CameraError::Video(path.clone(), v),
-            other => other,
         })
     }
+}
+
+/// Records `rec` from `w` × `h` frames that `fill` puts into the picture (each once its due
+/// time has come), through the board's H.264 encoder into an MP4: the one recording path of
+/// V4L2 and libcamera cameras.
+#[cfg(feature = "video")]
+fn record_clip(
+    id: &str,
+    w: u32,
+    h: u32,
+    rec: &crate::video::RecordRequest,
+    fill: impl FnMut(&mut crate::video::I420, Instant) -> Result<(), CameraError>,
+) -> Result<crate::video::Clip, CameraError> {
+    use crate::video::{self, I420};
+    let mut pic = I420::new(w, h);
+    let bitrate = video::bitrate_for(pic.width, pic.height, rec.fps, rec.duration, rec.max_bytes);
+    let enc = video::encoder(pic.width, pic.height, rec.fps, bitrate)
+        .map_err(|e| CameraError::Video(id.into(), e))?;
+    tracing::info!(
+        camera = id,
+        width = pic.width,
+        height = pic.height,
+        fps = rec.fps,
+        bitrate,
+        encoder = enc.name(),
+        "camera.clip recording"
+    );
+    video::record(&mut pic, rec, enc, fill).map_err(|e| match e {
+        CameraError::Video(_, v) => CameraError::Video(id.into(), v),
+        other => other,
+    })
 }
 
 fn c_string(bytes: &[u8]) -> String {
@@ -689,10 +700,8 @@ impl Cameras for Local {
     fn clip(&self, req: &ClipRequest) -> Result<crate::video::Clip, CameraError> {
         let id = self.pick(req.device.as_deref(), req.facing)?;
         if id.starts_with(libcamera::ID_PREFIX) {
-            return Err(CameraError::NeedsLibcamera(
-                id,
-                "camera.clip is not supported on libcamera cameras yet (camera.snap is)".into(),
-            ));
+            let _turn = Queue::take(&self.queues.of(&id));
+            return self.libcamera.clip(&id, req);
         }
         self.v4l2.clip(&ClipRequest {
             device: Some(id),

@@ -11,7 +11,11 @@
 //! Which tool is found is the camera's [`Access`]; without either, the camera is still listed
 //! with the reason it cannot be used, and `camera.snap` on it is `CAMERA_UNAVAILABLE` saying
 //! what to install. Tools run with a deadline and bounded output ([`run`]): a hung tool is
-//! killed, never waited for.
+//! killed, never waited for. `camera.clip` streams frames from `rpicam-vid` or `cam` while
+//! they run ([`clip`]).
+
+#[cfg(feature = "video")]
+mod clip;
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -144,13 +148,7 @@ impl Libcamera {
         let camera = id.strip_prefix(ID_PREFIX).unwrap_or(id);
         match &tool {
             Tool::Cam(cam) => snap_cam(cam, id, camera, req),
-            Tool::RpicamStill(still) => {
-                let index = rpicam_list(still)?
-                    .iter()
-                    .position(|c| c.id == id)
-                    .ok_or_else(|| CameraError::NotFound(id.into()))?;
-                snap_rpicam(still, id, index, req)
-            }
+            Tool::RpicamStill(still) => snap_rpicam(still, id, rpicam_index(still, id)?, req),
         }
     }
 }
@@ -188,6 +186,14 @@ fn list_with(tool: &Tool) -> Result<Vec<CameraInfo>, CameraError> {
             Ok(cams)
         }
     }
+}
+
+/// The `--camera` index an rpicam tool gives the camera `id`.
+fn rpicam_index(tool: &Path, id: &str) -> Result<usize, CameraError> {
+    rpicam_list(tool)?
+        .iter()
+        .position(|c| c.id == id)
+        .ok_or_else(|| CameraError::NotFound(id.into()))
 }
 
 fn rpicam_list(still: &Path) -> Result<Vec<CameraInfo>, CameraError> {
@@ -289,7 +295,7 @@ fn layout_of(libcamera_format: &str) -> Option<PixelFormat> {
 const MAX_CAM_FRAMES: u32 = 300;
 
 /// A photo through `cam`: `warmup_frames` (and `delay` worth of frames at 30 fps) stream by,
-/// `cam` writes each into a private directory, where [`Pruner`] keeps only the newest (disk or
+/// `cam` writes each into a private directory, where [`prune`] keeps only the newest (disk or
 /// tmpfs use stays at a frame or two, whatever the delay); the last is converted and coded here.
 fn snap_cam(cam: &Path, id: &str, camera: &str, req: &SnapRequest) -> Result<Photo, CameraError> {
     let dir = TempDir::new().map_err(|e| CameraError::Io(id.into(), e))?;
@@ -301,7 +307,12 @@ fn snap_cam(cam: &Path, id: &str, camera: &str, req: &SnapRequest) -> Result<Pho
         stream.push_str(&format!(",width={w},height={}", (w * 3 / 4).max(2)));
     }
     let timeout = req.delay + req.frame_timeout * frames.min(10) + LIST_TIMEOUT;
-    let pruner = Pruner::start(dir.0.clone());
+    // cam opens, writes and closes one file per frame, so a file that is not the newest is
+    // complete and no longer written: all but the newest are removed every 20 ms.
+    let pruner = {
+        let dir = dir.0.clone();
+        Every::start(Duration::from_millis(20), move || prune(&dir))
+    };
     let out = run(
         Command::new(cam)
             .args(["-c", camera, "--info", "-s", &stream])
@@ -493,35 +504,34 @@ pub(crate) fn run(
     })
 }
 
-/// Removes all but the newest frame file of a running `cam` every 20 ms, until dropped (and
-/// once more then). `cam` opens, writes and closes one file per frame, so a file that is not
-/// the newest is complete and no longer written.
-struct Pruner {
+/// Runs a task every `period` on its own thread until dropped, and once more then: the
+/// housekeeping beside a running `cam` (pruning its frame files, taking them for a clip).
+struct Every {
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
-impl Pruner {
-    fn start(dir: PathBuf) -> Pruner {
+impl Every {
+    fn start(period: Duration, mut task: impl FnMut() + Send + 'static) -> Every {
         use std::sync::atomic::{AtomicBool, Ordering};
         let stop = std::sync::Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
         let thread = std::thread::spawn(move || loop {
             let done = flag.load(Ordering::Relaxed);
-            prune(&dir);
+            task();
             if done {
                 return;
             }
-            std::thread::sleep(Duration::from_millis(20));
+            std::thread::sleep(period);
         });
-        Pruner {
+        Every {
             stop,
             thread: Some(thread),
         }
     }
 }
 
-impl Drop for Pruner {
+impl Drop for Every {
     fn drop(&mut self) {
         self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
         if let Some(t) = self.thread.take() {
